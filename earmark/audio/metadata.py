@@ -1,0 +1,69 @@
+"""The deployable model's metadata (DESIGN artifact 4), shared by export (writer) and runtime (reader)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from earmark.audio.spec import FrontendSpec
+
+METADATA_KEY = "earmark"
+METADATA_VERSION = 1
+Task = Literal["clip", "frame"]
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything the runtime needs besides the graph: labels, task, features, timing and thresholds.
+
+    ``input_name`` takes features shaped (batch, 1, n_mels, frames); ``outputs`` maps a role
+    (``clip`` for (batch, classes), ``frame`` for (batch, frames_out, classes)) to the graph's output name.
+    Scores are probabilities (``activation`` says sigmoid or softmax).
+    """
+
+    labels: tuple[str, ...]
+    task: Task
+    frontend: FrontendSpec
+    window_seconds: float
+    hop_seconds: float
+    input_name: str = "features"
+    input_frames: int = 0
+    outputs: dict[str, str] = field(default_factory=lambda: {"clip": "clip_probs"})
+    activation: Literal["sigmoid", "softmax"] = "sigmoid"
+    thresholds: dict[str, float] = field(default_factory=dict)
+    default_threshold: float = 0.5
+    frame_hop_seconds: float = 0.0
+    precision: str = "fp32"
+    source_checkpoint_sha256: str = ""
+    model_name: str = ""
+    format_version: int = METADATA_VERSION
+
+    def threshold(self, label: str) -> float:
+        return self.thresholds.get(label, self.default_threshold)
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["labels"] = list(self.labels)
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model") -> "ModelMetadata":
+        """Parse metadata; a missing or foreign field is one clear error naming ``source``."""
+        try:
+            data: dict[str, Any] = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{source}: its earmark metadata is not valid JSON ({err}); re-export it with `earmark export`.") from None
+        version = data.get("format_version")
+        if version != METADATA_VERSION:
+            raise ValueError(
+                f"{source}: earmark metadata format {version!r} is not {METADATA_VERSION}; re-export it with this earmark's `earmark export`."
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing or set(data) - known:
+            raise ValueError(f"{source}: earmark metadata lacks {missing} or has unknown {sorted(set(data) - known)}; re-export it with `earmark export`.")
+        data["labels"] = tuple(data["labels"])
+        data["frontend"] = FrontendSpec.from_dict(data["frontend"])
+        return cls(**data)

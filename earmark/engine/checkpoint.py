@@ -1,0 +1,111 @@
+"""Model checkpoints (DESIGN artifact 2): ``model.safetensors`` + ``earmark.json``; loading never unpickles.
+
+The engine knows no model: it stores tensors and a metadata dict. The metadata names the
+registry (``family``: ``student`` or ``teacher``), the registered ``model`` name and its
+``model_args``, so the owning registry can rebuild the module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CHECKPOINT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "earmark.json"
+
+
+@dataclass
+class CheckpointMeta:
+    """What ``earmark.json`` holds besides the weights."""
+
+    family: str  # "student" | "teacher"
+    model: str  # registry name, e.g. "tfsepnet64", "beats_base"
+    model_args: dict[str, Any]
+    frontend: dict[str, Any]  # FrontendSpec.to_dict()
+    labels: list[str] = field(default_factory=list)
+    task: str = "clip"  # "clip" | "frame"
+    provenance: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. quantization config, window seconds
+    format_version: int = CHECKPOINT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def save_checkpoint(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], meta: CheckpointMeta) -> Path:
+    """Write ``path/`` atomically (a temporary folder renamed into place); returns the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+        save_file(_untie(tensors), str(tmp / WEIGHTS_FILE))
+        (tmp / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _untie(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses shared storage; clone tensors that alias an earlier one."""
+    seen: set[int] = set()
+    out = {}
+    for name, t in tensors.items():
+        ptr = t.untyped_storage().data_ptr() if t.numel() else -id(t)
+        out[name] = t.clone() if ptr in seen else t
+        seen.add(ptr)
+    return out
+
+
+def read_meta(path: str | os.PathLike) -> CheckpointMeta:
+    """The metadata of a checkpoint folder, with one clear error when it is not one."""
+    path = Path(path)
+    meta_file = path / META_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint; pass a folder written by earmark (it holds {META_FILE} and {WEIGHTS_FILE}).")
+    if not meta_file.is_file():
+        raise ValueError(
+            f"{path}: not an earmark checkpoint (no {META_FILE}); convert official weights with `earmark convert` first."
+        )
+    data = json.loads(meta_file.read_text())
+    if data.get("format_version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {data.get('format_version')!r} is not {CHECKPOINT_VERSION}; re-create it with this earmark.")
+    return CheckpointMeta(**data)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
+    """The weights (CPU tensors) and metadata of a checkpoint folder."""
+    meta = read_meta(path)
+    weights = Path(path) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ValueError(f"{path}: {WEIGHTS_FILE} is missing; the checkpoint is incomplete, re-create it.")
+    return load_file(str(weights)), meta
+
+
+def checkpoint_hash(path: str | os.PathLike) -> str:
+    """SHA-256 over the weights and metadata files: the identity a cache or an export refers to."""
+    digest = hashlib.sha256()
+    for name in (META_FILE, WEIGHTS_FILE):
+        with open(Path(path) / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
