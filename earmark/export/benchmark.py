@@ -1,0 +1,125 @@
+"""`earmark bench`: latency and throughput of PyTorch eager, ONNX Runtime (fp32 / fp16 / int8) and TensorRT."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import psutil
+
+from earmark.audio.metadata import METADATA_KEY, ModelMetadata
+from earmark.export.onnx_export import INPUT_NAME, session
+
+
+@dataclass
+class BenchRow:
+    """One measured configuration."""
+
+    model: str
+    backend: str
+    precision: str
+    threads: int
+    batch: int
+    p50_ms: float
+    p99_ms: float
+    items_per_s: float
+    rss_growth_mb: float
+
+
+def _time(call: Callable[[], object], runs: int, warmup: int = 3) -> np.ndarray:
+    for _ in range(warmup):
+        call()
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        call()
+        times[i] = time.perf_counter() - start
+    return times
+
+
+def _row(model: str, backend: str, precision: str, threads: int, batch: int, make: Callable[[], Callable[[], object]], runs: int) -> BenchRow:
+    rss = psutil.Process().memory_info().rss
+    call = make()
+    times = _time(call, runs)
+    grown = (psutil.Process().memory_info().rss - rss) / 2**20
+    return BenchRow(model, backend, precision, threads, batch, 1000 * np.percentile(times, 50),
+                    1000 * np.percentile(times, 99), batch / float(np.median(times)), grown)
+
+
+def read_metadata(path: str | os.PathLike) -> ModelMetadata:
+    """The earmark metadata of an exported model (clear error when absent)."""
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if METADATA_KEY not in props:
+        raise ValueError(f"{path}: has no earmark metadata; export it with `earmark export`.")
+    return ModelMetadata.from_json(props[METADATA_KEY], str(path))
+
+
+def bench_onnx(path: str | os.PathLike, batch: int = 8, runs: int = 50) -> list[BenchRow]:
+    """Batch-1 latency and batch-N throughput on 1 thread and on all cores, spinning disabled."""
+    meta = read_metadata(path)
+    shape = [d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
+    dynamic = shape[0] == 0
+    rng = np.random.default_rng(0)
+    features = lambda n: rng.standard_normal((n, 1, meta.frontend.n_mels, meta.input_frames)).astype(np.float32)
+    rows = []
+    for threads in sorted({1, os.cpu_count() or 1}):
+        sess = session(path, threads)
+        one = features(1 if dynamic else shape[0])
+        rows.append(_row(Path(path).name, "onnxruntime", meta.precision, threads, len(one),
+                         lambda: (lambda: sess.run(None, {INPUT_NAME: one})), runs))
+        if dynamic and batch > 1:
+            many = features(batch)
+            rows.append(_row(Path(path).name, "onnxruntime", meta.precision, threads, batch,
+                             lambda: (lambda: sess.run(None, {INPUT_NAME: many})), max(runs // 4, 5)))
+    return rows
+
+
+def bench_torch(checkpoint: str | os.PathLike, batch: int = 8, runs: int = 50) -> list[BenchRow]:
+    """PyTorch eager on the checkpoint's float model, batch 1 and batch N."""
+    import torch
+
+    from earmark.export.loading import ScoresHead, load_model
+
+    loaded = load_model(checkpoint)
+    head = ScoresHead(loaded.model, loaded.meta.task, loaded.multi_label).eval()
+    rows = []
+    for threads in sorted({1, os.cpu_count() or 1}):
+        torch.set_num_threads(threads)
+        for n in (1, batch):
+            x = torch.randn(n, 1, loaded.frontend.n_mels, loaded.input_frames)
+
+            def make():
+                return lambda: head(x)
+
+            with torch.inference_mode():
+                rows.append(_row(Path(checkpoint).name, "pytorch", "fp32", threads, n, make, runs if n == 1 else max(runs // 4, 5)))
+    return rows
+
+
+def frontend_cost_ms(meta: ModelMetadata, seconds: float = 10.0, runs: int = 5) -> float:
+    """Milliseconds the numpy frontend takes per second of audio."""
+    from earmark.audio.features import compute_features
+
+    wave = np.random.default_rng(0).standard_normal(int(seconds * meta.frontend.sample_rate)).astype(np.float32) * 0.1
+    return 1000 * float(np.median(_time(lambda: compute_features(meta.frontend, wave), runs, warmup=1))) / seconds
+
+
+def format_table(rows: list[BenchRow]) -> str:
+    """A fixed-width table of the rows."""
+    header = f"{'model':<28} {'backend':<12} {'prec':<5} {'thr':>3} {'batch':>5} {'p50 ms':>8} {'p99 ms':>8} {'items/s':>9} {'RSS+MB':>7}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r.model[:28]:<28} {r.backend:<12} {r.precision:<5} {r.threads:>3} {r.batch:>5} "
+                     f"{r.p50_ms:>8.3f} {r.p99_ms:>8.3f} {r.items_per_s:>9.1f} {r.rss_growth_mb:>7.1f}")
+    return "\n".join(lines)
+
+
+def write_json(rows: list[BenchRow], frontend_ms: dict[str, float], path: str | os.PathLike) -> None:
+    """Save the rows and the frontend cost as JSON."""
+    Path(path).write_text(json.dumps({"rows": [asdict(r) for r in rows], "frontend_ms_per_audio_second": frontend_ms}, indent=2))

@@ -1,0 +1,65 @@
+"""`earmark export CKPT --format onnx|engine [--fp16] [--int8 [--calib MANIFEST]]` and `--check tensorrt MODEL.onnx`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+FORMATS = ("onnx", "engine")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="an earmark checkpoint folder (or, with --check, an .onnx file)")
+    parser.add_argument("--format", default="onnx", help="onnx (default) or engine (TensorRT, built on the target GPU)")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="half-precision weights and activations")
+    precision.add_argument("--int8", action="store_true", help="symmetric INT8 Q/DQ (from a QAT checkpoint, or PTQ with --calib)")
+    parser.add_argument("--calib", help="manifest of calibration clips for post-training INT8 (its labels give accuracy)")
+    parser.add_argument("--batch", default="1", help="fixed batch size N, or 'dynamic' (default 1)")
+    parser.add_argument("--out", help="output path (default: next to the checkpoint, named by precision)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument("--check", choices=["tensorrt"], help="only list what TensorRT's ONNX parser would refuse in MODEL.onnx")
+
+
+def _batch(value: str) -> int | None:
+    if value == "dynamic":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--batch {value!r} is neither a positive integer nor 'dynamic'; use e.g. --batch 1 or --batch dynamic.")
+    return int(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    from earmark.export.tensorrt import build_engine, check_tensorrt
+
+    if args.check:
+        findings = check_tensorrt(args.model)
+        for finding in findings:
+            print(f"refused: {finding}")
+        print(f"{args.model}: {'TensorRT would refuse it (' + str(len(findings)) + ' findings)' if findings else 'nothing TensorRT would refuse'}")
+        return 1 if findings else 0
+    if args.format not in FORMATS:
+        raise ValueError(f"unknown format {args.format!r}; use --format onnx or --format engine.")
+    from earmark.export.onnx_export import export_onnx
+
+    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    out = Path(args.out) if args.out else Path(args.model).with_name(f"{Path(args.model).name}-{precision}.onnx")
+    result = export_onnx(args.model, out, precision, calib=args.calib, batch=_batch(args.batch), force=args.force)
+    rows = [(str(result.path), f"{result.bytes:,}", result.precision, str(result.opset),
+             f"{result.parity.max_abs_diff:.2e} / {result.parity.top1_agreement:.0%}", f"{result.latency_ms:.2f}")]
+    if args.format == "engine":
+        engine = build_engine(result.path, fp16=args.fp16)
+        rows.append((str(engine), f"{engine.stat().st_size:,}", result.precision, "-", "-", "-"))
+    _print_table(("file", "bytes", "precision", "opset", "parity (max|diff| / top-1)", "ORT ms"), rows)
+    if result.accuracy:
+        print(f"accuracy on the calibration set: exported {result.accuracy['exported']:.1%}, PyTorch fp32 {result.accuracy['pytorch_fp32']:.1%}")
+    print(f"\nnext: earmark listen {result.path} --source mic")
+    return 0
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for i, row in enumerate((header, *rows)):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))

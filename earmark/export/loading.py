@@ -1,0 +1,95 @@
+"""Rebuild a checkpoint's model through its registry and wrap it so its outputs are the deployed scores."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from earmark.audio.spec import FrontendSpec
+from earmark.engine.checkpoint import CheckpointMeta, checkpoint_hash, read_meta
+
+DEFAULT_WINDOW_SECONDS = 1.0
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint's float (or fake-quantized) model with what export needs to describe it."""
+
+    model: nn.Module
+    meta: CheckpointMeta
+    sha256: str
+    quantized: bool
+
+    @property
+    def frontend(self) -> FrontendSpec:
+        return FrontendSpec.from_dict(self.meta.frontend)
+
+    @property
+    def window_seconds(self) -> float:
+        return float(self.meta.extra.get("window_seconds", DEFAULT_WINDOW_SECONDS))
+
+    @property
+    def hop_seconds(self) -> float:
+        return float(self.meta.extra.get("hop_seconds", self.window_seconds / 2))
+
+    @property
+    def input_frames(self) -> int:
+        spec = self.frontend
+        return spec.num_frames(round(self.window_seconds * spec.sample_rate))
+
+    @property
+    def multi_label(self) -> bool:
+        """Sound events are multi-label (sigmoid); scenes and single-label clips use softmax."""
+        return bool(self.meta.extra.get("multi_label", self.meta.task == "frame"))
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """The model of an earmark checkpoint, rebuilt by the registry its metadata names."""
+    meta = read_meta(path)
+    quantized = "quantization" in meta.extra
+    if meta.family == "student":
+        if quantized:
+            from earmark.distill import load_qat_student
+
+            model, meta = load_qat_student(path)
+        else:
+            from earmark.students import student_from_checkpoint
+
+            model, meta = student_from_checkpoint(path)
+    elif meta.family == "teacher":
+        from earmark.teachers import teacher_from_checkpoint
+
+        model, meta = teacher_from_checkpoint(path)
+    else:
+        raise ValueError(f"{path}: unknown model family {meta.family!r} in earmark.json; expected 'student' or 'teacher'.")
+    return LoadedModel(model.eval(), meta, checkpoint_hash(Path(path)), quantized)
+
+
+class ScoresHead(nn.Module):
+    """Features (B, 1, n_mels, frames) -> probabilities: clip (B, C) and/or frame (B, T', C)."""
+
+    def __init__(self, model: nn.Module, task: str, multi_label: bool):
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.multi_label = multi_label
+
+    def _activate(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+
+    def forward(self, features: torch.Tensor):
+        out = self.model(features)
+        if hasattr(out, "clip_logits"):  # a teacher's TeacherOutput
+            out = (out.frame_logits, out.clip_logits) if self.task == "frame" else out.clip_logits
+        if self.task == "frame":
+            frame_logits, clip_logits = out
+            return torch.sigmoid(frame_logits), self._activate(clip_logits)
+        return self._activate(out)
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["frame_probs", "clip_probs"] if self.task == "frame" else ["clip_probs"]
