@@ -1,0 +1,88 @@
+"""numpy log-mel frontends (the runtime's): ``compute_features = finish_window(frame_features(...))``.
+
+``frame_features`` is everything that depends on one frame only (streamable); ``finish_window``
+holds the per-window steps: ATST's top_db floor against the window's maximum, then normalisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from earmark.audio.melbanks import mel_banks, window
+from earmark.audio.spec import FrontendSpec
+
+KALDI_EPS = float(np.finfo(np.float32).eps)
+
+
+def condition(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
+    """Sample-level steps before framing: scaling and, for mel_stft, pre-emphasis ``y[n] = x[n+1] - a x[n]``."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise ValueError(f"expected a mono waveform of shape (samples,), got {wave.shape}; downmix it first (load_audio does).")
+    if spec.waveform_scale != 1.0:
+        wave = wave * np.float32(spec.waveform_scale)
+    if spec.kind == "mel_stft" and spec.preemphasis:
+        wave = wave[1:] - np.float32(spec.preemphasis) * wave[:-1]
+    return wave
+
+
+def pad_centre(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
+    """Reflect- or zero-pad ``n_fft // 2`` samples on both sides (torch.stft's ``center=True``)."""
+    half = spec.n_fft // 2
+    if spec.pad_mode == "reflect" and wave.size <= half:
+        raise ValueError(f"{wave.size} samples are too few for reflect padding of {half}; pass at least {half + 1 + (spec.preemphasis > 0)} samples.")
+    return np.pad(wave, half, mode=spec.pad_mode)
+
+
+def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
+    """(T, samples) frames -> (n_mels, T) log-mel energies (before window-level steps)."""
+    if spec.kind == "kaldi_fbank":
+        if spec.remove_dc_offset:
+            frames = frames - frames.mean(axis=1, keepdims=True)
+        if spec.preemphasis:
+            previous = np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
+            frames = frames - np.float32(spec.preemphasis) * previous
+        frames = frames * window(spec)
+    else:
+        left = (spec.n_fft - spec.win_length) // 2
+        win = np.zeros(spec.n_fft, np.float32)
+        win[left:left + spec.win_length] = window(spec)
+        frames = frames * win
+    spectrum = np.fft.rfft(frames, n=spec.n_fft, axis=1)
+    power = spectrum.real ** 2 + spectrum.imag ** 2
+    if spec.power != 2.0:
+        power = power ** (spec.power / 2)
+    energies = (power.astype(np.float32) @ mel_banks(spec).T).T
+    if spec.log == "log_eps":
+        return np.log(np.maximum(energies, KALDI_EPS))
+    if spec.log == "log":
+        return np.log(energies + np.float32(spec.log_offset))
+    return 10.0 * np.log10(np.maximum(energies, np.float32(1e-10)))
+
+
+def frame_features(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
+    """(n_mels, frames) float32 log-mel of a whole mono waveform at ``spec.sample_rate``."""
+    signal = condition(spec, wave)
+    if spec.subtract_mean and signal.size:
+        signal = signal - signal.mean()
+    n_frames = spec.num_frames(np.asarray(wave).shape[-1])
+    if n_frames == 0:
+        return np.zeros((spec.n_mels, 0), np.float32)
+    if spec.center:
+        signal = pad_centre(spec, signal)
+    frame_len = spec.n_fft if spec.center else spec.win_length
+    frames = sliding_window_view(signal, frame_len)[:: spec.hop_length][:n_frames]
+    return frames_to_log_mel(spec, frames).astype(np.float32)
+
+
+def finish_window(spec: FrontendSpec, log_mel: np.ndarray) -> np.ndarray:
+    """Per-window steps on (n_mels, frames): the top_db floor (as AmplitudeToDB per item), then normalisation."""
+    if spec.top_db is not None and log_mel.size:
+        log_mel = np.maximum(log_mel, log_mel.max() - np.float32(spec.top_db))
+    return ((log_mel - np.float32(spec.norm_mean)) / np.float32(spec.norm_scale)).astype(np.float32)
+
+
+def compute_features(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
+    """Normalised (n_mels, frames) features of one mono waveform, as the model sees them."""
+    return finish_window(spec, frame_features(spec, wave))

@@ -1,0 +1,28 @@
+"""Audio decoding (soundfile) and resampling (soxr) with one clear error per bad file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int, mono: bool = True) -> np.ndarray:
+    """float32 audio at ``sample_rate``: (samples,) when ``mono``, else (channels, samples)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such audio file; check the path (relative paths are read from the manifest's folder).")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except sf.LibsndfileError as err:
+        raise ValueError(f"{path}: cannot be decoded ({err}); convert it to WAV or FLAC, e.g. `ffmpeg -i {path.name} out.wav`.") from None
+    if data.shape[0] == 0:
+        raise ValueError(f"{path}: contains no samples; remove it from the manifest or replace the file.")
+    if rate != sample_rate:
+        data = soxr.resample(data, rate, sample_rate, quality="HQ").astype(np.float32)
+    if mono:
+        return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
+    return np.ascontiguousarray(data.T)

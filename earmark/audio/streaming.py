@@ -1,0 +1,85 @@
+"""Incremental feature frames for live audio: each frame is computed once, however much windows overlap."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from earmark.audio.features import frame_features, frames_to_log_mel
+from earmark.audio.spec import FrontendSpec
+
+
+class FeatureStream:
+    """Push samples at ``spec.sample_rate`` in any block size; get the newly completed ``frame_features`` frames.
+
+    All pushes plus ``flush()`` equal ``frame_features`` of the whole signal. A clip-level
+    ``subtract_mean`` is skipped: Kaldi's per-frame DC removal already cancels any constant offset.
+    """
+
+    def __init__(self, spec: FrontendSpec):
+        if spec.subtract_mean and not (spec.kind == "kaldi_fbank" and spec.remove_dc_offset):
+            raise ValueError(f"frontend {spec.name!r} subtracts the clip mean, which cannot be streamed; use a spec without subtract_mean.")
+        self.spec = spec
+        self._frame_len = spec.n_fft if spec.center else spec.win_length
+        self._buffer = np.zeros(0, np.float32)  # padded signal from the next frame's first sample
+        self._raw: list[np.ndarray] = []  # the first samples, kept until the left reflection is known
+        self._started = not spec.center
+        self._last_sample: np.float32 | None = None
+        self.samples_in = 0
+        self.frames_out = 0
+
+    def _condition(self, block: np.ndarray) -> np.ndarray:
+        spec = self.spec
+        block = np.asarray(block, np.float32).reshape(-1) * np.float32(spec.waveform_scale)
+        if spec.kind == "mel_stft" and spec.preemphasis and block.size:
+            prev = block if self._last_sample is None else np.concatenate([[self._last_sample], block])
+            self._last_sample = block[-1]
+            return prev[1:] - np.float32(spec.preemphasis) * prev[:-1]
+        return block
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Add samples; returns (n_mels, k) new frames (k may be 0)."""
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        self.samples_in += samples.size
+        signal = self._condition(samples)
+        if not self._started:
+            self._raw.append(signal)
+            head = np.concatenate(self._raw)
+            half = self.spec.n_fft // 2
+            if head.size <= half:
+                return self._empty()
+            self._raw = []
+            self._started = True
+            pad = np.pad(head[: half + 1], (half, 0), mode=self.spec.pad_mode)[:half]
+            signal = np.concatenate([pad, head])
+        self._buffer = np.concatenate([self._buffer, signal])
+        return self._emit()
+
+    def flush(self) -> np.ndarray:
+        """The final frames that need the end of the signal (centre padding); the stream is spent afterwards."""
+        spec = self.spec
+        if not spec.center:
+            return self._empty()
+        total = spec.num_frames(self.samples_in)
+        if not self._started:  # shorter than the padding: compute offline
+            return frame_features(spec, np.concatenate(self._raw) if self._raw else np.zeros(0, np.float32))[:, self.frames_out:] if total else self._empty()
+        half = spec.n_fft // 2
+        tail = np.pad(self._buffer[-(half + 1):], (0, half), mode=spec.pad_mode)[half + 1:]
+        self._buffer = np.concatenate([self._buffer, tail])
+        frames = self._emit(limit=total - self.frames_out)
+        return frames
+
+    def _emit(self, limit: int | None = None) -> np.ndarray:
+        spec = self.spec
+        count = 0 if self._buffer.size < self._frame_len else 1 + (self._buffer.size - self._frame_len) // spec.hop_length
+        if limit is not None:
+            count = min(count, limit)
+        if count == 0:
+            return self._empty()
+        windows = np.lib.stride_tricks.sliding_window_view(self._buffer, self._frame_len)[:: spec.hop_length][:count]
+        out = frames_to_log_mel(spec, windows).astype(np.float32)
+        self._buffer = self._buffer[count * spec.hop_length:]
+        self.frames_out += count
+        return out
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((self.spec.n_mels, 0), np.float32)
