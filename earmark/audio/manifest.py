@@ -1,0 +1,233 @@
+"""Dataset manifests: folder per class, ESC-50 CSV, TAU TSV, DESED strong labels, AudioSet-style multi-label CSV.
+
+Every reader returns a ``Manifest`` of ``Clip`` rows. Bad rows stop the read with one error naming the
+file and row; ``skip_bad=True`` reports them on stderr and skips them instead. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+from earmark.audio.labels import LabelSet
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One audio file with its labels; ``events`` are strong labels (onset s, offset s, label)."""
+
+    id: str
+    path: Path
+    labels: tuple[str, ...] = ()
+    fold: int | None = None
+    scene: str | None = None
+    events: tuple[tuple[float, float, str], ...] = ()
+
+
+@dataclass
+class Manifest:
+    """The clips of a dataset, their label set and how they are labelled."""
+
+    clips: list[Clip]
+    labels: LabelSet
+    multi_label: bool = False
+    task: str = "clip"  # "frame" when clips carry strong (onset/offset) labels
+    source: str = ""
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def fingerprint(self) -> str:
+        """A stable hash of ids, paths, labels and events: caches built from this manifest are keyed by it."""
+        rows = [[c.id, str(c.path), list(c.labels), c.fold, c.scene, [list(e) for e in c.events]] for c in self.clips]
+        blob = json.dumps({"labels": self.labels.to_list(), "rows": rows}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def filter(self, keep: Callable[[Clip], bool]) -> "Manifest":
+        """The clips for which ``keep`` is true (same label set)."""
+        return replace(self, clips=[c for c in self.clips if keep(c)], skipped=[])
+
+    def folds(self, folds: Iterable[int]) -> "Manifest":
+        """The clips of the given folds."""
+        wanted = set(folds)
+        return self.filter(lambda c: c.fold in wanted)
+
+    def by_id(self) -> dict[str, Clip]:
+        return {c.id: c for c in self.clips}
+
+
+class _Rows:
+    """Collects clips, turning bad rows into one clear error (or a reported skip)."""
+
+    def __init__(self, source: Path, skip_bad: bool):
+        self.source, self.skip_bad = source, skip_bad
+        self.clips: dict[str, Clip] = {}
+        self.skipped: list[str] = []
+
+    def bad(self, row: int | str, problem: str) -> None:
+        message = f"{self.source}, row {row}: {problem}"
+        if not self.skip_bad:
+            raise ValueError(message + " (fix the row, or pass --skip-bad to report and skip such rows).")
+        self.skipped.append(message)
+        print(f"skipped {message}", file=sys.stderr)
+
+    def add(self, row: int | str, clip: Clip, check_file: bool = True) -> None:
+        if clip.id in self.clips:
+            return self.bad(row, f"duplicated id {clip.id!r}")
+        if check_file and not clip.path.is_file():
+            return self.bad(row, f"audio file {clip.path} does not exist")
+        self.clips[clip.id] = clip
+
+
+def _number(rows: _Rows, row: int, text: str, what: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        rows.bad(row, f"{what} {text!r} is not a number")
+        return None
+
+
+def _audio_root(path: Path, audio_root: str | os.PathLike | None) -> Path:
+    if audio_root is not None:
+        return Path(audio_root)
+    return path.parent / "audio" if (path.parent / "audio").is_dir() else path.parent
+
+
+def _finish(rows: _Rows, label_set: LabelSet | None, found: Iterable[str], **kind) -> Manifest:
+    labels = label_set or LabelSet(sorted(set(found)))
+    clips = []
+    for clip in rows.clips.values():
+        unknown = [l for l in (*clip.labels, *(e[2] for e in clip.events)) if l not in labels]
+        if unknown:
+            rows.bad(clip.id, f"labels {unknown} are not in the label set {labels.to_list()}")
+            continue
+        clips.append(clip)
+    return Manifest(clips, labels, source=str(rows.source), skipped=rows.skipped, **kind)
+
+
+def read_folders(root: Path, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:
+    """root/<class>/<file>: one class per sub-folder; the id is "class/file"."""
+    rows = _Rows(root, skip_bad)
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for file in sorted(p for p in class_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES):
+            rows.add(f"{class_dir.name}/{file.name}", Clip(f"{class_dir.name}/{file.name}", file, (class_dir.name,)))
+    return _finish(rows, labels, (c.labels[0] for c in rows.clips.values()))
+
+
+def _table(path: Path, delimiter: str) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter=delimiter, skipinitialspace=True))
+
+
+def read_esc50(path: Path, audio_root=None, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:
+    """ESC-50 CSV: filename, fold, target, category."""
+    root, rows = _audio_root(path, audio_root), _Rows(path, skip_bad)
+    for i, r in enumerate(_table(path, ","), start=2):
+        fold = _number(rows, i, r.get("fold"), "fold")
+        if fold is not None and r.get("category"):
+            rows.add(i, Clip(Path(r["filename"]).stem, root / r["filename"], (r["category"],), int(fold)))
+        elif fold is not None:
+            rows.bad(i, "the category is empty")
+    return _finish(rows, labels, (c.labels[0] for c in rows.clips.values()))
+
+
+def read_tau(path: Path, audio_root=None, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:
+    """TAU Urban Acoustic Scenes TSV: filename, scene_label (other columns ignored)."""
+    root, rows = (Path(audio_root) if audio_root else path.parent), _Rows(path, skip_bad)
+    for i, r in enumerate(_table(path, "\t"), start=2):
+        if not r.get("scene_label"):
+            rows.bad(i, "the scene_label is empty")
+            continue
+        fold = r.get("fold")
+        rows.add(i, Clip(Path(r["filename"]).stem, root / r["filename"], (r["scene_label"],),
+                         int(fold) if fold and fold.isdigit() else None, scene=r["scene_label"]))
+    return _finish(rows, labels, (c.scene for c in rows.clips.values()))
+
+
+def read_desed(path: Path, audio_root=None, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:
+    """DESED strong labels TSV: filename, onset, offset, event_label; several rows per file, empty label = no event."""
+    root, rows = _audio_root(path, audio_root), _Rows(path, skip_bad)
+    events: dict[str, list[tuple[float, float, str]]] = {}
+    first_row: dict[str, int] = {}
+    for i, r in enumerate(_table(path, "\t"), start=2):
+        name = r.get("filename") or ""
+        first_row.setdefault(name, i)
+        events.setdefault(name, [])
+        if not r.get("event_label"):
+            continue
+        onset, offset = _number(rows, i, r.get("onset"), "onset"), _number(rows, i, r.get("offset"), "offset")
+        if onset is None or offset is None:
+            continue
+        if not 0 <= onset < offset:
+            rows.bad(i, f"onset {onset} is not before offset {offset}")
+            continue
+        events[name].append((onset, offset, r["event_label"]))
+    for name, evs in events.items():
+        evs.sort()
+        clip_labels = tuple(sorted({e[2] for e in evs}))
+        rows.add(first_row[name], Clip(Path(name).stem, root / name, clip_labels, events=tuple(evs)))
+    return _finish(rows, labels, (e[2] for evs in events.values() for e in evs), multi_label=True, task="frame")
+
+
+def read_multilabel(path: Path, audio_root=None, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:
+    """AudioSet-style CSV: filename (or YTID) and labels (or positive_labels) as "a,b,c"."""
+    root, rows = _audio_root(path, audio_root), _Rows(path, skip_bad)
+    for i, r in enumerate(_table(path, ","), start=2):
+        name = r.get("filename") or (f"{r['YTID']}.wav" if r.get("YTID") else "")
+        names = [l.strip() for l in (r.get("labels") or r.get("positive_labels") or "").split(",") if l.strip()]
+        if not name:
+            rows.bad(i, "the filename (or YTID) is empty")
+            continue
+        rows.add(i, Clip(Path(name).stem, root / name, tuple(names)))
+    return _finish(rows, labels, (l for c in rows.clips.values() for l in c.labels), multi_label=True)
+
+
+def detect_kind(path: Path) -> str:
+    """Guess the format from the path and the header row."""
+    if path.is_dir():
+        return "folders"
+    if path.suffix == ".tar" or "{" in path.name:
+        return "webdataset"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such manifest; pass a CSV/TSV file, a folder of class folders or .tar shards.")
+    header = path.open().readline()
+    if "event_label" in header and "onset" in header:
+        return "desed"
+    if "scene_label" in header:
+        return "tau"
+    if "category" in header and "fold" in header:
+        return "esc50"
+    if "labels" in header:
+        return "multilabel"
+    raise ValueError(
+        f"{path}: cannot tell the format from its header {header.strip()!r}; "
+        "expected ESC-50 (filename,fold,target,category), TAU (filename<TAB>scene_label), "
+        "DESED (filename<TAB>onset<TAB>offset<TAB>event_label) or multi-label (filename,labels)."
+    )
+
+
+READERS = {"folders": read_folders, "esc50": read_esc50, "tau": read_tau, "desed": read_desed, "multilabel": read_multilabel}
+
+
+def read_manifest(path: str | os.PathLike, kind: str = "auto", audio_root=None, labels: LabelSet | list[str] | None = None,
+                  skip_bad: bool = False) -> Manifest:
+    """Read a manifest of any supported format (``kind="auto"`` guesses it from the header)."""
+    path = Path(path)
+    kind = detect_kind(path) if kind == "auto" else kind
+    if kind == "webdataset":
+        raise ValueError(f"{path}: WebDataset shards are streamed, not listed; use earmark.audio.shards.ShardDataset.")
+    if kind not in READERS:
+        raise ValueError(f"unknown manifest kind {kind!r}; choose one of {sorted(READERS)} or 'auto'.")
+    label_set = LabelSet(labels) if isinstance(labels, list) else labels
+    if kind == "folders":
+        return read_folders(path, label_set, skip_bad)
+    return READERS[kind](path, audio_root, label_set, skip_bad)
