@@ -1,0 +1,44 @@
+"""Student checkpoints: rebuild a registered student from ``earmark.json`` and its weights."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import nn
+
+from earmark.audio.spec import get_frontend
+from earmark.engine.checkpoint import CheckpointMeta, load_checkpoint
+from earmark.students.registry import create_student
+
+
+def student_checkpoint_meta(model: nn.Module, name: str, labels: list[str], task: str = "clip",
+                            overrides: dict[str, Any] | None = None, **extra: Any) -> CheckpointMeta:
+    """Metadata that lets ``student_from_checkpoint`` rebuild ``model`` (``extra`` goes to ``meta.extra``)."""
+    return CheckpointMeta(
+        family="student", model=name,
+        model_args={"num_classes": len(labels), "task": task, **(overrides or {})},
+        frontend=get_frontend(model.frontend).to_dict(), labels=list(labels), task=task,
+        extra=dict(extra),
+    )
+
+
+def build_student(meta: CheckpointMeta) -> nn.Module:
+    """The (untrained) student a checkpoint's metadata describes."""
+    args = dict(meta.model_args)
+    return create_student(meta.model, args.pop("num_classes"), args.pop("task", meta.task), **args)
+
+
+def student_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, CheckpointMeta]:
+    """The student saved at ``path`` and its metadata (clear error when the weights do not fit the architecture)."""
+    state, meta = load_checkpoint(path)
+    if meta.family != "student":
+        raise ValueError(f"{path} holds a {meta.family} ({meta.model}), not a student; pass a checkpoint written by `earmark distill`.")
+    model = build_student(meta)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise ValueError(f"{path}: the weights do not fit {meta.model} {meta.model_args} ({first}); "
+                         "the checkpoint is from another architecture.") from None
+    return model.eval(), meta

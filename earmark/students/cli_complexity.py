@@ -1,0 +1,28 @@
+"""`earmark complexity NAME_OR_CHECKPOINT`: parameters, MACs and bytes against the DCASE limits."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", help="a registered student name or a student checkpoint folder")
+    parser.add_argument("--classes", type=int, default=10, help="classes for a registered name (default 10, as TAU22)")
+    parser.add_argument("--list", action="store_true", help="list the registered students")
+
+
+def run(args: argparse.Namespace) -> int:
+    from earmark.students import count, create_student, format_report, list_students, one_second_input, student_from_checkpoint
+
+    if args.list or not args.model:
+        for name, summary in list_students().items():
+            print(f"{name:<18} {summary}")
+        return 0
+    if Path(args.model).is_dir():
+        model, meta = student_from_checkpoint(args.model)
+        name = f"{meta.model} ({args.model})"
+    else:
+        model, name = create_student(args.model, args.classes), args.model
+    print(format_report(name, count(model, *one_second_input(model))))
+    return 0

@@ -1,0 +1,79 @@
+"""Students match their papers' counts, trace to ONNX with Runtime parity, and round-trip through checkpoints."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from earmark.engine.checkpoint import save_checkpoint
+from earmark.students import (REGISTRY, count, create_student, format_report, one_second_input,
+                              student_checkpoint_meta, student_from_checkpoint)
+
+
+@pytest.mark.parametrize("name, params, macs", [
+    ("tfsepnet64", 126_858, 29_419_648),
+    ("tfsepnet40", 52_290, 7_029_240),
+])
+def test_published_parameter_and_mac_counts(name, params, macs):
+    model = create_student(name, 10)
+    c = count(model, *one_second_input(model))
+    assert (c.params, c.macs) == (params, macs)
+
+
+def test_adaresnorm_adds_three_parameters_per_channel_of_each_norm():
+    assert count(create_student("tfsepnet40_ada", 10), 256, 64).params == 53_370
+
+
+def test_complexity_verdicts_for_tfsepnet64():
+    c = count(create_student("tfsepnet64", 10), 512, 64)
+    assert c.param_bytes("int8") == 126_858 and c.fits("int8")
+    assert c.param_bytes("fp16") == 253_716 and not c.fits("fp16")
+    report = format_report("tfsepnet64", c)
+    assert "126,858" in report and "does not fit" in report and c.frontend_flops > 0
+
+
+@pytest.mark.parametrize("name", ["tfsepnet64", "vit_micro_audio"])
+def test_frame_models_keep_time_at_the_documented_rate(name):
+    model = create_student(name, 5, task="frame").eval()
+    n_mels, frames = one_second_input(model)
+    frame_logits, clip_logits = model(torch.randn(2, 1, n_mels, 4 * frames))
+    assert clip_logits.shape == (2, 5)
+    if name.startswith("tfsepnet"):
+        assert 0.020 <= model.frame_hop_seconds <= 0.064
+    expected = 4 * frames * 500 / 32000 / model.frame_hop_seconds  # four seconds of feature frames
+    assert frame_logits.shape[0] == 2 and frame_logits.shape[2] == 5 and abs(frame_logits.shape[1] - expected) <= 1
+
+
+def test_vit_interpolates_learned_positions_to_other_lengths():
+    model = create_student("vit_micro_audio", 3).eval()
+    assert model(torch.randn(1, 1, 256, 128)).shape == (1, 3)
+    assert create_student("vit_micro_audio", 3, positions="sincos", pooling="cls")(torch.randn(1, 1, 256, 64)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("task", ["clip", "frame"])
+def test_every_student_exports_to_onnx_with_runtime_parity(name, task, tmp_path):
+    model = create_student(name, 4, task=task).eval()
+    x = torch.randn(1, 1, *one_second_input(model))
+    names = ["frame", "clip"] if task == "frame" else ["clip"]
+    torch.onnx.export(model, (x,), tmp_path / "m.onnx", dynamo=False, opset_version=17, input_names=["features"], output_names=names)
+    ours = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"features": x.numpy()})
+    with torch.no_grad():
+        ref = model(x)
+    for o, r in zip(ours, ref if isinstance(ref, tuple) else (ref,)):
+        assert np.abs(o - r.numpy()).max() < 1e-4
+
+
+def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
+    model = create_student("tfsepnet40", 3, base_channels=16)
+    meta = student_checkpoint_meta(model, "tfsepnet40", ["a", "b", "c"], overrides={"base_channels": 16})
+    save_checkpoint(tmp_path / "s", model.state_dict(), meta)
+    loaded, meta2 = student_from_checkpoint(tmp_path / "s")
+    x = torch.randn(2, 1, 256, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    assert meta2.labels == ["a", "b", "c"]
+    meta.model_args["base_channels"] = 24
+    save_checkpoint(tmp_path / "bad", model.state_dict(), meta)
+    with pytest.raises(ValueError, match="do not fit"):
+        student_from_checkpoint(tmp_path / "bad")
