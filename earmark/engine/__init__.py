@@ -1,1 +1,19 @@
-"""earmark.engine"""
+"""earmark.engine: the shared training loop (torchrun/DDP, autocast, accumulation, exact resume), checkpoints, plots.
+
+    config = TrainConfig(run_dir="runs/x", epochs=10, lr=1e-3)
+    trainer = Trainer(config, model, step_fn, dataset, collate_fn=collate, val_fn=validate, on_best=save)
+    trainer.fit(resume=True)   # step_fn(model, batch) -> (loss, {"metric": value})
+"""
+
+from earmark.engine.checkpoint import CheckpointMeta, checkpoint_hash, load_checkpoint, read_meta, save_checkpoint
+from earmark.engine.distributed import DistInfo, all_reduce_mean, cleanup, setup_distributed
+from earmark.engine.ema import EMA
+from earmark.engine.plots import plot_confusion, plot_metrics
+from earmark.engine.schedules import cosine_to, lr_factor
+from earmark.engine.trainer import TrainConfig, Trainer, TrainState, seed_everything
+
+__all__ = [
+    "Trainer", "TrainConfig", "TrainState", "seed_everything", "EMA", "lr_factor", "cosine_to",
+    "setup_distributed", "cleanup", "all_reduce_mean", "DistInfo",
+    "CheckpointMeta", "save_checkpoint", "load_checkpoint", "read_meta", "checkpoint_hash", "plot_metrics", "plot_confusion",
+]

@@ -1,0 +1,270 @@
+"""The one training loop every run shares (pretrain, finetune, distill); it knows no model.
+
+``step_fn(model, batch) -> (loss, metrics)`` defines the run. The trainer adds DDP, autocast,
+gradient accumulation, the schedule, hooks (EMA updates), a progress bar, metrics CSV and curves,
+validation with best-model selection, and atomic state files that resume exactly: the data order
+of an epoch depends only on (seed, epoch), and the RNG states are saved with the weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from earmark.engine.distributed import DistInfo, all_reduce_mean, setup_distributed
+from earmark.engine.schedules import lr_factor
+
+StepFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run's optimisation needs; saved as JSON beside the run."""
+
+    run_dir: str
+    epochs: int = 1
+    max_steps: int = 0  # 0: epochs decide
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"  # adam | adamw
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # cosine | linear | constant | cosine_restarts
+    restart_period: int = 0  # cosine_restarts: first period in steps
+    min_lr_factor: float = 0.0
+    grad_accum: int = 1
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    grad_clip: float = 0.0
+    seed: int = 0
+    ckpt_every: int = 0  # steps; 0: at the end of each epoch
+    keep_best: str = ""  # validation metric that picks the best model
+    best_mode: str = "max"
+    num_workers: int = 0
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainState:
+    """Where the run is: the position in the data and the best validation value so far."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # batches of the current epoch already consumed
+    best: float | None = None
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Runs ``step_fn`` over ``train_data`` under ``config``; ``fit(resume=True)`` continues a killed run exactly."""
+
+    def __init__(self, config: TrainConfig, model: nn.Module, step_fn: StepFn, train_data: Dataset,
+                 collate_fn: Callable | None = None, val_fn: Callable[[nn.Module], dict[str, float]] | None = None,
+                 on_best: Callable[[nn.Module, dict[str, float]], None] | None = None,
+                 hooks: list[Callable[["Trainer"], None]] | None = None, params: list | None = None,
+                 dist_info: DistInfo | None = None, extra_state: dict[str, Any] | None = None):
+        self.config, self.step_fn, self.val_fn, self.on_best = config, step_fn, val_fn, on_best
+        self.hooks = hooks or []
+        self.extra_state = extra_state or {}  # objects with state_dict/load_state_dict saved alongside (EMA, loss centres)
+        self.dist = dist_info or setup_distributed()
+        self.run_dir = Path(config.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        seed_everything(config.seed)
+        self.model = model.to(self.dist.device)
+        self.wrapped = DistributedDataParallel(self.model) if self.dist.distributed else self.model
+        trainable = params if params is not None else [p for p in self.model.parameters() if p.requires_grad]
+        opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(trainable, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
+        self.train_data, self.collate_fn = train_data, collate_fn
+        self.steps_per_epoch = max(len(self._loader(0)) // config.grad_accum, 1)  # a partial accumulation is dropped
+        self.total_steps = config.max_steps or self.steps_per_epoch * config.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
+            s, self.total_steps, config.warmup_steps, config.schedule, config.min_lr_factor, config.restart_period))
+        self.scaler = torch.amp.GradScaler(enabled=config.precision == "fp16" and self.dist.device.type == "cuda")
+        self.state = TrainState()
+        self.last_metrics: dict[str, float] = {}
+
+    # data -----------------------------------------------------------------
+    def _loader(self, epoch: int) -> DataLoader:
+        data, cfg = self.train_data, self.config
+        if hasattr(data, "set_epoch"):
+            data.set_epoch(epoch)
+        if isinstance(data, torch.utils.data.IterableDataset):
+            sampler = None
+        elif self.dist.distributed:
+            sampler = DistributedSampler(data, self.dist.world_size, self.dist.rank, shuffle=True, seed=cfg.seed)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        # The loader's own generator keeps iterator creation from drawing on the global RNG (exact resume).
+        return DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, collate_fn=self.collate_fn,
+                          num_workers=cfg.num_workers, drop_last=False,
+                          generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
+
+    def _to_device(self, batch: Any) -> Any:
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.dist.device, non_blocking=True)
+        if isinstance(batch, dict):
+            return {k: self._to_device(v) for k, v in batch.items()}
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self._to_device(v) for v in batch)
+        return batch
+
+    # state ----------------------------------------------------------------
+    def save_state(self) -> Path:
+        """Write the full training state atomically (rank 0)."""
+        path = self.run_dir / STATE_FILE
+        if not self.dist.is_main:
+            return path
+        payload = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(), "train_state": asdict(self.state),
+            "extra": {k: v.state_dict() for k, v in self.extra_state.items()},
+        }
+        tmp = path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_state(self) -> bool:
+        """Restore the saved state if the run folder has one; True when resumed."""
+        path = self.run_dir / STATE_FILE
+        if not path.exists():
+            return False
+        payload = torch.load(path, map_location=self.dist.device, weights_only=True)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        for key, obj in self.extra_state.items():
+            obj.load_state_dict(payload["extra"][key])
+        _set_rng_state(payload["rng"])
+        self.state = TrainState(**payload["train_state"])
+        return True
+
+    # loop -----------------------------------------------------------------
+    def _autocast(self):
+        cfg, device = self.config, self.dist.device.type
+        if cfg.precision == "fp32":
+            return torch.autocast(device, enabled=False)
+        return torch.autocast(device, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
+
+    def _optimizer_step(self) -> None:
+        if self.config.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.state.step += 1
+        for hook in self.hooks:
+            hook(self)
+
+    def fit(self, resume: bool = False) -> TrainState:
+        """Train until ``max_steps`` or ``epochs``; returns the final state."""
+        cfg = self.config
+        if resume and self.load_state() and self.dist.is_main:
+            print(f"resumed {self.run_dir} at step {self.state.step} (epoch {self.state.epoch}, batch {self.state.batch})")
+        elif not resume:
+            (self.run_dir / "metrics.csv").unlink(missing_ok=True)
+        bar = tqdm(total=self.total_steps, initial=self.state.step, desc=self.run_dir.name,
+                   disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
+        self.wrapped.train()
+        while self.state.step < self.total_steps:
+            self._run_epoch(bar)
+        bar.close()
+        self.save_state()
+        return self.state
+
+    def _run_epoch(self, bar: tqdm) -> None:
+        cfg = self.config
+        accumulated = 0
+        self.optimizer.zero_grad(set_to_none=True)
+        for index, batch in enumerate(self._loader(self.state.epoch)):
+            if index < self.state.batch:
+                continue  # consumed before the run was stopped
+            with self._autocast():
+                loss, metrics = self.step_fn(self.wrapped, self._to_device(batch))
+            self.scaler.scale(loss / cfg.grad_accum).backward()
+            accumulated += 1
+            self.state.batch = index + 1
+            if accumulated % cfg.grad_accum:
+                continue
+            self._optimizer_step()
+            self.last_metrics = {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}}
+            bar.update(1)
+            bar.set_postfix(loss=f"{self.last_metrics['loss']:.4f}")
+            self._log("train", self.last_metrics)
+            if cfg.ckpt_every and self.state.step % cfg.ckpt_every == 0:
+                self.save_state()
+            if cfg.max_steps and self.state.step >= self.total_steps:
+                return  # a step budget ends mid-epoch; an epoch budget ends with the epoch's validation
+        self.state.epoch += 1
+        self.state.batch = 0
+        self._validate()
+        if not cfg.ckpt_every:
+            self.save_state()
+
+    def _validate(self) -> None:
+        if self.val_fn is None:
+            return
+        self.model.eval()
+        with torch.no_grad(), self._autocast():
+            metrics = {k: float(all_reduce_mean(torch.tensor(float(v), device=self.dist.device))) for k, v in self.val_fn(self.model).items()}
+        self.model.train()
+        self._log("val", metrics)
+        key = self.config.keep_best
+        if key and key in metrics:
+            value, best = metrics[key], self.state.best
+            better = best is None or (value > best if self.config.best_mode == "max" else value < best)
+            if better:
+                self.state.best = value
+                if self.on_best and self.dist.is_main:
+                    self.on_best(self.model, metrics)
+
+    def _log(self, phase: str, metrics: dict[str, float]) -> None:
+        if not self.dist.is_main:
+            return
+        path = self.run_dir / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["step", "epoch", "phase", "metric", "value"])
+            for name, value in metrics.items():
+                writer.writerow([self.state.step, self.state.epoch, phase, name, f"{value:.6g}"])
