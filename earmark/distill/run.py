@@ -1,0 +1,259 @@
+"""The distillation run: teacher-output cache -> KD training of a student -> optional NNCF QAT -> checkpoints and plots."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from earmark.audio.datasets_torch import ClipDataset, collate
+from earmark.audio.features_torch import Frontend
+from earmark.audio.manifest import Manifest, read_manifest
+from earmark.audio.spec import get_frontend
+from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, spec_augment, time_roll
+from earmark.distill.losses import bce_kd, soft_kd
+from earmark.distill.qat import quantize, save_qat_checkpoint
+from earmark.engine import Trainer, TrainConfig, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed
+from earmark.students import create_student, student_checkpoint_meta
+from earmark.teachers.cache import TeacherCache
+from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
+
+
+@dataclass
+class DistillConfig:
+    """One distillation run; saved as config.json in the run folder."""
+
+    data: str
+    out: str
+    teachers: list[str] = field(default_factory=list)  # checkpoints (teacher or student family), or one cache folder
+    student: str = "tfsepnet64"
+    student_overrides: dict = field(default_factory=dict)
+    cache: str = ""  # where the teacher-output cache lives (default: OUT/teacher-cache)
+    clip_seconds: float = 1.0
+    val_fold: int = 4
+    test_fold: int = 5
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 4e-3
+    schedule: str = "cosine_restarts"
+    restart_epochs: int = 10
+    warmup_epochs: int = 1
+    temperature: float = 2.0
+    hard_weight: float = 0.02
+    kl_reduction: str = "mean"
+    mixup_alpha: float = 0.3
+    freq_mixstyle_p: float = 0.8
+    freq_mixstyle_alpha: float = 0.4
+    specaugment_freq: int = 0
+    roll_seconds: float = 0.0
+    dir_folder: str = ""
+    dir_p: float = 0.4
+    kd: bool = True
+    qat: bool = False
+    qat_epochs: int = 5
+    qat_lr: float = 1e-4
+    calibration_clips: int = 128
+    seed: int = 0
+    precision: str = "fp32"
+    progress: bool = True
+
+
+def split(manifest: Manifest, config: DistillConfig) -> tuple[Manifest, Manifest, Manifest]:
+    """Train / validation / test by fold; the validation fold is never the test fold."""
+    if config.val_fold == config.test_fold:
+        raise ValueError("--val-fold and --test-fold must differ: the best checkpoint is chosen on validation, not test.")
+    if any(c.fold is None for c in manifest.clips):
+        raise ValueError(f"{config.data}: clips have no folds; use a manifest with a fold column (ESC-50 style).")
+    held = {config.val_fold, config.test_fold}
+    return (manifest.filter(lambda c: c.fold not in held), manifest.folds([config.val_fold]), manifest.folds([config.test_fold]))
+
+
+def _load_any(path: str) -> tuple[Predictor, list[str]]:
+    """A teacher for the cache: any earmark checkpoint (a big student can teach a small one)."""
+    from earmark.engine.checkpoint import checkpoint_hash
+
+    meta = read_meta(path)
+    if meta.family == "teacher":
+        from earmark.teachers import teacher_from_checkpoint
+
+        model, meta = teacher_from_checkpoint(path)
+    else:
+        from earmark.students import student_from_checkpoint
+
+        model, meta = student_from_checkpoint(path)
+    return Predictor(model, get_frontend(meta.frontend), checkpoint_hash(path)), meta.labels
+
+
+def teacher_cache(config: DistillConfig, manifest: Manifest) -> TeacherCache:
+    """The cache for these teachers on this manifest: reused when its key matches, built on first use."""
+    if len(config.teachers) == 1 and (Path(config.teachers[0]) / "index.json").is_file():
+        cache = TeacherCache.open(config.teachers[0])
+        missing = cache.missing(c.id for c in manifest.clips)
+        if missing:
+            raise ValueError(f"{config.teachers[0]}: the teacher-output cache lacks clips {missing[:5]} of {config.data}; "
+                             "rebuild it with `earmark predict TEACHER --data MANIFEST --out CACHE`.")
+        _check_labels(cache.labels, manifest, config.teachers[0])
+        return cache
+    loaded = [_load_any(t) for t in config.teachers]
+    for (_, labels), path in zip(loaded, config.teachers):
+        _check_labels(labels, manifest, path)
+    predictors = [p for p, _ in loaded]
+    key = ensemble_key(predictors, manifest, config.clip_seconds)
+    path = Path(config.cache or Path(config.out) / "teacher-cache")
+    hint = f"delete {path} or pass --cache elsewhere to rebuild it"
+    if (path / "index.json").is_file():
+        return TeacherCache.open(path, expect_key=key, rebuild_hint=hint)
+    predict_to_cache(predictors, manifest, path, config.clip_seconds)
+    return TeacherCache.open(path, expect_key=key)
+
+
+def _check_labels(teacher_labels: list[str], manifest: Manifest, source: str) -> None:
+    if list(teacher_labels) != manifest.labels.to_list():
+        raise ValueError(f"{source} was trained on labels {list(teacher_labels)} but the data has {manifest.labels.to_list()}; "
+                         "fine-tune the teacher on this label set first (`earmark finetune`).")
+
+
+class _Step:
+    """One KD training step: waveform augmentation, features, mixup, feature augmentation, loss."""
+
+    def __init__(self, config: DistillConfig, frontend: Frontend, cache: TeacherCache | None, multi_label: bool):
+        self.config, self.frontend, self.cache, self.multi_label = config, frontend, cache, multi_label
+        self.dir = ImpulseResponses(config.dir_folder, frontend.spec.sample_rate, config.dir_p) if config.dir_folder else None
+        self.roll = int(config.roll_seconds * frontend.spec.sample_rate)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
+        c = self.config
+        if teacher is None:
+            return (nn.functional.binary_cross_entropy_with_logits(logits, target) if self.multi_label
+                    else nn.functional.cross_entropy(logits, target.argmax(1)))
+        if self.multi_label:
+            return bce_kd(logits, teacher, target, c.temperature, c.hard_weight)
+        return soft_kd(logits, teacher, target, c.temperature, c.hard_weight, c.kl_reduction)
+
+    def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        c, waves = self.config, batch["wave"]
+        if self.dir is not None:
+            waves = self.dir(waves)
+        waves = time_roll(waves, self.roll)
+        mix = draw_mix(waves.shape[0], c.mixup_alpha)
+        features = self.frontend(mix.inputs(waves)).unsqueeze(1)
+        features = freq_mixstyle(features, c.freq_mixstyle_alpha, c.freq_mixstyle_p)
+        if c.specaugment_freq:
+            features = spec_augment(features, c.specaugment_freq)
+        logits = model(features)
+        teacher = None
+        if self.cache is not None and c.kd:
+            teacher = torch.from_numpy(self.cache.lookup(batch["id"])).to(logits.device)
+        targets = [batch["target"]] + ([teacher] if teacher is not None else [])
+        return mix.loss(lambda y, t=None: self.loss(logits, y, t), *targets), {}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted and true class indices over a split (deterministic centre crops)."""
+    model.eval()
+    loader = DataLoader(ClipDataset(manifest, frontend.spec.sample_rate, config.clip_seconds), batch_size=64, collate_fn=collate)
+    device = next(model.parameters()).device
+    predicted, truth = [], []
+    for batch in loader:
+        logits = model(frontend(batch["wave"].to(device)).unsqueeze(1))
+        predicted.append(logits.argmax(1).cpu().numpy())
+        truth.append(batch["target"].argmax(1).numpy())
+    return np.concatenate(predicted), np.concatenate(truth)
+
+
+def _accuracies(pred: np.ndarray, truth: np.ndarray, classes: int) -> dict[str, float]:
+    per_class = [float((pred[truth == k] == k).mean()) for k in range(classes) if (truth == k).any()]
+    return {"accuracy": float((pred == truth).mean()), "macro_accuracy": float(np.mean(per_class))}
+
+
+def distill(config: DistillConfig) -> Path:
+    """Run it; returns the folder of the final student checkpoint (``OUT/student`` or ``OUT/student-int8``)."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    manifest = read_manifest(config.data)
+    train, val, test = split(manifest, config)
+    classes = len(manifest.labels)
+    student = create_student(config.student, classes, "clip", **config.student_overrides)
+    frontend = Frontend(student.frontend)
+    cache = teacher_cache(config, manifest) if (config.kd and config.teachers) else None
+    info = setup_distributed()
+    frontend = frontend.to(info.device)
+    step = _Step(config, frontend, cache, manifest.multi_label)
+    meta = lambda **extra: student_checkpoint_meta(student, config.student, manifest.labels.to_list(), "clip",
+                                                   config.student_overrides, window_seconds=config.clip_seconds,
+                                                   multi_label=manifest.multi_label, **extra)
+    best_path = out / "student"
+
+    def validate(model):
+        return _accuracies(*evaluate(model, frontend, val, config), classes)
+
+    def save_best(model, metrics):
+        save_checkpoint(best_path, model.state_dict(), meta(val_accuracy=metrics["accuracy"]))
+
+    steps_per_epoch = max(len(train) // config.batch_size, 1)
+    train_config = TrainConfig(
+        run_dir=str(out / "float"), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        optimizer="adam", schedule=config.schedule, restart_period=config.restart_epochs * steps_per_epoch,
+        warmup_steps=config.warmup_epochs * steps_per_epoch, seed=config.seed, keep_best="accuracy",
+        precision=config.precision, progress=config.progress)
+    data = ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds, train=True, seed=config.seed)
+    Trainer(train_config, student, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
+    plot_metrics(out / "float")
+    from earmark.students import student_from_checkpoint
+
+    student, _ = student_from_checkpoint(best_path)
+    student = student.to(info.device)
+    results = {"float": _accuracies(*evaluate(student, frontend, test, config), classes)}
+    final = best_path
+    if config.qat:
+        final = _qat(config, student, frontend, train, val, data, step, meta, info)
+        from earmark.distill.qat import load_qat_student
+
+        qmodel, _ = load_qat_student(final)
+        pred, truth = evaluate(qmodel.to(info.device), frontend, test, config)
+        results["int8"] = _accuracies(pred, truth, classes)
+    else:
+        pred, truth = evaluate(student, frontend, test, config)
+    plot_confusion(truth, pred, manifest.labels.to_list(), out / "confusion.png")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return final
+
+
+def _qat(config, student, frontend, train, val, data, step, meta, info) -> Path:
+    """NNCF quantization on a calibration subset, then fine-tuning with the same KD loss; keeps the best on validation."""
+    calib_loader = DataLoader(ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds), batch_size=16, collate_fn=collate)
+    calibration, seen = [], 0
+    with torch.no_grad():
+        for batch in calib_loader:
+            calibration.append(frontend(batch["wave"].to(info.device)).unsqueeze(1))
+            seen += len(batch["id"])
+            if seen >= config.calibration_clips:
+                break
+    qmodel = quantize(student, calibration)
+    path = Path(config.out) / "student-int8"
+
+    def validate(model):
+        return _accuracies(*evaluate(model, frontend, val, config), len(train.labels))
+
+    def save_best(model, metrics):
+        save_qat_checkpoint(path, model, meta(val_accuracy=metrics["accuracy"]))
+
+    qat_config = TrainConfig(run_dir=str(Path(config.out) / "qat"), epochs=config.qat_epochs, batch_size=config.batch_size,
+                             lr=config.qat_lr, optimizer="adam", schedule="cosine", seed=config.seed, keep_best="accuracy",
+                             progress=config.progress)
+    Trainer(qat_config, qmodel, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
+    plot_metrics(Path(config.out) / "qat")
+    return path
+
+
+def config_from_file(path: str | os.PathLike) -> DistillConfig:
+    """A DistillConfig from a run's config.json."""
+    return DistillConfig(**json.loads(Path(path).read_text()))
