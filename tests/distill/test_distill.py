@@ -1,0 +1,114 @@
+"""KD losses, mixup with teacher targets, the teacher-output cache, QAT export, and the distill run."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+from onnx import numpy_helper
+
+from earmark.audio.manifest import read_manifest
+from earmark.distill import DistillConfig, distill, draw_mix, export_ready, load_qat_student, quantize, soft_kd, teacher_cache
+from earmark.distill.losses import bce_kd, frame_kd
+from earmark.students import create_student
+from earmark.teachers.cache import TeacherCache
+
+
+def test_soft_kd_equals_a_hand_computation():
+    s = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    t = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    y = torch.tensor([0, 1])
+    T = 2.0
+    ps, pt = np.exp(s.numpy() / T), np.exp(t.numpy() / T)
+    ps, pt = ps / ps.sum(1, keepdims=True), pt / pt.sum(1, keepdims=True)
+    kl_mean = (pt * (np.log(pt) - np.log(ps))).mean()  # averaged over batch and classes
+    ce = -np.mean(np.log(np.exp(s.numpy())[[0, 1], [0, 1]] / np.exp(s.numpy()).sum(1)))
+    expected = 0.02 * ce + 0.98 * T**2 * kl_mean
+    assert soft_kd(s, t, y).item() == pytest.approx(expected, rel=1e-5)
+    assert soft_kd(s, t, y, reduction="batchmean").item() == pytest.approx(0.02 * ce + 0.98 * T**2 * kl_mean * 3, rel=1e-5)
+
+
+def test_bce_and_frame_kd():
+    s, t, y = torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2, 3)
+    assert bce_kd(s, t, y).item() == pytest.approx(np.log(2), rel=1e-5)
+    teacher_frames = torch.randn(2, 25, 3)  # e.g. ATST-Frame's 40 ms grid
+    student_frames = torch.randn(2, 16, 3, requires_grad=True)  # TF-SepNet's 62.5 ms grid
+    loss = frame_kd(student_frames, teacher_frames)
+    loss.backward()
+    assert torch.isfinite(loss) and student_frames.grad is not None
+
+
+def test_mixup_mixes_hard_and_teacher_targets_with_one_permutation():
+    torch.manual_seed(0)
+    mix = draw_mix(6, alpha=0.3)
+    x, y, t = torch.randn(6, 4), torch.eye(6), torch.randn(6, 6)
+    assert torch.allclose(mix.inputs(x), mix.lam * x + (1 - mix.lam) * x[mix.perm])
+    seen = []
+    mix.loss(lambda yy, tt: seen.append((yy, tt)) or torch.tensor(0.0), y, t)
+    (y0, t0), (y1, t1) = seen
+    assert torch.equal(y1, y[mix.perm]) and torch.equal(t1, t[mix.perm]) and torch.equal(y0, y)
+
+
+def test_cache_is_built_once_then_reused_and_a_stale_one_refused(synth_data, teacher_ckpt, tmp_path):
+    manifest = read_manifest(synth_data.clips_csv)
+    config = DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), teachers=[str(teacher_ckpt)])
+    calls = []
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: calls.append(type(m).__name__))
+    try:
+        cache = teacher_cache(config, manifest)
+        first = len([c for c in calls if c == "TFSepNet"])
+        calls.clear()
+        again = teacher_cache(config, manifest)
+        assert first > 0 and "TFSepNet" not in calls  # the teacher's forward is not called on the second run
+    finally:
+        handle.remove()
+    ids = [c.id for c in manifest.clips[:3]]
+    assert np.array_equal(cache.lookup(ids), again.lookup(ids))
+    index = json.loads((tmp_path / "teacher-cache" / "index.json").read_text())
+    index["key"] = "0" * 64
+    (tmp_path / "teacher-cache" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="made for another teacher.*rebuild"):
+        teacher_cache(config, manifest)
+    with pytest.raises(ValueError, match="lacks clips \\['nope'\\]"):
+        TeacherCache.open(tmp_path / "teacher-cache").lookup(["nope"])
+
+
+def test_label_set_mismatch_is_refused_before_training(synth_data, teacher_ckpt, tmp_path):
+    scenes = DistillConfig(data=str(synth_data.scenes_tsv), out=str(tmp_path), teachers=[str(teacher_ckpt)])
+    with pytest.raises(ValueError, match="trained on labels .* but the data has"):
+        teacher_cache(scenes, read_manifest(synth_data.scenes_tsv))
+
+
+def test_qat_model_exports_signed_qdq_with_zero_points_0_and_reloads(synth_data, teacher_ckpt, tmp_path):
+    from earmark.distill.qat import save_qat_checkpoint
+    from earmark.students import student_checkpoint_meta
+
+    model = create_student("tfsepnet40", 4, base_channels=16).eval()
+    x = torch.randn(6, 1, 256, 64)
+    qmodel = quantize(model, [x[:3], x[3:]])
+    save_qat_checkpoint(tmp_path / "q", qmodel, student_checkpoint_meta(model, "tfsepnet40", list("abcd"), overrides={"base_channels": 16}))
+    reloaded, meta = load_qat_student(tmp_path / "q")
+    with torch.no_grad():
+        assert torch.allclose(reloaded(x[:2]), qmodel(x[:2]), atol=1e-6)
+    torch.onnx.export(export_ready(reloaded, x[:1]), (x[:1],), tmp_path / "q.onnx", dynamo=False, opset_version=17)
+    graph = onnx.load(tmp_path / "q.onnx").graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"})
+    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq and all(values[n.input[2]].dtype == np.int8 and not values[n.input[2]].any() for n in qdq)
+    out = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {graph.input[0].name: x[:1].numpy()})[0]
+    assert np.abs(out - reloaded(x[:1]).detach().numpy()).max() < 0.05
+
+
+def test_distill_with_kd_and_qat_writes_a_quantized_checkpoint(synth_data, teacher_ckpt, tmp_path):
+    final = distill(DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), teachers=[str(teacher_ckpt)],
+                                  student="tfsepnet16", epochs=1, batch_size=16, qat=True, qat_epochs=1, progress=False))
+    assert final.name == "student-int8" and (final / "earmark.json").is_file()
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"float", "int8"}
+    assert (tmp_path / "confusion.png").is_file() and (tmp_path / "float" / "curves.png").is_file()
+    meta = json.loads((final / "earmark.json").read_text())
+    assert meta["extra"]["quantization"]["backend"] == "nncf"
