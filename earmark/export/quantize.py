@@ -33,6 +33,6 @@ def quantize_static_int8(fp32_path: Path, calibration: np.ndarray, batch: int | 
         str(prepared), str(quantized), _Batches(calibration, batch),
         quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
         per_channel=True,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},  # TensorRT: INT8 Q/DQ only
     )
     return onnx.load(str(quantized))

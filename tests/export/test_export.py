@@ -1,0 +1,115 @@
+"""`earmark export`: every student to ONNX with metadata and parity, fp16, int8 (PTQ and QAT), bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from earmark.audio.metadata import METADATA_KEY, ModelMetadata
+from earmark.audio.synth import synthesize
+from earmark.engine.checkpoint import save_checkpoint
+from earmark.export import check_tensorrt, export_onnx, session
+from earmark.students import REGISTRY, create_student, student_checkpoint_meta
+
+LABELS = ["alarm", "beep", "bell", "burst", "chirp", "knock", "siren", "whistle"]
+
+
+def _student_ckpt(path, name, task="clip", **overrides):
+    torch.manual_seed(0)
+    model = create_student(name, len(LABELS), task, **overrides)
+    save_checkpoint(path, model.state_dict(), student_checkpoint_meta(model, name, LABELS, task, overrides, window_seconds=1.0))
+    return path
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("calib"), seed=2, clips_per_class=3, soundscapes=1).clips_csv
+
+
+def _metadata(path) -> ModelMetadata:
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return ModelMetadata.from_json(props[METADATA_KEY])
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("task", ["clip", "frame"])
+def test_every_student_exports_with_metadata_and_parity(name, task, tmp_path):
+    ckpt = _student_ckpt(tmp_path / "ckpt", name, task)
+    result = export_onnx(ckpt, tmp_path / "m.onnx")
+    onnx.checker.check_model(onnx.load(str(result.path)))
+    meta = _metadata(result.path)
+    assert meta.labels == tuple(LABELS) and meta.task == task and meta.precision == "fp32"
+    assert meta.frontend.name == create_student(name, 2).frontend and meta.source_checkpoint_sha256
+    assert result.parity.max_abs_diff < 1e-4 and result.parity.top1_agreement == 1.0
+    outputs = [o.name for o in onnx.load(str(result.path)).graph.output]
+    assert outputs == (["frame_probs", "clip_probs"] if task == "frame" else ["clip_probs"])
+    if task == "frame":
+        assert meta.frame_hop_seconds > 0 and meta.activation == "sigmoid"
+
+
+def test_fp16_and_dynamic_batch(tmp_path):
+    ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40")
+    result = export_onnx(ckpt, tmp_path / "h.onnx", "fp16", batch=None)
+    assert result.parity.max_abs_diff < 1e-2
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx.load(str(result.path)).graph.initializer)
+    x = np.random.default_rng(0).standard_normal((3, 1, 256, 64)).astype(np.float32)
+    assert session(result.path).run(None, {"features": x})[0].shape == (3, len(LABELS))
+
+
+def _zero_points(path):
+    graph = onnx.load(str(path)).graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"})
+    return [values[n.input[2]] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+
+
+def test_int8_post_training_is_symmetric_signed_and_reports_accuracy(tmp_path, calib):
+    ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40", base_channels=16)
+    result = export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib))
+    zero_points = _zero_points(result.path)
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    assert check_tensorrt(result.path) == []
+    assert set(result.accuracy) == {"exported", "pytorch_fp32"} and _metadata(result.path).precision == "int8"
+
+
+def test_int8_from_a_qat_checkpoint(tmp_path):
+    from earmark.distill import quantize, save_qat_checkpoint
+
+    model = create_student("tfsepnet40", len(LABELS), base_channels=16).eval()
+    x = torch.randn(4, 1, 256, 64)
+    save_qat_checkpoint(tmp_path / "qat", quantize(model, [x]), student_checkpoint_meta(model, "tfsepnet40", LABELS, overrides={"base_channels": 16}))
+    result = export_onnx(tmp_path / "qat", tmp_path / "qat.onnx")
+    assert result.precision == "int8" and all(z.dtype == np.int8 and not z.any() for z in _zero_points(result.path))
+    assert result.parity.max_abs_diff < 0.15
+
+
+def test_bad_input_gets_one_clear_message(tmp_path):
+    ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet16")
+    with pytest.raises(ValueError, match="int8 needs --calib"):
+        export_onnx(ckpt, tmp_path / "q.onnx", "int8")
+    (tmp_path / "exists.onnx").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="--force"):
+        export_onnx(ckpt, tmp_path / "exists.onnx")
+    (tmp_path / "noparams").mkdir()
+    with pytest.raises(ValueError, match="no earmark.json"):
+        export_onnx(tmp_path / "noparams", tmp_path / "x.onnx")
+
+
+def test_cli_prints_a_table_and_the_next_command(tmp_path):
+    ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet16")
+    run = subprocess.run([sys.executable, "-m", "earmark.cli", "export", str(ckpt), "--out", str(tmp_path / "m.onnx")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "parity" in run.stdout and "earmark listen" in run.stdout
+    bad = subprocess.run([sys.executable, "-m", "earmark.cli", "export", str(ckpt), "--format", "tflite"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "unknown format 'tflite'" in bad.stderr
+    bench = subprocess.run([sys.executable, "-m", "earmark.cli", "bench", str(tmp_path / "m.onnx"), "--runs", "5",
+                            "--json", str(tmp_path / "b.json")], capture_output=True, text=True)
+    assert bench.returncode == 0, bench.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert rows and all(r["p50_ms"] > 0 for r in rows)
