@@ -1,0 +1,104 @@
+"""The deployable model as the runtime sees it: an inference backend plus its earmark metadata (no torch)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from earmark.audio.metadata import METADATA_KEY, ModelMetadata
+
+
+class Backend(Protocol):
+    """Runs one batch of features and returns the outputs named in the metadata."""
+
+    metadata: ModelMetadata
+
+    def run(self, features: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+class OnnxBackend:
+    """ONNX Runtime on the CPU with few threads and no spinning (edge settings)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such model; export one with `earmark export CHECKPOINT`.")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ValueError(f"{path}: ONNX Runtime cannot load it ({str(err).splitlines()[0]}); is it an .onnx file written by `earmark export`?") from None
+        text = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if text is None:
+            raise ValueError(f"{path}: has no earmark metadata (labels, frontend, window); export it with `earmark export`, "
+                             "which writes them into the file.")
+        self.metadata = ModelMetadata.from_json(text, str(path))
+
+    def run(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        names = list(self.metadata.outputs.values())
+        values = self.session.run(names, {self.metadata.input_name: features})
+        return dict(zip(self.metadata.outputs, values))
+
+
+class TensorRTBackend:
+    """A serialized TensorRT engine with the metadata JSON written beside it by `earmark export --format engine`."""
+
+    def __init__(self, path: str | os.PathLike):
+        try:
+            import tensorrt as trt
+            import torch  # device buffers; JetPack ships both
+        except ImportError:
+            raise RuntimeError("the TensorRT backend needs tensorrt and a CUDA torch (JetPack on a Jetson); "
+                               "use --backend onnxruntime otherwise.") from None
+        path = Path(path)
+        meta_path = path.with_suffix(".json")
+        if not meta_path.is_file():
+            raise ValueError(f"{path}: the metadata {meta_path.name} is missing beside the engine; rebuild with `earmark export --format engine`.")
+        self.metadata = ModelMetadata.from_json(meta_path.read_text(), str(meta_path))
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise ValueError(f"{path}: TensorRT cannot deserialize it; engines run only on the GPU and TensorRT version that built them.")
+        self.context = self.engine.create_execution_context()
+        self.torch = torch
+
+    def run(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self.torch
+        buffers = {self.metadata.input_name: torch.from_numpy(features).cuda()}
+        for role, name in self.metadata.outputs.items():
+            shape = tuple(self.context.get_tensor_shape(name))
+            buffers[name] = torch.empty(shape, dtype=torch.float32, device="cuda")
+        for name, tensor in buffers.items():
+            self.context.set_tensor_address(name, tensor.data_ptr())
+        self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+        torch.cuda.current_stream().synchronize()
+        return {role: buffers[name].cpu().numpy() for role, name in self.metadata.outputs.items()}
+
+
+def load_backend(path: str | os.PathLike, backend: str = "onnxruntime", threads: int = 1) -> Backend:
+    """Open a deployable model with the named backend."""
+    if backend == "onnxruntime":
+        return OnnxBackend(path, threads)
+    if backend == "tensorrt":
+        return TensorRTBackend(path)
+    raise ValueError(f"unknown backend {backend!r}; use onnxruntime or tensorrt.")
+
+
+def read_thresholds(path: str | os.PathLike) -> dict[str, float]:
+    """Per-label thresholds from a JSON object {label: probability}."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read thresholds ({err}); write a JSON object such as {{\"siren\": 0.6}}.") from None
+    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
+        raise ValueError(f"{path}: thresholds must be a JSON object of label -> probability, e.g. {{\"siren\": 0.6}}.")
+    return {str(k): float(v) for k, v in data.items()}

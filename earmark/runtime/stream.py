@@ -1,0 +1,135 @@
+"""StreamingClassifier: audio blocks in, model scores every hop out; each feature frame is computed once."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+from earmark.audio.features import finish_window, frame_features
+from earmark.audio.io import load_audio
+from earmark.audio.streaming import FeatureStream
+from earmark.runtime.model import Backend, load_backend
+
+
+@dataclass
+class Scores:
+    """The model's scores over one stretch of the stream: ``probs`` (classes,) for [start, end) seconds."""
+
+    start: float
+    end: float
+    probs: np.ndarray
+
+
+@dataclass
+class WindowResult:
+    """One model run: the window's clip scores and the new segments it adds to the timeline."""
+
+    end: float
+    clip: np.ndarray
+    segments: list[Scores]
+    latency_ms: float
+
+
+class WindowPlan:
+    """Which frames form each window and which segments a window contributes (shared by streaming and offline)."""
+
+    def __init__(self, backend: Backend, window_seconds: float | None = None, hop_seconds: float | None = None):
+        meta = backend.metadata
+        self.meta, self.spec = meta, meta.frontend
+        if window_seconds is not None and abs(window_seconds - meta.window_seconds) > 1e-6:
+            raise ValueError(f"the model was exported for {meta.window_seconds} s windows, not {window_seconds}; "
+                             "re-export it for another window.")
+        self.frames = meta.input_frames
+        self.hop_seconds = hop_seconds or meta.hop_seconds
+        self.hop_frames = max(1, round(self.hop_seconds / self.spec.hop_seconds))
+        self.hop_seconds = self.hop_frames * self.spec.hop_seconds
+
+    def window_ends(self, available: int, done: int) -> range:
+        """End frame indices of the windows that ``available`` frames complete, after ``done`` windows."""
+        first = self.frames + done * self.hop_frames
+        return range(first, available + 1, self.hop_frames)
+
+    def result(self, backend: Backend, frames: np.ndarray, end_frame: int, first: bool) -> WindowResult:
+        """Run the model on the ``frames`` window ending at ``end_frame``; the first window adds all its span."""
+        features = finish_window(self.spec, frames)[None, None]
+        started = time.perf_counter()
+        out = backend.run(features.astype(np.float32))
+        latency = 1000 * (time.perf_counter() - started)
+        end = end_frame * self.spec.hop_seconds
+        if "frame" in out:
+            frame_probs = out["frame"][0]
+            step = self.meta.frame_hop_seconds or self.meta.window_seconds / len(frame_probs)
+            new = len(frame_probs) if first else max(1, round(self.hop_seconds / step))
+            segments = [Scores(end - (new - i) * step, end - (new - i - 1) * step, frame_probs[len(frame_probs) - new + i])
+                        for i in range(min(new, len(frame_probs)))]
+        else:
+            segments = [Scores(end - (self.meta.window_seconds if first else self.hop_seconds), end, out["clip"][0])]
+        return WindowResult(end, out["clip"][0], segments, latency)
+
+
+class StreamingClassifier:
+    """Push samples of any rate and block size; get a ``WindowResult`` for every hop the audio completes."""
+
+    def __init__(self, model_path: str | os.PathLike, backend: str = "onnxruntime", hop_seconds: float | None = None,
+                 window_seconds: float | None = None, threads: int = 1):
+        self.backend = load_backend(model_path, backend, threads)
+        self.metadata = self.backend.metadata
+        self.plan = WindowPlan(self.backend, window_seconds, hop_seconds)
+        self.spec = self.metadata.frontend
+        self._stream = FeatureStream(self.spec)
+        self._frames = np.zeros((self.spec.n_mels, 0), np.float32)
+        self._first_frame = 0  # absolute index of self._frames[:, 0]
+        self._windows = 0
+        self._resampler: soxr.ResampleStream | None = None
+        self._input_rate: int | None = None
+
+    @property
+    def seconds_processed(self) -> float:
+        return self._stream.samples_in / self.spec.sample_rate
+
+    def push(self, samples: np.ndarray, sample_rate: int) -> list[WindowResult]:
+        """Add mono float samples at ``sample_rate``; returns the windows they complete."""
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        if sample_rate != self.spec.sample_rate:
+            if self._input_rate not in (None, sample_rate):
+                raise ValueError(f"the stream changed rate from {self._input_rate} to {sample_rate} Hz; start a new classifier.")
+            if self._resampler is None:
+                self._resampler = soxr.ResampleStream(sample_rate, self.spec.sample_rate, 1, dtype="float32", quality="HQ")
+            self._input_rate = sample_rate
+            samples = self._resampler.resample_chunk(samples)
+        return self._add(self._stream.push(samples))
+
+    def flush(self) -> list[WindowResult]:
+        """End of stream: the last resampled samples and frames."""
+        tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True) if self._resampler else np.zeros(0, np.float32)
+        new = self._stream.push(tail)
+        return self._add(np.concatenate([new, self._stream.flush()], axis=1))
+
+    def _add(self, new_frames: np.ndarray) -> list[WindowResult]:
+        if new_frames.shape[1]:
+            self._frames = np.concatenate([self._frames, new_frames], axis=1)
+        available = self._first_frame + self._frames.shape[1]
+        results = []
+        for end in self.plan.window_ends(available, self._windows):
+            start = end - self.plan.frames - self._first_frame
+            results.append(self.plan.result(self.backend, self._frames[:, start:start + self.plan.frames], end, self._windows == 0))
+            self._windows += 1
+        keep_from = self.plan.frames + self._windows * self.plan.hop_frames - self.plan.frames  # next window's first frame
+        drop = max(0, keep_from - self._first_frame)
+        if drop:
+            self._frames = self._frames[:, drop:]
+            self._first_frame += drop
+        return results
+
+
+def classify_offline(model_path: str | os.PathLike, audio_path: str | os.PathLike, hop_seconds: float | None = None) -> list[WindowResult]:
+    """The whole file at once: features of the full signal, then the same windows the stream would see."""
+    backend = load_backend(model_path)
+    plan = WindowPlan(backend, hop_seconds=hop_seconds)
+    frames = frame_features(backend.metadata.frontend, load_audio(audio_path, backend.metadata.frontend.sample_rate))
+    ends = plan.window_ends(frames.shape[1], 0)
+    return [plan.result(backend, frames[:, end - plan.frames:end], end, i == 0) for i, end in enumerate(ends)]

@@ -1,0 +1,74 @@
+"""Deterministic test detectors exported to real ONNX files with earmark metadata: tones at 1 kHz and 3 kHz.
+
+Each label's score is a sigmoid of how far its mel band rises above the frame's mean energy, so a
+played tone gives a known event at a known time. Built with torch (the tests may use it); the runtime
+under test loads them with ONNX Runtime only.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from earmark.audio.melbanks import kaldi_mel
+from earmark.audio.metadata import ModelMetadata
+from earmark.audio.spec import PRESETS
+from earmark.export.onnx_export import attach_metadata
+
+SPEC = PRESETS["beats"].replace(name="test16k", n_mels=64)
+LABELS = ("tone_1k", "tone_3k")
+FREQS = (1000.0, 3000.0)
+SAMPLE_RATE = SPEC.sample_rate
+
+
+def band_masks() -> torch.Tensor:
+    mel_lo, mel_hi = kaldi_mel(SPEC.f_min), kaldi_mel(SPEC.mel_high)
+    centres_mel = mel_lo + (mel_hi - mel_lo) * (np.arange(SPEC.n_mels) + 1) / (SPEC.n_mels + 1)
+    centres = 700 * (np.exp(centres_mel / 1127) - 1)
+    return torch.tensor(np.stack([(np.abs(centres - f) < 0.12 * f) for f in FREQS]), dtype=torch.float32)
+
+
+class ToneDetector(nn.Module):
+    """(B, 1, n_mels, T) features -> clip (B, C) or (frame (B, T, C), clip (B, C)) probabilities."""
+
+    def __init__(self, frame: bool, gain: float = 20.0, bias: float = 0.3):
+        super().__init__()
+        self.frame, self.gain, self.bias = frame, gain, bias
+        self.register_buffer("masks", band_masks() / band_masks().sum(1, keepdim=True))
+
+    def forward(self, x):
+        x = x[:, 0]  # (B, F, T)
+        rise = torch.einsum("cf,bft->btc", self.masks, x) - x.mean(dim=1).unsqueeze(-1)
+        frames = torch.sigmoid(self.gain * (rise - self.bias))
+        clip = frames.amax(dim=1)
+        return (frames, clip) if self.frame else clip
+
+
+def export_detector(path: Path, frame: bool = False, window: float = 1.0, hop: float = 0.25, thresholds=None) -> Path:
+    frames = SPEC.num_frames(int(window * SAMPLE_RATE))
+    x = torch.zeros(1, 1, SPEC.n_mels, frames)
+    names = ["frame_probs", "clip_probs"] if frame else ["clip_probs"]
+    torch.onnx.export(ToneDetector(frame).eval(), (x,), str(path), dynamo=False, opset_version=17,
+                      input_names=["features"], output_names=names)
+    meta = ModelMetadata(labels=LABELS, task="frame" if frame else "clip", frontend=SPEC, window_seconds=window,
+                         hop_seconds=hop, input_frames=frames,
+                         outputs={"frame": names[0], "clip": names[1]} if frame else {"clip": names[0]},
+                         activation="sigmoid", thresholds=thresholds or {}, frame_hop_seconds=SPEC.hop_seconds if frame else 0.0,
+                         model_name="tone-detector")
+    model = onnx.load(str(path))
+    attach_metadata(model, meta)
+    onnx.save(model, str(path))
+    return path
+
+
+def tone_track(seconds: float, tones: list[tuple[float, float, float]], rate: int = SAMPLE_RATE, noise: float = 0.01, seed: int = 0) -> np.ndarray:
+    """Noise with tones (onset, offset, frequency) at 0.3 amplitude."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    x = noise * rng.standard_normal(t.size)
+    for onset, offset, freq in tones:
+        on = (t >= onset) & (t < offset)
+        x[on] += 0.3 * np.sin(2 * np.pi * freq * t[on])
+    return x.astype(np.float32)
