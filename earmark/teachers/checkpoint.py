@@ -1,0 +1,44 @@
+"""Teacher checkpoints: registry name + overrides + optional head, rebuilt by ``teacher_from_checkpoint``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import nn
+
+from earmark.audio.spec import FrontendSpec
+from earmark.engine.checkpoint import CheckpointMeta, load_checkpoint
+from earmark.teachers.heads import TeacherClassifier
+from earmark.teachers.registry import create_teacher
+
+
+def teacher_checkpoint_meta(frontend: FrontendSpec, name: str, overrides: dict[str, Any] | None = None, labels: list[str] | None = None,
+                            task: str = "clip", head: str | None = None, **extra: Any) -> CheckpointMeta:
+    """Metadata that lets ``teacher_from_checkpoint`` rebuild the teacher (a backbone, or a TeacherClassifier with ``head``)."""
+    args: dict[str, Any] = {"overrides": dict(overrides or {})}
+    if head is not None:
+        args["head"] = {"kind": head, "num_classes": len(labels or []), "task": task}
+    return CheckpointMeta(family="teacher", model=name, model_args=args, frontend=frontend.to_dict(),
+                          labels=list(labels or []), task=task, extra=dict(extra))
+
+
+def build_teacher(meta: CheckpointMeta) -> nn.Module:
+    """The (untrained) teacher a checkpoint's metadata describes."""
+    overrides = {**meta.model_args.get("overrides", {}), "frontend": meta.frontend}  # e.g. ASiT at 16 or 32 kHz
+    backbone = create_teacher(meta.model, **overrides)
+    head = meta.model_args.get("head")
+    return TeacherClassifier(backbone, head["num_classes"], head["kind"], head["task"]) if head else backbone
+
+
+def teacher_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, CheckpointMeta]:
+    """The teacher saved at ``path`` and its metadata."""
+    state, meta = load_checkpoint(path)
+    if meta.family != "teacher":
+        raise ValueError(f"{path} holds a {meta.family} ({meta.model}), not a teacher; pass a checkpoint from `earmark convert` or `earmark finetune`.")
+    model = build_teacher(meta)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: the weights do not fit {meta.model} ({str(err).splitlines()[1].strip()}); the checkpoint is damaged or from another version.") from None
+    return model.eval(), meta

@@ -1,0 +1,75 @@
+"""Transformer pieces shared by every teacher family (key names follow timm / the reference code)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TeacherOutput:
+    """What every teacher returns for features (B, 1, n_mels, frames)."""
+
+    clip_embedding: torch.Tensor  # (B, D)
+    tokens: torch.Tensor  # (B, N, D), after the final norm
+    frame_embedding: torch.Tensor  # (B, T', D)
+    frame_hop_seconds: float
+    layers: list[torch.Tensor] = field(default_factory=list)  # per block, (B, N, D)
+    clip_logits: torch.Tensor | None = None
+    frame_logits: torch.Tensor | None = None
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention (``qkv`` then ``proj``), with an optional additive bias."""
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-LN block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, eps: float = 1e-6):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def resize_grid(pos: torch.Tensor, grid: tuple[int, int], new: tuple[int, int], cut_axis: int | None = None) -> torch.Tensor:
+    """Positions (1, g0 * g1, D) of a 2-D grid resized to ``new``: cut when shorter along ``cut_axis``, else bilinear."""
+    if grid == new:
+        return pos
+    d = pos.shape[-1]
+    p = pos.reshape(1, *grid, d).permute(0, 3, 1, 2)
+    if cut_axis is not None and all(n <= g for n, g in zip(new, grid)):
+        p = p[:, :, : new[0], : new[1]]
+    else:
+        p = F.interpolate(p, size=new, mode="bilinear", align_corners=False)
+    return p.permute(0, 2, 3, 1).reshape(1, new[0] * new[1], d)

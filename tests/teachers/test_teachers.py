@@ -1,0 +1,67 @@
+"""Teacher sizes against their papers, output shapes and rates, layer-wise heads against their equations."""
+
+import pytest
+import torch
+
+from earmark.teachers import LayerWiseHead, TeacherClassifier, create_teacher
+from earmark.teachers.ssl_heads import LightDecoder
+
+
+def _params(name, **overrides):
+    with torch.device("meta"):
+        return sum(p.numel() for p in create_teacher(name, **overrides).parameters())
+
+
+@pytest.mark.parametrize("name, low, high", [
+    ("beats_base", 88e6, 92e6),  # BEATs: about 90M
+    ("asit_small", 21e6, 23e6),  # ASiT ViT-S backbone: about 22M
+    ("asit_base", 84e6, 87e6),  # ASiT ViT-B backbone: about 85M
+    ("ssast_patch_base", 85e6, 90e6),  # SSAST base: 86-89M
+    ("ast_base", 85e6, 90e6),  # AST base (DeiT-B, 1214 patches)
+    ("atst_frame_base", 84e6, 87e6),  # ATST-Frame base (ViT-B)
+])
+def test_base_sizes_match_the_papers(name, low, high):
+    assert low <= _params(name) <= high
+
+
+def test_acmsskd_with_its_light_decoder_is_about_92m():
+    with torch.device("meta"):
+        decoder = sum(p.numel() for p in LightDecoder(768).parameters())
+    assert 90e6 <= _params("acmsskd_base") + decoder <= 94e6
+
+
+@pytest.mark.parametrize("name, tokens, frames, hop", [
+    ("beats_tiny", 496, 62, 0.16),  # 10 s -> 998 frames -> 62 x 8 patches
+    ("atst_frame_tiny", 250, 250, 0.04),  # 40 ms tokens, 25 Hz
+    ("asit_tiny", 496, 62, 0.16),
+])
+def test_ten_seconds_give_the_documented_tokens(name, tokens, frames, hop):
+    model = create_teacher(name).eval()
+    spec = model.frontend
+    out = model(torch.randn(1, 1, spec.n_mels, spec.num_frames(10 * spec.sample_rate)))
+    assert out.tokens.shape[1] == tokens and out.frame_embedding.shape[1] == frames
+    assert out.frame_hop_seconds == pytest.approx(hop) and len(out.layers) == 2
+
+
+def test_layerwise_heads_follow_the_equations():
+    torch.manual_seed(0)
+    layers = [torch.randn(2, 5, 8) for _ in range(3)]
+    for kind in ("prenorm", "postnorm", "doublenorm"):
+        head = LayerWiseHead(8, 3, 4, kind)
+        with torch.no_grad():
+            head.alpha.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        w = torch.softmax(torch.tensor([0.5, -1.0, 2.0]), 0)
+        e = [l.mean(1) for l in layers]  # e_l: token mean of layer l
+        if kind in ("prenorm", "doublenorm"):
+            e = [torch.nn.functional.layer_norm(x, (8,)) for x in e]  # fresh LayerNorms are the plain normalisation
+        h = sum(wi * ei for wi, ei in zip(w, e))
+        if kind in ("postnorm", "doublenorm"):
+            h = torch.nn.functional.layer_norm(h, (8,))
+        assert torch.allclose(head(layers), head.mlp(h), atol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["linear", "cls", "prenorm", "doublenorm"])
+def test_classifier_heads_fill_logits(head):
+    model = TeacherClassifier(create_teacher("asit_tiny"), 5, head, task="frame").eval()
+    out = model(torch.randn(2, 1, 128, 200))
+    assert out.clip_logits.shape == (2, 5) and out.frame_logits.shape == (2, 12, 5)
