@@ -61,6 +61,14 @@ class Manifest:
         wanted = set(folds)
         return self.filter(lambda c: c.fold in wanted)
 
+    def train_val_test(self, val_fold: int, test_fold: int) -> tuple["Manifest", "Manifest", "Manifest"]:
+        """Train / validation / test by fold; the validation fold is never the test fold."""
+        if val_fold == test_fold:
+            raise ValueError("the validation and test folds must differ: the best checkpoint is chosen on validation, not test.")
+        if any(c.fold is None for c in self.clips):
+            raise ValueError(f"{self.source}: clips have no folds; use a manifest with a fold column (ESC-50 style).")
+        return self.filter(lambda c: c.fold not in (val_fold, test_fold)), self.folds([val_fold]), self.folds([test_fold])
+
     def by_id(self) -> dict[str, Clip]:
         return {c.id: c for c in self.clips}
 

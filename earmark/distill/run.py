@@ -64,16 +64,6 @@ class DistillConfig:
     progress: bool = True
 
 
-def split(manifest: Manifest, config: DistillConfig) -> tuple[Manifest, Manifest, Manifest]:
-    """Train / validation / test by fold; the validation fold is never the test fold."""
-    if config.val_fold == config.test_fold:
-        raise ValueError("--val-fold and --test-fold must differ: the best checkpoint is chosen on validation, not test.")
-    if any(c.fold is None for c in manifest.clips):
-        raise ValueError(f"{config.data}: clips have no folds; use a manifest with a fold column (ESC-50 style).")
-    held = {config.val_fold, config.test_fold}
-    return (manifest.filter(lambda c: c.fold not in held), manifest.folds([config.val_fold]), manifest.folds([config.test_fold]))
-
-
 def _load_any(path: str) -> tuple[Predictor, list[str]]:
     """A teacher for the cache: any earmark checkpoint (a big student can teach a small one)."""
     from earmark.engine.checkpoint import checkpoint_hash
@@ -179,7 +169,7 @@ def distill(config: DistillConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     manifest = read_manifest(config.data)
-    train, val, test = split(manifest, config)
+    train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
     classes = len(manifest.labels)
     student = create_student(config.student, classes, "clip", **config.student_overrides)
     frontend = Frontend(student.frontend)

@@ -1,0 +1,149 @@
+"""Fine-tuning a teacher on a labelled manifest: heads from ``heads.py``, frozen or full backbone, the shared engine."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from earmark.audio.datasets_torch import ClipDataset, collate
+from earmark.audio.features_torch import Frontend
+from earmark.audio.manifest import Manifest, read_manifest
+from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed
+from earmark.teachers.checkpoint import teacher_checkpoint_meta, teacher_from_checkpoint
+from earmark.teachers.heads import TeacherClassifier
+from earmark.teachers.registry import create_teacher
+
+
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning run; saved as config.json in the run folder."""
+
+    teacher: str  # a registry name (random init) or a teacher checkpoint folder
+    data: str
+    out: str
+    overrides: dict = field(default_factory=dict)
+    head: str = "linear"
+    freeze: bool = False
+    clip_seconds: float = 1.0
+    val_fold: int = 4
+    test_fold: int = 5
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-4
+    head_lr_scale: float = 10.0
+    weight_decay: float = 0.01
+    warmup_epochs: int = 1
+    schedule: str = "cosine"
+    mixup_alpha: float = 0.3
+    freq_mask: int = 20
+    time_mask: int = 20
+    precision: str = "fp32"
+    seed: int = 0
+    progress: bool = True
+
+
+def load_backbone(config: FinetuneConfig) -> tuple[nn.Module, str, dict]:
+    """The backbone to fine-tune: from a checkpoint (a previous head is dropped) or fresh from the registry."""
+    if Path(config.teacher).is_dir():
+        model, meta = teacher_from_checkpoint(config.teacher)
+        backbone = model.backbone if isinstance(model, TeacherClassifier) else model
+        return backbone, meta.model, meta.model_args.get("overrides", {})
+    return create_teacher(config.teacher, **config.overrides), config.teacher, config.overrides
+
+
+def _mask(features: torch.Tensor, width: int, axis: int) -> torch.Tensor:
+    """SpecAugment: one random band of up to ``width`` bins zeroed per item along ``axis`` (2 mel, 3 time)."""
+    if width <= 0:
+        return features
+    size = features.shape[axis]
+    w = torch.randint(0, width + 1, (features.shape[0],), device=features.device)
+    start = (torch.rand(features.shape[0], device=features.device) * (size - w).clamp(min=1)).long()
+    idx = torch.arange(size, device=features.device)
+    band = (idx[None] >= start[:, None]) & (idx[None] < (start + w)[:, None])
+    shape = [-1, 1, size, 1] if axis == 2 else [-1, 1, 1, size]
+    return features.masked_fill(band.view(shape), 0.0)
+
+
+def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Mean over classes with positives of the average precision (AudioSet's mAP)."""
+    aps = []
+    for k in range(targets.shape[1]):
+        if targets[:, k].sum() == 0:
+            continue
+        order = np.argsort(-scores[:, k])
+        hits = targets[order, k]
+        precision = np.cumsum(hits) / (np.arange(len(hits)) + 1)
+        aps.append(float((precision * hits).sum() / hits.sum()))
+    return float(np.mean(aps)) if aps else 0.0
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, clip_seconds: float) -> dict[str, float]:
+    """Accuracy and macro accuracy (single-label) or mAP (multi-label) on deterministic crops."""
+    model.eval()
+    device = next(model.parameters()).device
+    loader = DataLoader(ClipDataset(manifest, frontend.spec.sample_rate, clip_seconds), batch_size=32, collate_fn=collate)
+    scores, targets = [], []
+    for batch in loader:
+        scores.append(model(frontend(batch["wave"].to(device)).unsqueeze(1)).clip_logits.float().cpu().numpy())
+        targets.append(batch["target"].numpy())
+    s, t = np.concatenate(scores), np.concatenate(targets)
+    if manifest.multi_label:
+        return {"mAP": average_precision(s, t)}
+    pred, truth = s.argmax(1), t.argmax(1)
+    per_class = [float((pred[truth == k] == k).mean()) for k in range(t.shape[1]) if (truth == k).any()]
+    return {"accuracy": float((pred == truth).mean()), "macro_accuracy": float(np.mean(per_class))}
+
+
+def finetune(config: FinetuneConfig) -> Path:
+    """Fine-tune; returns the checkpoint folder of the best epoch on validation (``OUT/teacher``)."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    manifest = read_manifest(config.data)
+    train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
+    backbone, name, overrides = load_backbone(config)
+    model = TeacherClassifier(backbone, len(manifest.labels), config.head)
+    if config.freeze:
+        backbone.requires_grad_(False)
+    info = setup_distributed()
+    frontend = Frontend(backbone.frontend).to(info.device)
+    multi = manifest.multi_label
+
+    def step(m, batch):
+        lam = float(np.random.beta(config.mixup_alpha, config.mixup_alpha)) if config.mixup_alpha > 0 else 1.0
+        perm = torch.randperm(batch["wave"].shape[0], device=batch["wave"].device)
+        waves = lam * batch["wave"] + (1 - lam) * batch["wave"][perm]
+        features = _mask(_mask(frontend(waves).unsqueeze(1), config.freq_mask, 2), config.time_mask, 3)
+        logits = m(features).clip_logits
+        target = lam * batch["target"] + (1 - lam) * batch["target"][perm]
+        loss = F.binary_cross_entropy_with_logits(logits, target) if multi else torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
+        return loss, {}
+
+    path = out / "teacher"
+    meta = teacher_checkpoint_meta(backbone.frontend, name, overrides, manifest.labels.to_list(), "clip", config.head,
+                                   window_seconds=config.clip_seconds, multi_label=multi)
+    key = "mAP" if multi else "accuracy"
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+    body_params = [p for p in backbone.parameters() if p.requires_grad]
+    groups = [{"params": head_params, "lr": config.lr * config.head_lr_scale}] + ([{"params": body_params}] if body_params else [])
+    steps = max(len(train) // config.batch_size, 1)
+    train_config = TrainConfig(run_dir=str(out / "run"), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                               weight_decay=config.weight_decay, warmup_steps=config.warmup_epochs * steps, schedule=config.schedule,
+                               precision=config.precision, seed=config.seed, keep_best=key, progress=config.progress)
+    trainer = Trainer(train_config, model, step, ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds, True, config.seed),
+                      collate_fn=collate, val_fn=lambda m: evaluate(m, frontend, val, config.clip_seconds),
+                      on_best=lambda m, metrics: save_checkpoint(path, m.state_dict(), meta), params=groups, dist_info=info)
+    trainer.fit(resume=True)
+    plot_metrics(out / "run")
+    best, _ = teacher_from_checkpoint(path)
+    results = {"test": evaluate(best.to(info.device), frontend, test, config.clip_seconds), "chance": 1 / len(manifest.labels)}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return path
