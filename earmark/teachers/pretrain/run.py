@@ -1,0 +1,72 @@
+"""`earmark pretrain RECIPE`: a recipe on the shared engine (one CPU, one GPU, or torchrun), saved as a teacher checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from earmark.audio.datasets_torch import ClipDataset, collate
+from earmark.audio.features_torch import Frontend
+from earmark.audio.manifest import read_manifest
+from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed
+from earmark.teachers.checkpoint import teacher_checkpoint_meta
+from earmark.teachers.pretrain.acmsskd import ACMSSKD
+from earmark.teachers.pretrain.asit import ASiT
+from earmark.teachers.pretrain.atst import ATSTClip, ATSTFrame
+from earmark.teachers.pretrain.beats import BEATsIter1
+
+RECIPES = {"acmsskd": ACMSSKD, "asit": ASiT, "atst-clip": ATSTClip, "atst-frame": ATSTFrame, "beats": BEATsIter1}
+DEFAULT_TEACHER = {"acmsskd": "acmsskd_base", "asit": "asit_base", "atst-clip": "atst_clip_base", "atst-frame": "atst_frame_base", "beats": "beats_base"}
+
+
+@dataclass
+class PretrainConfig:
+    """One pretraining run; saved as config.json in the run folder."""
+
+    recipe: str
+    data: str
+    out: str
+    teacher: str = ""  # registry name; default: the recipe's base model
+    overrides: dict = field(default_factory=dict)
+    recipe_args: dict = field(default_factory=dict)
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 0.04
+    warmup_steps: int = 0
+    clip_seconds: float = 10.0
+    precision: str = "fp32"
+    grad_accum: int = 1
+    ckpt_every: int = 100
+    seed: int = 0
+    progress: bool = True
+
+
+def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
+    """Run the recipe; returns the teacher checkpoint folder (``OUT/teacher``)."""
+    if config.recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {config.recipe!r}; choose one of {sorted(RECIPES)}.")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    teacher = config.teacher or DEFAULT_TEACHER[config.recipe]
+    recipe = RECIPES[config.recipe](teacher, config.overrides, total_steps=config.steps, **config.recipe_args)
+    info = setup_distributed()
+    spec = recipe.backbone().frontend
+    frontend = Frontend(spec).to(info.device)
+    data = ClipDataset(read_manifest(config.data), spec.sample_rate, config.clip_seconds, train=True, seed=config.seed)
+
+    def step(model, batch):
+        return model(frontend(batch["wave"]).unsqueeze(1))
+
+    train_config = TrainConfig(run_dir=str(out / "run"), max_steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                               weight_decay=config.weight_decay, warmup_steps=config.warmup_steps, precision=config.precision,
+                               grad_accum=config.grad_accum, ckpt_every=config.ckpt_every, seed=config.seed, progress=config.progress)
+    trainer = Trainer(train_config, recipe, step, data, collate_fn=collate, dist_info=info,
+                      hooks=[lambda t: recipe.after_step(t.state.step, t.optimizer)])
+    trainer.fit(resume=resume)
+    plot_metrics(out / "run")
+    meta = teacher_checkpoint_meta(spec, teacher, config.overrides, recipe=config.recipe, steps=config.steps)
+    meta.provenance = {"pretrained_with": config.recipe, "data": config.data, "steps": config.steps}
+    return save_checkpoint(out / "teacher", recipe.backbone().state_dict(), meta)
