@@ -3,7 +3,7 @@
 ``synthesize(out)`` writes 32 kHz mono WAVs under ``out/audio/`` and three manifests: ``clips.csv``
 (ESC-50 style, 1 s event clips in 5 folds), ``soundscapes.tsv`` (DESED strong labels of 10 s
 soundscapes) and ``scenes.tsv`` (TAU style, the soundscapes' scene labels). Recipes overlap on
-purpose (tones of near pitch, vibrato in two classes) and SNRs go down to 0 dB, so a tiny model has
+purpose (tones of near pitch, vibrato in two classes) and SNRs go down to 3 dB, so a tiny model has
 something to learn.
 """
 
@@ -176,7 +176,7 @@ def synthesize(out: str | os.PathLike, seed: int = 0, clips_per_class: int = 40,
         for target, name in enumerate(names):
             event = EVENTS[name](rng)[:n_clip]
             background = _normalise(SCENES[scenes[rng.integers(len(scenes))]](rng, n_clip))
-            wave = _mix(background, event, int(rng.integers(0, n_clip - event.size + 1)), rng.uniform(0, 12))
+            wave = _mix(background, event, int(rng.integers(0, n_clip - event.size + 1)), rng.uniform(3, 15))
             filename = f"clip-{name}-{k:03d}.wav"
             _write(root / "audio" / filename, wave, rng)
             clip_rows.append((filename, k % 5 + 1, target, name))

@@ -55,6 +55,7 @@ class DistillConfig:
     dir_folder: str = ""
     dir_p: float = 0.4
     kd: bool = True
+    multi_label: bool | None = None  # None: as the manifest says; True trains independent sigmoid detectors (BCE)
     qat: bool = False
     qat_epochs: int = 5
     qat_lr: float = 1e-4
@@ -145,17 +146,46 @@ class _Step:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted and true class indices over a split (deterministic centre crops)."""
+def scores(model: nn.Module, frontend: Frontend, manifest: Manifest, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and targets over a split (deterministic centre crops)."""
     model.eval()
     loader = DataLoader(ClipDataset(manifest, frontend.spec.sample_rate, config.clip_seconds), batch_size=64, collate_fn=collate)
     device = next(model.parameters()).device
-    predicted, truth = [], []
+    logits, targets = [], []
     for batch in loader:
-        logits = model(frontend(batch["wave"].to(device)).unsqueeze(1))
-        predicted.append(logits.argmax(1).cpu().numpy())
-        truth.append(batch["target"].argmax(1).numpy())
-    return np.concatenate(predicted), np.concatenate(truth)
+        logits.append(model(frontend(batch["wave"].to(device)).unsqueeze(1)).cpu().numpy())
+        targets.append(batch["target"].numpy())
+    return np.concatenate(logits), np.concatenate(targets)
+
+
+def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted and true class indices over a split."""
+    logits, targets = scores(model, frontend, manifest, config)
+    return logits.argmax(1), targets.argmax(1)
+
+
+def calibrate_thresholds(logits: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, float]:
+    """Per class, the sigmoid threshold with the best F1 on the validation clips (the runtime's default thresholds)."""
+    probs = 1 / (1 + np.exp(-logits))
+    grid = np.linspace(0.05, 0.95, 19)
+    thresholds = {}
+    for k, label in enumerate(labels):
+        positive = targets[:, k] > 0.5
+        hits = np.array([(probs[positive, k] >= g).sum() for g in grid])
+        flagged = np.array([(probs[:, k] >= g).sum() for g in grid])
+        f1 = 2 * hits / np.maximum(positive.sum() + flagged, 1)  # F1 = 2 TP / (P + predicted P)
+        thresholds[label] = round(float(grid[int(np.argmax(f1))]), 2)
+    return thresholds
+
+
+def _store_thresholds(path: Path, thresholds: dict[str, float]) -> None:
+    """Record calibrated thresholds in a checkpoint's earmark.json (export copies them into the model)."""
+    meta_file = path / "earmark.json"
+    meta = json.loads(meta_file.read_text())
+    meta["extra"]["thresholds"] = thresholds
+    tmp = meta_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    os.replace(tmp, meta_file)
 
 
 def _accuracies(pred: np.ndarray, truth: np.ndarray, classes: int) -> dict[str, float]:
@@ -176,10 +206,11 @@ def distill(config: DistillConfig) -> Path:
     cache = teacher_cache(config, manifest) if (config.kd and config.teachers) else None
     info = setup_distributed()
     frontend = frontend.to(info.device)
-    step = _Step(config, frontend, cache, manifest.multi_label)
+    multi = manifest.multi_label if config.multi_label is None else config.multi_label
+    step = _Step(config, frontend, cache, multi)
     meta = lambda **extra: student_checkpoint_meta(student, config.student, manifest.labels.to_list(), "clip",
                                                    config.student_overrides, window_seconds=config.clip_seconds,
-                                                   multi_label=manifest.multi_label, **extra)
+                                                   multi_label=multi, **extra)
     best_path = out / "student"
 
     def validate(model):
@@ -212,6 +243,10 @@ def distill(config: DistillConfig) -> Path:
         results["int8"] = _accuracies(pred, truth, classes)
     else:
         pred, truth = evaluate(student, frontend, test, config)
+    if multi:  # sigmoid detectors: calibrate each class's threshold on validation for the runtime
+        final_model = qmodel if config.qat else student
+        results["thresholds"] = calibrate_thresholds(*scores(final_model, frontend, val, config), manifest.labels.to_list())
+        _store_thresholds(final, results["thresholds"])
     plot_confusion(truth, pred, manifest.labels.to_list(), out / "confusion.png")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return final

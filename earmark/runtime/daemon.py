@@ -30,6 +30,7 @@ class Listener:
         meta = classifier.metadata
         self.labels = meta.labels
         self.scenes = meta.activation == "softmax" and meta.task == "clip"
+        settings.offset_lag = classifier.plan.offset_lag
         self.events = EventTracker(self.labels, settings)
         self.scene = SceneTracker(self.labels, hold=scene_hold)
         self.status_every, self.thresholds_file, self.k = status_every, thresholds_file, k

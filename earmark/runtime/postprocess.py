@@ -43,6 +43,7 @@ class EventSettings:
     median: int = 1  # segments; odd
     min_duration: float = 0.0
     max_gap: float = 0.0
+    offset_lag: float = 0.0  # clip models still see an event (window - hop) after it ends: offsets move back by this
 
     def on(self, label: str) -> float:
         return self.thresholds.get(label, self.default_threshold)
@@ -90,7 +91,8 @@ class EventTracker:
         return events, changes
 
     def _close(self, label: str, track: _Track, changes: list) -> list[Event]:
-        event = Event(label, track.onset, track.off_since, track.peak)
+        offset = max(track.off_since - self.settings.offset_lag, track.onset + 1e-3)
+        event = Event(label, track.onset, offset, track.peak)
         done = [event] if event.offset - event.onset >= self.settings.min_duration else []
         if track.announced:
             changes.append((label, False))

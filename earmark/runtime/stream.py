@@ -48,6 +48,11 @@ class WindowPlan:
         self.hop_frames = max(1, round(self.hop_seconds / self.spec.hop_seconds))
         self.hop_seconds = self.hop_frames * self.spec.hop_seconds
 
+    @property
+    def offset_lag(self) -> float:
+        """How long after an event ends a clip model's windows still contain it (frame models: none)."""
+        return 0.0 if "frame" in self.meta.outputs else self.meta.window_seconds - self.hop_seconds
+
     def window_ends(self, available: int, done: int) -> range:
         """End frame indices of the windows that ``available`` frames complete, after ``done`` windows."""
         first = self.frames + done * self.hop_frames

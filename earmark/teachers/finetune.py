@@ -42,6 +42,7 @@ class FinetuneConfig:
     warmup_epochs: int = 1
     schedule: str = "cosine"
     mixup_alpha: float = 0.3
+    multi_label: bool | None = None  # None: as the manifest says; True trains independent sigmoid detectors (BCE)
     freq_mask: int = 20
     time_mask: int = 20
     precision: str = "fp32"
@@ -85,7 +86,7 @@ def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, clip_seconds: float) -> dict[str, float]:
+def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, clip_seconds: float, multi_label: bool | None = None) -> dict[str, float]:
     """Accuracy and macro accuracy (single-label) or mAP (multi-label) on deterministic crops."""
     model.eval()
     device = next(model.parameters()).device
@@ -95,8 +96,11 @@ def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, clip_seco
         scores.append(model(frontend(batch["wave"].to(device)).unsqueeze(1)).clip_logits.float().cpu().numpy())
         targets.append(batch["target"].numpy())
     s, t = np.concatenate(scores), np.concatenate(targets)
-    if manifest.multi_label:
-        return {"mAP": average_precision(s, t)}
+    if manifest.multi_label if multi_label is None else multi_label:
+        result = {"mAP": average_precision(s, t)}
+        if t.sum(1).max() > 1:
+            return result
+        return {**result, "accuracy": float((s.argmax(1) == t.argmax(1)).mean())}
     pred, truth = s.argmax(1), t.argmax(1)
     per_class = [float((pred[truth == k] == k).mean()) for k in range(t.shape[1]) if (truth == k).any()]
     return {"accuracy": float((pred == truth).mean()), "macro_accuracy": float(np.mean(per_class))}
@@ -115,7 +119,7 @@ def finetune(config: FinetuneConfig) -> Path:
         backbone.requires_grad_(False)
     info = setup_distributed()
     frontend = Frontend(backbone.frontend).to(info.device)
-    multi = manifest.multi_label
+    multi = manifest.multi_label if config.multi_label is None else config.multi_label
 
     def step(m, batch):
         lam = float(np.random.beta(config.mixup_alpha, config.mixup_alpha)) if config.mixup_alpha > 0 else 1.0
@@ -139,11 +143,11 @@ def finetune(config: FinetuneConfig) -> Path:
                                weight_decay=config.weight_decay, warmup_steps=config.warmup_epochs * steps, schedule=config.schedule,
                                precision=config.precision, seed=config.seed, keep_best=key, progress=config.progress)
     trainer = Trainer(train_config, model, step, ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds, True, config.seed),
-                      collate_fn=collate, val_fn=lambda m: evaluate(m, frontend, val, config.clip_seconds),
+                      collate_fn=collate, val_fn=lambda m: evaluate(m, frontend, val, config.clip_seconds, multi),
                       on_best=lambda m, metrics: save_checkpoint(path, m.state_dict(), meta), params=groups, dist_info=info)
     trainer.fit(resume=True)
     plot_metrics(out / "run")
     best, _ = teacher_from_checkpoint(path)
-    results = {"test": evaluate(best.to(info.device), frontend, test, config.clip_seconds), "chance": 1 / len(manifest.labels)}
+    results = {"test": evaluate(best.to(info.device), frontend, test, config.clip_seconds, multi), "chance": 1 / len(manifest.labels)}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return path
