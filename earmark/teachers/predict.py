@@ -33,7 +33,11 @@ def outputs(model: nn.Module, features: torch.Tensor, embeddings: bool = False) 
     out = model(features)
     result: dict[str, torch.Tensor] = {}
     if hasattr(out, "clip_logits"):
-        result["clip_logits"] = out.clip_logits
+        if out.clip_logits is None and not embeddings:
+            raise ValueError("this teacher has no classification head: fine-tune it first (`earmark finetune`), "
+                             "or ask for embeddings only (--embeddings).")
+        if out.clip_logits is not None:
+            result["clip_logits"] = out.clip_logits
         if out.frame_logits is not None:
             result["frame_logits"] = out.frame_logits
         if embeddings:
