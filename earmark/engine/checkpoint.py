@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -99,6 +99,23 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], C
     if not weights.is_file():
         raise ValueError(f"{path}: {WEIGHTS_FILE} is missing; the checkpoint is incomplete, re-create it.")
     return load_file(str(weights)), meta
+
+
+def rebuild_model(path: str | os.PathLike, family: str, build: Callable[[CheckpointMeta], torch.nn.Module],
+               written_by: str) -> tuple[torch.nn.Module, CheckpointMeta]:
+    """Rebuild a checkpoint's model with its family's ``build`` and load the weights (eval mode); one clear error each way."""
+    state, meta = load_checkpoint(path)
+    if meta.family != family:
+        raise ValueError(f"{path} holds a {meta.family} ({meta.model}), not a {family}; pass a checkpoint written by {written_by}.")
+    model = build(meta)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        lines = str(err).splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise ValueError(f"{path}: the weights do not fit {meta.model} {meta.model_args} ({detail}); "
+                         "the checkpoint is from another architecture or version.") from None
+    return model.eval(), meta
 
 
 def checkpoint_hash(path: str | os.PathLike) -> str:

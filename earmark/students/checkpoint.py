@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from earmark.audio.spec import get_frontend
-from earmark.engine.checkpoint import CheckpointMeta, load_checkpoint
+from earmark.engine.checkpoint import CheckpointMeta, rebuild_model
 from earmark.students.registry import create_student
 
 
@@ -31,14 +31,4 @@ def build_student(meta: CheckpointMeta) -> nn.Module:
 
 def student_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, CheckpointMeta]:
     """The student saved at ``path`` and its metadata (clear error when the weights do not fit the architecture)."""
-    state, meta = load_checkpoint(path)
-    if meta.family != "student":
-        raise ValueError(f"{path} holds a {meta.family} ({meta.model}), not a student; pass a checkpoint written by `earmark distill`.")
-    model = build_student(meta)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise ValueError(f"{path}: the weights do not fit {meta.model} {meta.model_args} ({first}); "
-                         "the checkpoint is from another architecture.") from None
-    return model.eval(), meta
+    return rebuild_model(path, "student", build_student, "`earmark distill`")

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from earmark.audio.spec import FrontendSpec
-from earmark.engine.checkpoint import CheckpointMeta, load_checkpoint
+from earmark.engine.checkpoint import CheckpointMeta, rebuild_model
 from earmark.teachers.heads import TeacherClassifier
 from earmark.teachers.registry import create_teacher
 
@@ -33,12 +33,4 @@ def build_teacher(meta: CheckpointMeta) -> nn.Module:
 
 def teacher_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, CheckpointMeta]:
     """The teacher saved at ``path`` and its metadata."""
-    state, meta = load_checkpoint(path)
-    if meta.family != "teacher":
-        raise ValueError(f"{path} holds a {meta.family} ({meta.model}), not a teacher; pass a checkpoint from `earmark convert` or `earmark finetune`.")
-    model = build_teacher(meta)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: the weights do not fit {meta.model} ({str(err).splitlines()[1].strip()}); the checkpoint is damaged or from another version.") from None
-    return model.eval(), meta
+    return rebuild_model(path, "teacher", build_teacher, "`earmark convert`, `earmark pretrain` or `earmark finetune`")
