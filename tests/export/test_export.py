@@ -113,3 +113,15 @@ def test_cli_prints_a_table_and_the_next_command(tmp_path):
     assert bench.returncode == 0, bench.stderr
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     assert rows and all(r["p50_ms"] > 0 for r in rows)
+
+
+def test_a_small_fine_tuned_teacher_exports_with_parity(tmp_path):
+    from earmark.teachers import TeacherClassifier, create_teacher, teacher_checkpoint_meta
+
+    torch.manual_seed(0)
+    backbone = create_teacher("asit_tiny")
+    model = TeacherClassifier(backbone, len(LABELS), "prenorm")
+    meta = teacher_checkpoint_meta(backbone.frontend, "asit_tiny", {}, LABELS, "clip", "prenorm", window_seconds=1.0)
+    save_checkpoint(tmp_path / "teacher", model.state_dict(), meta)
+    result = export_onnx(tmp_path / "teacher", tmp_path / "t.onnx")
+    assert result.parity.max_abs_diff < 1e-4 and _metadata(result.path).frontend.name == "ast"

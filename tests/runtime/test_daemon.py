@@ -160,3 +160,29 @@ def test_microphone_through_portaudio_survives_a_sound_server_restart(tmp_path, 
         assert again["label"] == "tone_1k" and again["onset"] > event["offset"]
     finally:
         assert daemon.stop() == 0
+
+
+def test_webhook_receives_each_event_as_json(tmp_path, model):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        wav = _wav(tmp_path / "a.wav", 4.0, [(1.0, 2.0, 1000.0), (2.5, 3.0, 3000.0)])
+        run = subprocess.run(LISTEN + [str(model), "--source", str(wav), "--fast", "--webhook", f"http://127.0.0.1:{server.server_port}/hook"],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert [r["label"] for r in received] == ["tone_1k", "tone_3k"] and all(r["type"] == "event" for r in received)
+    finally:
+        server.shutdown()
