@@ -18,9 +18,9 @@ from earmark.audio.manifest import Manifest, read_manifest
 from earmark.audio.spec import get_frontend
 from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, spec_augment, time_roll
 from earmark.distill.losses import bce_kd, soft_kd
-from earmark.distill.qat import quantize, save_qat_checkpoint
-from earmark.engine import Trainer, TrainConfig, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed
-from earmark.students import create_student, student_checkpoint_meta
+from earmark.distill.qat import load_qat_student, quantize, save_qat_checkpoint
+from earmark.engine import Trainer, TrainConfig, barrier, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed
+from earmark.students import create_student, student_checkpoint_meta, student_from_checkpoint
 from earmark.teachers.cache import TeacherCache
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
 
@@ -100,7 +100,9 @@ def teacher_cache(config: DistillConfig, manifest: Manifest) -> TeacherCache:
     hint = f"delete {path} or pass --cache elsewhere to rebuild it"
     if (path / "index.json").is_file():
         return TeacherCache.open(path, expect_key=key, rebuild_hint=hint)
-    predict_to_cache(predictors, manifest, path, config.clip_seconds)
+    if setup_distributed().is_main:  # one rank scores the data; the others wait and read the cache
+        predict_to_cache(predictors, manifest, path, config.clip_seconds)
+    barrier()
     return TeacherCache.open(path, expect_key=key)
 
 
@@ -227,17 +229,15 @@ def distill(config: DistillConfig) -> Path:
         precision=config.precision, progress=config.progress)
     data = ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds, train=True, seed=config.seed)
     Trainer(train_config, student, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
-    plot_metrics(out / "float")
-    from earmark.students import student_from_checkpoint
-
+    barrier()  # rank 0 wrote the best checkpoint
+    if info.is_main:
+        plot_metrics(out / "float")
     student, _ = student_from_checkpoint(best_path)
     student = student.to(info.device)
     results = {"float": _accuracies(*evaluate(student, frontend, test, config), classes)}
     final = best_path
     if config.qat:
         final = _qat(config, student, frontend, train, val, data, step, meta, info)
-        from earmark.distill.qat import load_qat_student
-
         qmodel, _ = load_qat_student(final)
         pred, truth = evaluate(qmodel.to(info.device), frontend, test, config)
         results["int8"] = _accuracies(pred, truth, classes)
@@ -246,9 +246,12 @@ def distill(config: DistillConfig) -> Path:
     if multi:  # sigmoid detectors: calibrate each class's threshold on validation for the runtime
         final_model = qmodel if config.qat else student
         results["thresholds"] = calibrate_thresholds(*scores(final_model, frontend, val, config), manifest.labels.to_list())
-        _store_thresholds(final, results["thresholds"])
-    plot_confusion(truth, pred, manifest.labels.to_list(), out / "confusion.png")
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    if info.is_main:
+        if multi:
+            _store_thresholds(final, results["thresholds"])
+        plot_confusion(truth, pred, manifest.labels.to_list(), out / "confusion.png")
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+    barrier()
     return final
 
 
@@ -275,7 +278,9 @@ def _qat(config, student, frontend, train, val, data, step, meta, info) -> Path:
                              lr=config.qat_lr, optimizer="adam", schedule="cosine", seed=config.seed, keep_best="accuracy",
                              progress=config.progress)
     Trainer(qat_config, qmodel, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
-    plot_metrics(Path(config.out) / "qat")
+    barrier()
+    if info.is_main:
+        plot_metrics(Path(config.out) / "qat")
     return path
 
 

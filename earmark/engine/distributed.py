@@ -46,6 +46,12 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+def barrier() -> None:
+    """Wait for every rank (no-op alone): rank 0 writes, the others read after."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     """The mean over ranks (the value itself when alone)."""
     if dist.is_initialized():

@@ -112,3 +112,17 @@ def test_distill_with_kd_and_qat_writes_a_quantized_checkpoint(synth_data, teach
     assert (tmp_path / "confusion.png").is_file() and (tmp_path / "float" / "curves.png").is_file()
     meta = json.loads((final / "earmark.json").read_text())
     assert meta["extra"]["quantization"]["backend"] == "nncf"
+
+
+def test_distill_under_torchrun_on_two_cpu_ranks(synth_data, teacher_ckpt, tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "earmark.cli",
+           "distill", "--teacher", str(teacher_ckpt), "--student", "tfsepnet16", "--data", str(synth_data.clips_csv),
+           "--out", str(tmp_path), "--epochs", "2", "--batch-size", "8"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    state = torch.load(tmp_path / "float" / "state.pt", weights_only=True)
+    assert state["train_state"]["epoch"] == 2 and (tmp_path / "student" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "results.json").read_text())["float"]["accuracy"] >= 0
