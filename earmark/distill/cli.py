@@ -14,6 +14,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/distill")
     parser.add_argument("--cache", default="", help="where the teacher-output cache lives (default OUT/teacher-cache)")
     parser.add_argument("--no-kd", action="store_true", help="train on hard labels only (a baseline)")
+    parser.add_argument("--online-teacher", action="store_true", help="run the teachers on every augmented batch instead of the cache")
     parser.add_argument("--qat", action="store_true", help="NNCF quantization-aware training after the float run")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--qat-epochs", type=int, default=5)
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         cache=args.cache, clip_seconds=args.clip_seconds, val_fold=args.val_fold, test_fold=args.test_fold, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, temperature=args.temperature, hard_weight=args.kd_lambda,
         kl_reduction=args.kl_reduction, mixup_alpha=args.mixup, dir_folder=args.dir_folder, roll_seconds=args.roll_seconds,
-        kd=not args.no_kd, qat=args.qat, qat_epochs=args.qat_epochs, seed=args.seed, precision=args.precision))
+        kd=not args.no_kd, online_teacher=args.online_teacher, qat=args.qat, qat_epochs=args.qat_epochs, seed=args.seed, precision=args.precision))
     print(f"wrote {final}; results in {args.out}/results.json, curves and confusion matrix in {args.out}")
     print(f"next: earmark export {final} --format onnx{'' if args.qat else ' --int8 --calib ' + args.data}")
     return 0

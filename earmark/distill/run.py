@@ -22,7 +22,7 @@ from earmark.distill.qat import load_qat_student, quantize, save_qat_checkpoint
 from earmark.engine import Trainer, TrainConfig, barrier, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed
 from earmark.students import create_student, student_checkpoint_meta, student_from_checkpoint
 from earmark.teachers.cache import TeacherCache
-from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
+from earmark.teachers.predict import Predictor, ensemble_key, outputs, predict_to_cache
 
 
 @dataclass
@@ -55,6 +55,7 @@ class DistillConfig:
     dir_folder: str = ""
     dir_p: float = 0.4
     kd: bool = True
+    online_teacher: bool = False  # run the teachers on every augmented batch (GPU clusters) instead of the cache
     multi_label: bool | None = None  # None: as the manifest says; True trains independent sigmoid detectors (BCE)
     qat: bool = False
     qat_epochs: int = 5
@@ -115,8 +116,10 @@ def _check_labels(teacher_labels: list[str], manifest: Manifest, source: str) ->
 class _Step:
     """One KD training step: waveform augmentation, features, mixup, feature augmentation, loss."""
 
-    def __init__(self, config: DistillConfig, frontend: Frontend, cache: TeacherCache | None, multi_label: bool):
+    def __init__(self, config: DistillConfig, frontend: Frontend, cache: TeacherCache | None, multi_label: bool,
+                 online: list[Predictor] | None = None):
         self.config, self.frontend, self.cache, self.multi_label = config, frontend, cache, multi_label
+        self.online = [(p.model.eval().requires_grad_(False), Frontend(p.frontend)) for p in online or []]
         self.dir = ImpulseResponses(config.dir_folder, frontend.spec.sample_rate, config.dir_p) if config.dir_folder else None
         self.roll = int(config.roll_seconds * frontend.spec.sample_rate)
 
@@ -140,11 +143,37 @@ class _Step:
         if c.specaugment_freq:
             features = spec_augment(features, c.specaugment_freq)
         logits = model(features)
+        if self.online:  # the teachers hear the same mixed, augmented audio: their outputs need no mixing
+            teacher = self.teacher_logits(mix.inputs(waves))
+            y = batch["target"]
+            return mix.lam * self.loss(logits, y, teacher) + (1 - mix.lam) * self.loss(logits, y[mix.perm], teacher), {}
         teacher = None
         if self.cache is not None and c.kd:
             teacher = torch.from_numpy(self.cache.lookup(batch["id"])).to(logits.device)
         targets = [batch["target"]] + ([teacher] if teacher is not None else [])
         return mix.loss(lambda y, t=None: self.loss(logits, y, t), *targets), {}
+
+    @torch.no_grad()
+    def teacher_logits(self, waves: torch.Tensor) -> torch.Tensor:
+        """The online ensemble's averaged clip logits, each teacher at its own sample rate."""
+        rate = self.frontend.spec.sample_rate
+        total = 0.0
+        for teacher, frontend in self.online:
+            frontend = frontend.to(waves.device)
+            audio = resample(waves, rate, frontend.spec.sample_rate)
+            total = total + outputs(teacher.to(waves.device), frontend(audio).unsqueeze(1))["clip_logits"]
+        return total / len(self.online)
+
+
+def resample(waves: torch.Tensor, rate: int, target: int) -> torch.Tensor:
+    """Band-limited resampling of (B, N) by truncating or zero-padding the spectrum (works on any device)."""
+    if rate == target:
+        return waves
+    length = round(waves.shape[-1] * target / rate)
+    spectrum = torch.fft.rfft(waves, dim=-1)
+    bins = length // 2 + 1
+    spectrum = spectrum[..., :bins] if spectrum.shape[-1] >= bins else nn.functional.pad(spectrum, (0, bins - spectrum.shape[-1]))
+    return torch.fft.irfft(spectrum, n=length, dim=-1) * (length / waves.shape[-1])
 
 
 @torch.no_grad()
@@ -205,11 +234,17 @@ def distill(config: DistillConfig) -> Path:
     classes = len(manifest.labels)
     student = create_student(config.student, classes, "clip", **config.student_overrides)
     frontend = Frontend(student.frontend)
-    cache = teacher_cache(config, manifest) if (config.kd and config.teachers) else None
+    online = None
+    if config.online_teacher and config.kd:
+        loaded = [_load_any(t) for t in config.teachers]
+        for (_, labels), path in zip(loaded, config.teachers):
+            _check_labels(labels, manifest, path)
+        online = [p for p, _ in loaded]
+    cache = teacher_cache(config, manifest) if (config.kd and config.teachers and not online) else None
     info = setup_distributed()
     frontend = frontend.to(info.device)
     multi = manifest.multi_label if config.multi_label is None else config.multi_label
-    step = _Step(config, frontend, cache, multi)
+    step = _Step(config, frontend, cache, multi, online)
     meta = lambda **extra: student_checkpoint_meta(student, config.student, manifest.labels.to_list(), "clip",
                                                    config.student_overrides, window_seconds=config.clip_seconds,
                                                    multi_label=multi, **extra)

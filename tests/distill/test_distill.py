@@ -126,3 +126,25 @@ def test_distill_under_torchrun_on_two_cpu_ranks(synth_data, teacher_ckpt, tmp_p
     state = torch.load(tmp_path / "float" / "state.pt", weights_only=True)
     assert state["train_state"]["epoch"] == 2 and (tmp_path / "student" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "results.json").read_text())["float"]["accuracy"] >= 0
+
+
+def test_online_teacher_mode_runs_the_teacher_on_each_batch(synth_data, teacher_ckpt, tmp_path):
+    calls = []
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: calls.append(type(m).__name__))
+    try:
+        distill(DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), teachers=[str(teacher_ckpt)], student="tfsepnet16",
+                              epochs=1, batch_size=16, online_teacher=True, progress=False))
+    finally:
+        handle.remove()
+    assert not (tmp_path / "teacher-cache").exists()
+    assert calls.count("TFSepNet") >= 2 * 3  # teacher and student forward on every one of the 3 training batches
+
+
+def test_band_limited_resampling_keeps_a_tone():
+    from earmark.distill.run import resample
+
+    t = torch.arange(32000) / 32000
+    wave = torch.sin(2 * torch.pi * 1000 * t)[None]
+    down = resample(wave, 32000, 16000)
+    expected = torch.sin(2 * torch.pi * 1000 * torch.arange(16000) / 16000)
+    assert down.shape == (1, 16000) and torch.allclose(down[0], expected, atol=1e-3)
