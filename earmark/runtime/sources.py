@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import select
 import sys
 import threading
 import time
@@ -52,8 +54,15 @@ class StdinSource:
         self._rest = b""
 
     def read(self, timeout: float = 0.5) -> np.ndarray | None:
-        data = self._rest + self.stream.read1(self.block_bytes) if hasattr(self.stream, "read1") else self._rest + self.stream.read(self.block_bytes)
-        if not data:
+        """Whatever arrived within ``timeout`` (possibly nothing, so signals are handled); None at the end of the stream."""
+        try:
+            ready, _, _ = select.select([self.stream], [], [], timeout)
+        except (ValueError, OSError, io.UnsupportedOperation):  # not a selectable file: block on it
+            ready = [self.stream]
+        if not ready:
+            return np.zeros(0, np.float32)
+        data = self._rest + (self.stream.read1(self.block_bytes) if hasattr(self.stream, "read1") else self.stream.read(self.block_bytes))
+        if len(data) == len(self._rest):
             return None
         usable = len(data) - len(data) % (2 * self.channels)
         self._rest = data[usable:]

@@ -186,3 +186,26 @@ def test_webhook_receives_each_event_as_json(tmp_path, model):
         assert [r["label"] for r in received] == ["tone_1k", "tone_3k"] and all(r["type"] == "event" for r in received)
     finally:
         server.shutdown()
+
+
+def test_sighup_reloads_thresholds_and_sigterm_stops_cleanly(tmp_path, model):
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text('{"tone_1k": 0.99}')
+    daemon = Daemon([str(model), "--source", "-", "--rate", "16000", "--thresholds-file", str(thresholds), "--status-every", "0.2"],
+                    stdin=subprocess.PIPE)
+    daemon.wait_for(lambda r: r["type"] == "status")
+    thresholds.write_text('{"tone_1k": 0.4}')
+    daemon.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not any("thresholds reloaded" in line for line in daemon.stderr) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any("thresholds reloaded" in line for line in daemon.stderr)
+    thresholds.write_text("not json")
+    daemon.process.send_signal(signal.SIGHUP)  # a broken file keeps the previous thresholds and the daemon alive
+    time.sleep(0.3)
+    assert daemon.process.poll() is None and any("keeping the previous thresholds" in line for line in daemon.stderr)
+    assert daemon.stop() == 0
+    last = None
+    while not daemon.records.empty():
+        last = daemon.records.get()
+    assert last is not None and last["type"] == "status"  # the final record is flushed on SIGTERM
