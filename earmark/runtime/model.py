@@ -50,38 +50,58 @@ class OnnxBackend:
 
 
 class TensorRTBackend:
-    """A serialized TensorRT engine with the metadata JSON written beside it by `earmark export --format engine`."""
+    """A serialized TensorRT engine with the metadata JSON written beside it by `earmark export --format engine`.
+
+    Device buffers go through cuda-python's runtime bindings (no torch on the device).
+    """
 
     def __init__(self, path: str | os.PathLike):
         try:
             import tensorrt as trt
-            import torch  # device buffers; JetPack ships both
+            from cuda.bindings import runtime as cudart
         except ImportError:
-            raise RuntimeError("the TensorRT backend needs tensorrt and a CUDA torch (JetPack on a Jetson); "
-                               "use --backend onnxruntime otherwise.") from None
+            raise RuntimeError("the TensorRT backend needs tensorrt and cuda-python (JetPack on a Jetson, "
+                               "`pip install earmark[tensorrt]` elsewhere); use --backend onnxruntime otherwise.") from None
         path = Path(path)
         meta_path = path.with_suffix(".json")
         if not meta_path.is_file():
             raise ValueError(f"{path}: the metadata {meta_path.name} is missing beside the engine; rebuild with `earmark export --format engine`.")
         self.metadata = ModelMetadata.from_json(meta_path.read_text(), str(meta_path))
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise ValueError(f"{path}: TensorRT cannot deserialize it; engines run only on the GPU and TensorRT version that built them.")
         self.context = self.engine.create_execution_context()
-        self.torch = torch
+        self.cudart = cudart
+        self.stream = self._check(cudart.cudaStreamCreate())
+        self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+
+    def _check(self, result):
+        err, *value = result
+        if err != self.cudart.cudaError_t.cudaSuccess:
+            raise RuntimeError(f"CUDA call failed ({err}); is the GPU available to this process?")
+        return value[0] if value else None
+
+    def _device(self, name: str, nbytes: int) -> int:
+        if name not in self.buffers or self.buffers[name][1] < nbytes:
+            self.buffers[name] = (self._check(self.cudart.cudaMalloc(nbytes)), nbytes)
+        return self.buffers[name][0]
 
     def run(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        torch = self.torch
-        buffers = {self.metadata.input_name: torch.from_numpy(features).cuda()}
+        cudart, copy = self.cudart, self.cudart.cudaMemcpyKind
+        features = np.ascontiguousarray(features, np.float32)
+        self.context.set_input_shape(self.metadata.input_name, features.shape)
+        pointer = self._device(self.metadata.input_name, features.nbytes)
+        self._check(cudart.cudaMemcpy(pointer, features.ctypes.data, features.nbytes, copy.cudaMemcpyHostToDevice))
+        self.context.set_tensor_address(self.metadata.input_name, pointer)
+        hosts = {}
         for role, name in self.metadata.outputs.items():
-            shape = tuple(self.context.get_tensor_shape(name))
-            buffers[name] = torch.empty(shape, dtype=torch.float32, device="cuda")
-        for name, tensor in buffers.items():
-            self.context.set_tensor_address(name, tensor.data_ptr())
-        self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
-        torch.cuda.current_stream().synchronize()
-        return {role: buffers[name].cpu().numpy() for role, name in self.metadata.outputs.items()}
+            hosts[role] = np.empty(tuple(self.context.get_tensor_shape(name)), np.float32)
+            self.context.set_tensor_address(name, self._device(name, hosts[role].nbytes))
+        self.context.execute_async_v3(self.stream)
+        self._check(cudart.cudaStreamSynchronize(self.stream))
+        for role, name in self.metadata.outputs.items():
+            self._check(cudart.cudaMemcpy(hosts[role].ctypes.data, self.buffers[name][0], hosts[role].nbytes, copy.cudaMemcpyDeviceToHost))
+        return hosts
 
 
 def load_backend(path: str | os.PathLike, backend: str = "onnxruntime", threads: int = 1) -> Backend:
