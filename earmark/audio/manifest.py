@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import sys
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -62,12 +63,15 @@ class Manifest:
         return self.filter(lambda c: c.fold in wanted)
 
     def train_val_test(self, val_fold: int, test_fold: int) -> tuple["Manifest", "Manifest", "Manifest"]:
-        """Train / validation / test by fold; the validation fold is never the test fold."""
+        """Train / validation / test by fold; the validation fold is never the test fold.
+
+        Clips without a fold (TAU, DESED, AudioSet lists) get one of 5 from a hash of their id: stable across runs.
+        """
         if val_fold == test_fold:
             raise ValueError("the validation and test folds must differ: the best checkpoint is chosen on validation, not test.")
-        if any(c.fold is None for c in self.clips):
-            raise ValueError(f"{self.source}: clips have no folds; use a manifest with a fold column (ESC-50 style).")
-        return self.filter(lambda c: c.fold not in (val_fold, test_fold)), self.folds([val_fold]), self.folds([test_fold])
+        fold = lambda c: c.fold if c.fold is not None else 1 + zlib.crc32(c.id.encode()) % 5
+        return (self.filter(lambda c: fold(c) not in (val_fold, test_fold)), self.filter(lambda c: fold(c) == val_fold),
+                self.filter(lambda c: fold(c) == test_fold))
 
     def by_id(self) -> dict[str, Clip]:
         return {c.id: c for c in self.clips}

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from earmark.teachers.layers import match_time
+
 
 def soft_kd(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, temperature: float = 2.0,
             hard_weight: float = 0.02, reduction: str = "mean") -> torch.Tensor:
@@ -40,13 +42,6 @@ class FeatureRegression(nn.Module):
 
     def forward(self, student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(self.project(student_embedding), teacher_embedding)
-
-
-def match_time(frames: torch.Tensor, length: int) -> torch.Tensor:
-    """Resample (B, T, C) along time to ``length`` steps by linear interpolation."""
-    if frames.shape[1] == length:
-        return frames
-    return F.interpolate(frames.transpose(1, 2), size=length, mode="linear", align_corners=False).transpose(1, 2)
 
 
 def frame_kd(student_frames: torch.Tensor, teacher_frames: torch.Tensor, frame_target: torch.Tensor | None = None,

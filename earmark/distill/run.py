@@ -12,16 +12,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from earmark.audio.datasets_torch import ClipDataset, collate
+from earmark.audio.datasets_torch import ClipDataset, FrameDataset, collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.manifest import Manifest, read_manifest
 from earmark.audio.spec import get_frontend
 from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, spec_augment, time_roll
-from earmark.distill.losses import bce_kd, soft_kd
+from earmark.distill.losses import bce_kd, frame_kd, soft_kd
 from earmark.distill.qat import load_qat_student, quantize, save_qat_checkpoint
 from earmark.engine import Trainer, TrainConfig, barrier, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed
+from earmark.engine.metrics import average_precision, frame_f1
 from earmark.students import create_student, student_checkpoint_meta, student_from_checkpoint
 from earmark.teachers.cache import TeacherCache
+from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, outputs, predict_to_cache
 
 
@@ -33,6 +35,7 @@ class DistillConfig:
     out: str
     teachers: list[str] = field(default_factory=list)  # checkpoints (teacher or student family), or one cache folder
     student: str = "tfsepnet64"
+    task: str = "clip"  # "frame": a frame-level (SED) student on strong labels, frame KD from a frame teacher
     student_overrides: dict = field(default_factory=dict)
     cache: str = ""  # where the teacher-output cache lives (default: OUT/teacher-cache)
     clip_seconds: float = 1.0
@@ -142,16 +145,29 @@ class _Step:
         features = freq_mixstyle(features, c.freq_mixstyle_alpha, c.freq_mixstyle_p)
         if c.specaugment_freq:
             features = spec_augment(features, c.specaugment_freq)
-        logits = model(features)
+        out = model(features)
+        frame_logits, logits = out if isinstance(out, tuple) else (None, out)
         if self.online:  # the teachers hear the same mixed, augmented audio: their outputs need no mixing
             teacher = self.teacher_logits(mix.inputs(waves))
             y = batch["target"]
             return mix.lam * self.loss(logits, y, teacher) + (1 - mix.lam) * self.loss(logits, y[mix.perm], teacher), {}
-        teacher = None
+        targets = {"y": batch["target"]}
+        if frame_logits is not None:
+            targets["frames"] = batch["frame_target"]
         if self.cache is not None and c.kd:
-            teacher = torch.from_numpy(self.cache.lookup(batch["id"])).to(logits.device)
-        targets = [batch["target"]] + ([teacher] if teacher is not None else [])
-        return mix.loss(lambda y, t=None: self.loss(logits, y, t), *targets), {}
+            targets["t"] = torch.from_numpy(self.cache.lookup(batch["id"])).to(logits.device)
+            if frame_logits is not None and self.cache.has("frame_logits"):
+                targets["t_frames"] = torch.from_numpy(self.cache.lookup(batch["id"], "frame_logits")).to(logits.device)
+
+        def total(*values):
+            v = dict(zip(targets, values))
+            loss = self.loss(logits, v["y"], v.get("t"))
+            if frame_logits is not None:  # strong labels, and the teacher's frames resampled to the student's grid
+                hard = nn.functional.binary_cross_entropy_with_logits(frame_logits, match_time(v["frames"], frame_logits.shape[1]))
+                loss = loss + (frame_kd(frame_logits, v["t_frames"], v["frames"], c.temperature) if "t_frames" in v else hard)
+            return loss
+
+        return mix.loss(total, *targets.values()), {}
 
     @torch.no_grad()
     def teacher_logits(self, waves: torch.Tensor) -> torch.Tensor:
@@ -184,9 +200,27 @@ def scores(model: nn.Module, frontend: Frontend, manifest: Manifest, config: Dis
     device = next(model.parameters()).device
     logits, targets = [], []
     for batch in loader:
-        logits.append(model(frontend(batch["wave"].to(device)).unsqueeze(1)).cpu().numpy())
+        out = model(frontend(batch["wave"].to(device)).unsqueeze(1))
+        logits.append((out[1] if isinstance(out, tuple) else out).cpu().numpy())
         targets.append(batch["target"].numpy())
     return np.concatenate(logits), np.concatenate(targets)
+
+
+@torch.no_grad()
+def frame_scores(model: nn.Module, frontend: Frontend, manifest: Manifest, config: DistillConfig) -> dict[str, float]:
+    """Frame F1 (threshold 0.5) and clip mAP of a frame-level student on strong labels."""
+    model.eval()
+    device = next(model.parameters()).device
+    data = FrameDataset(manifest, frontend.spec, config.clip_seconds, model.frame_hop_seconds)
+    frames, frame_targets, clips, targets = [], [], [], []
+    for batch in DataLoader(data, batch_size=16, collate_fn=collate):
+        frame_logits, clip_logits = model(frontend(batch["wave"].to(device)).unsqueeze(1))
+        frames.append(torch.sigmoid(match_time(frame_logits.cpu(), batch["frame_target"].shape[1])).numpy())
+        frame_targets.append(batch["frame_target"].numpy())
+        clips.append(clip_logits.cpu().numpy())
+        targets.append(batch["target"].numpy())
+    return {"frame_f1": frame_f1(np.concatenate(frames), np.concatenate(frame_targets)),
+            "mAP": average_precision(np.concatenate(clips), np.concatenate(targets))}
 
 
 def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -232,7 +266,8 @@ def distill(config: DistillConfig) -> Path:
     manifest = read_manifest(config.data)
     train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
     classes = len(manifest.labels)
-    student = create_student(config.student, classes, "clip", **config.student_overrides)
+    frame = config.task == "frame"
+    student = create_student(config.student, classes, config.task, **config.student_overrides)
     frontend = Frontend(student.frontend)
     online = None
     if config.online_teacher and config.kd:
@@ -243,39 +278,43 @@ def distill(config: DistillConfig) -> Path:
     cache = teacher_cache(config, manifest) if (config.kd and config.teachers and not online) else None
     info = setup_distributed()
     frontend = frontend.to(info.device)
-    multi = manifest.multi_label if config.multi_label is None else config.multi_label
+    multi = frame or (manifest.multi_label if config.multi_label is None else config.multi_label)
     step = _Step(config, frontend, cache, multi, online)
-    meta = lambda **extra: student_checkpoint_meta(student, config.student, manifest.labels.to_list(), "clip",
+    meta = lambda **extra: student_checkpoint_meta(student, config.student, manifest.labels.to_list(), config.task,
                                                    config.student_overrides, window_seconds=config.clip_seconds,
                                                    multi_label=multi, **extra)
     best_path = out / "student"
 
     def validate(model):
-        return _accuracies(*evaluate(model, frontend, val, config), classes)
+        return frame_scores(model, frontend, val, config) if frame else _accuracies(*evaluate(model, frontend, val, config), classes)
 
     def save_best(model, metrics):
-        save_checkpoint(best_path, model.state_dict(), meta(val_accuracy=metrics["accuracy"]))
+        save_checkpoint(best_path, model.state_dict(), meta(**{f"val_{key}": metrics[key]}))
+
+    key = "frame_f1" if frame else "accuracy"
 
     steps_per_epoch = max(len(train) // config.batch_size, 1)
     train_config = TrainConfig(
         run_dir=str(out / "float"), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
         optimizer="adam", schedule=config.schedule, restart_period=config.restart_epochs * steps_per_epoch,
-        warmup_steps=config.warmup_epochs * steps_per_epoch, seed=config.seed, keep_best="accuracy",
+        warmup_steps=config.warmup_epochs * steps_per_epoch, seed=config.seed, keep_best=key,
         precision=config.precision, progress=config.progress)
-    data = ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds, train=True, seed=config.seed)
+    data = (FrameDataset(train, frontend.spec, config.clip_seconds, student.frame_hop_seconds, train=True, seed=config.seed) if frame
+            else ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds, train=True, seed=config.seed))
     Trainer(train_config, student, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
     barrier()  # rank 0 wrote the best checkpoint
     if info.is_main:
         plot_metrics(out / "float")
     student, _ = student_from_checkpoint(best_path)
     student = student.to(info.device)
-    results = {"float": _accuracies(*evaluate(student, frontend, test, config), classes)}
+    measure = (lambda m: frame_scores(m, frontend, test, config)) if frame else (lambda m: _accuracies(*evaluate(m, frontend, test, config), classes))
+    results = {"float": measure(student)}
     final = best_path
     if config.qat:
-        final = _qat(config, student, frontend, train, val, data, step, meta, info)
+        final = _qat(config, student, frontend, train, data, step, meta, info, validate, key)
         qmodel, _ = load_qat_student(final)
-        pred, truth = evaluate(qmodel.to(info.device), frontend, test, config)
-        results["int8"] = _accuracies(pred, truth, classes)
+        results["int8"] = measure(qmodel.to(info.device))
+        pred, truth = evaluate(qmodel, frontend, test, config)
     else:
         pred, truth = evaluate(student, frontend, test, config)
     if multi:  # sigmoid detectors: calibrate each class's threshold on validation for the runtime
@@ -290,7 +329,7 @@ def distill(config: DistillConfig) -> Path:
     return final
 
 
-def _qat(config, student, frontend, train, val, data, step, meta, info) -> Path:
+def _qat(config, student, frontend, train, data, step, meta, info, validate, key: str) -> Path:
     """NNCF quantization on a calibration subset, then fine-tuning with the same KD loss; keeps the best on validation."""
     calib_loader = DataLoader(ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds), batch_size=16, collate_fn=collate)
     calibration, seen = [], 0
@@ -303,14 +342,11 @@ def _qat(config, student, frontend, train, val, data, step, meta, info) -> Path:
     qmodel = quantize(student, calibration)
     path = Path(config.out) / "student-int8"
 
-    def validate(model):
-        return _accuracies(*evaluate(model, frontend, val, config), len(train.labels))
-
     def save_best(model, metrics):
-        save_qat_checkpoint(path, model, meta(val_accuracy=metrics["accuracy"]))
+        save_qat_checkpoint(path, model, meta(**{f"val_{key}": metrics[key]}))
 
     qat_config = TrainConfig(run_dir=str(Path(config.out) / "qat"), epochs=config.qat_epochs, batch_size=config.batch_size,
-                             lr=config.qat_lr, optimizer="adam", schedule="cosine", seed=config.seed, keep_best="accuracy",
+                             lr=config.qat_lr, optimizer="adam", schedule="cosine", seed=config.seed, keep_best=key,
                              progress=config.progress)
     Trainer(qat_config, qmodel, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
     barrier()

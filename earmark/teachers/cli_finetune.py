@@ -12,6 +12,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/finetune")
     parser.add_argument("--head", default="linear", help="linear, cls, cls_norm, prenorm, postnorm or doublenorm (Hao et al.)")
     parser.add_argument("--freeze", action="store_true", help="train the head only")
+    parser.add_argument("--task", default="clip", choices=["clip", "frame"], help="frame: strong labels, a frame head, frame F1")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -25,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from earmark.teachers.finetune import FinetuneConfig, finetune
 
-    path = finetune(FinetuneConfig(args.teacher, args.data, args.out, json.loads(args.overrides), args.head, args.freeze,
+    path = finetune(FinetuneConfig(args.teacher, args.data, args.out, json.loads(args.overrides), args.head, args.task, args.freeze,
                                    args.clip_seconds, args.val_fold, args.test_fold, args.epochs, args.batch_size, args.lr,
                                    precision=args.precision))
     print(f"wrote {path}; test results in {args.out}/results.json")

@@ -12,12 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from earmark.audio.datasets_torch import ClipDataset, collate
+from earmark.audio.datasets_torch import ClipDataset, FrameDataset, collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.manifest import Manifest, read_manifest
 from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed
+from earmark.engine.metrics import average_precision, frame_f1
 from earmark.teachers.checkpoint import teacher_checkpoint_meta, teacher_from_checkpoint
 from earmark.teachers.heads import TeacherClassifier
+from earmark.teachers.layers import match_time
 from earmark.teachers.registry import create_teacher
 
 
@@ -30,6 +32,7 @@ class FinetuneConfig:
     out: str
     overrides: dict = field(default_factory=dict)
     head: str = "linear"
+    task: str = "clip"  # "frame": strong labels (DESED style), a frame head, frame F1
     freeze: bool = False
     clip_seconds: float = 1.0
     val_fold: int = 4
@@ -72,30 +75,25 @@ def _mask(features: torch.Tensor, width: int, axis: int) -> torch.Tensor:
     return features.masked_fill(band.view(shape), 0.0)
 
 
-def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
-    """Mean over classes with positives of the average precision (AudioSet's mAP)."""
-    aps = []
-    for k in range(targets.shape[1]):
-        if targets[:, k].sum() == 0:
-            continue
-        order = np.argsort(-scores[:, k])
-        hits = targets[order, k]
-        precision = np.cumsum(hits) / (np.arange(len(hits)) + 1)
-        aps.append(float((precision * hits).sum() / hits.sum()))
-    return float(np.mean(aps)) if aps else 0.0
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, clip_seconds: float, multi_label: bool | None = None) -> dict[str, float]:
-    """Accuracy and macro accuracy (single-label) or mAP (multi-label) on deterministic crops."""
+    """Accuracy and macro accuracy (single-label) or mAP (multi-label) on deterministic crops; frame F1 for frame models."""
     model.eval()
     device = next(model.parameters()).device
-    loader = DataLoader(ClipDataset(manifest, frontend.spec.sample_rate, clip_seconds), batch_size=32, collate_fn=collate)
-    scores, targets = [], []
-    for batch in loader:
-        scores.append(model(frontend(batch["wave"].to(device)).unsqueeze(1)).clip_logits.float().cpu().numpy())
+    frame = getattr(model, "task", "clip") == "frame"
+    data = (FrameDataset(manifest, frontend.spec, clip_seconds, model.frame_hop_seconds) if frame
+            else ClipDataset(manifest, frontend.spec.sample_rate, clip_seconds))
+    scores, targets, frame_scores, frame_targets = [], [], [], []
+    for batch in DataLoader(data, batch_size=32, collate_fn=collate):
+        out = model(frontend(batch["wave"].to(device)).unsqueeze(1))
+        scores.append(out.clip_logits.float().cpu().numpy())
         targets.append(batch["target"].numpy())
+        if frame:
+            frame_targets.append(batch["frame_target"])
+            frame_scores.append(torch.sigmoid(match_time(out.frame_logits.float().cpu(), batch["frame_target"].shape[1])).numpy())
     s, t = np.concatenate(scores), np.concatenate(targets)
+    if frame:
+        return {"frame_f1": frame_f1(np.concatenate(frame_scores), torch.cat(frame_targets).numpy()), "mAP": average_precision(s, t)}
     if manifest.multi_label if multi_label is None else multi_label:
         result = {"mAP": average_precision(s, t)}
         if t.sum(1).max() > 1:
@@ -114,27 +112,31 @@ def finetune(config: FinetuneConfig) -> Path:
     manifest = read_manifest(config.data)
     train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
     backbone, name, overrides = load_backbone(config)
-    model = TeacherClassifier(backbone, len(manifest.labels), config.head)
+    model = TeacherClassifier(backbone, len(manifest.labels), config.head, config.task)
     if config.freeze:
         backbone.requires_grad_(False)
     info = setup_distributed()
     frontend = Frontend(backbone.frontend).to(info.device)
-    multi = manifest.multi_label if config.multi_label is None else config.multi_label
+    frame = config.task == "frame"
+    multi = frame or (manifest.multi_label if config.multi_label is None else config.multi_label)
 
     def step(m, batch):
         lam = float(np.random.beta(config.mixup_alpha, config.mixup_alpha)) if config.mixup_alpha > 0 else 1.0
         perm = torch.randperm(batch["wave"].shape[0], device=batch["wave"].device)
         waves = lam * batch["wave"] + (1 - lam) * batch["wave"][perm]
         features = _mask(_mask(frontend(waves).unsqueeze(1), config.freq_mask, 2), config.time_mask, 3)
-        logits = m(features).clip_logits
+        out = m(features)
         target = lam * batch["target"] + (1 - lam) * batch["target"][perm]
-        loss = F.binary_cross_entropy_with_logits(logits, target) if multi else torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
+        loss = F.binary_cross_entropy_with_logits(out.clip_logits, target) if multi else torch.sum(-target * F.log_softmax(out.clip_logits, 1), 1).mean()
+        if frame:  # strong labels: BCE per frame on the model's own frame grid
+            frames = lam * batch["frame_target"] + (1 - lam) * batch["frame_target"][perm]
+            loss = loss + F.binary_cross_entropy_with_logits(out.frame_logits, match_time(frames, out.frame_logits.shape[1]))
         return loss, {}
 
     path = out / "teacher"
-    meta = teacher_checkpoint_meta(backbone.frontend, name, overrides, manifest.labels.to_list(), "clip", config.head,
+    meta = teacher_checkpoint_meta(backbone.frontend, name, overrides, manifest.labels.to_list(), config.task, config.head,
                                    window_seconds=config.clip_seconds, multi_label=multi)
-    key = "mAP" if multi else "accuracy"
+    key = "frame_f1" if frame else "mAP" if multi else "accuracy"
     head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
     body_params = [p for p in backbone.parameters() if p.requires_grad]
     groups = [{"params": head_params, "lr": config.lr * config.head_lr_scale}] + ([{"params": body_params}] if body_params else [])
@@ -142,7 +144,9 @@ def finetune(config: FinetuneConfig) -> Path:
     train_config = TrainConfig(run_dir=str(out / "run"), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                weight_decay=config.weight_decay, warmup_steps=config.warmup_epochs * steps, schedule=config.schedule,
                                precision=config.precision, seed=config.seed, keep_best=key, progress=config.progress)
-    trainer = Trainer(train_config, model, step, ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds, True, config.seed),
+    data = (FrameDataset(train, frontend.spec, config.clip_seconds, backbone.frame_hop_seconds, True, config.seed) if frame
+            else ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds, True, config.seed))
+    trainer = Trainer(train_config, model, step, data,
                       collate_fn=collate, val_fn=lambda m: evaluate(m, frontend, val, config.clip_seconds, multi),
                       on_best=lambda m, metrics: save_checkpoint(path, m.state_dict(), meta), params=groups, dist_info=info)
     trainer.fit(resume=True)

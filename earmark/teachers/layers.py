@@ -73,3 +73,10 @@ def resize_grid(pos: torch.Tensor, grid: tuple[int, int], new: tuple[int, int], 
     else:
         p = F.interpolate(p, size=new, mode="bilinear", align_corners=False)
     return p.permute(0, 2, 3, 1).reshape(1, new[0] * new[1], d)
+
+
+def match_time(frames: torch.Tensor, length: int) -> torch.Tensor:
+    """Resample (B, T, C) along time to ``length`` steps by linear interpolation (frame grids of different models)."""
+    if frames.shape[1] == length:
+        return frames
+    return F.interpolate(frames.transpose(1, 2), size=length, mode="linear", align_corners=False).transpose(1, 2)

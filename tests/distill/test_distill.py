@@ -148,3 +148,20 @@ def test_band_limited_resampling_keeps_a_tone():
     down = resample(wave, 32000, 16000)
     expected = torch.sin(2 * torch.pi * 1000 * torch.arange(16000) / 16000)
     assert down.shape == (1, 16000) and torch.allclose(down[0], expected, atol=1e-3)
+
+
+def test_frame_level_student_learns_from_a_frame_teacher(tmp_path):
+    from earmark.audio.synth import synthesize
+    from earmark.teachers.finetune import FinetuneConfig, finetune
+
+    data = synthesize(tmp_path / "data", seed=4, clips_per_class=1, soundscapes=10)
+    teacher = finetune(FinetuneConfig("atst_frame_tiny", str(data.soundscapes_tsv), str(tmp_path / "teacher"), task="frame",
+                                      clip_seconds=10.0, epochs=1, batch_size=4, progress=False, val_fold=1, test_fold=2))
+    final = distill(DistillConfig(data=str(data.soundscapes_tsv), out=str(tmp_path / "student"), teachers=[str(teacher)],
+                                  student="tfsepnet16", task="frame", clip_seconds=10.0, epochs=1, batch_size=4,
+                                  val_fold=1, test_fold=2, progress=False))
+    assert TeacherCache.open(tmp_path / "student" / "teacher-cache").has("frame_logits")
+    results = json.loads((tmp_path / "student" / "results.json").read_text())
+    assert 0.0 <= results["float"]["frame_f1"] <= 1.0
+    meta = json.loads((final / "earmark.json").read_text())
+    assert meta["task"] == "frame" and set(meta["extra"]["thresholds"]) == set(meta["labels"])

@@ -10,12 +10,13 @@ import pytest
 from earmark.audio.manifest import read_manifest
 from earmark.audio.synth import synthesize
 from earmark.teachers.cache import TeacherCache
-from earmark.teachers.finetune import FinetuneConfig, average_precision, finetune
+from earmark.engine.metrics import average_precision
+from earmark.teachers.finetune import FinetuneConfig, finetune
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("ft-synth"), seed=3, clips_per_class=20, soundscapes=1)
+    return synthesize(tmp_path_factory.mktemp("ft-synth"), seed=3, clips_per_class=20, soundscapes=10)
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +46,15 @@ def test_average_precision_by_hand():
     scores = np.array([[0.9], [0.8], [0.1]])
     targets = np.array([[1], [0], [1]])
     assert average_precision(scores, targets) == pytest.approx((1 / 1 + 2 / 3) / 2)
+
+
+def test_frame_level_finetuning_on_strong_labels(data, tmp_path):
+    config = FinetuneConfig("atst_frame_tiny", str(data.soundscapes_tsv), str(tmp_path), head="linear", task="frame",
+                            clip_seconds=10.0, epochs=1, batch_size=4, lr=1e-3, progress=False, val_fold=1, test_fold=2)
+    path = finetune(config)
+    results = json.loads((tmp_path / "results.json").read_text())["test"]
+    assert 0.0 <= results["frame_f1"] <= 1.0 and "mAP" in results
+    from earmark.teachers import teacher_from_checkpoint
+
+    model, meta = teacher_from_checkpoint(path)
+    assert meta.task == "frame" and model.task == "frame"
