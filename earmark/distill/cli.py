@@ -10,7 +10,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", action="append", default=[], help="teacher checkpoint (repeat for an ensemble) or a cache folder")
     parser.add_argument("--student", default="tfsepnet64", help="a registered student (see `earmark complexity --list`)")
     parser.add_argument("--student-overrides", default="{}", help="JSON constructor arguments, e.g. '{\"base_channels\": 32}'")
-    parser.add_argument("--data", required=True, help="a labelled manifest with folds")
+    parser.add_argument("--data", required=True, help="a labelled manifest (folds from its fold column, else from a hash of the ids)")
+    parser.add_argument("--task", default="clip", choices=["clip", "frame"], help="frame: an SED student on strong labels, frame KD")
     parser.add_argument("--out", default="runs/distill")
     parser.add_argument("--cache", default="", help="where the teacher-output cache lives (default OUT/teacher-cache)")
     parser.add_argument("--no-kd", action="store_true", help="train on hard labels only (a baseline)")
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.teacher and not args.no_kd:
         raise ValueError("pass --teacher CHECKPOINT (or a cache folder), or --no-kd for a hard-label baseline.")
     final = distill(DistillConfig(
-        data=args.data, out=args.out, teachers=args.teacher, student=args.student, student_overrides=json.loads(args.student_overrides),
+        data=args.data, out=args.out, teachers=args.teacher, student=args.student, task=args.task, student_overrides=json.loads(args.student_overrides),
         cache=args.cache, clip_seconds=args.clip_seconds, val_fold=args.val_fold, test_fold=args.test_fold, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, temperature=args.temperature, hard_weight=args.kd_lambda,
         kl_reduction=args.kl_reduction, mixup_alpha=args.mixup, dir_folder=args.dir_folder, roll_seconds=args.roll_seconds,
