@@ -70,7 +70,7 @@ class ACMSSKD(Recipe):
         pooled = raw.mean(1)
         contrast = (info_nce(intra_feats.mean(1), pooled, self.temperature) + info_nce(visible.mean(1), pooled, self.temperature)) / 2
         loss = self.alpha * (restore + mse) + self.beta * kl + contrast  # eq. 10
-        return loss, {"restore": float(restore), "mse": float(mse), "kl": float(kl), "contrast": float(contrast)}
+        return loss, {name: float(value.detach()) for name, value in (("restore", restore), ("mse", mse), ("kl", kl), ("contrast", contrast))}
 
     def backbone(self) -> nn.Module:
         return self.encoder

@@ -104,7 +104,7 @@ class ASiT(EMARecipe):
             self.center_cls.mul_(m).add_(torch.cat(teacher_cls).mean(0, keepdim=True), alpha=1 - m)
             self.center_local.mul_(m).add_(torch.cat(teacher_all).mean(0, keepdim=True), alpha=1 - m)
         loss = glob + local / 2 + self.recon_weight * recon / 2
-        return loss, {"global": float(glob), "local": float(local / 2), "recon": float(recon / 2)}
+        return loss, {"global": float(glob.detach()), "local": float(local.detach()) / 2, "recon": float(recon.detach()) / 2}
 
     def backbone(self) -> nn.Module:
         return self.ema_model.backbone
