@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -80,6 +81,11 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"]:
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def progress_interval() -> float:
+    """Seconds between progress-bar redraws: smooth on a terminal, sparse in a log file."""
+    return 0.1 if sys.stderr.isatty() else 10.0
 
 
 def seed_everything(seed: int) -> None:
@@ -202,7 +208,7 @@ class Trainer:
             print(f"resumed {self.run_dir} at step {self.state.step} (epoch {self.state.epoch}, batch {self.state.batch})")
         elif not resume:
             (self.run_dir / "metrics.csv").unlink(missing_ok=True)
-        bar = tqdm(total=self.total_steps, initial=self.state.step, desc=self.run_dir.name,
+        bar = tqdm(total=self.total_steps, initial=self.state.step, desc=self.run_dir.name, mininterval=progress_interval(),
                    disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
         self.wrapped.train()
         while self.state.step < self.total_steps:

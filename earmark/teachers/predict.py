@@ -16,6 +16,7 @@ from earmark.audio.datasets_torch import ClipDataset, collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.manifest import Manifest
 from earmark.audio.spec import FrontendSpec
+from earmark.engine.trainer import progress_interval
 from earmark.teachers.cache import cache_key, write_cache
 
 
@@ -71,7 +72,7 @@ def predict_to_cache(predictors: list[Predictor], manifest: Manifest, out: str |
         loader = DataLoader(ClipDataset(manifest, predictor.frontend.sample_rate, clip_seconds), batch_size=batch_size, collate_fn=collate)
         chunks: dict[str, list[np.ndarray]] = {}
         member_ids: list[str] = []
-        for batch in tqdm(loader, desc=f"teacher {member + 1}/{len(predictors)}", leave=False):
+        for batch in tqdm(loader, desc=f"teacher {member + 1}/{len(predictors)}", leave=False, mininterval=progress_interval()):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 result = outputs(model, frontend(batch["wave"].to(dev)).unsqueeze(1), embeddings)
             for name, value in result.items():
