@@ -24,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--kd-lambda", type=float, default=0.02, help="weight of the hard-label loss")
     parser.add_argument("--kl-reduction", default="mean", choices=["mean", "batchmean"])
+    parser.add_argument("--feature-weight", type=float, default=0.0,
+                        help="> 0 adds MSE from the student's projected embedding to the teacher's (ACM-SSKD eqs. 11-13)")
     parser.add_argument("--mixup", type=float, default=0.3)
     parser.add_argument("--dir-folder", default="", help="impulse responses for device simulation")
     parser.add_argument("--roll-seconds", type=float, default=0.0)
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, teachers=args.teacher, student=args.student, task=args.task, student_overrides=json.loads(args.student_overrides),
         cache=args.cache, clip_seconds=args.clip_seconds, val_fold=args.val_fold, test_fold=args.test_fold, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, temperature=args.temperature, hard_weight=args.kd_lambda,
-        kl_reduction=args.kl_reduction, mixup_alpha=args.mixup, dir_folder=args.dir_folder, roll_seconds=args.roll_seconds,
+        kl_reduction=args.kl_reduction, feature_weight=args.feature_weight, mixup_alpha=args.mixup, dir_folder=args.dir_folder, roll_seconds=args.roll_seconds,
         kd=not args.no_kd, online_teacher=args.online_teacher, qat=args.qat, qat_epochs=args.qat_epochs, seed=args.seed, precision=args.precision))
     print(f"wrote {final}; results in {args.out}/results.json, curves and confusion matrix in {args.out}")
     print(f"next: earmark export {final} --format onnx{'' if args.qat else ' --int8 --calib ' + args.data}")

@@ -49,6 +49,7 @@ class DistillConfig:
     warmup_epochs: int = 1
     temperature: float = 2.0
     hard_weight: float = 0.02
+    feature_weight: float = 0.0  # > 0: also regress the teacher's clip embedding (ACM-SSKD eqs. 11-13)
     kl_reduction: str = "mean"
     mixup_alpha: float = 0.3
     freq_mixstyle_p: float = 0.8
@@ -99,13 +100,14 @@ def teacher_cache(config: DistillConfig, manifest: Manifest) -> TeacherCache:
     for (_, labels), path in zip(loaded, config.teachers):
         _check_labels(labels, manifest, path)
     predictors = [p for p, _ in loaded]
-    key = ensemble_key(predictors, manifest, config.clip_seconds)
+    embeddings = config.feature_weight > 0
+    key = ensemble_key(predictors, manifest, config.clip_seconds, embeddings)
     path = Path(config.cache or Path(config.out) / "teacher-cache")
     hint = f"delete {path} or pass --cache elsewhere to rebuild it"
     if (path / "index.json").is_file():
         return TeacherCache.open(path, expect_key=key, rebuild_hint=hint)
     if setup_distributed().is_main:  # one rank scores the data; the others wait and read the cache
-        predict_to_cache(predictors, manifest, path, config.clip_seconds)
+        predict_to_cache(predictors, manifest, path, config.clip_seconds, embeddings=embeddings)
     barrier()
     return TeacherCache.open(path, expect_key=key)
 
@@ -146,6 +148,9 @@ class _Step:
         if c.specaugment_freq:
             features = spec_augment(features, c.specaugment_freq)
         out = model(features)
+        projected = None
+        if isinstance(out, dict):  # FeatureDistill: the student's outputs and its projected embedding
+            out, projected = out["student"], out["projected"]
         frame_logits, logits = out if isinstance(out, tuple) else (None, out)
         if self.online:  # the teachers hear the same mixed, augmented audio: their outputs need no mixing
             teacher = self.teacher_logits(mix.inputs(waves))
@@ -158,6 +163,8 @@ class _Step:
             targets["t"] = torch.from_numpy(self.cache.lookup(batch["id"])).to(logits.device)
             if frame_logits is not None and self.cache.has("frame_logits"):
                 targets["t_frames"] = torch.from_numpy(self.cache.lookup(batch["id"], "frame_logits")).to(logits.device)
+            if projected is not None:
+                targets["t_embedding"] = torch.from_numpy(self.cache.lookup(batch["id"], "embeddings")).to(logits.device)
 
         def total(*values):
             v = dict(zip(targets, values))
@@ -165,6 +172,8 @@ class _Step:
             if frame_logits is not None:  # strong labels, and the teacher's frames resampled to the student's grid
                 hard = nn.functional.binary_cross_entropy_with_logits(frame_logits, match_time(v["frames"], frame_logits.shape[1]))
                 loss = loss + (frame_kd(frame_logits, v["t_frames"], v["frames"], c.temperature) if "t_frames" in v else hard)
+            if "t_embedding" in v:  # eqs. 11-13: MSE of the projected student embedding to the teacher's
+                loss = loss + c.feature_weight * nn.functional.mse_loss(projected, v["t_embedding"])
             return loss
 
         return mix.loss(total, *targets.values()), {}
@@ -190,6 +199,20 @@ def resample(waves: torch.Tensor, rate: int, target: int) -> torch.Tensor:
     bins = length // 2 + 1
     spectrum = spectrum[..., :bins] if spectrum.shape[-1] >= bins else nn.functional.pad(spectrum, (0, bins - spectrum.shape[-1]))
     return torch.fft.irfft(spectrum, n=length, dim=-1) * (length / waves.shape[-1])
+
+
+class FeatureDistill(nn.Module):
+    """Trains a learned projection beside the student; only ``student`` is saved."""
+
+    def __init__(self, student: nn.Module, teacher_dim: int, example: torch.Tensor):
+        super().__init__()
+        self.student = student
+        with torch.no_grad():
+            student_dim = student.eval().embed(example).shape[1]
+        self.project = nn.Linear(student_dim, teacher_dim)
+
+    def forward(self, features: torch.Tensor) -> dict:
+        return {"student": self.student(features), "projected": self.project(self.student.embed(features))}
 
 
 @torch.no_grad()
@@ -286,10 +309,11 @@ def distill(config: DistillConfig) -> Path:
     best_path = out / "student"
 
     def validate(model):
+        model = getattr(model, "student", model)
         return frame_scores(model, frontend, val, config) if frame else _accuracies(*evaluate(model, frontend, val, config), classes)
 
     def save_best(model, metrics):
-        save_checkpoint(best_path, model.state_dict(), meta(**{f"val_{key}": metrics[key]}))
+        save_checkpoint(best_path, getattr(model, "student", model).state_dict(), meta(**{f"val_{key}": metrics[key]}))
 
     key = "frame_f1" if frame else "accuracy"
 
@@ -301,7 +325,14 @@ def distill(config: DistillConfig) -> Path:
         precision=config.precision, progress=config.progress)
     data = (FrameDataset(train, frontend.spec, config.clip_seconds, student.frame_hop_seconds, train=True, seed=config.seed) if frame
             else ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds, train=True, seed=config.seed))
-    Trainer(train_config, student, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
+    trained = student
+    if config.feature_weight > 0:
+        if cache is None or not cache.has("embeddings"):
+            raise ValueError("--feature-weight needs teacher embeddings in the cache; pass --teacher checkpoints (not a cache "
+                             "without embeddings) so earmark can build one with them.")
+        example = torch.zeros(1, 1, frontend.spec.n_mels, frontend.spec.num_frames(int(config.clip_seconds * frontend.spec.sample_rate)))
+        trained = FeatureDistill(student, cache.arrays["embeddings"].shape[1], example)
+    Trainer(train_config, trained, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
     barrier()  # rank 0 wrote the best checkpoint
     if info.is_main:
         plot_metrics(out / "float")

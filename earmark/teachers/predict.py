@@ -53,9 +53,9 @@ def outputs(model: nn.Module, features: torch.Tensor, embeddings: bool = False) 
     return result
 
 
-def ensemble_key(predictors: list[Predictor], manifest: Manifest, clip_seconds: float) -> str:
-    """The cache key of these teachers on this manifest (frontends of every member included)."""
-    frontends = "|".join(sorted(p.frontend.to_json() for p in predictors))
+def ensemble_key(predictors: list[Predictor], manifest: Manifest, clip_seconds: float, embeddings: bool = False) -> str:
+    """The cache key of these teachers on this manifest (frontends of every member, and whether embeddings are kept)."""
+    frontends = "|".join(sorted(p.frontend.to_json() for p in predictors)) + ("|embeddings" if embeddings else "")
     return cache_key([p.sha256 for p in predictors], frontends, manifest.fingerprint(), clip_seconds)
 
 
@@ -86,6 +86,6 @@ def predict_to_cache(predictors: list[Predictor], manifest: Manifest, out: str |
                 raise ValueError("ensemble members give outputs of different shapes; ensemble teachers of the same task and label set.")
             totals = {k: totals[k] + stacked[k] for k in totals}
     averaged = {k: v / len(predictors) for k, v in totals.items()}
-    key = ensemble_key(predictors, manifest, clip_seconds)
+    key = ensemble_key(predictors, manifest, clip_seconds, embeddings)
     provenance = {"teachers": [p.sha256 for p in predictors], "manifest": manifest.source, "clip_seconds": clip_seconds}
     return write_cache(out, key, ids, manifest.labels.to_list(), averaged, provenance)

@@ -165,3 +165,13 @@ def test_frame_level_student_learns_from_a_frame_teacher(tmp_path):
     assert 0.0 <= results["float"]["frame_f1"] <= 1.0
     meta = json.loads((final / "earmark.json").read_text())
     assert meta["task"] == "frame" and set(meta["extra"]["thresholds"]) == set(meta["labels"])
+
+
+def test_feature_regression_trains_a_projection_that_stays_out_of_the_checkpoint(synth_data, teacher_ckpt, tmp_path):
+    from earmark.students import student_from_checkpoint
+
+    final = distill(DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), teachers=[str(teacher_ckpt)], student="tfsepnet16",
+                                  epochs=1, batch_size=16, feature_weight=1.0, progress=False))
+    assert TeacherCache.open(tmp_path / "teacher-cache").has("embeddings")
+    model, _ = student_from_checkpoint(final)  # loads strictly: no projection keys in the student's weights
+    assert not any(name.startswith("project") for name in model.state_dict())
