@@ -54,6 +54,7 @@ class TrainConfig:
     keep_best: str = ""  # validation metric that picks the best model
     best_mode: str = "max"
     num_workers: int = 0
+    find_unused: bool = False  # DDP: parameters may go without gradients in a step (multi-phase recipes)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -110,7 +111,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(config.seed)
         self.model = model.to(self.dist.device)
-        self.wrapped = DistributedDataParallel(self.model) if self.dist.distributed else self.model
+        self.wrapped = (DistributedDataParallel(self.model, find_unused_parameters=config.find_unused)
+                        if self.dist.distributed else self.model)
         trainable = params if params is not None else [p for p in self.model.parameters() if p.requires_grad]
         opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(trainable, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay)

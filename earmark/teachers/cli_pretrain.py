@@ -7,11 +7,12 @@ import json
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="acmsskd, asit, atst-clip, atst-frame or beats")
+    parser.add_argument("recipe", help="acmsskd, asit, atst-clip, atst-frame, beats (iteration 1) or beats-iter (iterations >= 2)")
     parser.add_argument("--data", required=True, help="a manifest of audio (labels are ignored)")
     parser.add_argument("--out", default="runs/pretrain")
     parser.add_argument("--teacher", default="", help="registry name, e.g. atst_frame_small (default: the recipe's base size)")
     parser.add_argument("--overrides", default="{}", help="JSON constructor arguments, e.g. '{\"depth\": 4}'")
+    parser.add_argument("--recipe-args", default="{}", help="JSON recipe options, e.g. '{\"previous\": \"runs/it1/teacher\"}' for beats-iter")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32, help="per process")
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -26,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from earmark.engine import cleanup, setup_distributed
     from earmark.teachers.pretrain import PretrainConfig, pretrain
 
-    path = pretrain(PretrainConfig(args.recipe, args.data, args.out, args.teacher, json.loads(args.overrides), steps=args.steps,
+    path = pretrain(PretrainConfig(args.recipe, args.data, args.out, args.teacher, json.loads(args.overrides),
+                                   json.loads(args.recipe_args), steps=args.steps,
                                    batch_size=args.batch_size, lr=args.lr, clip_seconds=args.clip_seconds, precision=args.precision,
                                    grad_accum=args.grad_accum, ckpt_every=args.ckpt_every), resume=args.resume)
     if setup_distributed().is_main:

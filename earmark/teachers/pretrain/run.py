@@ -14,10 +14,12 @@ from earmark.teachers.checkpoint import teacher_checkpoint_meta
 from earmark.teachers.pretrain.acmsskd import ACMSSKD
 from earmark.teachers.pretrain.asit import ASiT
 from earmark.teachers.pretrain.atst import ATSTClip, ATSTFrame
-from earmark.teachers.pretrain.beats import BEATsIter1
+from earmark.teachers.pretrain.beats import BEATsIter1, BEATsIterN
 
-RECIPES = {"acmsskd": ACMSSKD, "asit": ASiT, "atst-clip": ATSTClip, "atst-frame": ATSTFrame, "beats": BEATsIter1}
-DEFAULT_TEACHER = {"acmsskd": "acmsskd_base", "asit": "asit_base", "atst-clip": "atst_clip_base", "atst-frame": "atst_frame_base", "beats": "beats_base"}
+RECIPES = {"acmsskd": ACMSSKD, "asit": ASiT, "atst-clip": ATSTClip, "atst-frame": ATSTFrame, "beats": BEATsIter1,
+           "beats-iter": BEATsIterN}
+DEFAULT_TEACHER = {"acmsskd": "acmsskd_base", "asit": "asit_base", "atst-clip": "atst_clip_base", "atst-frame": "atst_frame_base", "beats": "beats_base",
+                   "beats-iter": "beats_base"}
 
 
 @dataclass
@@ -62,7 +64,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
 
     train_config = TrainConfig(run_dir=str(out / "run"), max_steps=config.steps, batch_size=config.batch_size, lr=config.lr,
                                weight_decay=config.weight_decay, warmup_steps=config.warmup_steps, precision=config.precision,
-                               grad_accum=config.grad_accum, ckpt_every=config.ckpt_every, seed=config.seed, progress=config.progress)
+                               grad_accum=config.grad_accum, ckpt_every=config.ckpt_every, seed=config.seed, progress=config.progress,
+                               find_unused=getattr(recipe, "find_unused", False))
     trainer = Trainer(train_config, recipe, step, data, collate_fn=collate, dist_info=info,
                       hooks=[lambda t: recipe.after_step(t.state.step, t.optimizer)])
     trainer.fit(resume=resume)
