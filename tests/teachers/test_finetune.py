@@ -11,7 +11,10 @@ from earmark.audio.manifest import read_manifest
 from earmark.audio.synth import synthesize
 from earmark.teachers.cache import TeacherCache
 from earmark.engine.metrics import average_precision
+from earmark.audio.spec import PRESETS
 from earmark.teachers.finetune import FinetuneConfig, finetune
+
+PRESETS_CPJKU = PRESETS["cpjku"]
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +61,23 @@ def test_frame_level_finetuning_on_strong_labels(data, tmp_path):
 
     model, meta = teacher_from_checkpoint(path)
     assert meta.task == "frame" and model.task == "frame"
+
+
+def test_an_ensemble_cache_holds_the_mean_of_its_members_logits(data, tmp_path):
+    import torch
+
+    from earmark.students import create_student
+    from earmark.teachers.predict import Predictor, predict_to_cache
+
+    manifest = read_manifest(data.clips_csv)
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = create_student("tfsepnet16", len(manifest.labels)).eval()
+        members.append(Predictor(model, PRESETS_CPJKU, f"member-{seed}"))
+    alone = [TeacherCache.open(predict_to_cache([m], manifest, tmp_path / m.sha256, 1.0)) for m in members]
+    both = TeacherCache.open(predict_to_cache(members, manifest, tmp_path / "ensemble", 1.0))
+    ids = [c.id for c in manifest.clips[:8]]
+    expected = (alone[0].lookup(ids) + alone[1].lookup(ids)) / 2
+    assert np.allclose(both.lookup(ids), expected, atol=2e-2)  # float16 storage
+    assert both.key not in (alone[0].key, alone[1].key)
