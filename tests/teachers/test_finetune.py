@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from earmark.audio.manifest import read_manifest
-from earmark.audio.synth import synthesize
-from earmark.teachers.cache import TeacherCache
-from earmark.engine.metrics import average_precision
 from earmark.audio.spec import PRESETS
+from earmark.audio.synth import synthesize
+from earmark.engine.metrics import average_precision
+from earmark.teachers.cache import TeacherCache
 from earmark.teachers.finetune import FinetuneConfig, finetune
 
 PRESETS_CPJKU = PRESETS["cpjku"]
