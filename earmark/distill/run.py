@@ -20,7 +20,7 @@ from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, s
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
 from earmark.distill.qat import load_qat_student, quantize, save_qat_checkpoint
 from earmark.engine import Trainer, TrainConfig, barrier, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed
-from earmark.engine.metrics import average_precision, frame_f1
+from earmark.engine.metrics import accuracies, average_precision, frame_f1
 from earmark.students import create_student, student_checkpoint_meta, student_from_checkpoint
 from earmark.teachers.cache import TeacherCache
 from earmark.teachers.layers import match_time
@@ -276,11 +276,6 @@ def _store_thresholds(path: Path, thresholds: dict[str, float]) -> None:
     os.replace(tmp, meta_file)
 
 
-def _accuracies(pred: np.ndarray, truth: np.ndarray, classes: int) -> dict[str, float]:
-    per_class = [float((pred[truth == k] == k).mean()) for k in range(classes) if (truth == k).any()]
-    return {"accuracy": float((pred == truth).mean()), "macro_accuracy": float(np.mean(per_class))}
-
-
 def distill(config: DistillConfig) -> Path:
     """Run it; returns the folder of the final student checkpoint (``OUT/student`` or ``OUT/student-int8``)."""
     out = Path(config.out)
@@ -310,7 +305,7 @@ def distill(config: DistillConfig) -> Path:
 
     def validate(model):
         model = getattr(model, "student", model)
-        return frame_scores(model, frontend, val, config) if frame else _accuracies(*evaluate(model, frontend, val, config), classes)
+        return frame_scores(model, frontend, val, config) if frame else accuracies(*evaluate(model, frontend, val, config), classes)
 
     def save_best(model, metrics):
         save_checkpoint(best_path, getattr(model, "student", model).state_dict(), meta(**{f"val_{key}": metrics[key]}))
@@ -338,7 +333,7 @@ def distill(config: DistillConfig) -> Path:
         plot_metrics(out / "float")
     student, _ = student_from_checkpoint(best_path)
     student = student.to(info.device)
-    measure = (lambda m: frame_scores(m, frontend, test, config)) if frame else (lambda m: _accuracies(*evaluate(m, frontend, test, config), classes))
+    measure = (lambda m: frame_scores(m, frontend, test, config)) if frame else (lambda m: accuracies(*evaluate(m, frontend, test, config), classes))
     results = {"float": measure(student)}
     final = best_path
     if config.qat:

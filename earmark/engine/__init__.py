@@ -8,7 +8,7 @@
 from earmark.engine.checkpoint import CheckpointMeta, checkpoint_hash, load_checkpoint, read_meta, save_checkpoint
 from earmark.engine.distributed import DistInfo, all_reduce_mean, barrier, cleanup, setup_distributed
 from earmark.engine.ema import EMA
-from earmark.engine.metrics import average_precision, frame_f1
+from earmark.engine.metrics import accuracies, average_precision, frame_f1
 from earmark.engine.plots import plot_confusion, plot_metrics
 from earmark.engine.schedules import cosine_to, lr_factor
 from earmark.engine.trainer import TrainConfig, Trainer, TrainState, seed_everything
@@ -16,5 +16,5 @@ from earmark.engine.trainer import TrainConfig, Trainer, TrainState, seed_everyt
 __all__ = [
     "Trainer", "TrainConfig", "TrainState", "seed_everything", "EMA", "lr_factor", "cosine_to",
     "setup_distributed", "cleanup", "barrier", "all_reduce_mean", "DistInfo",
-    "CheckpointMeta", "save_checkpoint", "load_checkpoint", "read_meta", "checkpoint_hash", "plot_metrics", "plot_confusion", "average_precision", "frame_f1",
+    "CheckpointMeta", "save_checkpoint", "load_checkpoint", "read_meta", "checkpoint_hash", "plot_metrics", "plot_confusion", "accuracies", "average_precision", "frame_f1",
 ]

@@ -1,4 +1,4 @@
-"""Evaluation metrics on score arrays (no model knowledge): mAP and frame-level F1."""
+"""Evaluation metrics on score arrays (no model knowledge): accuracy, mAP and frame-level F1."""
 
 from __future__ import annotations
 
@@ -23,3 +23,9 @@ def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
         precision = np.cumsum(hits) / (np.arange(len(hits)) + 1)
         aps.append(float((precision * hits).sum() / hits.sum()))
     return float(np.mean(aps)) if aps else 0.0
+
+
+def accuracies(predicted: np.ndarray, truth: np.ndarray, classes: int) -> dict[str, float]:
+    """Top-1 accuracy and macro (class-wise mean) accuracy over the classes present, from class indices."""
+    per_class = [float((predicted[truth == k] == k).mean()) for k in range(classes) if (truth == k).any()]
+    return {"accuracy": float((predicted == truth).mean()), "macro_accuracy": float(np.mean(per_class))}

@@ -16,7 +16,7 @@ from earmark.audio.datasets_torch import ClipDataset, FrameDataset, collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.manifest import Manifest, read_manifest
 from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed
-from earmark.engine.metrics import average_precision, frame_f1
+from earmark.engine.metrics import accuracies, average_precision, frame_f1
 from earmark.teachers.checkpoint import teacher_checkpoint_meta, teacher_from_checkpoint
 from earmark.teachers.heads import TeacherClassifier
 from earmark.teachers.layers import match_time
@@ -99,9 +99,7 @@ def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, clip_seco
         if t.sum(1).max() > 1:
             return result
         return {**result, "accuracy": float((s.argmax(1) == t.argmax(1)).mean())}
-    pred, truth = s.argmax(1), t.argmax(1)
-    per_class = [float((pred[truth == k] == k).mean()) for k in range(t.shape[1]) if (truth == k).any()]
-    return {"accuracy": float((pred == truth).mean()), "macro_accuracy": float(np.mean(per_class))}
+    return accuracies(s.argmax(1), t.argmax(1), t.shape[1])
 
 
 def finetune(config: FinetuneConfig) -> Path:
