@@ -12,6 +12,20 @@ TINY = {"atst-frame": ("atst_frame_tiny", dict(hidden=128, out=64)), "atst-clip"
         "asit": ("asit_tiny", dict(global_out=256, local_out=128)), "acmsskd": ("acmsskd_tiny", {}), "beats": ("beats_tiny", dict(codes=64))}
 
 
+def _train(recipe, features, steps: int, lr: float) -> list[dict]:
+    """AdamW on the recipe's trainable parameters; each step's loss and metrics."""
+    optimizer = torch.optim.AdamW([p for p in recipe.parameters() if p.requires_grad], lr=lr)
+    history = []
+    for step in range(steps):
+        loss, metrics = recipe(features)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        recipe.after_step(step + 1, optimizer)
+        history.append({"loss": loss.item(), **metrics})
+    return history
+
+
 def test_atst_frame_block_masks_cover_65_percent_in_blocks_of_5():
     g = torch.Generator().manual_seed(0)
     mask = block_mask_1d(200, 250, 0.65, 5, generator=g)
@@ -67,15 +81,7 @@ def test_each_recipe_loss_is_finite_and_falls(name):
     t = torch.linspace(0, 1, spec.num_frames(2 * spec.sample_rate))
     pattern = torch.sin(6.28 * (torch.arange(spec.n_mels)[:, None] / 7.0 + 3 * t[None]))  # structured spectrograms
     features = (pattern + 0.3 * torch.randn(4, 1, spec.n_mels, t.numel()))
-    optimizer = torch.optim.AdamW([p for p in recipe.parameters() if p.requires_grad], lr=1e-3)
-    history = []
-    for step in range(25):
-        loss, metrics = recipe(features)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        recipe.after_step(step + 1, optimizer)
-        history.append({"loss": loss.item(), **metrics})
+    history = _train(recipe, features, steps=25, lr=1e-3)
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
     watched = "recon" if name == "asit" else "loss"  # DINO-style terms chase a moving teacher; the reconstruction must fall
     first, last = sum(h[watched] for h in history[:3]) / 3, sum(h[watched] for h in history[-3:]) / 3
@@ -101,15 +107,7 @@ def test_beats_second_iteration_trains_a_tokenizer_on_the_previous_teacher_then_
     recipe = RECIPES["beats-iter"]("beats_tiny", total_steps=20, previous=str(first), tokenizer_steps=10, codes=64)
     spec = recipe.backbone().frontend
     features = torch.randn(4, 1, spec.n_mels, spec.num_frames(spec.sample_rate))
-    optimizer = torch.optim.AdamW([p for p in recipe.parameters() if p.requires_grad], lr=3e-3)
-    history = []
-    for step in range(20):
-        loss, metrics = recipe(features)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        recipe.after_step(step + 1, optimizer)
-        history.append(metrics)
+    history = _train(recipe, features, steps=20, lr=3e-3)
     assert history[9]["teacher_cosine"] > history[0]["teacher_cosine"]  # the tokenizer learns to predict the previous teacher
     assert "accuracy" in history[-1]  # then the encoder predicts the frozen tokenizer's labels
     with pytest.raises(ValueError, match="previous teacher"):
