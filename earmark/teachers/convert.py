@@ -146,7 +146,7 @@ def read_ssast(ckpt: dict, **_) -> Mapped:
     fshape, tshape = backbone["patch_embed.proj.weight"].shape[2:]
     overrides.update(patch=(fshape, tshape), stride=(fshape, tshape), depth=1 + max(int(k.split(".")[1]) for k in backbone if k.startswith("blocks.")))
     overrides["frames"] = (backbone["pos_embed"].shape[1] - 2) // (128 // fshape) * tshape
-    return Mapped("ssast_patch_base", overrides, backbone, dropped=dropped)
+    return Mapped(f"ssast_{'frame' if fshape == 128 else 'patch'}_base", overrides, backbone, dropped=dropped)
 
 
 def read_ast(ckpt: dict, **_) -> Mapped:

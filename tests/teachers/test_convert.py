@@ -66,16 +66,21 @@ def test_asit_checkpoint_with_args_namespace(tmp_path):
     assert meta.frontend["sample_rate"] == 32000 and "head_cls.mlp.0.weight" in mapped.dropped
 
 
-def test_ssast_and_ast_dataparallel_checkpoints(tmp_path):
+@pytest.mark.parametrize("name", ["ssast_patch_base", "ssast_frame_base"])
+def test_ssast_dataparallel_checkpoint(tmp_path, name):
     torch.manual_seed(3)
-    ssast = create_teacher("ssast_patch_base", **SMALL_VIT)
+    ssast = create_teacher(name, **SMALL_VIT)
     state = {f"module.v.{k}": v for k, v in ssast.state_dict().items()}
     state.update({"module.v.head.weight": torch.randn(1000, 192), "module.cpredlayer.0.weight": torch.randn(192, 192),
                   "module.p_input_fdim": torch.tensor(128), "module.mask_embed": torch.zeros(1, 1, 192)})
     torch.save(state, tmp_path / "ssast.pth")
-    path, _ = convert("ssast", tmp_path / "ssast.pth", tmp_path / "ssast")
+    path, mapped = convert("ssast", tmp_path / "ssast.pth", tmp_path / "ssast")
+    assert mapped.name == name  # the patch shape tells the patch model from the frame model
     _same_outputs(ssast, path, torch.randn(1, 1, 128, 512))
 
+
+def test_ast_dataparallel_checkpoint_keeps_its_head(tmp_path):
+    torch.manual_seed(3)
     ast = TeacherClassifier(create_teacher("ast_base", **SMALL_VIT), 4, "cls_norm")
     state = {f"module.v.{k[len('backbone.'):]}": v for k, v in ast.state_dict().items() if k.startswith("backbone.")}
     state.update({f"module.mlp_head.{k[5:]}": v for k, v in ast.state_dict().items() if k.startswith("head.")})
