@@ -19,7 +19,8 @@ from earmark.audio.spec import get_frontend
 from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, spec_augment, time_roll
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
 from earmark.distill.qat import load_qat_student, quantize, save_qat_checkpoint
-from earmark.engine import Trainer, TrainConfig, barrier, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed
+from earmark.engine import (Trainer, TrainConfig, barrier, plot_confusion, plot_metrics, read_meta, save_checkpoint, seed_everything,
+                            setup_distributed)
 from earmark.engine.metrics import accuracies, average_precision, frame_f1
 from earmark.students import create_student, student_checkpoint_meta, student_from_checkpoint
 from earmark.teachers.cache import TeacherCache
@@ -90,11 +91,7 @@ def teacher_cache(config: DistillConfig, manifest: Manifest) -> TeacherCache:
     """The cache for these teachers on this manifest: reused when its key matches, built on first use."""
     if len(config.teachers) == 1 and (Path(config.teachers[0]) / "index.json").is_file():
         cache = TeacherCache.open(config.teachers[0])
-        missing = cache.missing(c.id for c in manifest.clips)
-        if missing:
-            raise ValueError(f"{config.teachers[0]}: the teacher-output cache lacks clips {missing[:5]} of {config.data}; "
-                             "rebuild it with `earmark predict TEACHER --data MANIFEST --out CACHE`.")
-        _check_labels(cache.labels, manifest, config.teachers[0])
+        cache.check_covers(manifest, config.data)
         return cache
     loaded = [_load_any(t) for t in config.teachers]
     for (_, labels), path in zip(loaded, config.teachers):
@@ -285,6 +282,7 @@ def distill(config: DistillConfig) -> Path:
     train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
     classes = len(manifest.labels)
     frame = config.task == "frame"
+    seed_everything(config.seed)  # the model's initial weights are part of the run's seed
     student = create_student(config.student, classes, config.task, **config.student_overrides)
     frontend = Frontend(student.frontend)
     online = None

@@ -85,3 +85,13 @@ class TeacherCache:
 
     def missing(self, ids: Iterable[str]) -> list[str]:
         return [i for i in ids if i not in self.rows]
+
+    def check_covers(self, manifest, data_name: str) -> None:
+        """Refuse a cache that lacks clips of ``manifest`` or was made on another label set."""
+        missing = self.missing(c.id for c in manifest.clips)
+        if missing:
+            raise ValueError(f"{self.path}: the teacher-output cache lacks clips {missing[:5]} of {data_name}; "
+                             "rebuild it with `earmark predict TEACHER --data MANIFEST --out CACHE`.")
+        if list(self.labels) != manifest.labels.to_list():
+            raise ValueError(f"{self.path} holds teacher outputs for labels {list(self.labels)} but {data_name} has "
+                             f"{manifest.labels.to_list()}; fine-tune the teacher on this label set first (`earmark finetune`).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -34,3 +35,12 @@ def build_teacher(meta: CheckpointMeta) -> nn.Module:
 def teacher_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, CheckpointMeta]:
     """The teacher saved at ``path`` and its metadata."""
     return rebuild_model(path, "teacher", build_teacher, "`earmark convert`, `earmark pretrain` or `earmark finetune`")
+
+
+def teacher_backbone(source: str, overrides: dict[str, Any] | None = None) -> tuple[nn.Module, str, dict[str, Any]]:
+    """A backbone to train further, its registry name and overrides: from a checkpoint folder (any head dropped) or fresh by name."""
+    if Path(source).is_dir():
+        model, meta = teacher_from_checkpoint(source)
+        backbone = model.backbone if isinstance(model, TeacherClassifier) else model
+        return backbone, meta.model, {**meta.model_args.get("overrides", {}), "frontend": meta.frontend}
+    return create_teacher(source, **(overrides or {})), source, dict(overrides or {})

@@ -21,6 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-fold", type=int, default=5)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--overrides", default="{}", help="JSON constructor arguments for a registry name, e.g. '{\"depth\": 4}'")
+    parser.add_argument("--kd-cache", default="", help="a teacher-output cache (`earmark predict`): train on ACM-SSKD's KD loss against it")
+    parser.add_argument("--kd-gamma", type=float, default=1.0, help="weight of the logit MSE in the KD loss (eq. 13)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     path = finetune(FinetuneConfig(args.teacher, args.data, args.out, json.loads(args.overrides), args.head, args.task, args.freeze,
                                    args.clip_seconds, args.val_fold, args.test_fold, args.epochs, args.batch_size, args.lr,
-                                   precision=args.precision))
+                                   precision=args.precision, kd_cache=args.kd_cache, kd_gamma=args.kd_gamma))
     print(f"wrote {path}; test results in {args.out}/results.json")
     print(f"next: earmark distill --teacher {path} --student tfsepnet64 --data {args.data} --qat")
     return 0

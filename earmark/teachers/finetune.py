@@ -15,12 +15,13 @@ from torch.utils.data import DataLoader
 from earmark.audio.datasets_torch import ClipDataset, FrameDataset, collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.manifest import Manifest, read_manifest
-from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed
+from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, seed_everything, setup_distributed
 from earmark.engine.metrics import accuracies, average_precision, frame_f1
-from earmark.teachers.checkpoint import teacher_checkpoint_meta, teacher_from_checkpoint
+from earmark.teachers.cache import TeacherCache
+from earmark.teachers.checkpoint import teacher_backbone, teacher_checkpoint_meta, teacher_from_checkpoint
 from earmark.teachers.heads import TeacherClassifier
 from earmark.teachers.layers import match_time
-from earmark.teachers.registry import create_teacher
+from earmark.teachers.pretrain.acmsskd import kd_loss
 
 
 @dataclass
@@ -51,15 +52,8 @@ class FinetuneConfig:
     precision: str = "fp32"
     seed: int = 0
     progress: bool = True
-
-
-def load_backbone(config: FinetuneConfig) -> tuple[nn.Module, str, dict]:
-    """The backbone to fine-tune: from a checkpoint (a previous head is dropped) or fresh from the registry."""
-    if Path(config.teacher).is_dir():
-        model, meta = teacher_from_checkpoint(config.teacher)
-        backbone = model.backbone if isinstance(model, TeacherClassifier) else model
-        return backbone, meta.model, meta.model_args.get("overrides", {})
-    return create_teacher(config.teacher, **config.overrides), config.teacher, config.overrides
+    kd_cache: str = ""  # a teacher-output cache: train on ACM-SSKD's KD loss (eqs. 11-13) against it instead of the labels
+    kd_gamma: float = 1.0  # weight of the logit MSE in the KD loss
 
 
 def _mask(features: torch.Tensor, width: int, axis: int) -> torch.Tensor:
@@ -102,6 +96,15 @@ def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, clip_seco
     return accuracies(s.argmax(1), t.argmax(1), t.shape[1])
 
 
+def _kd_cache(config: FinetuneConfig, manifest: Manifest, multi: bool) -> TeacherCache:
+    if multi:
+        raise ValueError("the KD loss (--kd-cache) compares softmax distributions, so it needs single-label clip data; "
+                         "drop --kd-cache for multi-label or frame tasks.")
+    cache = TeacherCache.open(config.kd_cache)
+    cache.check_covers(manifest, config.data)
+    return cache
+
+
 def finetune(config: FinetuneConfig) -> Path:
     """Fine-tune; returns the checkpoint folder of the best epoch on validation (``OUT/teacher``)."""
     out = Path(config.out)
@@ -109,7 +112,8 @@ def finetune(config: FinetuneConfig) -> Path:
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     manifest = read_manifest(config.data)
     train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
-    backbone, name, overrides = load_backbone(config)
+    seed_everything(config.seed)  # the model's initial weights are part of the run's seed
+    backbone, name, overrides = teacher_backbone(config.teacher, config.overrides)
     model = TeacherClassifier(backbone, len(manifest.labels), config.head, config.task)
     if config.freeze:
         backbone.requires_grad_(False)
@@ -117,6 +121,7 @@ def finetune(config: FinetuneConfig) -> Path:
     frontend = Frontend(backbone.frontend).to(info.device)
     frame = config.task == "frame"
     multi = frame or (manifest.multi_label if config.multi_label is None else config.multi_label)
+    cache = _kd_cache(config, manifest, multi) if config.kd_cache else None
 
     def step(m, batch):
         lam = float(np.random.beta(config.mixup_alpha, config.mixup_alpha)) if config.mixup_alpha > 0 else 1.0
@@ -124,6 +129,9 @@ def finetune(config: FinetuneConfig) -> Path:
         waves = lam * batch["wave"] + (1 - lam) * batch["wave"][perm]
         features = _mask(_mask(frontend(waves).unsqueeze(1), config.freq_mask, 2), config.time_mask, 3)
         out = m(features)
+        if cache is not None:
+            teacher = torch.from_numpy(cache.lookup(batch["id"])).to(out.clip_logits.device)
+            return kd_loss(out.clip_logits, lam * teacher + (1 - lam) * teacher[perm], config.kd_gamma), {}
         target = lam * batch["target"] + (1 - lam) * batch["target"][perm]
         loss = F.binary_cross_entropy_with_logits(out.clip_logits, target) if multi else torch.sum(-target * F.log_softmax(out.clip_logits, 1), 1).mean()
         if frame:  # strong labels: BCE per frame on the model's own frame grid

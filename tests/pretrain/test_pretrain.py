@@ -112,3 +112,37 @@ def test_beats_second_iteration_trains_a_tokenizer_on_the_previous_teacher_then_
     assert "accuracy" in history[-1]  # then the encoder predicts the frozen tokenizer's labels
     with pytest.raises(ValueError, match="previous teacher"):
         RECIPES["beats-iter"]("beats_tiny")
+
+
+def test_pretraining_can_start_from_a_teacher_checkpoint(tmp_path):
+    from earmark.engine import save_checkpoint
+    from earmark.teachers import create_teacher, teacher_checkpoint_meta
+
+    data = synthesize(tmp_path / "data", clips_per_class=2, soundscapes=1)
+    torch.manual_seed(123)
+    start = create_teacher("acmsskd_tiny", depth=1)
+    init = save_checkpoint(tmp_path / "start", start.state_dict(), teacher_checkpoint_meta(start.frontend, "acmsskd_tiny", {"depth": 1}))
+    config = PretrainConfig("acmsskd", str(data.clips_csv), str(tmp_path / "run"), "acmsskd_base", init=str(init), steps=2,
+                            batch_size=4, lr=0.0, clip_seconds=1.0, progress=False)  # lr 0: the weights stay where they started
+    model, meta = teacher_from_checkpoint(pretrain(config))
+    assert meta.model == "acmsskd_tiny" and meta.provenance["init"] == str(init)
+    assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_two_phase_recipe_trains_under_torchrun_on_two_cpu_ranks(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    data = synthesize(tmp_path / "data", clips_per_class=2, soundscapes=1)
+    first = pretrain(PretrainConfig("beats", str(data.clips_csv), str(tmp_path / "it1"), "beats_tiny", recipe_args=dict(codes=64),
+                                    steps=2, batch_size=4, clip_seconds=1.0, progress=False))
+    args = json.dumps({"previous": str(first), "tokenizer_steps": 2, "codes": 64})  # the tokenizer phase, then the encoder phase
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29535", "-m", "earmark.cli",
+           "pretrain", "beats-iter", "--data", str(data.clips_csv), "--out", str(tmp_path / "it2"), "--teacher", "beats_tiny",
+           "--recipe-args", args, "--steps", "4", "--batch-size", "2", "--clip-seconds", "1"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]  # DDP must allow each phase's idle parameters (find_unused)
+    model, meta = teacher_from_checkpoint(tmp_path / "it2" / "teacher")
+    assert meta.provenance["pretrained_with"] == "beats-iter" and meta.extra["steps"] == 4
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())

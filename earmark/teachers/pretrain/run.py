@@ -9,8 +9,8 @@ from pathlib import Path
 from earmark.audio.datasets_torch import ClipDataset, collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.manifest import read_manifest
-from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed
-from earmark.teachers.checkpoint import teacher_checkpoint_meta
+from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, seed_everything, setup_distributed
+from earmark.teachers.checkpoint import teacher_backbone, teacher_checkpoint_meta
 from earmark.teachers.pretrain.acmsskd import ACMSSKD
 from earmark.teachers.pretrain.asit import ASiT
 from earmark.teachers.pretrain.atst import ATSTClip, ATSTFrame
@@ -32,6 +32,7 @@ class PretrainConfig:
     teacher: str = ""  # registry name; default: the recipe's base model
     overrides: dict = field(default_factory=dict)
     recipe_args: dict = field(default_factory=dict)
+    init: str = ""  # a teacher checkpoint folder to start from (its model replaces teacher/overrides)
     steps: int = 1000
     batch_size: int = 32
     lr: float = 5e-4
@@ -52,8 +53,14 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    teacher = config.teacher or DEFAULT_TEACHER[config.recipe]
-    recipe = RECIPES[config.recipe](teacher, config.overrides, total_steps=config.steps, **config.recipe_args)
+    seed_everything(config.seed)  # the model's initial weights are part of the run's seed
+    teacher, overrides = config.teacher or DEFAULT_TEACHER[config.recipe], config.overrides
+    start = None
+    if config.init:
+        start, teacher, overrides = teacher_backbone(config.init)
+    recipe = RECIPES[config.recipe](teacher, overrides, total_steps=config.steps, **config.recipe_args)
+    if start is not None:
+        recipe.backbone().load_state_dict(start.state_dict())
     info = setup_distributed()
     spec = recipe.backbone().frontend
     frontend = Frontend(spec).to(info.device)
@@ -70,6 +77,6 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
                       hooks=[lambda t: recipe.after_step(t.state.step, t.optimizer)])
     trainer.fit(resume=resume)
     plot_metrics(out / "run")
-    meta = teacher_checkpoint_meta(spec, teacher, config.overrides, recipe=config.recipe, steps=config.steps)
-    meta.provenance = {"pretrained_with": config.recipe, "data": config.data, "steps": config.steps}
+    meta = teacher_checkpoint_meta(spec, teacher, overrides, recipe=config.recipe, steps=config.steps)
+    meta.provenance = {"pretrained_with": config.recipe, "data": config.data, "steps": config.steps, "init": config.init}
     return save_checkpoint(out / "teacher", recipe.backbone().state_dict(), meta)
