@@ -27,8 +27,10 @@ VIT_TEACHERS: dict[str, dict[str, Any]] = {
     "atst_frame_tiny": dict(_ATST, tokens=0, pool="mean", **_TINY),
     "ssast_patch_base": dict(_SSAST),
     "ssast_frame_base": dict(_SSAST, patch=(128, 2), stride=(128, 2)),
-    "ssast_patch_tiny": dict(_SSAST, dim=192, heads=3),
+    "ssast_patch_tiny": dict(_SSAST, dim=192, heads=3),  # the SSAST paper's tiny (about 6M)
+    "ssast_frame_tiny": dict(_SSAST, patch=(128, 2), stride=(128, 2), dim=192, heads=3),
     "ast_base": dict(_SSAST, stride=(10, 10), pool="cls_dist"),
+    "ast_tiny": dict(_SSAST, stride=(10, 10), pool="cls_dist", **_TINY),
     "acmsskd_base": dict(_ASIT, tokens=0, pool="mean", frames=1024, extra_mlp=True),
     "acmsskd_tiny": dict(_ASIT, tokens=0, pool="mean", frames=1024, extra_mlp=True, **_TINY),
 }

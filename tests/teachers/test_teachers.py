@@ -19,6 +19,8 @@ def _params(name, **overrides):
     ("ssast_patch_base", 85e6, 90e6),  # SSAST base: 86-89M
     ("ast_base", 85e6, 90e6),  # AST base (DeiT-B, 1214 patches)
     ("atst_frame_base", 84e6, 87e6),  # ATST-Frame base (ViT-B)
+    ("ssast_patch_tiny", 5e6, 7e6),  # SSAST tiny: about 6M
+    ("ssast_frame_tiny", 5e6, 7e6),
 ])
 def test_base_sizes_match_the_papers(name, low, high):
     assert low <= _params(name) <= high
@@ -34,6 +36,7 @@ def test_acmsskd_with_its_light_decoder_is_about_92m():
     ("beats_tiny", 496, 62, 0.16),  # 10 s -> 998 frames -> 62 x 8 patches
     ("atst_frame_tiny", 250, 250, 0.04),  # 40 ms tokens, 25 Hz
     ("asit_tiny", 496, 62, 0.16),
+    ("ast_tiny", 1188, 99, 0.10),  # 998 frames: 12 x 99 overlapping patches at stride 10 (AST pads to 1024 for 1212)
 ])
 def test_ten_seconds_give_the_documented_tokens(name, tokens, frames, hop):
     model = create_teacher(name).eval()
