@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +19,8 @@ from earmark.audio.spec import get_frontend
 from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, spec_augment, time_roll
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
 from earmark.distill.qat import load_qat_student, quantize, save_qat_checkpoint
-from earmark.engine import (Trainer, TrainConfig, barrier, plot_confusion, plot_metrics, read_meta, save_checkpoint, seed_everything,
-                            setup_distributed)
+from earmark.engine import (Trainer, TrainConfig, barrier, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed,
+                            start_run)
 from earmark.engine.metrics import accuracies, average_precision, frame_f1
 from earmark.students import create_student, student_checkpoint_meta, student_from_checkpoint
 from earmark.teachers.cache import TeacherCache
@@ -275,14 +275,11 @@ def _store_thresholds(path: Path, thresholds: dict[str, float]) -> None:
 
 def distill(config: DistillConfig) -> Path:
     """Run it; returns the folder of the final student checkpoint (``OUT/student`` or ``OUT/student-int8``)."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    out = start_run(config)  # the model's initial weights are part of the run's seed
     manifest = read_manifest(config.data)
     train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
     classes = len(manifest.labels)
     frame = config.task == "frame"
-    seed_everything(config.seed)  # the model's initial weights are part of the run's seed
     student = create_student(config.student, classes, config.task, **config.student_overrides)
     frontend = Frontend(student.frontend)
     online = None

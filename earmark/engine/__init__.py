@@ -11,10 +11,10 @@ from earmark.engine.ema import EMA
 from earmark.engine.metrics import accuracies, average_precision, frame_f1
 from earmark.engine.plots import plot_confusion, plot_metrics
 from earmark.engine.schedules import cosine_to, lr_factor
-from earmark.engine.trainer import TrainConfig, Trainer, TrainState, seed_everything
+from earmark.engine.trainer import TrainConfig, Trainer, TrainState, seed_everything, start_run
 
 __all__ = [
-    "Trainer", "TrainConfig", "TrainState", "seed_everything", "EMA", "lr_factor", "cosine_to",
+    "Trainer", "TrainConfig", "TrainState", "seed_everything", "start_run", "EMA", "lr_factor", "cosine_to",
     "setup_distributed", "cleanup", "barrier", "all_reduce_mean", "DistInfo",
     "CheckpointMeta", "save_checkpoint", "load_checkpoint", "read_meta", "checkpoint_hash", "plot_metrics", "plot_confusion", "accuracies", "average_precision", "frame_f1",
 ]

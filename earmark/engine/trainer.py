@@ -9,6 +9,7 @@ of an epoch depends only on (seed, epoch), and the RNG states are saved with the
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import sys
@@ -90,9 +91,19 @@ def progress_interval() -> float:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global RNGs."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def start_run(config: Any) -> Path:
+    """Create ``config.out``, record the config there as config.json, and seed every RNG before any model is built."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    seed_everything(config.seed)
+    return out
 
 
 class Trainer:

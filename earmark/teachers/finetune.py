@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from earmark.audio.datasets_torch import ClipDataset, FrameDataset, collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.manifest import Manifest, read_manifest
-from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, seed_everything, setup_distributed
+from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed, start_run
 from earmark.engine.metrics import accuracies, average_precision, frame_f1
 from earmark.teachers.cache import TeacherCache
 from earmark.teachers.checkpoint import teacher_backbone, teacher_checkpoint_meta, teacher_from_checkpoint
@@ -107,12 +107,9 @@ def _kd_cache(config: FinetuneConfig, manifest: Manifest, multi: bool) -> Teache
 
 def finetune(config: FinetuneConfig) -> Path:
     """Fine-tune; returns the checkpoint folder of the best epoch on validation (``OUT/teacher``)."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    out = start_run(config)  # the model's initial weights are part of the run's seed
     manifest = read_manifest(config.data)
     train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
-    seed_everything(config.seed)  # the model's initial weights are part of the run's seed
     backbone, name, overrides = teacher_backbone(config.teacher, config.overrides)
     model = TeacherClassifier(backbone, len(manifest.labels), config.head, config.task)
     if config.freeze:

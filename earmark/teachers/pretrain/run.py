@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from earmark.audio.datasets_torch import ClipDataset, collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.manifest import read_manifest
-from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, seed_everything, setup_distributed
+from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed, start_run
 from earmark.teachers.checkpoint import teacher_backbone, teacher_checkpoint_meta
 from earmark.teachers.pretrain.acmsskd import ACMSSKD
 from earmark.teachers.pretrain.asit import ASiT
@@ -50,10 +49,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     """Run the recipe; returns the teacher checkpoint folder (``OUT/teacher``)."""
     if config.recipe not in RECIPES:
         raise ValueError(f"unknown recipe {config.recipe!r}; choose one of {sorted(RECIPES)}.")
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    seed_everything(config.seed)  # the model's initial weights are part of the run's seed
+    out = start_run(config)  # the model's initial weights are part of the run's seed
     teacher, overrides = config.teacher or DEFAULT_TEACHER[config.recipe], config.overrides
     start = None
     if config.init:
