@@ -23,7 +23,7 @@ from earmark.engine import (Trainer, TrainConfig, barrier, plot_confusion, plot_
                             start_run)
 from earmark.engine.metrics import accuracies, average_precision, frame_f1
 from earmark.students import create_student, student_checkpoint_meta, student_from_checkpoint
-from earmark.teachers.cache import TeacherCache
+from earmark.teachers.cache import TeacherCache, check_labels
 from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, outputs, predict_to_cache
 
@@ -95,7 +95,7 @@ def teacher_cache(config: DistillConfig, manifest: Manifest) -> TeacherCache:
         return cache
     loaded = [_load_any(t) for t in config.teachers]
     for (_, labels), path in zip(loaded, config.teachers):
-        _check_labels(labels, manifest, path)
+        check_labels(labels, manifest, path)
     predictors = [p for p, _ in loaded]
     embeddings = config.feature_weight > 0
     key = ensemble_key(predictors, manifest, config.clip_seconds, embeddings)
@@ -107,12 +107,6 @@ def teacher_cache(config: DistillConfig, manifest: Manifest) -> TeacherCache:
         predict_to_cache(predictors, manifest, path, config.clip_seconds, embeddings=embeddings)
     barrier()
     return TeacherCache.open(path, expect_key=key)
-
-
-def _check_labels(teacher_labels: list[str], manifest: Manifest, source: str) -> None:
-    if list(teacher_labels) != manifest.labels.to_list():
-        raise ValueError(f"{source} was trained on labels {list(teacher_labels)} but the data has {manifest.labels.to_list()}; "
-                         "fine-tune the teacher on this label set first (`earmark finetune`).")
 
 
 class _Step:
@@ -286,7 +280,7 @@ def distill(config: DistillConfig) -> Path:
     if config.online_teacher and config.kd:
         loaded = [_load_any(t) for t in config.teachers]
         for (_, labels), path in zip(loaded, config.teachers):
-            _check_labels(labels, manifest, path)
+            check_labels(labels, manifest, path)
         online = [p for p, _ in loaded]
     cache = teacher_cache(config, manifest) if (config.kd and config.teachers and not online) else None
     info = setup_distributed()

@@ -50,6 +50,13 @@ def write_cache(path: str | os.PathLike, key: str, ids: list[str], labels: list[
     return path
 
 
+def check_labels(teacher_labels: list[str], manifest, source: str) -> None:
+    """Refuse teacher outputs (a checkpoint's or a cache's) made for another label set than ``manifest``'s."""
+    if list(teacher_labels) != manifest.labels.to_list():
+        raise ValueError(f"{source} was trained on labels {list(teacher_labels)} but the data has {manifest.labels.to_list()}; "
+                         "fine-tune the teacher on this label set first (`earmark finetune`).")
+
+
 class TeacherCache:
     """Memory-mapped teacher outputs looked up by clip id."""
 
@@ -92,6 +99,4 @@ class TeacherCache:
         if missing:
             raise ValueError(f"{self.path}: the teacher-output cache lacks clips {missing[:5]} of {data_name}; "
                              "rebuild it with `earmark predict TEACHER --data MANIFEST --out CACHE`.")
-        if list(self.labels) != manifest.labels.to_list():
-            raise ValueError(f"{self.path} holds teacher outputs for labels {list(self.labels)} but {data_name} has "
-                             f"{manifest.labels.to_list()}; fine-tune the teacher on this label set first (`earmark finetune`).")
+        check_labels(self.labels, manifest, str(self.path))

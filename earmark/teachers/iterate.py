@@ -32,13 +32,12 @@ def acmsskd_iterations(ssl: PretrainConfig, kd: FinetuneConfig, iterations: int,
         scale = (1.0 - lr_decay) ** i
         folder = root / f"iteration{i + 1}"
         ssl_i = replace(ssl, out=str(folder / "ssl"), init=previous, lr=ssl.lr * scale)
-        pretrained = folder / "ssl" / "teacher"
+        pretrained, distilled = folder / "ssl" / "teacher", folder / "kd" / "teacher"  # where pretrain and finetune write
         if not (pretrained / "earmark.json").is_file():
-            pretrained = pretrain(ssl_i, resume=True)
+            pretrain(ssl_i, resume=True)
         kd_i = replace(kd, teacher=str(pretrained), out=str(folder / "kd"), lr=kd.lr * scale)
-        distilled = folder / "kd" / "teacher"
         if not (folder / "kd" / "results.json").is_file():
-            distilled = finetune(kd_i)
+            finetune(kd_i)
         results = json.loads((folder / "kd" / "results.json").read_text())
         history.append({"iteration": i + 1, "ssl_lr": ssl_i.lr, "kd_lr": kd_i.lr, "init": previous, "test": results["test"]})
         previous = str(distilled)
