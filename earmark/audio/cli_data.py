@@ -1,8 +1,10 @@
-"""`earmark data synth OUT` (the demo dataset) and `earmark data check MANIFEST` (a summary, or the first bad row)."""
+"""`earmark data synth OUT` (the demo dataset), `earmark data mix CLIPS BACKGROUNDS OUT` (strong-labelled soundscapes)
+and `earmark data check MANIFEST` (a summary, or the first bad row)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 
 
@@ -13,6 +15,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--clips-per-class", type=int, default=40)
     synth.add_argument("--soundscapes", type=int, default=20)
+    mix = sub.add_parser("mix", help="place clip-dataset events over background recordings: soundscapes + strong labels")
+    mix.add_argument("clips", help="a clip manifest (single- or multi-label, or strong labels) whose clips become events")
+    mix.add_argument("backgrounds", help="a folder of background recordings (searched recursively) or a manifest of them")
+    mix.add_argument("out", help="writes OUT/audio/mix-NNNNN.wav and OUT/soundscapes.tsv (DESED style, with a fold column)")
+    mix.add_argument("--count", type=int, default=100, help="soundscapes to write")
+    mix.add_argument("--duration", type=float, default=10.0, help="seconds per soundscape")
+    mix.add_argument("--events", type=int, nargs=2, default=[1, 4], metavar=("LOW", "HIGH"), help="events per soundscape")
+    mix.add_argument("--snr", type=float, nargs=2, default=[0.0, 15.0], metavar=("LOW", "HIGH"), help="event-to-background dB")
+    mix.add_argument("--max-overlap", type=int, default=1, help="events sounding at once (1: no overlap)")
+    mix.add_argument("--background-only", type=float, default=0.1, help="share of soundscapes with no event")
+    mix.add_argument("--sample-rate", type=int, help="default: the first clip's rate")
+    mix.add_argument("--seed", type=int, default=0)
     check = sub.add_parser("check", help="summarise a manifest, stopping at its first bad row")
     check.add_argument("manifest")
     check.add_argument("--kind", default="auto")
@@ -31,6 +45,21 @@ def run(args: argparse.Namespace) -> int:
 
         paths = synthesize(args.out, args.seed, args.clips_per_class, args.soundscapes)
         print(f"wrote {paths.clips_csv}, {paths.soundscapes_tsv} and {paths.scenes_tsv} (audio in {paths.root / 'audio'})")
+        return 0
+    if args.action == "mix":
+        from earmark.audio.mixing import MixSettings, write_mixtures
+
+        settings = MixSettings(args.duration, tuple(args.events), tuple(args.snr), args.max_overlap, args.background_only)
+        mixed = write_mixtures(args.clips, args.backgrounds, args.out, args.count, settings, args.seed, args.sample_rate)
+        print(f"wrote {mixed.soundscapes} soundscapes ({sum(mixed.events.values())} events) to {mixed.audio} "
+              f"and their strong labels to {mixed.manifest}")
+        for label, n in sorted(mixed.events.items()):
+            print(f"  {label:<24} {n:>6}")
+        missing = sorted(set(read_manifest(args.clips).labels) - set(mixed.events))
+        if missing:
+            print(f"warning: no soundscape holds {missing}; a model trained on {mixed.manifest} will not know them "
+                  "(pass a larger --count)", file=sys.stderr)
+        print(f"next: earmark distill --data {mixed.manifest} --objective detect --task frame ...")
         return 0
     manifest = read_manifest(args.manifest, args.kind, skip_bad=getattr(args, "skip_bad", False))
     if args.action == "shard":

@@ -60,7 +60,7 @@ class Manifest:
     def folds(self, folds: Iterable[int]) -> "Manifest":
         """The clips of the given folds."""
         wanted = set(folds)
-        return self.filter(lambda c: c.fold in wanted)
+        return self.filter(lambda c: clip_fold(c) in wanted)
 
     def train_val_test(self, val_fold: int, test_fold: int) -> tuple["Manifest", "Manifest", "Manifest"]:
         """Train / validation / test by fold; the validation fold is never the test fold.
@@ -69,12 +69,16 @@ class Manifest:
         """
         if val_fold == test_fold:
             raise ValueError("the validation and test folds must differ: the best checkpoint is chosen on validation, not test.")
-        fold = lambda c: c.fold if c.fold is not None else 1 + zlib.crc32(c.id.encode()) % 5
-        return (self.filter(lambda c: fold(c) not in (val_fold, test_fold)), self.filter(lambda c: fold(c) == val_fold),
-                self.filter(lambda c: fold(c) == test_fold))
+        return (self.filter(lambda c: clip_fold(c) not in (val_fold, test_fold)), self.filter(lambda c: clip_fold(c) == val_fold),
+                self.filter(lambda c: clip_fold(c) == test_fold))
 
     def by_id(self) -> dict[str, Clip]:
         return {c.id: c for c in self.clips}
+
+
+def clip_fold(clip: Clip) -> int:
+    """The clip's fold: its manifest's fold column, else one of 5 from a hash of its id (stable across runs)."""
+    return clip.fold if clip.fold is not None else 1 + zlib.crc32(clip.id.encode()) % 5
 
 
 class _Rows:
@@ -106,6 +110,14 @@ def _number(rows: _Rows, row: int, text: str, what: str) -> float | None:
     except (TypeError, ValueError):
         rows.bad(row, f"{what} {text!r} is not a number")
         return None
+
+
+def _fold(rows: _Rows, row: int, text: str | None) -> int | None:
+    """An optional fold column: empty means "from the id hash"; anything else must be a whole number."""
+    if not text:
+        return None
+    value = _number(rows, row, text, "fold")
+    return int(value) if value is not None else None
 
 
 def _audio_root(path: Path, audio_root: str | os.PathLike | None) -> Path:
@@ -159,20 +171,22 @@ def read_tau(path: Path, audio_root=None, labels: LabelSet | None = None, skip_b
         if not r.get("scene_label"):
             rows.bad(i, "the scene_label is empty")
             continue
-        fold = r.get("fold")
-        rows.add(i, Clip(Path(r["filename"]).stem, root / r["filename"], (r["scene_label"],),
-                         int(fold) if fold and fold.isdigit() else None, scene=r["scene_label"]))
+        rows.add(i, Clip(Path(r["filename"]).stem, root / r["filename"], (r["scene_label"],), _fold(rows, i, r.get("fold")),
+                         scene=r["scene_label"]))
     return _finish(rows, labels, (c.scene for c in rows.clips.values()))
 
 
 def read_desed(path: Path, audio_root=None, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:
-    """DESED strong labels TSV: filename, onset, offset, event_label; several rows per file, empty label = no event."""
+    """DESED strong labels TSV: filename, onset, offset, event_label (optional fold); several rows per file, empty label = no event."""
     root, rows = _audio_root(path, audio_root), _Rows(path, skip_bad)
     events: dict[str, list[tuple[float, float, str]]] = {}
     first_row: dict[str, int] = {}
+    folds: dict[str, int | None] = {}
     for i, r in enumerate(_table(path, "\t"), start=2):
         name = r.get("filename") or ""
         first_row.setdefault(name, i)
+        if name not in folds:
+            folds[name] = _fold(rows, i, r.get("fold"))
         events.setdefault(name, [])
         if not r.get("event_label"):
             continue
@@ -186,12 +200,12 @@ def read_desed(path: Path, audio_root=None, labels: LabelSet | None = None, skip
     for name, evs in events.items():
         evs.sort()
         clip_labels = tuple(sorted({e[2] for e in evs}))
-        rows.add(first_row[name], Clip(Path(name).stem, root / name, clip_labels, events=tuple(evs)))
+        rows.add(first_row[name], Clip(Path(name).stem, root / name, clip_labels, folds[name], events=tuple(evs)))
     return _finish(rows, labels, (e[2] for evs in events.values() for e in evs), multi_label=True, task="frame")
 
 
 def read_multilabel(path: Path, audio_root=None, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:
-    """AudioSet-style CSV: filename (or YTID) and labels (or positive_labels) as "a,b,c"."""
+    """AudioSet-style CSV: filename (or YTID) and labels (or positive_labels) as "a,b,c"; an optional fold column."""
     root, rows = _audio_root(path, audio_root), _Rows(path, skip_bad)
     for i, r in enumerate(_table(path, ","), start=2):
         name = r.get("filename") or (f"{r['YTID']}.wav" if r.get("YTID") else "")
@@ -199,7 +213,7 @@ def read_multilabel(path: Path, audio_root=None, labels: LabelSet | None = None,
         if not name:
             rows.bad(i, "the filename (or YTID) is empty")
             continue
-        rows.add(i, Clip(Path(name).stem, root / name, tuple(names)))
+        rows.add(i, Clip(Path(name).stem, root / name, tuple(names), _fold(rows, i, r.get("fold"))))
     return _finish(rows, labels, (l for c in rows.clips.values() for l in c.labels), multi_label=True)
 
 
