@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from earmark.audio.melbanks import mel_banks, window
+from earmark.audio.melbanks import banded_banks, window
 from earmark.audio.spec import FrontendSpec
 
 KALDI_EPS = float(np.finfo(np.float32).eps)
@@ -49,11 +49,11 @@ def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
         win = np.zeros(spec.n_fft, np.float32)
         win[left:left + spec.win_length] = window(spec)
         frames = frames * win
-    spectrum = np.fft.rfft(frames, n=spec.n_fft, axis=1)
+    spectrum = np.fft.rfft(frames.astype(np.float64), n=spec.n_fft, axis=1)  # numpy's float32 path is slower
     power = spectrum.real ** 2 + spectrum.imag ** 2
     if spec.power != 2.0:
         power = power ** (spec.power / 2)
-    energies = (power.astype(np.float32) @ mel_banks(spec).T).T
+    energies = banded_banks(spec).apply(power.astype(np.float32, copy=False)).T
     if spec.log == "log_eps":
         return np.log(np.maximum(energies, KALDI_EPS))
     if spec.log == "log":

@@ -32,7 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-host", default="127.0.0.1")
     parser.add_argument("--status-every", type=float, default=10.0, help="seconds between status records")
     parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for ONNX Runtime and numpy's BLAS (default 1: one stream per core, no idle spinning)")
 
 
 def _thresholds(pairs: list[str]) -> dict[str, float]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
+from threadpoolctl import ThreadpoolController
 
 from earmark.audio.features import finish_window, frame_features
 from earmark.audio.io import load_audio
@@ -77,10 +78,18 @@ class WindowPlan:
 
 
 class StreamingClassifier:
-    """Push samples of any rate and block size; get a ``WindowResult`` for every hop the audio completes."""
+    """Push samples of any rate and block size; get a ``WindowResult`` for every hop the audio completes.
+
+    ``threads`` bounds ONNX Runtime and, while the classifier works, numpy's BLAS: a BLAS pool spread over
+    every core costs more in wake-ups than the frontend's small products gain, and competes with the model.
+    """
 
     def __init__(self, model_path: str | os.PathLike, backend: str = "onnxruntime", hop_seconds: float | None = None,
                  window_seconds: float | None = None, threads: int = 1):
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}; use --threads 1 on a small device.")
+        self.threads = threads
+        self._blas = ThreadpoolController()
         self.backend = load_backend(model_path, backend, threads)
         self.metadata = self.backend.metadata
         self.plan = WindowPlan(self.backend, window_seconds, hop_seconds)
@@ -98,7 +107,10 @@ class StreamingClassifier:
 
     def push(self, samples: np.ndarray, sample_rate: int) -> list[WindowResult]:
         """Add mono float samples at ``sample_rate``; returns the windows they complete."""
-        samples = np.asarray(samples, np.float32).reshape(-1)
+        with self._blas.limit(limits=self.threads, user_api="blas"):
+            return self._push(np.asarray(samples, np.float32).reshape(-1), sample_rate)
+
+    def _push(self, samples: np.ndarray, sample_rate: int) -> list[WindowResult]:
         if sample_rate != self.spec.sample_rate:
             if self._input_rate not in (None, sample_rate):
                 raise ValueError(f"the stream changed rate from {self._input_rate} to {sample_rate} Hz; start a new classifier.")
@@ -110,6 +122,10 @@ class StreamingClassifier:
 
     def flush(self) -> list[WindowResult]:
         """End of stream: the last resampled samples and frames."""
+        with self._blas.limit(limits=self.threads, user_api="blas"):
+            return self._flush()
+
+    def _flush(self) -> list[WindowResult]:
         tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True) if self._resampler else np.zeros(0, np.float32)
         new = self._stream.push(tail)
         return self._add(np.concatenate([new, self._stream.flush()], axis=1))

@@ -70,3 +70,16 @@ def test_torch_frontend_is_differentiable():
     wave = torch.from_numpy(make_signal("tones", 0.5, 32000)).requires_grad_()
     Frontend("tfsepnet")(wave).sum().backward()
     assert wave.grad is not None and torch.isfinite(wave.grad).all()
+
+
+@pytest.mark.parametrize("name", ["beats", "atst", "tfsepnet", "cpjku"])
+def test_banded_mel_product_equals_the_dense_filterbank(name):
+    from earmark.audio.melbanks import banded_banks, mel_banks
+
+    spec = PRESETS[name]
+    frames = np.stack([make_signal(kind, 1.0, spec.sample_rate)[:spec.n_fft] for kind in KINDS])
+    power = np.abs(np.fft.rfft(frames, axis=1)).astype(np.float32) ** 2
+    dense = power @ mel_banks(spec).T
+    banded = banded_banks(spec).apply(power)
+    assert banded.shape == dense.shape == (len(KINDS), spec.n_mels)
+    assert np.abs(np.log(banded + 1e-5) - np.log(dense + 1e-5)).max() <= 1e-5

@@ -120,3 +120,28 @@ def test_runtime_imports_without_torch():
 
     code = "import sys; sys.modules['torch'] = None; import earmark.runtime, earmark.runtime.cli, earmark.runtime.daemon"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_numpy_blas_runs_on_the_classifier_threads_while_it_works(tmp_path):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    class Recording:  # records the BLAS pool size the model call sees
+        def __init__(self, backend):
+            self.backend, self.metadata, self.seen = backend, backend.metadata, []
+
+        def run(self, features):
+            self.seen.append(blas_threads())
+            return self.backend.run(features)
+
+    with threadpool_limits(2, user_api="blas"):
+        stream = StreamingClassifier(export_detector(tmp_path / "m.onnx"), threads=1)
+        stream.backend = Recording(stream.backend)
+        wave = tone_track(3.0, TONES[:1])
+        assert stream.push(wave, SAMPLE_RATE) and stream.backend.seen
+        assert all(seen == {1} for seen in stream.backend.seen)
+        assert blas_threads() == {2}  # restored for the rest of the process
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        StreamingClassifier(tmp_path / "m.onnx", threads=0)
