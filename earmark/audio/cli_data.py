@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         from earmark.audio.synth import synthesize
 
         paths = synthesize(args.out, args.seed, args.clips_per_class, args.soundscapes)
-        print(f"wrote {paths.clips_csv}, {paths.soundscapes_tsv} and {paths.scenes_tsv} (audio in {paths.root / 'audio'})")
+        print(f"wrote {paths.clips_csv}, {paths.soundscapes_tsv} and {paths.scenes_tsv} (audio in {paths.root / 'audio'}, "
+              f"event-free backgrounds in {paths.backgrounds})")
         return 0
     if args.action == "mix":
         from earmark.audio.mixing import MixSettings, write_mixtures

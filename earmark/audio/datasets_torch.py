@@ -80,9 +80,9 @@ class FrameDataset(ClipDataset):
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack tensors, keep ids as a list."""
-    batch = {"id": [item["id"] for item in items]}
+    """Stack tensors; anything else (ids, the clips placed in a mixture) stays a list."""
+    batch = {}
     for key in items[0]:
-        if key != "id":
-            batch[key] = torch.stack([item[key] for item in items])
+        values = [item[key] for item in items]
+        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
     return batch

@@ -47,12 +47,13 @@ class MixSettings:
 
 @dataclass
 class Soundscape:
-    """One mixture: mono float32 audio, its strong labels sorted by onset, and the background it sits on."""
+    """One mixture: mono float32 audio, its strong labels sorted by onset, the background and the clips placed on it."""
 
     audio: np.ndarray
     events: list[Event]
     background: str
     sample_rate: int
+    sources: list[str]  # ids of the clips placed, in placement order
 
 
 def active_span(wave: np.ndarray, sample_rate: int, trim_db: float = 30.0) -> tuple[int, int]:
@@ -153,6 +154,7 @@ class SoundscapeMixer:
         count = 0 if rng.random() < s.background_only else int(rng.integers(s.events[0], s.events[1] + 1))
         placed: list[tuple[int, int]] = []
         labels: list[Event] = []
+        sources: list[str] = []
         out = audio.copy()
         for k in range(count):
             index = first if (k == 0 and first is not None) else int(rng.integers(len(self.clips.clips)))
@@ -172,6 +174,7 @@ class SoundscapeMixer:
                 continue
             out[start:start + wave.size] += gain * wave
             placed.append((start, start + wave.size))
+            sources.append(self.clips.clips[index].id)
             for onset, offset, label in events:
                 on, off = max(0.0, onset + shift) + start / rate, min(offset + shift, wave.size / rate) + start / rate
                 if off > on:
@@ -179,7 +182,7 @@ class SoundscapeMixer:
         peak = float(np.abs(out).max())
         if peak > 0.99:  # keep the sum inside [-1, 1] without changing the SNRs
             out *= 0.99 / peak
-        return Soundscape(out.astype(np.float32), sorted(labels), name, rate)
+        return Soundscape(out.astype(np.float32), sorted(labels), name, rate, sources)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 ``synthesize(out)`` writes 32 kHz mono WAVs under ``out/audio/`` and three manifests: ``clips.csv``
 (ESC-50 style, 1 s event clips in 5 folds), ``soundscapes.tsv`` (DESED strong labels of 10 s
-soundscapes) and ``scenes.tsv`` (TAU style, the soundscapes' scene labels). Recipes overlap on
+soundscapes) and ``scenes.tsv`` (TAU style, the soundscapes' scene labels); and event-free scene
+recordings under ``out/backgrounds/``, what detectors are trained to ignore (``--backgrounds``). Recipes overlap on
 purpose (tones of near pitch, vibrato in two classes) and SNRs go down to 3 dB, so a tiny model has
 something to learn.
 """
@@ -161,10 +162,11 @@ class SynthPaths:
     clips_csv: Path
     soundscapes_tsv: Path
     scenes_tsv: Path
+    backgrounds: Path
 
 
 def synthesize(out: str | os.PathLike, seed: int = 0, clips_per_class: int = 40, soundscapes: int = 20,
-               clip_seconds: float = 1.0, soundscape_seconds: float = 10.0) -> SynthPaths:
+               clip_seconds: float = 1.0, soundscape_seconds: float = 10.0, backgrounds: int = 8) -> SynthPaths:
     """Write the demo dataset under ``out`` (same seed, same bytes)."""
     root = Path(out)
     (root / "audio").mkdir(parents=True, exist_ok=True)
@@ -209,4 +211,8 @@ def synthesize(out: str | os.PathLike, seed: int = 0, clips_per_class: int = 40,
         writer = csv.writer(f, delimiter="\t")
         writer.writerow(["filename", "scene_label"])
         writer.writerows(scene_rows)
-    return SynthPaths(root, root / "clips.csv", root / "soundscapes.tsv", root / "scenes.tsv")
+    (root / "backgrounds").mkdir(exist_ok=True)
+    for k in range(backgrounds):  # drawn last: the clips and soundscapes do not depend on how many there are
+        scene = scenes[k % len(scenes)]
+        _write(root / "backgrounds" / f"{scene}-{k:03d}.wav", _normalise(SCENES[scene](rng, n_scape)), rng)
+    return SynthPaths(root, root / "clips.csv", root / "soundscapes.tsv", root / "scenes.tsv", root / "backgrounds")

@@ -1,112 +1,14 @@
-"""From scores to decisions: thresholds with hysteresis, median filtering, minimum duration, gap merging, scene hold."""
+"""From scores to decisions: events (``earmark.audio.events``, shared with threshold tuning) and scene hold."""
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from earmark.runtime.stream import Scores
+from earmark.audio.events import Event, EventSettings, EventTracker, Scores
 
-
-@dataclass
-class Event:
-    """A detected sound event in stream seconds."""
-
-    label: str
-    onset: float
-    offset: float
-    score: float
-
-    def to_record(self) -> dict:
-        return {"type": "event", "label": self.label, "onset": round(self.onset, 3), "offset": round(self.offset, 3),
-                "score": round(self.score, 4)}
-
-
-@dataclass
-class _Track:
-    active: bool = False
-    onset: float = 0.0
-    off_since: float | None = None
-    peak: float = 0.0
-    announced: bool = False
-
-
-@dataclass
-class EventSettings:
-    """Post-processing knobs; ``off_ratio`` sets each off threshold as a fraction of its on threshold."""
-
-    thresholds: dict[str, float] = field(default_factory=dict)
-    default_threshold: float = 0.5
-    off_ratio: float = 0.7
-    median: int = 1  # segments; odd
-    min_duration: float = 0.0
-    max_gap: float = 0.0
-    offset_lag: float = 0.0  # clip models still see an event (window - hop) after it ends: offsets move back by this
-
-    def on(self, label: str) -> float:
-        return self.thresholds.get(label, self.default_threshold)
-
-
-class EventTracker:
-    """Turns a timeline of segment scores into events; reports state changes (ON when confirmed, OFF when ended)."""
-
-    def __init__(self, labels: tuple[str, ...], settings: EventSettings):
-        self.labels, self.settings = labels, settings
-        self.tracks = [_Track() for _ in labels]
-        self._history: deque[np.ndarray] = deque(maxlen=max(1, settings.median))
-        self._times: deque[tuple[float, float]] = deque(maxlen=max(1, settings.median))
-
-    def update_thresholds(self, thresholds: dict[str, float]) -> None:
-        self.settings.thresholds = dict(thresholds)
-
-    def push(self, segment: Scores) -> tuple[list[Event], list[tuple[str, bool]]]:
-        """Add one segment; returns finished events and (label, on) state changes."""
-        self._history.append(segment.probs)
-        self._times.append((segment.start, segment.end))
-        if len(self._history) < self._history.maxlen:
-            return [], []
-        probs = np.median(np.stack(self._history), axis=0)  # class-wise median over the last segments
-        start, end = self._times[len(self._times) // 2]  # the median's centre segment
-        return self._step(probs, start, end)
-
-    def _step(self, probs: np.ndarray, start: float, end: float) -> tuple[list[Event], list[tuple[str, bool]]]:
-        s, events, changes = self.settings, [], []
-        for label, track, p in zip(self.labels, self.tracks, probs):
-            on = s.on(label)
-            if p >= on or (track.active and track.off_since is None and p >= on * s.off_ratio):
-                if not track.active:
-                    track.active, track.onset, track.peak = True, start, 0.0
-                track.off_since = None
-                track.peak = max(track.peak, float(p))
-                if not track.announced and end - track.onset >= s.min_duration:
-                    track.announced = True
-                    changes.append((label, True))
-            elif track.active:
-                if track.off_since is None:
-                    track.off_since = start
-                if end - track.off_since > s.max_gap:
-                    events += self._close(label, track, changes)
-        return events, changes
-
-    def _close(self, label: str, track: _Track, changes: list) -> list[Event]:
-        offset = max(track.off_since - self.settings.offset_lag, track.onset + 1e-3)
-        event = Event(label, track.onset, offset, track.peak)
-        done = [event] if event.offset - event.onset >= self.settings.min_duration else []
-        if track.announced:
-            changes.append((label, False))
-        self.tracks[self.labels.index(label)] = _Track()
-        return done
-
-    def flush(self, end: float) -> tuple[list[Event], list[tuple[str, bool]]]:
-        """End of stream: close the events still open at ``end``."""
-        events, changes = [], []
-        for label, track in zip(self.labels, self.tracks):
-            if track.active:
-                track.off_since = track.off_since if track.off_since is not None else end
-                events += self._close(label, track, changes)
-        return events, changes
+__all__ = ["Event", "EventSettings", "EventTracker", "Scores", "SceneTracker", "top_k"]
 
 
 class SceneTracker:

@@ -10,19 +10,11 @@ import numpy as np
 import soxr
 from threadpoolctl import ThreadpoolController
 
+from earmark.audio.events import Scores
 from earmark.audio.features import finish_window, frame_features
 from earmark.audio.io import load_audio
 from earmark.audio.streaming import FeatureStream
 from earmark.runtime.model import Backend, load_backend
-
-
-@dataclass
-class Scores:
-    """The model's scores over one stretch of the stream: ``probs`` (classes,) for [start, end) seconds."""
-
-    start: float
-    end: float
-    probs: np.ndarray
 
 
 @dataclass

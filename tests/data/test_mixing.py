@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from earmark.audio import PRESETS
 from earmark.audio.manifest import read_manifest
@@ -124,3 +125,26 @@ def test_bad_mix_input_gets_one_sentence(data, tmp_path, capsys):
     assert "holds no background recordings" in capsys.readouterr().err
     assert main(["data", "mix", str(data / "clips.csv"), str(data / "bg"), str(tmp_path / "o"), "--snr", "10", "0"]) == 1
     assert "inconsistent" in capsys.readouterr().err
+
+
+def test_training_mixtures_are_new_each_epoch_and_the_same_on_resume(data):
+    from earmark.audio.mixture_dataset import MixtureDataset
+
+    clips = read_manifest(data / "clips.csv")
+    mixer = SoundscapeMixer(clips, find_backgrounds(data / "bg"), RATE, MixSettings(duration=1.0, events=(1, 1), background_only=0.0))
+    train = MixtureDataset(mixer, frame_hop_seconds=0.05, train=True, seed=5)
+    train.set_epoch(2)
+    item = train[3]
+    assert item["event_ids"][0] == clips.clips[3].id  # every clip is placed once per epoch
+    resumed = MixtureDataset(mixer, frame_hop_seconds=0.05, train=True, seed=5)
+    resumed.set_epoch(2)
+    assert torch.equal(resumed[3]["wave"], item["wave"])
+    train.set_epoch(3)
+    assert not torch.equal(train[3]["wave"], item["wave"])
+    frames = item["frame_target"].numpy()
+    label = clips.labels.index(clips.clips[3].labels[0])
+    active = np.flatnonzero(frames[:, label])
+    assert active.size and frames.sum() == active.size and item["target"][label] == 1  # the event's frames, nothing else
+    evaluation = MixtureDataset(mixer, frame_hop_seconds=0.05)
+    evaluation.set_epoch(7)
+    assert torch.equal(evaluation[1]["wave"], MixtureDataset(mixer, frame_hop_seconds=0.05)[1]["wave"])
