@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins mosquitto sox
+APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins mosquitto sox chromium chromium-driver
 
 .PHONY: demo test test-all system-deps install bench clean
 
@@ -15,7 +15,7 @@ test: system-deps install
 test-all: system-deps install
 	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
-# System libraries the tests drive for real (PortAudio, a software microphone, an MQTT broker).
+# System libraries the tests drive for real (PortAudio, a software microphone, an MQTT broker, headless Chromium).
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

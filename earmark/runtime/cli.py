@@ -3,86 +3,155 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+from collections.abc import Callable
+
+
+def _checked(cast: Callable[[str], float], test: Callable[[float], bool], what: str) -> Callable[[str], float]:
+    """An argparse type that refuses, in one sentence, values that do not parse, are not finite or fail ``test``."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not test(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+SECONDS = _checked(float, lambda v: v > 0, "a positive number of seconds")
+GAP_SECONDS = _checked(float, lambda v: v >= 0, "zero or a positive number of seconds")
+AT_LEAST_ONE = _checked(int, lambda v: v >= 1, "a whole number of at least 1")
+RATIO = _checked(float, lambda v: 0 < v <= 1, "a ratio above 0 and at most 1")
+PORT = _checked(int, lambda v: 0 <= v <= 65535, "a port from 0 to 65535 (0: any free port)")
+PROBABILITY = _checked(float, lambda v: 0 <= v <= 1, "a probability from 0 to 1")
+
+
+def threshold_pair(text: str) -> tuple[str, float]:
+    """``LABEL=P`` with P a probability."""
+    label, sep, value = text.rpartition("=")
+    if not sep or not label:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LABEL=P; write e.g. --threshold siren=0.6")
+    return label, PROBABILITY(value)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="an .onnx file written by `earmark export` (or a TensorRT .engine with --backend tensorrt)")
+    parser.add_argument("model", nargs="?", help="an .onnx file written by `earmark export` (or a TensorRT .engine with --backend tensorrt)")
+    parser.add_argument("--list-devices", action="store_true", help="list the microphones (input devices) and exit")
     parser.add_argument("--source", default="mic", help="mic, mic:DEVICE (name or index), a file, or - for s16le PCM on stdin")
-    parser.add_argument("--rate", type=int, default=16000, help="sample rate of PCM on stdin")
+    parser.add_argument("--rate", type=AT_LEAST_ONE, default=16000, help="sample rate of PCM on stdin")
     parser.add_argument("--fast", action="store_true", help="read a file as fast as possible instead of in real time")
-    parser.add_argument("--window", type=float, help="window in seconds (must match the export)")
-    parser.add_argument("--hop", type=float, help="seconds between model runs (default: from the model)")
-    parser.add_argument("--threshold", action="append", default=[], metavar="LABEL=P", help="per-label on threshold (repeatable)")
-    parser.add_argument("--thresholds-file", help="JSON {label: p}; re-read on SIGHUP")
-    parser.add_argument("--off-ratio", type=float, default=0.7, help="hysteresis: off threshold = ratio x on threshold")
-    parser.add_argument("--median", type=int, default=1, help="class-wise median filter length in segments")
-    parser.add_argument("--min-duration", type=float, default=0.0, help="shortest event in seconds")
-    parser.add_argument("--max-gap", type=float, default=0.0, help="merge events of a label separated by at most this gap")
-    parser.add_argument("--hold", type=float, default=2.0, help="seconds a new scene must lead before it is reported")
-    parser.add_argument("--top-k", type=int, default=3, help="labels in the status record's 'hears' view")
+    parser.add_argument("--window", type=SECONDS, help="window in seconds (must match the export)")
+    parser.add_argument("--hop", type=SECONDS, help="seconds between model runs (default: from the model)")
+    parser.add_argument("--threshold", type=threshold_pair, action="append", default=[], metavar="LABEL=P",
+                        help="per-label on threshold (repeatable); wins over the thresholds file and the model's calibrated ones")
+    parser.add_argument("--thresholds-file", help="JSON {label: p} over the model's calibrated thresholds; re-read on SIGHUP")
+    parser.add_argument("--off-ratio", type=RATIO, default=0.7, help="hysteresis: off threshold = ratio x on threshold")
+    parser.add_argument("--median", type=AT_LEAST_ONE, default=1, help="class-wise median filter length in segments")
+    parser.add_argument("--min-duration", type=GAP_SECONDS, default=0.0, help="shortest event in seconds")
+    parser.add_argument("--max-gap", type=GAP_SECONDS, default=0.0, help="merge events of a label separated by at most this gap")
+    parser.add_argument("--hold", type=GAP_SECONDS, default=2.0, help="seconds a new scene must lead before it is reported")
+    parser.add_argument("--top-k", type=AT_LEAST_ONE, default=3, help="labels in the status record's 'hears' view")
     parser.add_argument("--sink", default="stdout", help="stdout, or file:PATH for a rotating JSON-lines file")
-    parser.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish states and events to this MQTT broker")
-    parser.add_argument("--mqtt-prefix", default="earmark")
-    parser.add_argument("--mqtt-user")
-    parser.add_argument("--mqtt-password")
-    parser.add_argument("--mqtt-tls", action="store_true")
-    parser.add_argument("--ha-discovery", action="store_true", help="announce binary sensors to Home Assistant")
-    parser.add_argument("--webhook", metavar="URL", help="POST each event as JSON")
-    parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics and /healthz on this port")
+    mqtt = parser.add_argument_group("MQTT (pip install 'earmark[mqtt]')")
+    mqtt.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish states and events to this broker (port 1883, 8883 with TLS)")
+    mqtt.add_argument("--mqtt-prefix", default="earmark", help="topic prefix")
+    mqtt.add_argument("--mqtt-client-id", help="default: PREFIX-HOSTNAME")
+    mqtt.add_argument("--mqtt-user")
+    mqtt.add_argument("--mqtt-password-file", help="a file whose first line is the password (or set EARMARK_MQTT_PASSWORD)")
+    mqtt.add_argument("--mqtt-password", help="discouraged: visible to every user in `ps`")
+    mqtt.add_argument("--mqtt-tls", action="store_true", help="TLS with the system's certificate authorities")
+    mqtt.add_argument("--mqtt-tls-ca", metavar="PEM", help="TLS, verifying the broker against this CA file")
+    mqtt.add_argument("--mqtt-cert", metavar="PEM", help="TLS client certificate (with --mqtt-key)")
+    mqtt.add_argument("--mqtt-key", metavar="PEM", help="TLS client key")
+    mqtt.add_argument("--ha-discovery", action="store_true", help="announce binary sensors to Home Assistant")
+    parser.add_argument("--webhook", metavar="URL", help="POST each event as JSON to this http(s) URL")
+    parser.add_argument("--metrics-port", type=PORT, help="serve Prometheus /metrics and /healthz on this port")
     parser.add_argument("--metrics-host", default="127.0.0.1")
-    parser.add_argument("--status-every", type=float, default=10.0, help="seconds between status records")
+    parser.add_argument("--ui", metavar="HOST:PORT", help="serve a live page (spectrogram, scores, events, status) here")
+    parser.add_argument("--status-every", type=SECONDS, default=10.0, help="seconds between status records")
     parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"])
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=AT_LEAST_ONE, default=1,
                         help="CPU threads for ONNX Runtime and numpy's BLAS (default 1: one stream per core, no idle spinning)")
 
 
-def _thresholds(pairs: list[str]) -> dict[str, float]:
-    out = {}
-    for pair in pairs:
-        label, _, value = pair.partition("=")
+def _mqtt_sink(args: argparse.Namespace, meta, log):
+    from earmark.runtime.mqtt import MqttSink, tls_context
+
+    if args.mqtt_key and not args.mqtt_cert:
+        raise ValueError("--mqtt-key needs --mqtt-cert (the client certificate it belongs to).")
+    tls = args.mqtt_tls or args.mqtt_tls_ca or args.mqtt_cert
+    host, _, port = args.mqtt.partition(":")
+    if port and not port.isdigit() or not host:
+        raise ValueError(f"--mqtt {args.mqtt!r} is not HOST[:PORT]; write e.g. --mqtt localhost:1883.")
+    password = os.environ.get("EARMARK_MQTT_PASSWORD")
+    if args.mqtt_password_file:
         try:
-            out[label] = float(value)
-        except ValueError:
-            raise ValueError(f"--threshold {pair!r} is not LABEL=P; write e.g. --threshold siren=0.6.") from None
-    return out
+            password = open(args.mqtt_password_file, encoding="utf-8").readline().rstrip("\r\n")
+        except OSError as err:
+            raise ValueError(f"--mqtt-password-file {args.mqtt_password_file}: cannot read it ({err.strerror}).") from None
+    elif args.mqtt_password:
+        log("--mqtt-password is visible to every user in `ps`; prefer --mqtt-password-file or EARMARK_MQTT_PASSWORD")
+        password = args.mqtt_password
+    return MqttSink(host, int(port or (8883 if tls else 1883)), args.mqtt_prefix, meta.labels, username=args.mqtt_user,
+                    password=password, tls=tls_context(args.mqtt_tls_ca, args.mqtt_cert, args.mqtt_key) if tls else None,
+                    client_id=args.mqtt_client_id, ha_discovery=args.ha_discovery, model_name=meta.model_name, log=log)
 
 
 def run(args: argparse.Namespace) -> int:
-    from earmark.runtime.daemon import Listener, log
-    from earmark.runtime.model import read_thresholds
+    if args.list_devices:
+        from earmark.runtime.sources import describe_inputs
+
+        print(describe_inputs())
+        return 0
+    if not args.model:
+        raise ValueError("give the MODEL to listen with (an .onnx file from `earmark export`), or --list-devices to see the microphones.")
+    from earmark.runtime.daemon import Listener, ThresholdSources, log
+    from earmark.runtime.metrics import Metrics, serve_metrics
     from earmark.runtime.postprocess import EventSettings
-    from earmark.runtime.sinks import JsonLinesSink, Metrics, MetricsServer, MqttSink, RotatingFileSink, WebhookSink
+    from earmark.runtime.sinks import JsonLinesSink, RotatingFileSink
     from earmark.runtime.sources import open_source
     from earmark.runtime.stream import StreamingClassifier
+    from earmark.runtime.web import parse_address
+    from earmark.runtime.webhook import WebhookSink, check_url
 
+    ui_address = parse_address(args.ui, "--ui") if args.ui else None
+    webhook = check_url(args.webhook) if args.webhook else None
     classifier = StreamingClassifier(args.model, args.backend, args.hop, args.window, args.threads)
     meta = classifier.metadata
-    thresholds = {**meta.thresholds, **(read_thresholds(args.thresholds_file) if args.thresholds_file else {}), **_thresholds(args.threshold)}
-    unknown = sorted(set(thresholds) - set(meta.labels))
-    if unknown:
-        raise ValueError(f"thresholds for unknown labels {unknown}; the model's labels are {list(meta.labels)}.")
-    settings = EventSettings(thresholds, meta.default_threshold, args.off_ratio, args.median, args.min_duration, args.max_gap)
+    sources = ThresholdSources(meta.labels, meta.thresholds, args.thresholds_file, dict(args.threshold))
+    settings = EventSettings(sources.resolve(), meta.default_threshold, args.off_ratio, args.median, args.min_duration, args.max_gap)
     source = open_source(args.source, args.rate, args.fast, log=log)
+    metrics = Metrics()
+    services = []
+    if args.metrics_port is not None:
+        services.append(serve_metrics(metrics, args.metrics_host, args.metrics_port))
+        log(f"metrics on {services[-1].url}/metrics")
     sinks = [RotatingFileSink(args.sink[5:]) if args.sink.startswith("file:") else JsonLinesSink()]
     if args.mqtt:
-        host, _, port = args.mqtt.partition(":")
-        sinks.append(MqttSink(host, int(port or 1883), args.mqtt_prefix, meta.labels, args.mqtt_user, args.mqtt_password,
-                              args.mqtt_tls, args.ha_discovery, log=log))
-    if args.webhook:
-        sinks.append(WebhookSink(args.webhook, log=log))
-    metrics = Metrics()
-    server = MetricsServer(metrics, args.metrics_port, args.metrics_host) if args.metrics_port is not None else None
-    if server:
-        log(f"metrics on http://{args.metrics_host}:{server.port}/metrics")
-    listener = Listener(classifier, source, sinks, settings, args.hold, args.status_every, args.thresholds_file, metrics, args.top_k)
+        sinks.append(_mqtt_sink(args, meta, log))
+    if webhook:
+        sinks.append(WebhookSink(webhook, log=log))
+    listener = Listener(classifier, source, sinks, settings, args.hold, args.status_every, sources, metrics, args.top_k)
+    if ui_address:
+        from earmark.runtime.live import LivePage
+
+        page = LivePage(*ui_address, listener, source=args.source)
+        listener.attach(page, page.window)
+        services.append(page.service)
+        log(f"live page on {page.service.url}/")
     listener.install_signals()
     log(f"listening to {args.source} ({source.sample_rate} Hz) for {len(meta.labels)} labels, window {meta.window_seconds} s, "
         f"hop {classifier.plan.hop_seconds:.3f} s")
     try:
         code = listener.run()
     finally:
-        if server:
-            server.close()
-    if args.source == "-":
+        for service in services:
+            service.close()
+    if args.source == "-" and code == 0:
         log("stdin ended; stopping")
     return code

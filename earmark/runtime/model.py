@@ -119,6 +119,6 @@ def read_thresholds(path: str | os.PathLike) -> dict[str, float]:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: cannot read thresholds ({err}); write a JSON object such as {{\"siren\": 0.6}}.") from None
-    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
-        raise ValueError(f"{path}: thresholds must be a JSON object of label -> probability, e.g. {{\"siren\": 0.6}}.")
+    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in data.values()):
+        raise ValueError(f"{path}: thresholds must be a JSON object of label -> probability from 0 to 1, e.g. {{\"siren\": 0.6}}.")
     return {str(k): float(v) for k, v in data.items()}

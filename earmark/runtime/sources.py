@@ -100,12 +100,7 @@ class MicSource:
         self._open(index)
 
     def _resolve(self) -> int:
-        devices = self.sd.query_devices()
-        inputs = [(i, d) for i, d in enumerate(devices) if d["max_input_channels"] > 0]
-        if not inputs:  # PortAudio lists devices at initialisation; look again
-            self.sd._terminate()
-            self.sd._initialize()
-            inputs = [(i, d) for i, d in enumerate(self.sd.query_devices()) if d["max_input_channels"] > 0]
+        inputs = input_devices(self.sd)
         if self.device is None:
             default = self.sd.default.device[0]
             if default is not None and default >= 0:
@@ -119,8 +114,9 @@ class MicSource:
             for i, d in inputs:
                 if str(self.device).lower() in d["name"].lower():
                     return i
-        names = ", ".join(f"{i}: {d['name']}" for i, d in inputs) or "none"
-        raise ValueError(f"no input device {self.device if self.device is not None else '(default)'}; available inputs: {names}.")
+        names = ", ".join(f"{i}: {d['name']}" for i, d in inputs) or "none (is a sound server or a capture device available?)"
+        raise ValueError(f"no input device {self.device if self.device is not None else '(default)'}; the input devices are {names}; "
+                         "pass --source mic:NAME or mic:INDEX (`earmark listen --list-devices` shows them).")
 
     def _open(self, index: int) -> None:
         self._finished = False
@@ -187,6 +183,34 @@ class MicSource:
 
     def close(self) -> None:
         self._close_stream()
+
+
+def input_devices(sd=None) -> list[tuple[int, dict]]:
+    """(index, PortAudio device info) of every device with input channels; re-initialises PortAudio once if it lists none."""
+    if sd is None:
+        import sounddevice as sd
+    inputs = [(i, d) for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
+    if not inputs:  # PortAudio lists devices at initialisation (a sound server may have started since): look again
+        sd._terminate()
+        sd._initialize()
+        inputs = [(i, d) for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
+    return inputs
+
+
+def describe_inputs() -> str:
+    """A table of the input devices as `earmark listen --list-devices` prints it (* marks the default)."""
+    import sounddevice as sd
+
+    inputs = input_devices(sd)
+    if not inputs:
+        return "no input devices: PortAudio finds no microphone (is a sound server running, is a capture device plugged in?)."
+    default = sd.default.device[0]
+    hosts = sd.query_hostapis()
+    lines = ["  index  name (host API, channels, default rate)  -- use --source mic:INDEX or mic:NAME"]
+    for i, d in inputs:
+        lines.append(f"{'*' if i == default else ' '} {i:5d}  {d['name']} ({hosts[d['hostapi']]['name']}, "
+                     f"{d['max_input_channels']} ch, {d['default_samplerate']:.0f} Hz)")
+    return "\n".join(lines)
 
 
 def open_source(spec: str, rate: int = 16000, fast: bool = False, log=print):

@@ -19,12 +19,13 @@ from earmark.runtime.model import Backend, load_backend
 
 @dataclass
 class WindowResult:
-    """One model run: the window's clip scores and the new segments it adds to the timeline."""
+    """One model run: the window's clip scores, the new segments it adds to the timeline and its new log-mel frames."""
 
     end: float
     clip: np.ndarray
     segments: list[Scores]
     latency_ms: float
+    features: np.ndarray | None = None  # (n_mels, frames) log-mel columns this window added (the whole window first)
 
 
 class WindowPlan:
@@ -66,7 +67,7 @@ class WindowPlan:
                         for i in range(min(new, len(frame_probs)))]
         else:
             segments = [Scores(end - (self.meta.window_seconds if first else self.hop_seconds), end, out["clip"][0])]
-        return WindowResult(end, out["clip"][0], segments, latency)
+        return WindowResult(end, out["clip"][0], segments, latency, frames if first else frames[:, -self.hop_frames:])
 
 
 class StreamingClassifier:

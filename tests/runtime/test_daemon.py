@@ -1,58 +1,19 @@
-"""`earmark listen` as users run it: files, stdin, a software microphone through PortAudio, MQTT and Prometheus."""
+"""`earmark listen` as users run it: files, stdin, a software microphone through PortAudio, MQTT, Prometheus, signals, bad input."""
 
 import json
 import os
-import queue
 import signal
+import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 
-import numpy as np
 import pytest
 import soundfile as sf
 
-from .conftest import free_port
 from .models import SAMPLE_RATE, export_detector, tone_track
-
-LISTEN = [sys.executable, "-m", "earmark.cli", "listen"]
-
-
-class Daemon:
-    """`earmark listen` in a subprocess, its JSON lines collected by a reader thread."""
-
-    def __init__(self, args, env=None, stdin=None):
-        self.process = subprocess.Popen(LISTEN + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, env=env, text=True)
-        self.records: queue.Queue = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read, args=(self.process.stdout, lambda l: self.records.put(json.loads(l))), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.process.stderr, self.stderr.append), daemon=True).start()
-
-    @staticmethod
-    def _read(stream, put):
-        for line in stream:
-            put(line)
-
-    def wait_for(self, predicate, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                record = self.records.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            if predicate(record):
-                return record
-        raise AssertionError(f"no matching record within {timeout} s; stderr: {''.join(self.stderr)[-2000:]}")
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(20)
-
+from .services import LISTEN, Daemon, Subscriber, free_port
 
 @pytest.fixture
 def model(tmp_path):
@@ -98,7 +59,7 @@ def test_mqtt_states_events_and_availability(tmp_path, model, mosquitto):
 
     received, connected = [], threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.on_connect = lambda c, *a: (c.subscribe("earmark/#"), connected.set())
+    client.on_connect = lambda c, *a: (c.subscribe([("earmark/#", 1), ("homeassistant/#", 1)]), connected.set())
     client.on_message = lambda c, u, m: received.append((m.topic, m.payload.decode()))
     client.connect("127.0.0.1", mosquitto)
     client.loop_start()
@@ -109,12 +70,14 @@ def test_mqtt_states_events_and_availability(tmp_path, model, mosquitto):
     assert run.returncode == 0, run.stderr
     time.sleep(0.5)
     client.loop_stop()
-    topics = [t for t, _ in received]
     assert ("earmark/availability", "online") in received and ("earmark/availability", "offline") in received
-    assert [p for t, p in received if t == "earmark/tone_1k/state"] == ["ON", "OFF"]
+    assert [p for t, p in received if t == "earmark/tone_1k/state"] == ["OFF", "ON", "OFF"]  # every label starts OFF
     events = [json.loads(p) for t, p in received if t == "earmark/events"]
     assert [e["label"] for e in events] == ["tone_1k"]
-    assert "earmark/tone_3k/state" not in topics
+    assert [p for t, p in received if t == "earmark/tone_3k/state"] == ["OFF"]
+    config = json.loads(next(p for t, p in received if t.endswith("/tone_1k/config")))
+    assert config["state_topic"] == "earmark/tone_1k/state" and config["device"]["identifiers"] == [f"earmark-{socket.gethostname()}"]
+    assert config["device"]["manufacturer"] == "earmark" and config["device"]["model"] == "tone-detector"
 
 
 def test_prometheus_metrics_and_health_are_scraped_over_http(model):
@@ -135,6 +98,7 @@ def test_prometheus_metrics_and_health_are_scraped_over_http(model):
     assert seconds == pytest.approx(3.0, abs=0.05)
     assert 'earmark_events_total{label="tone_1k"} 1' in text
     assert "earmark_inference_latency_ms_bucket" in text and "earmark_real_time_factor" in text
+    assert "process_resident_memory_bytes" in text and 'earmark_sink_messages_total{outcome="sent",sink="stdout"}' in text
     health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
     assert health["healthy"] is True
     daemon.process.stdin.close()
@@ -188,24 +152,106 @@ def test_webhook_receives_each_event_as_json(tmp_path, model):
         server.shutdown()
 
 
-def test_sighup_reloads_thresholds_and_sigterm_stops_cleanly(tmp_path, model):
+def _fed(daemon, seconds):
+    """Wait until the daemon has processed ``seconds`` of audio (it reads stdin at its own pace)."""
+    daemon.wait_for(lambda r: r["type"] == "status" and r["audio_seconds"] >= seconds - 0.05)
+
+
+def test_sighup_merges_file_over_calibrated_thresholds_and_flags_on_top(tmp_path):
+    model = export_detector(tmp_path / "calibrated.onnx", frame=True, hop=0.1, thresholds={"tone_3k": 1.0})  # calibrated: never
     thresholds = tmp_path / "thresholds.json"
-    thresholds.write_text('{"tone_1k": 0.99}')
-    daemon = Daemon([str(model), "--source", "-", "--rate", "16000", "--thresholds-file", str(thresholds), "--status-every", "0.2"],
-                    stdin=subprocess.PIPE)
-    daemon.wait_for(lambda r: r["type"] == "status")
-    thresholds.write_text('{"tone_1k": 0.4}')
+    thresholds.write_text("{}")
+    daemon = Daemon([model, "--source", "-", "--rate", "16000", "--thresholds-file", thresholds, "--threshold", "tone_1k=1.0",
+                     "--status-every", "0.1"], stdin=subprocess.PIPE)
+    both = tone_track(3.0, [(0.5, 1.5, 1000.0), (1.5, 2.5, 3000.0)])
+    daemon.wait_for(lambda r: r["type"] == "status")  # the signal handlers are installed
+    daemon.process.send_signal(signal.SIGHUP)  # the unchanged file must keep the flag and the calibrated threshold
+    daemon.wait_for_log("thresholds reloaded")
+    daemon.feed(both)
+    _fed(daemon, 3.0)
+    thresholds.write_text('{"tone_1k": 0.4, "tone_3k": 0.4}')  # the file beats the calibrated 1.0, not the flag
     daemon.process.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while not any("thresholds reloaded" in line for line in daemon.stderr) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert any("thresholds reloaded" in line for line in daemon.stderr)
+    daemon.wait_for_log("thresholds reloaded", count=2)
+    daemon.feed(both)
+    _fed(daemon, 6.0)
     thresholds.write_text("not json")
     daemon.process.send_signal(signal.SIGHUP)  # a broken file keeps the previous thresholds and the daemon alive
-    time.sleep(0.3)
-    assert daemon.process.poll() is None and any("keeping the previous thresholds" in line for line in daemon.stderr)
+    daemon.wait_for_log("keeping the previous thresholds")
+    assert daemon.process.poll() is None
+    daemon.process.stdin.close()
+    assert daemon.process.wait(20) == 0
+    time.sleep(0.1)
+    events = [r for r in daemon.seen if r["type"] == "event"]
+    assert [e["label"] for e in events] == ["tone_3k"] and 4.4 <= events[0]["onset"] <= 4.7  # the second feed's 3 kHz tone
+    assert daemon.seen[-1]["type"] == "status"  # the final record is flushed at the end
+
+
+def test_sigterm_stops_cleanly_with_a_final_status(model):
+    daemon = Daemon([model, "--source", "-", "--rate", "16000", "--status-every", "0.2"], stdin=subprocess.PIPE)
+    daemon.wait_for(lambda r: r["type"] == "status")
     assert daemon.stop() == 0
-    last = None
-    while not daemon.records.empty():
-        last = daemon.records.get()
-    assert last is not None and last["type"] == "status"  # the final record is flushed on SIGTERM
+    assert daemon.seen[-1]["type"] == "status" and "stdout" in daemon.seen[-1]["sinks"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--hop", "-1"], "argument --hop: '-1' is not a positive number of seconds"),
+    (["--median", "-3"], "argument --median: '-3' is not a whole number of at least 1"),
+    (["--threshold", "tone_1k=nan"], "argument --threshold: 'nan' is not a probability from 0 to 1"),
+    (["--metrics-port", "99999"], "argument --metrics-port: '99999' is not a port"),
+    (["--webhook", "file:///etc/passwd"], "is not an http:// or https:// URL with a host"),
+    (["--webhook", "example.com/hook"], "is not an http:// or https:// URL with a host"),
+    (["--ui", "localhost"], "--ui 'localhost' is not HOST:PORT"),
+])
+def test_out_of_range_arguments_are_refused_in_one_sentence(model, args, says):
+    run = subprocess.run(LISTEN + [str(model), "--source", "-"] + args, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert run.returncode in (1, 2) and says in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_nan_thresholds_file_is_refused(tmp_path, model):
+    bad = tmp_path / "t.json"
+    bad.write_text('{"tone_1k": NaN}')
+    run = subprocess.run(LISTEN + [str(model), "--source", "-", "--thresholds-file", str(bad)], capture_output=True, text=True,
+                         timeout=60, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and "probability from 0 to 1" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_busy_port_and_closed_stdout_are_one_sentence(tmp_path, model):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run(LISTEN + [str(model), "--source", "-", "--metrics-port", str(port)], capture_output=True, text=True,
+                             timeout=60, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and f"cannot serve on 127.0.0.1:{port}" in run.stderr and "Traceback" not in run.stderr
+    wav = _wav(tmp_path / "long.wav", 20.0, [(1.0, 2.0, 1000.0)])
+    process = subprocess.Popen(LISTEN + [str(model), "--source", str(wav), "--status-every", "0.1"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.readline()  # the reader takes one line and goes away, as `| head -1` does
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(60) == 1
+    assert "stdout was closed" in stderr and "Traceback" not in stderr and "Exception ignored" not in stderr
+
+
+def test_nan_audio_is_replaced_by_silence_counted_and_never_printed(tmp_path, model):
+    wave = tone_track(4.0, [(2.0, 3.0, 1000.0)])
+    wave[8000:12800] = float("nan")  # 0.5 s to 0.8 s
+    wave[100] = float("inf")
+    sf.write(tmp_path / "nan.wav", wave, SAMPLE_RATE, subtype="FLOAT")
+    run = subprocess.run(LISTEN + [str(model), "--source", str(tmp_path / "nan.wav"), "--fast"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the JSON output")) for line in run.stdout.splitlines()]
+    assert [r["label"] for r in records if r["type"] == "event"] == ["tone_1k"]
+    assert records[-1]["nonfinite_samples"] == 4801
+    assert "replaced by silence" in run.stderr
+
+
+def test_list_devices_and_a_bad_device_name_show_the_real_inputs(model, pulse):
+    run = subprocess.run(LISTEN + ["--list-devices"], capture_output=True, text=True, timeout=60, env=pulse.env)
+    assert run.returncode == 0, run.stderr
+    listed = run.stdout.splitlines()
+    assert any(" pulse (" in line for line in listed) and any(line.startswith("*") for line in listed)
+    run = subprocess.run(LISTEN + [str(model), "--source", "mic:no-such-device"], capture_output=True, text=True, timeout=60, env=pulse.env)
+    assert run.returncode == 1 and "no input device no-such-device" in run.stderr
+    assert ": pulse" in run.stderr and "--list-devices" in run.stderr and "Traceback" not in run.stderr

@@ -1,0 +1,144 @@
+"""`earmark listen --ui HOST:PORT`: one small page fed by server-sent events (no build step, no CDN).
+
+The page (``static/``: index.html, live.js, live.css, shipped in the package) draws the scrolling log-mel
+spectrogram, each label's current score against its threshold, the event log and the status figures. A browser
+that connects late first receives the recent past (the last spectrogram seconds, events, scores, states, status).
+Delivery: best effort per browser; a browser too slow to keep up loses messages, counted as dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import queue
+import threading
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from earmark.runtime.sinks import Delivery, to_json
+from earmark.runtime.stream import WindowResult
+from earmark.runtime.web import HttpService
+
+STATIC = Path(__file__).with_name("static")
+FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/live.js": ("live.js", "text/javascript; charset=utf-8"),
+         "/live.css": ("live.css", "text/css; charset=utf-8")}
+
+
+def message(kind: str, data: dict) -> bytes:
+    """One server-sent event."""
+    return f"event: {kind}\ndata: {to_json(data)}\n\n".encode()
+
+
+def mel_message(features: np.ndarray, end: float) -> bytes:
+    """Log-mel columns (n_mels, frames) as bytes 0..255 between their min and max, frame after frame, base64."""
+    lo, hi = float(features.min()), float(features.max())
+    levels = np.round((features - lo) / max(hi - lo, 1e-6) * 255).astype(np.uint8)
+    return message("mel", {"t": round(end, 3), "lo": round(lo, 4), "hi": round(hi, 4), "frames": int(features.shape[1]),
+                           "data": base64.b64encode(np.ascontiguousarray(levels.T).tobytes()).decode()})
+
+
+class LivePage:
+    """A sink (records, states) and a window watcher (spectrogram, scores) that serves the page on ``host:port``."""
+
+    name = "ui"
+
+    def __init__(self, host: str, port: int, listener, source: str, keep_seconds: float = 8.0, client_buffer: int = 2000):
+        meta, plan = listener.classifier.metadata, listener.classifier.plan
+        self.labels, self.settings, self.client_buffer = meta.labels, listener.events.settings, client_buffer
+        self.delivery = Delivery()
+        self._hello = {"model": meta.model_name, "source": source, "labels": list(meta.labels),
+                       "mode": "scenes" if listener.scenes else "events", "n_mels": meta.frontend.n_mels,
+                       "frame_seconds": meta.frontend.hop_seconds, "hop_seconds": plan.hop_seconds}
+        self._lock = threading.Lock()
+        self._clients: list[queue.Queue] = []
+        self._mel: deque[bytes] = deque(maxlen=max(1, math.ceil(keep_seconds / plan.hop_seconds)))
+        self._records: deque[bytes] = deque(maxlen=50)
+        self._latest: dict[str, bytes] = {}
+        self._states = {label: False for label in meta.labels}
+        routes = {path: self._file(name, kind) for path, (name, kind) in FILES.items()}
+        self.service = HttpService({**routes, "/stream": self._stream}, host, port, "--ui")
+
+    @staticmethod
+    def _file(name: str, kind: str):
+        return lambda: (200, kind, (STATIC / name).read_bytes())
+
+    def _thresholds(self) -> list[float]:
+        return [self.settings.on(label) for label in self.labels]
+
+    def _send(self, data: bytes) -> None:
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            try:
+                client.put_nowait(data)
+                self.delivery.add("sent")
+            except queue.Full:
+                self.delivery.add("dropped")
+
+    def window(self, result: WindowResult) -> None:
+        """Every model window: its new spectrogram columns and the scores against the current thresholds."""
+        scores = message("scores", {"t": round(result.end, 3), "scores": [round(float(p), 4) for p in result.clip],
+                                    "thresholds": self._thresholds()})
+        with self._lock:
+            self._latest["scores"] = scores
+            mel = mel_message(result.features, result.end) if result.features is not None and np.isfinite(result.features).all() else None
+            if mel:
+                self._mel.append(mel)
+        if mel:
+            self._send(mel)
+        self._send(scores)
+
+    def emit(self, record: dict) -> None:
+        data = message(record["type"], record)
+        with self._lock:
+            if record["type"] == "status":
+                self._latest["status"] = data
+            else:
+                self._records.append(data)
+        self._send(data)
+
+    def state(self, label: str, on: bool) -> None:
+        with self._lock:
+            self._states[label] = on
+        self._send(message("state", {"label": label, "on": on}))
+
+    def _stream(self):
+        client: queue.Queue = queue.Queue(maxsize=self.client_buffer)
+        with self._lock:
+            backlog = [message("hello", {**self._hello, "thresholds": self._thresholds()}), *self._mel, *self._records,
+                       *self._latest.values(), *(message("state", {"label": l, "on": on}) for l, on in self._states.items())]
+            self._clients.append(client)
+        return 200, "text/event-stream", self._follow(client, backlog)
+
+    def _follow(self, client: queue.Queue, backlog: list[bytes]) -> Iterator[bytes]:
+        try:
+            yield b"retry: 2000\n\n"
+            yield from backlog
+            while True:
+                try:
+                    data = client.get(timeout=15)
+                except queue.Empty:
+                    yield b": keep-alive\n\n"
+                    continue
+                if data is None:
+                    return
+                yield data
+        finally:
+            with self._lock:
+                self._clients.remove(client)
+
+    def close(self) -> None:
+        """Tell every browser the stream ended (the server itself is closed with the other services)."""
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            while True:
+                try:
+                    client.put_nowait(message("end", {}))
+                    client.put_nowait(None)
+                    break
+                except queue.Full:
+                    client.get_nowait()
