@@ -1,5 +1,5 @@
-"""`earmark data synth OUT` (the demo dataset), `earmark data mix CLIPS BACKGROUNDS OUT` (strong-labelled soundscapes)
-and `earmark data check MANIFEST` (a summary, or the first bad row)."""
+"""`earmark data synth OUT` (the demo dataset), `earmark data mix CLIPS BACKGROUNDS OUT` (strong-labelled soundscapes),
+`earmark data check MANIFEST` (a summary, or the first bad row) and `earmark data shard MANIFEST OUT` (WebDataset shards)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     shard.add_argument("manifest")
     shard.add_argument("out")
     shard.add_argument("--clips-per-shard", type=int, default=1000)
+    shard.add_argument("--max-shard-mb", type=float, default=0.0, help="also start a new shard before one grows past this (0: no limit)")
+    shard.add_argument("--skip-bad", action="store_true", help="report and skip bad manifest rows instead of stopping")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
                   "(pass a larger --count)", file=sys.stderr)
         print(f"next: earmark distill --data {mixed.manifest} --objective detect --task frame ...")
         return 0
-    manifest = read_manifest(args.manifest, args.kind, skip_bad=getattr(args, "skip_bad", False))
+    manifest = read_manifest(args.manifest, getattr(args, "kind", "auto"), skip_bad=args.skip_bad)
     if args.action == "shard":
         from earmark.audio.shards import write_shards
 
-        shards = write_shards(manifest, args.out, args.clips_per_shard)
-        print(f"wrote {len(shards)} shards of {len(manifest)} clips to {args.out}")
+        shards = write_shards(manifest, args.out, args.clips_per_shard, args.max_shard_mb)
+        print(f"wrote {len(shards.shards)} shards of {len(shards)} clips and their index to {args.out}")
+        print(f"next: earmark pretrain asit --data {args.out}")
         return 0
     counts = Counter(label for clip in manifest.clips for label in clip.labels)
     events = sum(len(c.events) for c in manifest.clips)

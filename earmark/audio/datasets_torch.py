@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from earmark.audio.io import load_audio
+from earmark.audio.labels import LabelSet
 from earmark.audio.manifest import Clip, Manifest
 from earmark.audio.spec import FrontendSpec
 
@@ -19,13 +22,58 @@ def fit_length(wave: np.ndarray, length: int, rng: np.random.Generator | None) -
     return np.pad(wave, (0, length - wave.size)), 0
 
 
+class Items:
+    """A clip's decoded audio -> one item: the crop, its clip target (C,) and, with ``frame_hop``, frame targets (T', C)."""
+
+    def __init__(self, labels: LabelSet, sample_rate: int, clip_seconds: float, frame_hop: float | None = None):
+        self.labels, self.sample_rate, self.frame_hop = labels, sample_rate, frame_hop
+        self.length = int(round(clip_seconds * sample_rate))
+        self.n_frames = int(round(clip_seconds / frame_hop)) if frame_hop else 0
+
+    def target(self, clip: Clip) -> torch.Tensor:
+        target = torch.zeros(len(self.labels))
+        for label in clip.labels:
+            target[self.labels.index(label)] = 1.0
+        return target
+
+    def frame_target(self, clip: Clip, start_seconds: float) -> torch.Tensor:
+        """A frame is active when its centre lies in [onset, offset)."""
+        centres = start_seconds + (np.arange(self.n_frames) + 0.5) * self.frame_hop
+        target = np.zeros((self.n_frames, len(self.labels)), np.float32)
+        for onset, offset, label in clip.events:
+            target[(centres >= onset) & (centres < offset), self.labels.index(label)] = 1.0
+        return torch.from_numpy(target)
+
+    def __call__(self, clip: Clip, wave: np.ndarray, rng: np.random.Generator | None) -> dict:
+        wave, start = fit_length(wave, self.length, rng)
+        item = {"id": clip.id, "wave": torch.from_numpy(np.ascontiguousarray(wave))}
+        if not self.frame_hop:
+            return {**item, "target": self.target(clip)}
+        frames = self.frame_target(clip, start / self.sample_rate)
+        return {**item, "target": frames.amax(dim=0), "frame_target": frames}
+
+
+class EpochCounter:
+    """The current epoch in shared memory: DataLoader workers that persist across epochs see ``set_epoch``."""
+
+    def __init__(self):
+        self._value = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn").Value("q", 0)
+
+    def set(self, epoch: int) -> None:
+        self._value.value = epoch
+
+    def get(self) -> int:
+        return int(self._value.value)
+
+
 class ClipDataset(Dataset):
     """(id, wave (N,), target (C,)) items: random crops for training, deterministic centre crops for evaluation."""
 
-    def __init__(self, manifest: Manifest, sample_rate: int, clip_seconds: float, train: bool = False, seed: int = 0):
-        self.manifest, self.sample_rate, self.train = manifest, sample_rate, train
-        self.length = int(round(clip_seconds * sample_rate))
-        self.seed, self.epoch = seed, 0
+    def __init__(self, manifest: Manifest, sample_rate: int, clip_seconds: float, train: bool = False, seed: int = 0,
+                 frame_hop: float | None = None):
+        self.manifest, self.sample_rate, self.train, self.seed = manifest, sample_rate, train, seed
+        self.items = Items(manifest.labels, sample_rate, clip_seconds, frame_hop)
+        self.epoch = EpochCounter()
         self._cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -33,25 +81,20 @@ class ClipDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Training crops depend on (seed, epoch, index) only, so a resumed run crops as the original."""
-        self.epoch = epoch
-
-    def target(self, clip: Clip) -> torch.Tensor:
-        labels = self.manifest.labels
-        target = torch.zeros(len(labels))
-        for label in clip.labels:
-            target[labels.index(label)] = 1.0
-        return target
+        self.epoch.set(epoch)
 
     def wave(self, index: int) -> np.ndarray:
-        if index not in self._cache:
-            self._cache[index] = load_audio(self.manifest.clips[index].path, self.sample_rate)
-        return self._cache[index]
+        """The decoded clip; kept in memory when loading in-process (DataLoader workers decode every time instead)."""
+        if index in self._cache:
+            return self._cache[index]
+        wave = load_audio(self.manifest.clips[index].path, self.sample_rate)
+        if get_worker_info() is None:
+            self._cache[index] = wave
+        return wave
 
     def __getitem__(self, index: int) -> dict:
-        clip = self.manifest.clips[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index)) if self.train else None
-        wave, _ = fit_length(self.wave(index), self.length, rng)
-        return {"id": clip.id, "wave": torch.from_numpy(np.ascontiguousarray(wave)), "target": self.target(clip)}
+        rng = np.random.default_rng((self.seed, self.epoch.get(), index)) if self.train else None
+        return self.items(self.manifest.clips[index], self.wave(index), rng)
 
 
 class FrameDataset(ClipDataset):
@@ -59,24 +102,7 @@ class FrameDataset(ClipDataset):
 
     def __init__(self, manifest: Manifest, spec: FrontendSpec, clip_seconds: float, frame_hop_seconds: float,
                  train: bool = False, seed: int = 0):
-        super().__init__(manifest, spec.sample_rate, clip_seconds, train, seed)
-        self.frame_hop = frame_hop_seconds
-        self.n_frames = int(round(clip_seconds / frame_hop_seconds))
-
-    def frame_target(self, clip: Clip, start_seconds: float) -> torch.Tensor:
-        centres = start_seconds + (np.arange(self.n_frames) + 0.5) * self.frame_hop
-        target = np.zeros((self.n_frames, len(self.manifest.labels)), np.float32)
-        for onset, offset, label in clip.events:
-            target[(centres >= onset) & (centres < offset), self.manifest.labels.index(label)] = 1.0
-        return torch.from_numpy(target)
-
-    def __getitem__(self, index: int) -> dict:
-        clip = self.manifest.clips[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index)) if self.train else None
-        wave, start = fit_length(self.wave(index), self.length, rng)
-        frames = self.frame_target(clip, start / self.sample_rate)
-        return {"id": clip.id, "wave": torch.from_numpy(np.ascontiguousarray(wave)),
-                "target": frames.amax(dim=0), "frame_target": frames}
+        super().__init__(manifest, spec.sample_rate, clip_seconds, train, seed, frame_hop_seconds)
 
 
 def collate(items: list[dict]) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -15,12 +16,18 @@ def load_audio(path: str | os.PathLike, sample_rate: int, mono: bool = True) -> 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such audio file; check the path (relative paths are read from the manifest's folder).")
+    return decode_audio(str(path), sample_rate, mono)
+
+
+def decode_audio(source: str | BinaryIO, sample_rate: int, mono: bool = True, name: str = "") -> np.ndarray:
+    """``load_audio`` for a path or an open file of encoded audio (a WebDataset sample); ``name`` goes into errors."""
+    name = name or str(source)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
     except sf.LibsndfileError as err:
-        raise ValueError(f"{path}: cannot be decoded ({err}); convert it to WAV or FLAC, e.g. `ffmpeg -i {path.name} out.wav`.") from None
+        raise ValueError(f"{name}: cannot be decoded ({err}); convert it to WAV or FLAC, e.g. `ffmpeg -i {Path(name).name} out.wav`.") from None
     if data.shape[0] == 0:
-        raise ValueError(f"{path}: contains no samples; remove it from the manifest or replace the file.")
+        raise ValueError(f"{name}: contains no samples; remove it from the manifest or replace the file.")
     if rate != sample_rate:
         data = soxr.resample(data, rate, sample_rate, quality="HQ").astype(np.float32)
     if mono:

@@ -72,6 +72,15 @@ class Manifest:
         return (self.filter(lambda c: clip_fold(c) not in (val_fold, test_fold)), self.filter(lambda c: clip_fold(c) == val_fold),
                 self.filter(lambda c: clip_fold(c) == test_fold))
 
+    @property
+    def ids(self) -> list[str]:
+        """The clip ids in manifest order."""
+        return [c.id for c in self.clips]
+
+    def files(self) -> list[Path]:
+        """The audio files (their sizes and mtimes key the teacher-output cache)."""
+        return [c.path for c in self.clips]
+
     def by_id(self) -> dict[str, Clip]:
         return {c.id: c for c in self.clips}
 
@@ -250,7 +259,7 @@ def read_manifest(path: str | os.PathLike, kind: str = "auto", audio_root=None, 
     path = Path(path)
     kind = detect_kind(path) if kind == "auto" else kind
     if kind == "webdataset":
-        raise ValueError(f"{path}: WebDataset shards are streamed, not listed; use earmark.audio.shards.ShardDataset.")
+        raise ValueError(f"{path}: WebDataset shards are streamed, not listed; open them with earmark.audio.sources.open_data.")
     if kind not in READERS:
         raise ValueError(f"unknown manifest kind {kind!r}; choose one of {sorted(READERS)} or 'auto'.")
     label_set = LabelSet(labels) if isinstance(labels, list) else labels

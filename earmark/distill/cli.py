@@ -7,10 +7,13 @@ import json
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from earmark.engine.trainer import default_workers
+
     parser.add_argument("--teacher", action="append", default=[], help="teacher checkpoint (repeat for an ensemble) or a cache folder")
     parser.add_argument("--student", default="tfsepnet64", help="a registered student (see `earmark complexity --list`)")
     parser.add_argument("--student-overrides", default="{}", help="JSON constructor arguments, e.g. '{\"base_channels\": 32}'")
-    parser.add_argument("--data", required=True, help="a labelled manifest (folds from its fold column, else from a hash of the ids)")
+    parser.add_argument("--data", required=True, help="a labelled manifest (folds from its fold column, else from a hash of the ids) or its WebDataset shards")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers decoding audio (default: from the CPU count)")
     parser.add_argument("--task", default="clip", choices=["clip", "frame"], help="frame: an SED student on strong labels, frame KD")
     parser.add_argument("--out", default="runs/distill")
     parser.add_argument("--cache", default="", help="where the teacher-output cache lives (default OUT/teacher-cache)")
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         cache=args.cache, clip_seconds=args.clip_seconds, val_fold=args.val_fold, test_fold=args.test_fold, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, temperature=args.temperature, hard_weight=args.kd_lambda,
         kl_reduction=args.kl_reduction, feature_weight=args.feature_weight, mixup_alpha=args.mixup, dir_folder=args.dir_folder, roll_seconds=args.roll_seconds,
-        kd=not args.no_kd, online_teacher=args.online_teacher, qat=args.qat, qat_epochs=args.qat_epochs, seed=args.seed, precision=args.precision))
+        kd=not args.no_kd, online_teacher=args.online_teacher, qat=args.qat, qat_epochs=args.qat_epochs, seed=args.seed, precision=args.precision,
+        workers=args.workers))
     print(f"wrote {final}; results in {args.out}/results.json, curves and confusion matrix in {args.out}")
     print(f"next: earmark export {final} --format onnx{'' if args.qat else ' --int8 --calib ' + args.data}")
     return 0

@@ -10,11 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
-
-from earmark.audio.datasets_torch import ClipDataset, FrameDataset, collate
+from earmark.audio.datasets_torch import collate
 from earmark.audio.features_torch import Frontend
-from earmark.audio.manifest import Manifest, read_manifest
+from earmark.audio.sources import DataSource, eval_loader, open_data, train_dataset
 from earmark.audio.spec import get_frontend
 from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, spec_augment, time_roll
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
@@ -68,6 +66,7 @@ class DistillConfig:
     calibration_clips: int = 128
     seed: int = 0
     precision: str = "fp32"
+    workers: int = 0  # DataLoader workers decoding audio
     progress: bool = True
 
 
@@ -87,7 +86,7 @@ def _load_any(path: str) -> tuple[Predictor, list[str]]:
     return Predictor(model, get_frontend(meta.frontend), checkpoint_hash(path)), meta.labels
 
 
-def teacher_cache(config: DistillConfig, manifest: Manifest) -> TeacherCache:
+def teacher_cache(config: DistillConfig, manifest: DataSource) -> TeacherCache:
     """The cache for these teachers on this manifest: reused when its key matches, built on first use."""
     if len(config.teachers) == 1 and (Path(config.teachers[0]) / "index.json").is_file():
         cache = TeacherCache.open(config.teachers[0])
@@ -103,9 +102,7 @@ def teacher_cache(config: DistillConfig, manifest: Manifest) -> TeacherCache:
     hint = f"delete {path} or pass --cache elsewhere to rebuild it"
     if (path / "index.json").is_file():
         return TeacherCache.open(path, expect_key=key, rebuild_hint=hint)
-    if setup_distributed().is_main:  # one rank scores the data; the others wait and read the cache
-        predict_to_cache(predictors, manifest, path, config.clip_seconds, embeddings=embeddings)
-    barrier()
+    predict_to_cache(predictors, manifest, path, config.clip_seconds, embeddings=embeddings, workers=config.workers)  # every rank scores its parts
     return TeacherCache.open(path, expect_key=key)
 
 
@@ -207,10 +204,10 @@ class FeatureDistill(nn.Module):
 
 
 @torch.no_grad()
-def scores(model: nn.Module, frontend: Frontend, manifest: Manifest, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
+def scores(model: nn.Module, frontend: Frontend, manifest: DataSource, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
     """Logits and targets over a split (deterministic centre crops)."""
     model.eval()
-    loader = DataLoader(ClipDataset(manifest, frontend.spec.sample_rate, config.clip_seconds), batch_size=64, collate_fn=collate)
+    loader = eval_loader(manifest, frontend.spec.sample_rate, config.clip_seconds, 64, workers=config.workers)
     device = next(model.parameters()).device
     logits, targets = [], []
     for batch in loader:
@@ -221,13 +218,12 @@ def scores(model: nn.Module, frontend: Frontend, manifest: Manifest, config: Dis
 
 
 @torch.no_grad()
-def frame_scores(model: nn.Module, frontend: Frontend, manifest: Manifest, config: DistillConfig) -> dict[str, float]:
+def frame_scores(model: nn.Module, frontend: Frontend, manifest: DataSource, config: DistillConfig) -> dict[str, float]:
     """Frame F1 (threshold 0.5) and clip mAP of a frame-level student on strong labels."""
     model.eval()
     device = next(model.parameters()).device
-    data = FrameDataset(manifest, frontend.spec, config.clip_seconds, model.frame_hop_seconds)
     frames, frame_targets, clips, targets = [], [], [], []
-    for batch in DataLoader(data, batch_size=16, collate_fn=collate):
+    for batch in eval_loader(manifest, frontend.spec.sample_rate, config.clip_seconds, 16, model.frame_hop_seconds, config.workers):
         frame_logits, clip_logits = model(frontend(batch["wave"].to(device)).unsqueeze(1))
         frames.append(torch.sigmoid(match_time(frame_logits.cpu(), batch["frame_target"].shape[1])).numpy())
         frame_targets.append(batch["frame_target"].numpy())
@@ -237,7 +233,7 @@ def frame_scores(model: nn.Module, frontend: Frontend, manifest: Manifest, confi
             "mAP": average_precision(np.concatenate(clips), np.concatenate(targets))}
 
 
-def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
+def evaluate(model: nn.Module, frontend: Frontend, manifest: DataSource, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
     """Predicted and true class indices over a split."""
     logits, targets = scores(model, frontend, manifest, config)
     return logits.argmax(1), targets.argmax(1)
@@ -270,7 +266,7 @@ def _store_thresholds(path: Path, thresholds: dict[str, float]) -> None:
 def distill(config: DistillConfig) -> Path:
     """Run it; returns the folder of the final student checkpoint (``OUT/student`` or ``OUT/student-int8``)."""
     out = start_run(config)  # the model's initial weights are part of the run's seed
-    manifest = read_manifest(config.data)
+    manifest = open_data(config.data)
     train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
     classes = len(manifest.labels)
     frame = config.task == "frame"
@@ -306,16 +302,16 @@ def distill(config: DistillConfig) -> Path:
         run_dir=str(out / "float"), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
         optimizer="adam", schedule=config.schedule, restart_period=config.restart_epochs * steps_per_epoch,
         warmup_steps=config.warmup_epochs * steps_per_epoch, seed=config.seed, keep_best=key,
-        precision=config.precision, progress=config.progress)
-    data = (FrameDataset(train, frontend.spec, config.clip_seconds, student.frame_hop_seconds, train=True, seed=config.seed) if frame
-            else ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds, train=True, seed=config.seed))
+        precision=config.precision, progress=config.progress, num_workers=config.workers)
+    data = train_dataset(train, frontend.spec.sample_rate, config.clip_seconds, config.batch_size, config.seed,
+                         student.frame_hop_seconds if frame else None)
     trained = student
     if config.feature_weight > 0:
         if cache is None or not cache.has("embeddings"):
             raise ValueError("--feature-weight needs teacher embeddings in the cache; pass --teacher checkpoints (not a cache "
                              "without embeddings) so earmark can build one with them.")
         example = torch.zeros(1, 1, frontend.spec.n_mels, frontend.spec.num_frames(int(config.clip_seconds * frontend.spec.sample_rate)))
-        trained = FeatureDistill(student, cache.arrays["embeddings"].shape[1], example)
+        trained = FeatureDistill(student, cache.row_shape("embeddings")[0], example)
     Trainer(train_config, trained, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
     barrier()  # rank 0 wrote the best checkpoint
     if info.is_main:
@@ -346,7 +342,7 @@ def distill(config: DistillConfig) -> Path:
 
 def _qat(config, student, frontend, train, data, step, meta, info, validate, key: str) -> Path:
     """NNCF quantization on a calibration subset, then fine-tuning with the same KD loss; keeps the best on validation."""
-    calib_loader = DataLoader(ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds), batch_size=16, collate_fn=collate)
+    calib_loader = eval_loader(train, frontend.spec.sample_rate, config.clip_seconds, 16, workers=config.workers)
     calibration, seen = [], 0
     with torch.no_grad():
         for batch in calib_loader:
@@ -362,7 +358,7 @@ def _qat(config, student, frontend, train, data, step, meta, info, validate, key
 
     qat_config = TrainConfig(run_dir=str(Path(config.out) / "qat"), epochs=config.qat_epochs, batch_size=config.batch_size,
                              lr=config.qat_lr, optimizer="adam", schedule="cosine", seed=config.seed, keep_best=key,
-                             progress=config.progress)
+                             progress=config.progress, num_workers=config.workers)
     Trainer(qat_config, qmodel, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
     barrier()
     if info.is_main:

@@ -9,6 +9,7 @@ of an epoch depends only on (seed, epoch), and the RNG states are saved with the
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import random
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, Sampler
 from tqdm import tqdm
 
 from earmark.engine.distributed import DistInfo, all_reduce_mean, setup_distributed
@@ -106,6 +107,44 @@ def start_run(config: Any) -> Path:
     return out
 
 
+def default_workers() -> int:
+    """DataLoader workers per process: the CPUs this process may use, shared among the node's ranks, less one for it."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(min(cpus // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - 1, 8), 0)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed a DataLoader worker's Python and numpy RNGs from the seed torch gave it (base seed + worker id)."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+class EpochSampler(Sampler):
+    """An epoch's order for this rank (a seeded permutation, split across ranks as DistributedSampler does), from a position on."""
+
+    def __init__(self, size: int, seed: int, dist: DistInfo):
+        self.size, self.seed, self.dist = size, seed, dist
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def _order(self) -> list[int]:
+        if self.dist.distributed:
+            sampler = DistributedSampler(range(self.size), self.dist.world_size, self.dist.rank, shuffle=True, seed=self.seed)
+            sampler.set_epoch(self.epoch)
+            return list(sampler)
+        return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)).tolist()
+
+    def __iter__(self):
+        return iter(self._order()[self.skip:])
+
+    def __len__(self) -> int:
+        per_rank = -(-self.size // self.dist.world_size) if self.dist.distributed else self.size
+        return max(per_rank - self.skip, 0)
+
+
 class Trainer:
     """Runs ``step_fn`` over ``train_data`` under ``config``; ``fit(resume=True)`` continues a killed run exactly."""
 
@@ -128,7 +167,8 @@ class Trainer:
         opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(trainable, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
         self.train_data, self.collate_fn = train_data, collate_fn
-        self.steps_per_epoch = max(len(self._loader(0)) // config.grad_accum, 1)  # a partial accumulation is dropped
+        self.loader = self._make_loader()
+        self.steps_per_epoch = max(len(self.loader) // config.grad_accum, 1)  # a partial accumulation is dropped
         self.total_steps = config.max_steps or self.steps_per_epoch * config.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
             s, self.total_steps, config.warmup_steps, config.schedule, config.min_lr_factor, config.restart_period))
@@ -137,21 +177,26 @@ class Trainer:
         self.last_metrics: dict[str, float] = {}
 
     # data -----------------------------------------------------------------
-    def _loader(self, epoch: int) -> DataLoader:
+    def _make_loader(self) -> DataLoader:
+        """One loader for the whole run (workers persist across epochs); ``_epoch_batches`` moves it to an epoch."""
         data, cfg = self.train_data, self.config
-        if hasattr(data, "set_epoch"):
-            data.set_epoch(epoch)
-        if isinstance(data, torch.utils.data.IterableDataset):
-            sampler = None
-        elif self.dist.distributed:
-            sampler = DistributedSampler(data, self.dist.world_size, self.dist.rank, shuffle=True, seed=cfg.seed)
-            sampler.set_epoch(epoch)
-        else:
-            sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        # The loader's own generator keeps iterator creation from drawing on the global RNG (exact resume).
-        return DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, collate_fn=self.collate_fn,
-                          num_workers=cfg.num_workers, drop_last=False,
-                          generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
+        options = dict(num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, worker_init_fn=seed_worker,
+                       pin_memory=self.dist.device.type == "cuda",
+                       generator=torch.Generator().manual_seed(cfg.seed * 7919))  # keeps the global RNG untouched (exact resume)
+        if isinstance(data, IterableDataset):  # a stream yields whole batches, the same number on every rank
+            return DataLoader(data, batch_size=None, **options)
+        self.sampler = EpochSampler(len(data), cfg.seed, self.dist)
+        return DataLoader(data, batch_size=cfg.batch_size, sampler=self.sampler, collate_fn=self.collate_fn, drop_last=False, **options)
+
+    def _epoch_batches(self, epoch: int, skip: int) -> tuple[Any, int]:
+        """The epoch's batches from batch ``skip`` on, and the index of the first: a sampler skips without loading,
+        a stream replays the epoch (its order is fixed by (seed, epoch)) and drops what was consumed."""
+        if hasattr(self.train_data, "set_epoch"):
+            self.train_data.set_epoch(epoch)
+        if isinstance(self.train_data, IterableDataset):
+            return itertools.islice(self.loader, skip, None), skip
+        self.sampler.set_epoch(epoch, skip * self.config.batch_size)
+        return self.loader, skip
 
     def _to_device(self, batch: Any) -> Any:
         if isinstance(batch, torch.Tensor):
@@ -234,9 +279,8 @@ class Trainer:
         cfg = self.config
         accumulated = 0
         self.optimizer.zero_grad(set_to_none=True)
-        for index, batch in enumerate(self._loader(self.state.epoch)):
-            if index < self.state.batch:
-                continue  # consumed before the run was stopped
+        batches, first = self._epoch_batches(self.state.epoch, self.state.batch)  # skips what was consumed before a stop
+        for index, batch in enumerate(batches, start=first):
             with self._autocast():
                 loss, metrics = self.step_fn(self.wrapped, self._to_device(batch))
             self.scaler.scale(loss / cfg.grad_accum).backward()

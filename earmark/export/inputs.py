@@ -37,13 +37,10 @@ def feature_batch(spec: FrontendSpec, frames: int, waves: list[np.ndarray]) -> n
 
 
 def manifest_features(spec: FrontendSpec, frames: int, manifest_path: str, limit: int = 64) -> tuple[np.ndarray, list[list[str]]]:
-    """Features of the first ``limit`` clips of a manifest, and their labels."""
-    from earmark.audio.io import load_audio
-    from earmark.audio.manifest import read_manifest
+    """Features of the first ``limit`` clips of a manifest (or of WebDataset shards), and their labels."""
+    from earmark.audio.sources import first_clips, open_data
 
-    manifest = read_manifest(manifest_path)
-    clips = manifest.clips[:limit]
+    clips = first_clips(open_data(manifest_path), spec.sample_rate, limit)
     if not clips:
         raise ValueError(f"{manifest_path}: the calibration manifest has no clips; pass one with a few dozen representative clips.")
-    waves = [load_audio(c.path, spec.sample_rate) for c in clips]
-    return feature_batch(spec, frames, waves), [list(c.labels) for c in clips]
+    return feature_batch(spec, frames, [wave for _, wave in clips]), [list(clip.labels) for clip, _ in clips]

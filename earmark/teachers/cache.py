@@ -1,53 +1,131 @@
-"""The teacher-output cache (DESIGN artifact 3): float16 logits per clip id, keyed by teacher, frontend and data.
+"""The teacher-output cache (DESIGN artifact 3): float16 outputs per clip id, keyed by teacher, frontend and data.
 
-    cache/index.json        key, ids (row order of the arrays), labels, provenance
-    cache/clip_logits.npy   (N, C) float16          cache/frame_logits.npy  (N, T, C) float16 (optional)
-    cache/embeddings.npy    (N, D) float16 (optional)
+    cache/index.json                   key, labels, arrays, parts (name, clip count), provenance
+    cache/part-000000.json             the ids of the part's rows, in order
+    cache/part-000000.clip_logits.npy  (n, C) float16     part-000000.frame_logits.npy  (n, T, C) float16 (optional)
+    cache/part-000000.embeddings.npy   (n, D) float16 (optional)
+    cache/.lock                        advisory lock: held exclusively while a predict writes, shared while a reader opens
 
-Rows are found by clip id, never by position in a manifest. A cache whose key differs from the one
-expected (another teacher, frontend, crop length or manifest) is refused with the command to rebuild it.
+A part holds a fixed range of clips of the data (``part_clips`` of them) whatever the number of ranks that
+wrote it, and is written when complete (arrays first, its id list last); a rerun of a killed job keeps the
+finished parts of the same key. ``index.json`` appears only when every part is there. Rows are found by clip
+id across parts through memory maps, never by position in a manifest. A cache whose key differs from the one
+expected (another teacher, frontend, crop length, data, or audio files changed in size or time) is refused
+with the command to rebuild it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
 INDEX = "index.json"
+WRITING = "writing.json"
+LOCK = ".lock"
 ARRAYS = ("clip_logits", "frame_logits", "embeddings")
+FORMAT = "earmark-cache/2"
 
 
-def cache_key(teacher_hashes: Iterable[str], frontend_json: str, manifest_fingerprint: str, clip_seconds: float) -> str:
-    """The identity of a cache: which teachers (order-free), on which features, over which clips and crop."""
-    blob = json.dumps({"teachers": sorted(teacher_hashes), "frontend": frontend_json,
-                       "manifest": manifest_fingerprint, "clip_seconds": clip_seconds}, sort_keys=True)
+def file_stamps(paths: Iterable[os.PathLike]) -> str:
+    """A hash of each file's path, size and modification time: replacing audio under the same name changes it."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def cache_key(teacher_hashes: Iterable[str], frontend_json: str, data_fingerprint: str, clip_seconds: float, stamps: str = "") -> str:
+    """The identity of a cache: which teachers (order-free), on which features, over which clips, files and crop."""
+    blob = json.dumps({"teachers": sorted(teacher_hashes), "frontend": frontend_json, "data": data_fingerprint,
+                       "files": stamps, "clip_seconds": clip_seconds}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def write_cache(path: str | os.PathLike, key: str, ids: list[str], labels: list[str], arrays: dict[str, np.ndarray],
-                provenance: dict | None = None) -> Path:
-    """Write a cache folder atomically; ``arrays`` holds clip_logits and optionally frame_logits / embeddings."""
+@contextlib.contextmanager
+def cache_lock(path: str | os.PathLike, exclusive: bool) -> Iterator[None]:
+    """Hold the cache's advisory lock (exclusive: writing; shared: opening); a held lock is refused, not waited on."""
     path = Path(path)
-    if len(set(ids)) != len(ids):
-        raise ValueError("teacher outputs repeat clip ids; the manifest must have unique ids.")
+    if exclusive:
+        path.mkdir(parents=True, exist_ok=True)
+    elif not (path / LOCK).is_file():  # never written by this version's predict: no writer to wait for
+        yield
+        return
+    with open(path / LOCK, "a" if exclusive else "r") as handle:
+        try:
+            fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"{path}: another earmark predict is writing this teacher-output cache (its {LOCK} is locked); "
+                               "wait for it to finish, or pass another --out / --cache.") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def part_name(part: int) -> str:
+    return f"part-{part:06d}"
+
+
+class CacheWriter:
+    """Writes a cache part by part; parts finished under the same key survive a killed job."""
+
+    def __init__(self, path: str | os.PathLike, key: str, part_clips: int):
+        self.path, self.key, self.part_clips = Path(path), key, part_clips
+
+    def start(self) -> None:
+        """Forget parts of another key or part size (one process, holding the lock)."""
+        if self.complete():
+            return
+        progress, plan = self.path / WRITING, {"key": self.key, "part_clips": self.part_clips}
+        if not progress.is_file() or json.loads(progress.read_text()) != plan:
+            for stale in [*self.path.glob("part-*"), self.path / INDEX]:
+                stale.unlink(missing_ok=True)
+            _atomic_write(progress, json.dumps(plan))
+        (self.path / INDEX).unlink(missing_ok=True)
+
+    def complete(self) -> bool:
+        """True when index.json of this key is there."""
+        index = self.path / INDEX
+        return index.is_file() and json.loads(index.read_text()).get("key") == self.key
+
+    def done(self, part: int) -> bool:
+        return (self.path / f"{part_name(part)}.json").is_file()
+
+    def write_part(self, part: int, ids: list[str], arrays: dict[str, np.ndarray]) -> None:
+        """Arrays (float16) first, the id list last: a part without its id list is not finished."""
+        for name, array in arrays.items():
+            if name not in ARRAYS or len(array) != len(ids):
+                raise ValueError(f"cache array {name!r} must be one of {ARRAYS} with one row per clip id.")
+            tmp = self.path / f".{part_name(part)}.{name}.tmp.npy"
+            np.save(tmp, array.astype(np.float16))
+            os.replace(tmp, self.path / f"{part_name(part)}.{name}.npy")
+        _atomic_write(self.path / f"{part_name(part)}.json", json.dumps({"ids": ids}))
+
+    def finish(self, parts: int, labels: list[str], provenance: dict) -> Path:
+        """Write index.json once every part is there (one process)."""
+        arrays = [f.name.split(".")[1] for f in self.path.glob(f"{part_name(0)}.*.npy")]
+        counts = []
+        for part in range(parts):
+            ids = json.loads((self.path / f"{part_name(part)}.json").read_text())["ids"]
+            counts.append({"name": part_name(part), "count": len(ids)})
+        _atomic_write(self.path / INDEX, json.dumps({"format": FORMAT, "key": self.key, "labels": labels, "arrays": sorted(arrays),
+                                                     "part_clips": self.part_clips, "parts": counts, "provenance": provenance}, indent=1))
+        (self.path / WRITING).unlink(missing_ok=True)
+        return self.path
+
+
+def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, array in arrays.items():
-        if name not in ARRAYS or len(array) != len(ids):
-            raise ValueError(f"cache array {name!r} must be one of {ARRAYS} with one row per clip id.")
-        np.save(tmp / f"{name}.npy", array.astype(np.float16))
-    (tmp / INDEX).write_text(json.dumps({"key": key, "ids": ids, "labels": labels, "arrays": sorted(arrays),
-                                         "provenance": provenance or {}}, indent=1))
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-    return path
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def check_labels(teacher_labels: list[str], manifest, source: str) -> None:
@@ -58,45 +136,63 @@ def check_labels(teacher_labels: list[str], manifest, source: str) -> None:
 
 
 class TeacherCache:
-    """Memory-mapped teacher outputs looked up by clip id."""
+    """Memory-mapped teacher outputs looked up by clip id, however many parts hold them."""
 
     def __init__(self, path: Path, index: dict):
         self.path, self.key, self.labels = path, index["key"], index["labels"]
-        self.rows = {clip_id: i for i, clip_id in enumerate(index["ids"])}
         self.provenance = index.get("provenance", {})
-        self.arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in index["arrays"]}
+        self.names = list(index["arrays"])
+        self.rows: dict[str, tuple[int, int]] = {}
+        self.parts: list[dict[str, np.ndarray]] = []
+        for number, part in enumerate(index["parts"]):
+            ids = json.loads((path / f"{part['name']}.json").read_text())["ids"]
+            self.rows.update((clip_id, (number, row)) for row, clip_id in enumerate(ids))
+            self.parts.append({name: np.load(path / f"{part['name']}.{name}.npy", mmap_mode="r") for name in self.names})
 
     @classmethod
     def open(cls, path: str | os.PathLike, expect_key: str | None = None, rebuild_hint: str = "") -> "TeacherCache":
-        """Open a cache; a missing folder or a key other than ``expect_key`` is refused with how to rebuild it."""
+        """Open a cache; a missing folder, one being written, or a key other than ``expect_key`` is refused with how to rebuild it."""
         path = Path(path)
-        hint = rebuild_hint or "rebuild it with `earmark predict TEACHER --data MANIFEST --out CACHE`"
+        hint = rebuild_hint or "rebuild it with `earmark predict TEACHER --data DATA --out CACHE`"
         if not (path / INDEX).is_file():
-            raise FileNotFoundError(f"{path}: no teacher-output cache here; {hint}.")
-        index = json.loads((path / INDEX).read_text())
-        if expect_key is not None and index["key"] != expect_key:
-            raise ValueError(f"{path}: this teacher-output cache was made for another teacher, frontend or dataset "
-                             f"(key {index['key'][:12]}, expected {expect_key[:12]}); {hint}.")
-        return cls(path, index)
+            unfinished = " (a predict into it did not finish: run it again and it continues)" if (path / WRITING).is_file() else ""
+            raise FileNotFoundError(f"{path}: no teacher-output cache here{unfinished}; {hint}.")
+        with cache_lock(path, exclusive=False):
+            index = json.loads((path / INDEX).read_text())
+            if index.get("format") != FORMAT:
+                raise ValueError(f"{path}: a teacher-output cache of another earmark version ({index.get('format', 'earmark-cache/1')}); {hint}.")
+            if expect_key is not None and index["key"] != expect_key:
+                raise ValueError(f"{path}: this teacher-output cache was made for another teacher, frontend or dataset, or the audio "
+                                 f"files changed since (key {index['key'][:12]}, expected {expect_key[:12]}); {hint}.")
+            return cls(path, index)
 
     def has(self, name: str) -> bool:
-        return name in self.arrays
+        return name in self.names
+
+    def row_shape(self, name: str) -> tuple[int, ...]:
+        """The shape of one clip's ``name`` (e.g. (C,) for clip logits, (T, C) for frame logits)."""
+        return tuple(self.parts[0][name].shape[1:])
 
     def lookup(self, ids: list[str], name: str = "clip_logits") -> np.ndarray:
         """Rows of ``name`` for ``ids`` as float32; missing ids are named in the error."""
-        missing = [i for i in ids if i not in self.rows]
+        missing = self.missing(ids)
         if missing:
             raise ValueError(f"{self.path}: the teacher-output cache lacks clips {missing[:5]}"
-                             f"{' and more' if len(missing) > 5 else ''}; rebuild it for this manifest.")
-        return np.asarray(self.arrays[name][[self.rows[i] for i in ids]], dtype=np.float32)
+                             f"{' and more' if len(missing) > 5 else ''}; rebuild it for this data.")
+        out = np.empty((len(ids), *self.row_shape(name)), np.float32)
+        where = np.array([self.rows[i] for i in ids]).reshape(-1, 2)
+        for part in np.unique(where[:, 0]):  # one fancy-indexed read per part the batch touches
+            mask = where[:, 0] == part
+            out[mask] = self.parts[part][name][where[mask, 1]]
+        return out
 
     def missing(self, ids: Iterable[str]) -> list[str]:
         return [i for i in ids if i not in self.rows]
 
-    def check_covers(self, manifest, data_name: str) -> None:
-        """Refuse a cache that lacks clips of ``manifest`` or was made on another label set."""
-        missing = self.missing(c.id for c in manifest.clips)
+    def check_covers(self, data, data_name: str) -> None:
+        """Refuse a cache that lacks clips of ``data`` (a manifest or shards) or was made on another label set."""
+        missing = self.missing(data.ids)
         if missing:
             raise ValueError(f"{self.path}: the teacher-output cache lacks clips {missing[:5]} of {data_name}; "
-                             "rebuild it with `earmark predict TEACHER --data MANIFEST --out CACHE`.")
-        check_labels(self.labels, manifest, str(self.path))
+                             "rebuild it with `earmark predict TEACHER --data DATA --out CACHE`.")
+        check_labels(self.labels, data, str(self.path))

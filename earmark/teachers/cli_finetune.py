@@ -7,8 +7,11 @@ import json
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from earmark.engine.trainer import default_workers
+
     parser.add_argument("teacher", help="a teacher checkpoint folder (from `earmark convert` or `earmark pretrain`) or a registry name")
-    parser.add_argument("--data", required=True, help="a labelled manifest with folds (ESC-50 style CSV, ...)")
+    parser.add_argument("--data", required=True, help="a labelled manifest with folds (ESC-50 style CSV, ...) or its WebDataset shards")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers decoding audio (default: from the CPU count)")
     parser.add_argument("--out", default="runs/finetune")
     parser.add_argument("--head", default="linear", help="linear, cls, cls_norm, prenorm, postnorm or doublenorm (Hao et al.)")
     parser.add_argument("--freeze", action="store_true", help="train the head only")
@@ -30,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     path = finetune(FinetuneConfig(args.teacher, args.data, args.out, json.loads(args.overrides), args.head, args.task, args.freeze,
                                    args.clip_seconds, args.val_fold, args.test_fold, args.epochs, args.batch_size, args.lr,
-                                   precision=args.precision, kd_cache=args.kd_cache, kd_gamma=args.kd_gamma))
+                                   precision=args.precision, kd_cache=args.kd_cache, kd_gamma=args.kd_gamma,
+                                   workers=args.workers))
     print(f"wrote {path}; test results in {args.out}/results.json")
     print(f"next: earmark distill --teacher {path} --student tfsepnet64 --data {args.data} --qat")
     return 0

@@ -1,4 +1,4 @@
-"""`earmark predict TEACHER... --data MANIFEST --out CACHE`: the teacher-output cache (several teachers: an ensemble)."""
+"""`earmark predict TEACHER... --data DATA --out CACHE`: the teacher-output cache (several teachers: an ensemble); torchrun splits it."""
 
 from __future__ import annotations
 
@@ -6,27 +6,35 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from earmark.engine.trainer import default_workers
+
     parser.add_argument("teachers", nargs="+", help="fine-tuned teacher checkpoint folders (logits are averaged)")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", required=True, help="the cache folder to write")
+    parser.add_argument("--data", required=True, help="a manifest, or WebDataset shards (a folder, shards/{000000..000099}.tar, a .txt list)")
+    parser.add_argument("--out", required=True, help="the cache folder to write (a rerun continues a killed one)")
     parser.add_argument("--clip-seconds", type=float, default=1.0, help="the crop the student will see")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--embeddings", action="store_true", help="also store clip embeddings (feature distillation)")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers decoding audio (default: from the CPU count)")
+    parser.add_argument("--part-clips", type=int, default=1000, help="clips per cache part (each part is written when complete)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from earmark.audio.manifest import read_manifest
+    from earmark.audio.sources import open_data
+    from earmark.engine import cleanup, setup_distributed
     from earmark.engine.checkpoint import checkpoint_hash
+    from earmark.teachers.cache import check_labels
     from earmark.teachers.checkpoint import teacher_from_checkpoint
     from earmark.teachers.predict import Predictor, predict_to_cache
 
-    manifest = read_manifest(args.data)
+    data = open_data(args.data)
     predictors = []
     for path in args.teachers:
         model, meta = teacher_from_checkpoint(path)
-        if meta.labels != manifest.labels.to_list():
-            raise ValueError(f"{path} predicts {meta.labels[:5]}... but {args.data} has {manifest.labels.to_list()[:5]}...; fine-tune it on this label set.")
+        check_labels(meta.labels, data, path)
         predictors.append(Predictor(model, model.frontend, checkpoint_hash(path)))
-    out = predict_to_cache(predictors, manifest, args.out, args.clip_seconds, args.batch_size, embeddings=args.embeddings)
-    print(f"wrote the teacher-output cache {out} for {len(manifest)} clips")
+    out = predict_to_cache(predictors, data, args.out, args.clip_seconds, args.batch_size, embeddings=args.embeddings,
+                           workers=args.workers, part_clips=args.part_clips)
+    if setup_distributed().is_main:
+        print(f"wrote the teacher-output cache {out} for {len(data)} clips")
+    cleanup()
     return 0

@@ -10,11 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
-
-from earmark.audio.datasets_torch import ClipDataset, FrameDataset, collate
+from earmark.audio.datasets_torch import collate
 from earmark.audio.features_torch import Frontend
-from earmark.audio.manifest import Manifest, read_manifest
+from earmark.audio.sources import DataSource, eval_loader, open_data, train_dataset
 from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed, start_run
 from earmark.engine.metrics import accuracies, average_precision, frame_f1
 from earmark.teachers.cache import TeacherCache
@@ -54,6 +52,7 @@ class FinetuneConfig:
     progress: bool = True
     kd_cache: str = ""  # a teacher-output cache: train on ACM-SSKD's KD loss (eqs. 11-13) against it instead of the labels
     kd_gamma: float = 1.0  # weight of the logit MSE in the KD loss
+    workers: int = 0  # DataLoader workers decoding audio
 
 
 def _mask(features: torch.Tensor, width: int, axis: int) -> torch.Tensor:
@@ -70,15 +69,14 @@ def _mask(features: torch.Tensor, width: int, axis: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, clip_seconds: float, multi_label: bool | None = None) -> dict[str, float]:
+def evaluate(model: nn.Module, frontend: Frontend, manifest: DataSource, clip_seconds: float, multi_label: bool | None = None,
+             workers: int = 0) -> dict[str, float]:
     """Accuracy and macro accuracy (single-label) or mAP (multi-label) on deterministic crops; frame F1 for frame models."""
     model.eval()
     device = next(model.parameters()).device
     frame = getattr(model, "task", "clip") == "frame"
-    data = (FrameDataset(manifest, frontend.spec, clip_seconds, model.frame_hop_seconds) if frame
-            else ClipDataset(manifest, frontend.spec.sample_rate, clip_seconds))
     scores, targets, frame_scores, frame_targets = [], [], [], []
-    for batch in DataLoader(data, batch_size=32, collate_fn=collate):
+    for batch in eval_loader(manifest, frontend.spec.sample_rate, clip_seconds, 32, model.frame_hop_seconds if frame else None, workers):
         out = model(frontend(batch["wave"].to(device)).unsqueeze(1))
         scores.append(out.clip_logits.float().cpu().numpy())
         targets.append(batch["target"].numpy())
@@ -96,7 +94,7 @@ def evaluate(model: nn.Module, frontend: Frontend, manifest: Manifest, clip_seco
     return accuracies(s.argmax(1), t.argmax(1), t.shape[1])
 
 
-def _kd_cache(config: FinetuneConfig, manifest: Manifest, multi: bool) -> TeacherCache:
+def _kd_cache(config: FinetuneConfig, manifest: DataSource, multi: bool) -> TeacherCache:
     if multi:
         raise ValueError("the KD loss (--kd-cache) compares softmax distributions, so it needs single-label clip data; "
                          "drop --kd-cache for multi-label or frame tasks.")
@@ -108,7 +106,7 @@ def _kd_cache(config: FinetuneConfig, manifest: Manifest, multi: bool) -> Teache
 def finetune(config: FinetuneConfig) -> Path:
     """Fine-tune; returns the checkpoint folder of the best epoch on validation (``OUT/teacher``)."""
     out = start_run(config)  # the model's initial weights are part of the run's seed
-    manifest = read_manifest(config.data)
+    manifest = open_data(config.data)
     train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
     backbone, name, overrides = teacher_backbone(config.teacher, config.overrides)
     model = TeacherClassifier(backbone, len(manifest.labels), config.head, config.task)
@@ -146,15 +144,16 @@ def finetune(config: FinetuneConfig) -> Path:
     steps = max(len(train) // config.batch_size, 1)
     train_config = TrainConfig(run_dir=str(out / "run"), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                weight_decay=config.weight_decay, warmup_steps=config.warmup_epochs * steps, schedule=config.schedule,
-                               precision=config.precision, seed=config.seed, keep_best=key, progress=config.progress)
-    data = (FrameDataset(train, frontend.spec, config.clip_seconds, backbone.frame_hop_seconds, True, config.seed) if frame
-            else ClipDataset(train, frontend.spec.sample_rate, config.clip_seconds, True, config.seed))
+                               precision=config.precision, seed=config.seed, keep_best=key, progress=config.progress,
+                               num_workers=config.workers)
+    data = train_dataset(train, frontend.spec.sample_rate, config.clip_seconds, config.batch_size, config.seed,
+                         backbone.frame_hop_seconds if frame else None)
     trainer = Trainer(train_config, model, step, data,
-                      collate_fn=collate, val_fn=lambda m: evaluate(m, frontend, val, config.clip_seconds, multi),
+                      collate_fn=collate, val_fn=lambda m: evaluate(m, frontend, val, config.clip_seconds, multi, config.workers),
                       on_best=lambda m, metrics: save_checkpoint(path, m.state_dict(), meta), params=groups, dist_info=info)
     trainer.fit(resume=True)
     plot_metrics(out / "run")
     best, _ = teacher_from_checkpoint(path)
-    results = {"test": evaluate(best.to(info.device), frontend, test, config.clip_seconds, multi), "chance": 1 / len(manifest.labels)}
+    results = {"test": evaluate(best.to(info.device), frontend, test, config.clip_seconds, multi, config.workers), "chance": 1 / len(manifest.labels)}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return path

@@ -1,7 +1,8 @@
-"""Teacher outputs over a manifest, batched (autocast on GPU), into the teacher-output cache; ensembles average logits."""
+"""Teacher outputs over a manifest or shards, batched (bf16 autocast on GPU), across torchrun ranks, into the teacher-output cache."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from earmark.audio.datasets_torch import ClipDataset, collate
 from earmark.audio.features_torch import Frontend
-from earmark.audio.manifest import Manifest
+from earmark.audio.sources import DataSource, PlannedBatches
 from earmark.audio.spec import FrontendSpec
+from earmark.engine import barrier, setup_distributed
 from earmark.engine.trainer import progress_interval
-from earmark.teachers.cache import cache_key, write_cache
+from earmark.teachers.cache import CacheWriter, cache_key, cache_lock, file_stamps
 
 
 @dataclass
@@ -53,39 +53,71 @@ def outputs(model: nn.Module, features: torch.Tensor, embeddings: bool = False) 
     return result
 
 
-def ensemble_key(predictors: list[Predictor], manifest: Manifest, clip_seconds: float, embeddings: bool = False) -> str:
-    """The cache key of these teachers on this manifest (frontends of every member, and whether embeddings are kept)."""
+def ensemble_key(predictors: list[Predictor], data: DataSource, clip_seconds: float, embeddings: bool = False) -> str:
+    """The cache key of these teachers on this data (frontends of every member, its files' sizes and times, embeddings or not)."""
     frontends = "|".join(sorted(p.frontend.to_json() for p in predictors)) + ("|embeddings" if embeddings else "")
-    return cache_key([p.sha256 for p in predictors], frontends, manifest.fingerprint(), clip_seconds)
+    return cache_key([p.sha256 for p in predictors], frontends, data.fingerprint(), clip_seconds, file_stamps(data.files()))
 
 
 @torch.no_grad()
-def predict_to_cache(predictors: list[Predictor], manifest: Manifest, out: str | os.PathLike, clip_seconds: float,
-                     batch_size: int = 32, device: str | None = None, embeddings: bool = False) -> Path:
-    """Score every clip (deterministic centre crops) with each predictor, average the logits, write the cache."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    totals: dict[str, np.ndarray] = {}
-    ids: list[str] = []
-    for member, predictor in enumerate(predictors):
-        model = predictor.model.to(dev).eval()
-        frontend = Frontend(predictor.frontend).to(dev)
-        loader = DataLoader(ClipDataset(manifest, predictor.frontend.sample_rate, clip_seconds), batch_size=batch_size, collate_fn=collate)
-        chunks: dict[str, list[np.ndarray]] = {}
-        member_ids: list[str] = []
-        for batch in tqdm(loader, desc=f"teacher {member + 1}/{len(predictors)}", leave=False, mininterval=progress_interval()):
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                result = outputs(model, frontend(batch["wave"].to(dev)).unsqueeze(1), embeddings)
-            for name, value in result.items():
-                chunks.setdefault(name, []).append(value.float().cpu().numpy())
-            member_ids += batch["id"]
-        stacked = {name: np.concatenate(parts) for name, parts in chunks.items()}
-        if member == 0:
-            totals, ids = stacked, member_ids
-        else:
-            if set(stacked) != set(totals) or any(stacked[k].shape != totals[k].shape for k in totals):
-                raise ValueError("ensemble members give outputs of different shapes; ensemble teachers of the same task and label set.")
-            totals = {k: totals[k] + stacked[k] for k in totals}
-    averaged = {k: v / len(predictors) for k, v in totals.items()}
-    key = ensemble_key(predictors, manifest, clip_seconds, embeddings)
-    provenance = {"teachers": [p.sha256 for p in predictors], "manifest": manifest.source, "clip_seconds": clip_seconds}
-    return write_cache(out, key, ids, manifest.labels.to_list(), averaged, provenance)
+def predict_to_cache(predictors: list[Predictor], data: DataSource, out: str | os.PathLike, clip_seconds: float,
+                     batch_size: int = 32, device: str | None = None, embeddings: bool = False, workers: int = 0,
+                     part_clips: int = 1000) -> Path:
+    """Score every clip (deterministic centre crops) with each predictor, average the outputs, write the cache part by part.
+
+    Under torchrun, rank r scores parts r, r + W, r + 2W...: a part's clips, batches and rows are the same for any
+    number of ranks, so the cache is too. Parts already written under the same key (a killed run) are skipped.
+    """
+    info = setup_distributed(device)
+    writer = CacheWriter(out, ensemble_key(predictors, data, clip_seconds, embeddings), part_clips)
+    with cache_lock(out, exclusive=True) if info.is_main else contextlib.nullcontext():
+        if info.is_main:
+            writer.start()
+        barrier()
+        parts = -(-len(data) // part_clips)
+        if not writer.complete():
+            _score_parts(predictors, data, writer, [j for j in range(info.rank, parts, info.world_size) if not writer.done(j)],
+                         clip_seconds, batch_size, info, embeddings, workers)
+        barrier()
+        if info.is_main and not writer.complete():
+            provenance = {"teachers": [p.sha256 for p in predictors], "data": data.source, "clip_seconds": clip_seconds}
+            writer.finish(parts, data.labels.to_list(), provenance)
+        barrier()
+    return Path(out)
+
+
+def _score_parts(predictors: list[Predictor], data: DataSource, writer: CacheWriter, parts: list[int], clip_seconds: float,
+                 batch_size: int, info, embeddings: bool, workers: int) -> None:
+    """Score and write ``parts`` of the data, holding one part's outputs in memory at a time."""
+    size, total = writer.part_clips, len(data)
+    ranges = [(j * size, min((j + 1) * size, total)) for j in parts]
+    plans = [[(s, min(s + batch_size, end)) for s in range(start, end, batch_size)] for start, end in ranges]
+    members = [(p.model.to(info.device).eval(), Frontend(p.frontend).to(info.device)) for p in predictors]
+    rates = sorted({p.frontend.sample_rate for p in predictors})
+    loaders = {rate: PlannedBatches(data, rate, clip_seconds, plans, workers, info.device.type == "cuda") for rate in rates}
+    all_ids = data.ids
+    bar = tqdm(total=sum(end - start for start, end in ranges), desc="teacher outputs", mininterval=progress_interval(),
+               disable=not info.is_main, unit="clip")
+    for number, (part, (start, end)) in enumerate(zip(parts, ranges)):
+        row = {clip_id: i for i, clip_id in enumerate(all_ids[start:end])}  # rows in data order, however workers interleave
+        per_member: list[dict[str, np.ndarray]] = [{} for _ in members]
+        for rate, loader in loaders.items():
+            for batch in loader.batches(number):
+                rows = [row[i] for i in batch["id"]]
+                waves = batch["wave"].to(info.device, non_blocking=True)
+                for m, (model, frontend) in enumerate(members):
+                    if frontend.spec.sample_rate != rate:
+                        continue
+                    with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=info.device.type == "cuda"):
+                        result = outputs(model, frontend(waves).unsqueeze(1), embeddings)
+                    for name, value in result.items():
+                        array = per_member[m].setdefault(name, np.zeros((end - start, *value.shape[1:]), np.float32))
+                        array[rows] = value.float().cpu().numpy()
+                if rate == rates[0]:
+                    bar.update(len(rows))
+        first = per_member[0]
+        if any(set(o) != set(first) or any(o[k].shape != first[k].shape for k in first) for o in per_member):
+            raise ValueError("ensemble members give outputs of different shapes; ensemble teachers of the same task and label set.")
+        averaged = {k: sum(o[k] for o in per_member) / len(per_member) for k in first}
+        writer.write_part(part, all_ids[start:end], averaged)
+    bar.close()

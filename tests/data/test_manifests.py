@@ -1,4 +1,4 @@
-"""Manifest readers, bad-input errors, datasets on the frame grid, shards, and the synthetic demo data."""
+"""Manifest readers, bad-input errors, datasets on the frame grid, and the synthetic demo data."""
 
 import hashlib
 
@@ -120,18 +120,3 @@ def test_clip_and_frame_datasets(synth):
     active = sample["frame_target"][:, scapes.labels.index(label)].numpy()
     centres = (np.arange(156) + 0.5) * 0.064
     assert active[(centres >= onset) & (centres < offset)].all()
-
-
-def test_webdataset_shards_round_trip(synth, tmp_path):
-    from earmark.audio.shards import ShardDataset, write_shards
-
-    m = read_manifest(synth.clips_csv).folds([1])
-    shards = write_shards(m, tmp_path, clips_per_shard=5)
-    assert len(shards) == (len(m) + 4) // 5
-    rank0 = list(ShardDataset(shards, m.labels, 32000, 1.0, rank=0, world_size=2))
-    rank1 = list(ShardDataset(shards, m.labels, 32000, 1.0, rank=1, world_size=2))
-    ids = sorted(x["id"] for x in rank0 + rank1)
-    assert ids == sorted(c.id for c in m.clips) and not {x["id"] for x in rank0} & {x["id"] for x in rank1}
-    by_id = {x["id"]: x for x in rank0 + rank1}
-    clip = m.clips[0]
-    assert torch.allclose(by_id[clip.id]["wave"], torch.from_numpy(load_audio(clip.path, 32000)), atol=1e-4)

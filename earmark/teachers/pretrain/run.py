@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from earmark.audio.datasets_torch import ClipDataset, collate
+from earmark.audio.datasets_torch import collate
 from earmark.audio.features_torch import Frontend
-from earmark.audio.manifest import read_manifest
+from earmark.audio.sources import open_data, train_dataset
 from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed, start_run
 from earmark.teachers.checkpoint import teacher_backbone, teacher_checkpoint_meta
 from earmark.teachers.pretrain.acmsskd import ACMSSKD
@@ -42,6 +42,7 @@ class PretrainConfig:
     grad_accum: int = 1
     ckpt_every: int = 100
     seed: int = 0
+    workers: int = 0  # DataLoader workers decoding audio
     progress: bool = True
 
 
@@ -60,7 +61,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     info = setup_distributed()
     spec = recipe.backbone().frontend
     frontend = Frontend(spec).to(info.device)
-    data = ClipDataset(read_manifest(config.data), spec.sample_rate, config.clip_seconds, train=True, seed=config.seed)
+    data = train_dataset(open_data(config.data), spec.sample_rate, config.clip_seconds, config.batch_size, config.seed)
 
     def step(model, batch):
         return model(frontend(batch["wave"]).unsqueeze(1))
@@ -68,6 +69,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     train_config = TrainConfig(run_dir=str(out / "run"), max_steps=config.steps, batch_size=config.batch_size, lr=config.lr,
                                weight_decay=config.weight_decay, warmup_steps=config.warmup_steps, precision=config.precision,
                                grad_accum=config.grad_accum, ckpt_every=config.ckpt_every, seed=config.seed, progress=config.progress,
+                               num_workers=config.workers,
                                find_unused=getattr(recipe, "find_unused", False))
     trainer = Trainer(train_config, recipe, step, data, collate_fn=collate, dist_info=info,
                       hooks=[lambda t: recipe.after_step(t.state.step, t.optimizer)])
