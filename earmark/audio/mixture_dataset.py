@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from earmark.audio.datasets_torch import EpochCounter
 from earmark.audio.mixing import SoundscapeMixer
 
 
@@ -18,7 +19,8 @@ class MixtureDataset(Dataset):
     """
 
     def __init__(self, mixer: SoundscapeMixer, frame_hop_seconds: float | None = None, train: bool = False, seed: int = 0):
-        self.mixer, self.frame_hop, self.train, self.seed, self.epoch = mixer, frame_hop_seconds, train, seed, 0
+        self.mixer, self.frame_hop, self.train, self.seed = mixer, frame_hop_seconds, train, seed
+        self.epoch = EpochCounter()  # shared with DataLoader workers that persist across epochs
         self.labels = mixer.clips.labels
         self.n_frames = int(round(mixer.settings.duration / frame_hop_seconds)) if frame_hop_seconds else 0
 
@@ -27,10 +29,10 @@ class MixtureDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Mixtures depend on (seed, epoch, index) only, so a resumed run hears what the original heard."""
-        self.epoch = epoch
+        self.epoch.set(epoch)
 
     def __getitem__(self, index: int) -> dict:
-        epoch = self.epoch if self.train else -1  # evaluation mixtures never coincide with a training epoch's
+        epoch = self.epoch.get() if self.train else -1  # evaluation mixtures never coincide with a training epoch's
         scape = self.mixer.mix(np.random.default_rng((self.seed, epoch + 1, index)), first=index)
         target = np.zeros(len(self.labels), np.float32)
         item = {"id": f"mix-{epoch + 1}-{index}", "wave": torch.from_numpy(scape.audio), "event_ids": scape.sources}

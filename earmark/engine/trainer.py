@@ -1,6 +1,9 @@
 """The one training loop every run shares (pretrain, finetune, distill); it knows no model.
 
-``step_fn(model, batch) -> (loss, metrics)`` defines the run. The trainer adds DDP, autocast,
+``step_fn(model, batch) -> (loss, metrics)`` defines the run. ``train_data`` is a map-style dataset (the trainer
+samples and batches it, split across ranks) or an IterableDataset that yields whole batches, the same number on
+every rank. DataLoader workers persist across epochs, so a dataset's ``set_epoch`` must reach them through shared
+memory (``earmark.audio.datasets_torch.EpochCounter``), not a plain attribute. The trainer adds DDP, autocast,
 gradient accumulation, the schedule, hooks (EMA updates), a progress bar, metrics CSV and curves,
 validation with best-model selection, and atomic state files that resume exactly: the data order
 of an epoch depends only on (seed, epoch), and the RNG states are saved with the weights.
