@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "distill": ("earmark.distill.cli", "distil a teacher into a student, optionally with QAT"),
     "export": ("earmark.export.cli_export", "export a checkpoint to ONNX or a TensorRT engine"),
     "bench": ("earmark.export.cli_bench", "latency and throughput of exported models"),
+    "eval": ("earmark.evaluation.cli", "accuracy/mAP on clips, event F1 and PSDS on soundscapes, of a checkpoint or .onnx"),
     "listen": ("earmark.runtime.cli", "live scene and event detection from a microphone, file or stdin"),
     "demo": ("earmark.demo", "teacher -> student -> INT8 ONNX -> live detection on synthetic data"),
 }

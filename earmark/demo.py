@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class Budget:
@@ -45,76 +43,17 @@ def _stage(number: int, title: str) -> float:
 
 
 def listen_to_soundscapes(model: Path, manifest_path: Path, out: Path) -> dict:
-    """Stream each soundscape through the runtime in 100 ms blocks; event F1 against the strong labels; a timeline PNG."""
-    from earmark.audio.io import load_audio
+    """Stream each soundscape through `listen`'s pipeline; event F1 (sed_eval, 0.5 s collar), PSDS and one timeline PNG."""
     from earmark.audio.manifest import read_manifest
-    from earmark.runtime import EventSettings, EventTracker, StreamingClassifier
-    from earmark.runtime.scoring import event_f1
+    from earmark.evaluation import evaluate_soundscapes
+    from earmark.runtime import EventSettings, load_backend
 
-    manifest = read_manifest(manifest_path)
-    reference, estimated, busy, audio_seconds = [], [], 0.0, 0.0
-    for index, clip in enumerate(manifest.clips):
-        stream = StreamingClassifier(model)
-        settings = EventSettings(stream.metadata.thresholds, median=3, min_duration=0.3, max_gap=0.3, offset_lag=stream.plan.offset_lag)
-        tracker = EventTracker(stream.metadata.labels, settings)
-        wave = load_audio(clip.path, 16000)
-        results, block = [], 1600
-        started = time.perf_counter()
-        for start in range(0, wave.size, block):
-            results += stream.push(wave[start:start + block], 16000)
-        results += stream.flush()
-        busy += time.perf_counter() - started
-        audio_seconds += wave.size / 16000
-        events = []
-        for result in results:
-            for segment in result.segments:
-                events += tracker.push(segment)[0]
-        events += tracker.flush(stream.seconds_processed)[0]
-        found = [(e.onset, e.offset, e.label) for e in events]
-        estimated += [(on + 1000 * index, off + 1000 * index, label) for on, off, label in found]
-        reference += [(on + 1000 * index, off + 1000 * index, label) for on, off, label in clip.events]
-        if index == 0:
-            plot_timeline(clip, results, found, stream.metadata.labels, out / "timeline.png")
-    onset_only = event_f1(reference, estimated, collar=0.5, offsets=False)
-    strict = event_f1(reference, estimated, collar=0.5)
-    return {"event_f1_onset": onset_only.f1, "event_f1": strict.f1, "precision": onset_only.precision, "recall": onset_only.recall,
-            "rtf": busy / audio_seconds, "soundscapes": len(manifest.clips)}
-
-
-def plot_timeline(clip, results, found, labels, path: Path) -> None:
-    """The soundscape's spectrogram with ground truth (top) and detections and scores (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from earmark.audio import PRESETS, compute_features, load_audio
-
-    spec = PRESETS["cpjku"]
-    features = compute_features(spec, load_audio(clip.path, spec.sample_rate))
-    seconds = features.shape[1] * spec.hop_seconds
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1.4]})
-    top.imshow(features, origin="lower", aspect="auto", extent=(0, seconds, 0, spec.n_mels), cmap="magma")
-    colours = {label: plt.cm.tab10(i % 10) for i, label in enumerate(labels)}
-    for onset, offset, label in clip.events:
-        top.axvspan(onset, offset, ymin=0.92, ymax=1.0, color=colours[label])
-        top.text(onset, spec.n_mels * 0.84, label, color="white", fontsize=8)
-    top.set_ylabel("mel bin")
-    top.set_title(f"{clip.id}: ground truth (bars) over the log-mel spectrogram")
-    times = [np.mean([s.start, s.end]) for r in results for s in r.segments]
-    scores = np.stack([s.probs for r in results for s in r.segments])
-    for i, label in enumerate(labels):
-        bottom.plot(times, scores[:, i], color=colours[label], lw=1, label=label)
-    for onset, offset, label in found:
-        bottom.axvspan(onset, offset, ymin=0.0, ymax=0.08, color=colours[label])
-    bottom.set_ylim(0, 1.05)
-    bottom.set_xlabel("seconds")
-    bottom.set_ylabel("score")
-    bottom.set_title("student INT8 scores and detected events (bars)")
-    bottom.legend(ncol=4, fontsize=7, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    settings = EventSettings(load_backend(model).metadata.thresholds, median=3, min_duration=0.3, max_gap=0.3)
+    r = evaluate_soundscapes(model, read_manifest(manifest_path), settings, out, collars=(0.5,), timelines=1)
+    events = r["events"]["0.5"]
+    return {"event_f1_onset": events["onset"]["f1"], "event_f1": events["onset_offset"]["f1"], "precision": events["onset"]["precision"],
+            "recall": events["onset"]["recall"], "psds1": r["psds"]["psds1"], "rtf": r["rtf"], "soundscapes": r["files"],
+            "timeline": r["per_file"][0]["timeline"]}
 
 
 def run_demo(out: str | Path, budget: Budget = FULL) -> dict:
@@ -178,6 +117,7 @@ def print_summary(s: dict, out: Path, data) -> None:
         ("streaming real-time factor (1 thread)", f"{s['rtf']:.4f}"),
         (f"event F1 on {s['soundscapes']} held-out soundscapes (onset collar 0.5 s)", f"{s['event_f1_onset']:.1%}"),
         ("event F1 with offsets", f"{s['event_f1']:.1%}"),
+        ("PSDS1 (DCASE Task 4)", f"{s['psds1']:.3f}"),
         ("total time", f"{sum(s['seconds'].values()):.0f} s"),
     ]
     width = max(len(r[0]) for r in rows)
@@ -185,7 +125,7 @@ def print_summary(s: dict, out: Path, data) -> None:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     print("=" * (width + 20))
-    print(f"pictures: {out / 'distill' / 'confusion.png'}, {out / 'timeline.png'}, {out / 'distill' / 'float' / 'curves.png'}")
+    print(f"pictures: {out / 'distill' / 'confusion.png'}, {s['timeline']}, {out / 'distill' / 'float' / 'curves.png'}")
     print("\nrepeat each step on your own data:")
     print(f"  earmark data check {data.clips_csv}")
     print(f"  earmark pretrain acmsskd --data {data.clips_csv} --teacher {TEACHER} --steps 1000 --out runs/pretrain")

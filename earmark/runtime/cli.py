@@ -39,6 +39,27 @@ def threshold_pair(text: str) -> tuple[str, float]:
     return label, PROBABILITY(value)
 
 
+def add_event_arguments(parser: argparse.ArgumentParser) -> None:
+    """How scores become events: the options `listen` and `eval` share, so both decide events alike."""
+    parser.add_argument("--threshold", type=threshold_pair, action="append", default=[], metavar="LABEL=P",
+                        help="per-label on threshold (repeatable); wins over the thresholds file and the model's calibrated ones")
+    parser.add_argument("--thresholds-file", help="JSON {label: p} over the model's calibrated thresholds; `listen` re-reads it on SIGHUP")
+    parser.add_argument("--off-ratio", type=RATIO, default=0.7, help="hysteresis: off threshold = ratio x on threshold")
+    parser.add_argument("--median", type=AT_LEAST_ONE, default=1, help="class-wise median filter length in segments")
+    parser.add_argument("--min-duration", type=GAP_SECONDS, default=0.0, help="shortest event in seconds")
+    parser.add_argument("--max-gap", type=GAP_SECONDS, default=0.0, help="merge events of a label separated by at most this gap")
+
+
+def event_settings(args: argparse.Namespace, meta):
+    """(EventSettings, ThresholdSources) from the options of ``add_event_arguments`` and the model's metadata."""
+    from earmark.runtime.daemon import ThresholdSources
+    from earmark.runtime.postprocess import EventSettings
+
+    sources = ThresholdSources(meta.labels, meta.thresholds, args.thresholds_file, dict(args.threshold))
+    settings = EventSettings(sources.resolve(), meta.default_threshold, args.off_ratio, args.median, args.min_duration, args.max_gap)
+    return settings, sources
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", help="an .onnx file written by `earmark export` (or a TensorRT .engine with --backend tensorrt)")
     parser.add_argument("--list-devices", action="store_true", help="list the microphones (input devices) and exit")
@@ -47,13 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true", help="read a file as fast as possible instead of in real time")
     parser.add_argument("--window", type=SECONDS, help="window in seconds (must match the export)")
     parser.add_argument("--hop", type=SECONDS, help="seconds between model runs (default: from the model)")
-    parser.add_argument("--threshold", type=threshold_pair, action="append", default=[], metavar="LABEL=P",
-                        help="per-label on threshold (repeatable); wins over the thresholds file and the model's calibrated ones")
-    parser.add_argument("--thresholds-file", help="JSON {label: p} over the model's calibrated thresholds; re-read on SIGHUP")
-    parser.add_argument("--off-ratio", type=RATIO, default=0.7, help="hysteresis: off threshold = ratio x on threshold")
-    parser.add_argument("--median", type=AT_LEAST_ONE, default=1, help="class-wise median filter length in segments")
-    parser.add_argument("--min-duration", type=GAP_SECONDS, default=0.0, help="shortest event in seconds")
-    parser.add_argument("--max-gap", type=GAP_SECONDS, default=0.0, help="merge events of a label separated by at most this gap")
+    add_event_arguments(parser)
     parser.add_argument("--hold", type=GAP_SECONDS, default=2.0, help="seconds a new scene must lead before it is reported")
     parser.add_argument("--top-k", type=AT_LEAST_ONE, default=3, help="labels in the status record's 'hears' view")
     parser.add_argument("--sink", default="stdout", help="stdout, or file:PATH for a rotating JSON-lines file")
@@ -77,6 +92,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"])
     parser.add_argument("--threads", type=AT_LEAST_ONE, default=1,
                         help="CPU threads for ONNX Runtime and numpy's BLAS (default 1: one stream per core, no idle spinning)")
+    parser.add_argument("--timeline", metavar="PNG", help="with --source FILE: draw spectrogram, scores, thresholds and events into PNG")
+    parser.add_argument("--selections", metavar="TXT|CSV", help="with --source FILE: write the events as a Raven selection table "
+                        "(tab-separated), or onset,offset,label,score rows when the name ends in .csv")
 
 
 def _mqtt_sink(args: argparse.Namespace, meta, log):
@@ -110,9 +128,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise ValueError("give the MODEL to listen with (an .onnx file from `earmark export`), or --list-devices to see the microphones.")
-    from earmark.runtime.daemon import Listener, ThresholdSources, log
+    from earmark.runtime.daemon import Listener, log
     from earmark.runtime.metrics import Metrics, serve_metrics
-    from earmark.runtime.postprocess import EventSettings
     from earmark.runtime.sinks import JsonLinesSink, RotatingFileSink
     from earmark.runtime.sources import open_source
     from earmark.runtime.stream import StreamingClassifier
@@ -123,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
     webhook = check_url(args.webhook) if args.webhook else None
     classifier = StreamingClassifier(args.model, args.backend, args.hop, args.window, args.threads)
     meta = classifier.metadata
-    sources = ThresholdSources(meta.labels, meta.thresholds, args.thresholds_file, dict(args.threshold))
-    settings = EventSettings(sources.resolve(), meta.default_threshold, args.off_ratio, args.median, args.min_duration, args.max_gap)
+    settings, sources = event_settings(args, meta)
+    if (args.timeline or args.selections) and (args.source == "-" or args.source.split(":")[0] == "mic"):
+        raise ValueError("--timeline and --selections describe a whole recording; pass --source FILE to use them.")
     source = open_source(args.source, args.rate, args.fast, log=log)
     metrics = Metrics()
     services = []
@@ -137,6 +155,12 @@ def run(args: argparse.Namespace) -> int:
     if webhook:
         sinks.append(WebhookSink(webhook, log=log))
     listener = Listener(classifier, source, sinks, settings, args.hold, args.status_every, sources, metrics, args.top_k)
+    timeline = None
+    if args.timeline or args.selections:
+        from earmark.runtime.timeline import Timeline
+
+        timeline = Timeline(meta.labels, tuple(settings.on(label) for label in meta.labels))
+        listener.attach(timeline, timeline.add)
     if ui_address:
         from earmark.runtime.live import LivePage
 
@@ -154,4 +178,15 @@ def run(args: argparse.Namespace) -> int:
             service.close()
     if args.source == "-" and code == 0:
         log("stdin ended; stopping")
+    if timeline is not None:
+        _write_timeline(args, timeline, meta.frontend, log)
     return code
+
+
+def _write_timeline(args: argparse.Namespace, timeline, frontend, log) -> None:
+    from earmark.runtime.timeline import plot_timeline, write_selections
+
+    if args.selections:
+        log(f"{len(timeline.events)} events in {write_selections(timeline.events, args.selections, frontend.sample_rate / 2)}")
+    if args.timeline:
+        log(f"timeline drawn in {plot_timeline(args.source, timeline, frontend, args.timeline)}")

@@ -140,10 +140,15 @@ class StreamingClassifier:
         return results
 
 
-def classify_offline(model_path: str | os.PathLike, audio_path: str | os.PathLike, hop_seconds: float | None = None) -> list[WindowResult]:
-    """The whole file at once: features of the full signal, then the same windows the stream would see."""
-    backend = load_backend(model_path)
+def classify_wave(backend: Backend, wave: np.ndarray, hop_seconds: float | None = None) -> list[WindowResult]:
+    """A whole signal at the model's sample rate: features of all of it, then the same windows the stream would see."""
     plan = WindowPlan(backend, hop_seconds=hop_seconds)
-    frames = frame_features(backend.metadata.frontend, load_audio(audio_path, backend.metadata.frontend.sample_rate))
+    frames = frame_features(backend.metadata.frontend, wave)
     ends = plan.window_ends(frames.shape[1], 0)
     return [plan.result(backend, frames[:, end - plan.frames:end], end, i == 0) for i, end in enumerate(ends)]
+
+
+def classify_offline(model_path: str | os.PathLike, audio_path: str | os.PathLike, hop_seconds: float | None = None) -> list[WindowResult]:
+    """The whole file at once (``classify_wave`` of the decoded file)."""
+    backend = load_backend(model_path)
+    return classify_wave(backend, load_audio(audio_path, backend.metadata.frontend.sample_rate), hop_seconds)

@@ -6,7 +6,6 @@ import pytest
 import soxr
 
 from earmark.runtime import EventSettings, EventTracker, SceneTracker, Scores, StreamingClassifier, classify_offline
-from earmark.runtime.scoring import event_f1
 
 from .models import LABELS, SAMPLE_RATE, export_detector, tone_track
 
@@ -57,16 +56,15 @@ def test_other_rates_are_resampled_in_the_stream(tmp_path):
     assert [e[2] for e in _events(results)] == ["tone_1k", "tone_3k"]
 
 
-def test_event_f1_on_a_soundscape_with_onsets_within_one_hop(tmp_path):
+def test_events_on_a_soundscape_have_onsets_within_one_hop(tmp_path):
     model = export_detector(tmp_path / "m.onnx", frame=True, hop=0.1)
     wave = tone_track(8.0, TONES)
     stream = StreamingClassifier(model)
     results = stream.push(wave, SAMPLE_RATE) + stream.flush()
     estimated = _events(results, EventSettings(median=3))
-    reference = [(on, off, "tone_1k" if f == 1000 else "tone_3k") for on, off, f in TONES]
-    score = event_f1(reference, estimated, collar=stream.plan.hop_seconds)
-    assert score.f1 == 1.0
-    for (on, _, label), (e_on, _, e_label) in zip(sorted(reference), estimated):
+    reference = sorted((on, off, "tone_1k" if f == 1000 else "tone_3k") for on, off, f in TONES)
+    assert len(estimated) == len(reference)
+    for (on, _, label), (e_on, _, e_label) in zip(reference, estimated):
         assert label == e_label and abs(on - e_on) <= stream.plan.hop_seconds
 
 

@@ -1,0 +1,121 @@
+"""Sound event metrics through the reference libraries: event F1 by sed_eval, PSDS1/PSDS2 by sed_scores_eval.
+
+Events are ``(onset, offset, label)`` tuples in seconds, grouped by file id: ``{file_id: [event, ...]}``.
+A file without events must still be listed (empty), so that its audio counts as background.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+Event = tuple[float, float, str]
+EventsByFile = dict[str, list[Event]]
+
+# DCASE Task 4 (2022-2023) operating settings of the PSDS; max eFPR is 100 false positives per hour.
+PSDS1 = {"dtc_threshold": 0.7, "gtc_threshold": 0.7, "cttc_threshold": None, "alpha_ct": 0.0, "alpha_st": 1.0, "max_efpr": 100.0}
+PSDS2 = {"dtc_threshold": 0.1, "gtc_threshold": 0.1, "cttc_threshold": 0.3, "alpha_ct": 0.5, "alpha_st": 1.0, "max_efpr": 100.0}
+MISSING = "sound event metrics need sed_eval and sed_scores_eval: pip install 'earmark[eval]'."
+
+
+@dataclass
+class ScoreTrack:
+    """One file's scores on the runtime's segment grid: ``probs`` (N, C) over [timestamps[i], timestamps[i + 1])."""
+
+    timestamps: np.ndarray
+    probs: np.ndarray
+
+
+def _library(module: str):
+    """Import one of the metric libraries, or say how to install them."""
+    try:
+        with warnings.catch_warnings():  # dcase_util (under sed_eval) imports the deprecated pkg_resources
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            return importlib.import_module(module)
+    except ImportError:
+        raise RuntimeError(MISSING) from None
+
+
+def _f1(block: dict) -> dict[str, float]:
+    f = block["f_measure"]
+    return {"f1": float(f["f_measure"]), "precision": float(f["precision"]), "recall": float(f["recall"])}
+
+
+def event_metrics(reference: EventsByFile, detections: EventsByFile, labels: list[str] | None = None,
+                  collar: float = 0.2, offset_ratio: float = 0.5) -> dict:
+    """sed_eval's event-based F1 (optimal matching) with onsets only and with onsets and offsets.
+
+    A hit needs the label, |onset error| <= ``collar`` and, for ``onset_offset``, |offset error| <=
+    max(``collar``, ``offset_ratio`` x the reference event's length). Micro (``f1``) and class-wise mean (``macro_f1``).
+    """
+    sound_event = _library("sed_eval.sound_event")
+    missing = sorted(set(detections) - set(reference))
+    if missing:
+        raise ValueError(f"detections for files {missing[:3]} that have no reference; list every evaluated file in the reference.")
+    labels = labels or sorted({e[2] for events in (*reference.values(), *detections.values()) for e in events})
+    results = {"collar": collar, "offset_ratio": offset_ratio}
+    per_class: dict[str, dict] = {label: {} for label in labels}
+    for name, offsets in (("onset", False), ("onset_offset", True)):
+        metric = sound_event.EventBasedMetrics(labels, evaluate_onset=True, evaluate_offset=offsets, t_collar=collar,
+                                                        percentage_of_length=offset_ratio, event_matching_type="optimal")
+        for file_id, events in reference.items():  # sed_eval matches within one file per call
+            as_dicts = lambda evs: [{"filename": file_id, "onset": on, "offset": off, "event_label": lab} for on, off, lab in evs]
+            metric.evaluate(as_dicts(events), as_dicts(detections.get(file_id, [])))
+        results[name] = {**_f1(metric.results_overall_metrics()),
+                         "macro_f1": float(metric.results_class_wise_average_metrics()["f_measure"]["f_measure"])}
+        for label, block in metric.results_class_wise_metrics().items():
+            per_class[label][f"{name}_f1"] = float(block["f_measure"]["f_measure"])
+            per_class[label].update(references=int(block["count"]["Nref"]), detections=int(block["count"]["Nsys"]))
+    results["per_class"] = per_class
+    results["references"] = sum(len(e) for e in reference.values())
+    results["detections"] = sum(len(e) for e in detections.values())
+    return results
+
+
+def psds(scores: dict[str, ScoreTrack], reference: EventsByFile, durations: dict[str, float], labels: list[str]) -> dict:
+    """PSDS1 and PSDS2 (DCASE Task 4 settings) of per-segment scores, exact (threshold-free) by sed_scores_eval.
+
+    Classes without any reference event have no true positive rate; they are left out and listed in ``excluded``.
+    PSDS2 is None when fewer than two classes have references.
+    """
+    intersection_based = _library("sed_scores_eval.intersection_based")
+    create_score_dataframe = _library("sed_scores_eval.base_modules.scores").create_score_dataframe
+    present = sorted({e[2] for events in reference.values() for e in events})
+    if not present:
+        raise ValueError("the reference has no events, so PSDS is undefined; evaluate on soundscapes that contain events.")
+    unknown = sorted(set(present) - set(labels))
+    if unknown:
+        raise ValueError(f"reference labels {unknown} are not among the model's labels {labels}; evaluate with a matching model.")
+    columns = [labels.index(label) for label in present]
+    frames = {file_id: create_score_dataframe(np.ascontiguousarray(track.probs[:, columns], np.float64), track.timestamps, present)
+              for file_id, track in scores.items()}
+    ground_truth = {file_id: list(reference.get(file_id, [])) for file_id in scores}
+    out = {"classes": present, "excluded": [label for label in labels if label not in present], "psds2": None}
+    # PSDS2 penalises cross-triggers between classes, so it needs two classes with references.
+    for name, settings in (("psds1", PSDS1), ("psds2", PSDS2))[:1 if len(present) < 2 else 2]:
+        value, per_class, *_ = intersection_based.psds(frames, ground_truth, {k: durations[k] for k in scores}, **settings)
+        out[name] = float(value)
+        out[f"{name}_per_class"] = {label: float(v) for label, v in per_class.items()}
+    return out
+
+
+def false_alarms(reference: EventsByFile, detections: EventsByFile, durations: dict[str, float], collar: float = 0.2) -> dict:
+    """Detections in background-only audio, per minute of it.
+
+    Background is each file's time outside its reference events widened by ``collar`` on both sides; a false
+    alarm is a detection (any label) that overlaps no widened reference event.
+    """
+    count, background = 0, 0.0
+    for file_id, duration in durations.items():
+        busy = sorted((max(0.0, on - collar), min(duration, off + collar)) for on, off, _ in reference.get(file_id, []))
+        covered, reach = 0.0, 0.0  # length of the union of the widened events, swept left to right
+        for start, end in busy:
+            covered += max(0.0, end - max(start, reach))
+            reach = max(reach, end)
+        background += duration - covered
+        count += sum(1 for on, off, _ in detections.get(file_id, []) if not any(on < end and off > start for start, end in busy))
+    minutes = background / 60
+    return {"false_alarms": count, "background_minutes": minutes, "per_minute": count / minutes if minutes else 0.0}
