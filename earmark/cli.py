@@ -14,7 +14,7 @@ import sys
 VERBS: dict[str, tuple[str, str]] = {
     "data": ("earmark.audio.cli_data", "make the demo dataset or check a manifest"),
     "complexity": ("earmark.students.cli_complexity", "parameters, MACs and bytes against the DCASE limits"),
-    "convert": ("earmark.teachers.cli_convert", "convert an official teacher checkpoint into an earmark checkpoint"),
+    "convert": ("earmark.cli_convert", "convert an official teacher or TF-SepNet checkpoint into an earmark checkpoint"),
     "pretrain": ("earmark.teachers.cli_pretrain", "self-supervised teacher pretraining (ACM-SSKD, ASiT, ATST, BEATs)"),
     "finetune": ("earmark.teachers.cli_finetune", "fine-tune a teacher on a labelled manifest"),
     "predict": ("earmark.teachers.cli_predict", "write a teacher-output cache for a manifest"),

@@ -61,7 +61,11 @@ class AdaResNorm(nn.Module):
 
 
 class ChannelShuffle(nn.Module):
-    """Interleave channel groups so both halves see every previous group."""
+    """The reference's ``ShuffleLayer(groups)``: view channels as (c / groups, groups), swap, flatten.
+
+    Output channel ``j * (c / groups) + i`` is input channel ``i * groups + j``; with groups = c / 2 (TF-SepConvs)
+    the two input halves are interleaved: output ``2 j + i`` is input ``i * c / 2 + j``.
+    """
 
     def __init__(self, groups: int):
         super().__init__()
@@ -69,7 +73,7 @@ class ChannelShuffle(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, t = x.shape
-        return x.reshape(b, self.groups, c // self.groups, f, t).transpose(1, 2).reshape(b, c, f, t)
+        return x.reshape(b, c // self.groups, self.groups, f, t).transpose(1, 2).reshape(b, c, f, t)
 
 
 class TFSepConvs(nn.Module):

@@ -1,17 +1,22 @@
 """BEATs (Chen et al., ICML 2023): conv patches, a grouped positional convolution, post-LN deep-norm layers
 with a gated relative-position bias shared by all layers. Module names follow microsoft/unilm so the
-official checkpoints map key for key (weight norm folded)."""
+official checkpoints map key for key (weight norm folded). The whole family: model, variants, the ``beats``
+frontend, any input length (relative positions), and the ``--from beats`` reader."""
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from earmark.audio.spec import get_frontend
+from earmark.teachers.convert import Mapped, block_count, fold_weight_norm
+from earmark.teachers.registry import Converter, TeacherFamily, build_config, register
 from earmark.teachers.layers import TeacherOutput
 
 
@@ -122,9 +127,59 @@ class BEATs(nn.Module):
     def frame_hop_seconds(self) -> float:
         return self.cfg.patch * self.frontend.hop_seconds
 
+    @property
+    def layer_modules(self) -> nn.ModuleList:
+        """The layers whose outputs layer-wise heads weigh."""
+        return self.encoder.layers
+
     def forward(self, features: torch.Tensor) -> TeacherOutput:
         x = self.patch_embedding(features.transpose(2, 3))  # (B, C, T', F'): the (time, mel) image
         b, c, t, f = x.shape
         x = self.post_extract_proj(self.layer_norm(x.reshape(b, c, t * f).transpose(1, 2)))
         tokens, layers = self.encoder(x)
         return TeacherOutput(tokens.mean(1), tokens, tokens.reshape(b, t, f, -1).mean(2), self.frame_hop_seconds, layers)
+
+
+def _looks_like(ckpt: dict) -> bool:
+    return isinstance(ckpt.get("model"), dict) and any(k.endswith("self_attn.grep_a") for k in ckpt["model"])
+
+
+def convert_official(ckpt: dict, **_: Any) -> Mapped:
+    """microsoft/unilm ``{cfg, model, label_dict?}`` -> ``beats_base`` with the file's cfg (weight norm folded, table shared)."""
+    cfg, state = ckpt.get("cfg", {}), fold_weight_norm(ckpt["model"])
+    for flag, want in (("deep_norm", True), ("relative_position_embedding", True), ("gru_rel_pos", True), ("layer_norm_first", False)):
+        if cfg.get(flag, want) != want:
+            raise ValueError(f"its cfg sets {flag}={cfg.get(flag)}, which earmark does not implement (it implements BEATs iter3).")
+    overrides = {"conv_dim": cfg.get("embed_dim", 512), "dim": cfg.get("encoder_embed_dim", 768), "depth": cfg.get("encoder_layers", 12),
+                 "heads": cfg.get("encoder_attention_heads", 12), "ffn": cfg.get("encoder_ffn_embed_dim", 3072),
+                 "patch": cfg.get("input_patch_size", 16), "pos_conv": cfg.get("conv_pos", 128), "pos_groups": cfg.get("conv_pos_groups", 16),
+                 "buckets": cfg.get("num_buckets", 320), "max_distance": cfg.get("max_distance", 800)}
+    block_count(state, "encoder.layers.", overrides["depth"], "its cfg has")
+    shared = state.get("encoder.layers.0.self_attn.relative_attention_bias.weight")
+    for key in [k for k in state if re.match(r"encoder\.layers\.[1-9]\d*\.self_attn\.relative_attention_bias\.weight", k)]:
+        if not torch.equal(state.pop(key), shared):
+            raise ValueError(f"{key} differs from layer 0's table, but BEATs shares one relative-position table across layers.")
+    labels, head = [], None
+    if "predictor.weight" in state:
+        label_dict = ckpt.get("label_dict") or {}
+        labels = [str(label_dict.get(i, f"class_{i}")) for i in range(state["predictor.weight"].shape[0])]
+        state = {**{f"backbone.{k}": v for k, v in state.items() if not k.startswith("predictor.")},
+                 "head.weight": state["predictor.weight"], "head.bias": state["predictor.bias"]}
+        head = "linear"  # token-wise linear then mean == linear on the mean token
+    return Mapped("beats_base", overrides, state, labels, head)
+
+
+def _build(args: dict[str, Any]) -> BEATs:
+    args = dict(args)
+    frontend = args.pop("frontend", "beats")
+    return BEATs(build_config(BEATsConfig, args), frontend)
+
+
+register(TeacherFamily(
+    "beats", _build,
+    variants={
+        "beats_base": {"frontend": "beats"},
+        "beats_tiny": dict(frontend="beats", conv_dim=32, dim=64, depth=2, heads=4, ffn=128, pos_conv=16, pos_groups=4),
+    },
+    formats={"beats": Converter(convert_official, _looks_like, "microsoft/unilm {cfg, model, label_dict?}")},
+))

@@ -11,13 +11,16 @@ from torch import nn
 from earmark.audio.spec import FrontendSpec
 from earmark.engine.checkpoint import CheckpointMeta, rebuild_model
 from earmark.teachers.heads import TeacherClassifier
-from earmark.teachers.registry import create_teacher
+from earmark.teachers.registry import create_teacher, length_policy
 
 
 def teacher_checkpoint_meta(frontend: FrontendSpec, name: str, overrides: dict[str, Any] | None = None, labels: list[str] | None = None,
                             task: str = "clip", head: str | None = None, **extra: Any) -> CheckpointMeta:
-    """Metadata that lets ``teacher_from_checkpoint`` rebuild the teacher (a backbone, or a TeacherClassifier with ``head``)."""
-    args: dict[str, Any] = {"overrides": dict(overrides or {})}
+    """Metadata that lets ``teacher_from_checkpoint`` rebuild the teacher (a backbone, or a TeacherClassifier with ``head``).
+
+    ``model_args["length"]`` records the length policy the rebuilt teacher applies (``registry.length_policy``).
+    """
+    args: dict[str, Any] = {"overrides": dict(overrides or {}), "length": length_policy(name, overrides)}
     if head is not None:
         args["head"] = {"kind": head, "num_classes": len(labels or []), "task": task}
     return CheckpointMeta(family="teacher", model=name, model_args=args, frontend=frontend.to_dict(),

@@ -49,10 +49,9 @@ class TeacherClassifier(nn.Module):
         if head in ("linear", "cls"):
             self.head = nn.Linear(dim, num_classes)
         elif head == "cls_norm":
-            self.head = nn.Sequential(nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, num_classes))
+            self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))  # AST's mlp_head: PyTorch's eps 1e-5
         else:
-            depth = len(getattr(backbone, "blocks", None) or backbone.encoder.layers)
-            self.head = LayerWiseHead(dim, depth, num_classes, head)
+            self.head = LayerWiseHead(dim, len(backbone.layer_modules), num_classes, head)
         if task == "frame":
             self.frame_head = nn.Linear(dim, num_classes)
 

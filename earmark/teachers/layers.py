@@ -62,16 +62,22 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def resize_grid(pos: torch.Tensor, grid: tuple[int, int], new: tuple[int, int], cut_axis: int | None = None) -> torch.Tensor:
-    """Positions (1, g0 * g1, D) of a 2-D grid resized to ``new``: cut when shorter along ``cut_axis``, else bilinear."""
+def resize_grid(pos: torch.Tensor, grid: tuple[int, int], new: tuple[int, int], centre: bool = False) -> torch.Tensor:
+    """Positions (1, g0 * g1, D) of a 2-D grid resized to ``new``, axis by axis: cut where shorter, bilinear where longer.
+
+    The cut keeps the first rows/columns, or with ``centre`` those from ``g // 2 - n // 2`` on, as SSAST and AST do.
+    """
     if grid == new:
         return pos
     d = pos.shape[-1]
     p = pos.reshape(1, *grid, d).permute(0, 3, 1, 2)
-    if cut_axis is not None and all(n <= g for n, g in zip(new, grid)):
-        p = p[:, :, : new[0], : new[1]]
-    else:
-        p = F.interpolate(p, size=new, mode="bilinear", align_corners=False)
+    for axis, (g, n) in enumerate(zip(grid, new)):
+        if n < g:
+            start = g // 2 - n // 2 if centre else 0
+            p = p.narrow(2 + axis, start, n)
+        elif n > g:
+            size = (n, p.shape[3]) if axis == 0 else (p.shape[2], n)
+            p = F.interpolate(p, size=size, mode="bilinear", align_corners=False)
     return p.permute(0, 2, 3, 1).reshape(1, new[0] * new[1], d)
 
 

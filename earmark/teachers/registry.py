@@ -1,70 +1,99 @@
-"""The teacher registry: each family at its paper's size, plus small/tiny configurations for CPUs and tests."""
+"""The teacher registry (timm style): each family module registers itself; nothing here knows a family.
+
+A family module (``earmark/teachers/<family>.py``) holds the whole family: its variants, how to build one,
+its FrontendSpec (in the variants' ``frontend``), its length policy (``length`` / ``frames`` / ``crop``)
+and its official-checkpoint readers. Adding a family is that file plus its name in ``FAMILY_MODULES``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from torch import nn
 
-from earmark.teachers.beats import BEATs, BEATsConfig
-from earmark.teachers.vit import ViTConfig, ViTTeacher
-
-_ASIT = dict(layout="time_major", n_mels=128, frames=592, tokens=1, pool="cls", frontend="ast")
-_ATST = dict(layout="atst", patch=(64, 4), stride=(64, 4), n_mels=64, frames=1001, qkv_bias=False, frontend="atst")
-_SSAST = dict(layout="freq_major", n_mels=128, frames=1024, tokens=2, pool="mean", frontend="ast")
-_TINY = dict(dim=64, depth=2, heads=4)
-
-VIT_TEACHERS: dict[str, dict[str, Any]] = {
-    "asit_base": dict(_ASIT),
-    "asit_small": dict(_ASIT, dim=384, heads=6),
-    "asit_tiny": dict(_ASIT, **_TINY),
-    "atst_clip_base": dict(_ATST, tokens=1, pool="cls"),
-    "atst_clip_small": dict(_ATST, tokens=1, pool="cls", dim=384, heads=6),
-    "atst_clip_tiny": dict(_ATST, tokens=1, pool="cls", **_TINY),
-    "atst_frame_base": dict(_ATST, tokens=0, pool="mean"),
-    "atst_frame_small": dict(_ATST, tokens=0, pool="mean", dim=384, heads=6),
-    "atst_frame_tiny": dict(_ATST, tokens=0, pool="mean", **_TINY),
-    "ssast_patch_base": dict(_SSAST),
-    "ssast_frame_base": dict(_SSAST, patch=(128, 2), stride=(128, 2)),
-    "ssast_patch_tiny": dict(_SSAST, dim=192, heads=3),  # the SSAST paper's tiny (about 6M)
-    "ssast_frame_tiny": dict(_SSAST, patch=(128, 2), stride=(128, 2), dim=192, heads=3),
-    "ast_base": dict(_SSAST, stride=(10, 10), pool="cls_dist"),
-    "ast_tiny": dict(_SSAST, stride=(10, 10), pool="cls_dist", **_TINY),
-    "acmsskd_base": dict(_ASIT, tokens=0, pool="mean", frames=1024, extra_mlp=True),
-    "acmsskd_tiny": dict(_ASIT, tokens=0, pool="mean", frames=1024, extra_mlp=True, **_TINY),
-}
-BEATS_TEACHERS: dict[str, dict[str, Any]] = {
-    "beats_base": {},
-    "beats_tiny": dict(conv_dim=32, dim=64, depth=2, heads=4, ffn=128, pos_conv=16, pos_groups=4),
-}
+FAMILY_MODULES = ("beats", "asit", "atst", "ssast", "ast", "acmsskd")  # earmark.teachers.<name>, each calls register()
 
 
-def _tuple_fields(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Converter:
+    """An ``earmark convert --from FORMAT`` reader: ``read(ckpt, **options) -> Mapped`` and a test on the file's keys."""
+
+    read: Callable[..., Any]
+    looks_like: Callable[[dict], bool]
+    summary: str
+
+
+@dataclass(frozen=True)
+class TeacherFamily:
+    """One family: ``build(arguments) -> backbone`` over ``{**variants[name], **overrides}``."""
+
+    name: str
+    build: Callable[[dict[str, Any]], nn.Module]
+    variants: dict[str, dict[str, Any]]
+    formats: dict[str, Converter] = field(default_factory=dict)
+
+
+_FAMILIES: dict[str, TeacherFamily] = {}
+
+
+def register(family: TeacherFamily) -> TeacherFamily:
+    """Add a family (called once by its module at import)."""
+    clash = set(family.variants) & {name for f in _FAMILIES.values() if f.name != family.name for name in f.variants}
+    if clash:
+        raise ValueError(f"teacher names {sorted(clash)} are registered twice.")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def families() -> dict[str, TeacherFamily]:
+    """Every registered family, importing the family modules on first use."""
+    for module in FAMILY_MODULES:
+        importlib.import_module(f"earmark.teachers.{module}")
+    return _FAMILIES
+
+
+def build_config(cls: type, args: dict[str, Any]) -> Any:
+    """``cls(**args)`` for a config dataclass, with one clear error for an argument it does not take."""
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - names)
+    unknown = sorted(set(args) - names)
     if unknown:
         raise ValueError(f"unknown teacher arguments {unknown}; {cls.__name__} takes {sorted(names)}.")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return cls(**args)
+
+
+def _family_of(name: str) -> TeacherFamily:
+    for family in families().values():
+        if name in family.variants:
+            return family
+    raise ValueError(f"unknown teacher {name!r}; choose one of {sorted(list_teachers())}.")
+
+
+def arguments(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A variant's constructor arguments with ``overrides`` applied (lists become tuples, as JSON stores them)."""
+    merged = {**_family_of(name).variants[name], **(overrides or {})}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
 
 
 def create_teacher(name: str, **overrides: Any) -> nn.Module:
     """A registered teacher backbone (random weights; load official ones with `earmark convert`)."""
-    frontend = overrides.pop("frontend", None)
-    if name in BEATS_TEACHERS:
-        cfg = BEATsConfig(**_tuple_fields(BEATsConfig, {**BEATS_TEACHERS[name], **overrides}))
-        return BEATs(cfg, frontend or "beats")
-    if name in VIT_TEACHERS:
-        args = {**VIT_TEACHERS[name], **overrides, **({"frontend": frontend} if frontend else {})}
-        return ViTTeacher(ViTConfig(**_tuple_fields(ViTConfig, args)))
-    raise ValueError(f"unknown teacher {name!r}; choose one of {sorted(list_teachers())}.")
+    return _family_of(name).build(arguments(name, overrides))
 
 
 def list_teachers() -> list[str]:
     """Registered teacher names."""
-    return [*BEATS_TEACHERS, *VIT_TEACHERS]
+    return [name for family in families().values() for name in family.variants]
 
 
-def family(name: str) -> str:
-    """The family a registered name belongs to (beats, asit, atst, ssast, ast, acmsskd)."""
-    return name.split("_")[0]
+def length_policy(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How the teacher fits input length, as recorded in checkpoints: ``any``, ``fit`` (pad/cut to ``frames``) or ``resize``."""
+    args = arguments(name, overrides)
+    mode = args.get("length", "any")
+    return {"mode": mode, **({"frames": args["frames"], "crop": args.get("crop", "start")} if mode != "any" else {})}
+
+
+def converters() -> dict[str, Converter]:
+    """Every ``earmark convert --from`` format of the teacher families."""
+    return {fmt: conv for family in families().values() for fmt, conv in family.formats.items()}

@@ -4,6 +4,11 @@ They differ in how patches become tokens (``layout``), in their special tokens a
 - ``time_major`` (ASiT, ACM-SSKD): 16x16 patches of the (time, mel) image, tokens ``t * F' + f``;
 - ``freq_major`` (AST, SSAST): (fshape x tshape) patches with strides, tokens ``f * T' + t``;
 - ``atst``: all 64 mel bins x 4 frames through a linear layer, one token per 40 ms.
+
+Input length follows the family's reference pipeline (``length``): ``fit`` pads features to the trained
+``frames`` with the value of a zero log-mel bin (AST, SSAST and ASiT pad fbank with zeros before normalising)
+and cuts longer input to its first ``frames``; ``resize`` cuts (``crop``: ``start`` or ``centre``, as SSAST / AST
+cut their grids) or interpolates the position grid to the input; ``any`` is ATST's (positions taken from the start).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from earmark.audio.spec import get_frontend
@@ -34,6 +40,8 @@ class ViTConfig:
     qkv_bias: bool = True
     eps: float = 1e-6
     extra_mlp: bool = False  # ACM-SSKD: 768 -> 1536 -> 768 after the last layer
+    length: str = "resize"  # fit | resize | any: how input of another length is met (module docstring)
+    crop: str = "start"  # which part of a longer position grid ``resize`` keeps: start | centre
     frontend: str | dict = "ast"  # a preset name or a FrontendSpec dict (a converted checkpoint records its own)
 
 
@@ -74,6 +82,8 @@ class ViTTeacher(nn.Module):
 
     def __init__(self, cfg: ViTConfig):
         super().__init__()
+        if cfg.length not in ("fit", "resize", "any") or cfg.crop not in ("start", "centre"):
+            raise ValueError(f"length {cfg.length!r} / crop {cfg.crop!r}: choose length fit, resize or any and crop start or centre.")
         self.cfg = cfg
         self.frontend = get_frontend(cfg.frontend)
         self.embed_dim = cfg.dim
@@ -103,8 +113,26 @@ class ViTTeacher(nn.Module):
 
     @property
     def frame_hop_seconds(self) -> float:
-        step = self.cfg.patch[1] if self.cfg.layout == "atst" else self.cfg.stride[1]
-        return step * self.frontend.hop_seconds
+        return self._time_step * self.frontend.hop_seconds
+
+    @property
+    def _time_step(self) -> int:
+        return self.cfg.patch[1] if self.cfg.layout == "atst" else self.cfg.stride[1]
+
+    @property
+    def layer_modules(self) -> nn.ModuleList:
+        """The blocks whose outputs layer-wise heads weigh."""
+        return self.blocks
+
+    def fit_length(self, features: torch.Tensor) -> torch.Tensor:
+        """Under ``length="fit"``: features padded with a zero log-mel bin (normalised) or cut to the trained frames."""
+        frames = features.shape[-1]
+        if self.cfg.length != "fit" or frames == self.cfg.frames:
+            return features
+        if frames > self.cfg.frames:
+            return features[..., : self.cfg.frames]
+        silence = -self.frontend.norm_mean / self.frontend.norm_scale  # (0 - mean) / scale
+        return F.pad(features, (0, self.cfg.frames - frames), value=silence)
 
     def embed_patches(self, features: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Patch tokens with positions added (no special tokens), and their grid."""
@@ -116,7 +144,7 @@ class ViTTeacher(nn.Module):
                 raise ValueError(f"ATST positions cover {pos.shape[1]} tokens ({pos.shape[1] * 0.04:.0f} s); chunk longer input.")
             return x + pos[:, : grid[0]], grid
         x, grid = self.patch_embed(features)
-        pos = resize_grid(self.pos_embed[:, self.pos_slots:], self.grid, grid, cut_axis=1)
+        pos = resize_grid(self.pos_embed[:, self.pos_slots:], self.grid, grid, centre=self.cfg.crop == "centre")
         return x + pos, grid
 
     def specials(self, batch: int) -> list[torch.Tensor]:
@@ -134,7 +162,11 @@ class ViTTeacher(nn.Module):
             x = x + self.extra_mlp(x)
         return self.norm(x), layers
 
-    def forward(self, features: torch.Tensor) -> TeacherOutput:
+    def forward(self, features: torch.Tensor, fit: bool = True) -> TeacherOutput:
+        """The outputs for ``features``; ``fit=False`` (pretraining on fixed crops) skips the length policy."""
+        frames = features.shape[-1]
+        if fit:
+            features = self.fit_length(features)
         patches, grid = self.embed_patches(features)
         tokens, layers = self.encode(torch.cat([*self.specials(features.shape[0]), patches], dim=1))
         special, body = tokens[:, : self.cfg.tokens], tokens[:, self.cfg.tokens:]
@@ -142,8 +174,9 @@ class ViTTeacher(nn.Module):
                 "cls_dist": special.mean(1)}[self.cfg.pool]
         b, _, d = body.shape
         if self.cfg.layout == "freq_major":
-            frames = body.reshape(b, grid[0], grid[1], d).mean(1)
+            frame_embedding = body.reshape(b, grid[0], grid[1], d).mean(1)
         else:
-            frames = body.reshape(b, grid[0], grid[1], d).mean(2)
+            frame_embedding = body.reshape(b, grid[0], grid[1], d).mean(2)
+        frame_embedding = frame_embedding[:, : -(-frames // self._time_step)]  # steps that start inside the input, not in padding
         layers = [layer[:, self.cfg.tokens:] for layer in layers]
-        return TeacherOutput(clip, body, frames, self.frame_hop_seconds, layers)
+        return TeacherOutput(clip, body, frame_embedding, self.frame_hop_seconds, layers)

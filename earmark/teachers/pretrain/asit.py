@@ -30,7 +30,7 @@ class ASiTNet(nn.Module):
         self.heads = ASiTProjection(backbone.embed_dim, global_out, local_out)
 
     def forward(self, features: torch.Tensor):
-        out = self.backbone(features)
+        out = self.backbone(features, fit=False)  # crops of the pretraining length, positions resized
         cls, local = self.heads(out.clip_embedding, out.tokens)
         return out, cls, local
 
