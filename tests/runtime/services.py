@@ -85,12 +85,19 @@ def mosquitto_binary() -> str | None:
 
 
 class Mosquitto:
-    """A mosquitto broker on loopback that can be stopped and restarted on the same port (``extra``: config lines)."""
+    """A mosquitto broker on loopback that can be stopped and restarted on the same port.
 
-    def __init__(self, folder: Path, port: int | None = None, extra: str = "allow_anonymous true\n"):
+    ``extra``: more configuration lines; ``persistent``: keep sessions, queued messages and retained ones across restarts.
+    """
+
+    def __init__(self, folder: Path, port: int | None = None, extra: str = "allow_anonymous true\n", persistent: bool = False):
         self.port = port or free_port()
-        self.conf = Path(folder) / f"mosquitto-{self.port}.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\n{extra}persistence false\n")
+        folder = Path(folder)
+        self.conf = folder / f"mosquitto-{self.port}.conf"
+        # started as root, mosquitto drops to its own user, which cannot read or write a private temporary folder
+        keep_user = "user root\n" if os.geteuid() == 0 else ""
+        persistence = f"persistence true\npersistence_location {folder}/\n" if persistent else "persistence false\n"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\n{extra}{persistence}{keep_user}")
         self.process = None
 
     def start(self) -> "Mosquitto":
@@ -105,14 +112,17 @@ class Mosquitto:
 
 
 class Subscriber:
-    """A paho client that records (topic, payload, retained) of everything under ``topic``."""
+    """A paho client that records (topic, payload, retained) of everything under ``topic`` at QoS 1.
 
-    def __init__(self, port: int, topic: str = "#"):
+    With a ``client_id`` its session is persistent: a persistent broker queues messages for it while it is away.
+    """
+
+    def __init__(self, port: int, topic: str = "#", client_id: str = ""):
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, str, bool]] = []
         self.connected = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not client_id)
         self.client.on_connect = lambda c, *a: (c.subscribe(topic, qos=1), self.connected.set())
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload.decode(), bool(m.retain)))
         self.client.reconnect_delay_set(0.2, 1)
@@ -122,7 +132,14 @@ class Subscriber:
             raise RuntimeError("the test subscriber could not connect")
 
     def payloads(self, topic: str) -> list[str]:
-        return [p for t, p, _ in self.messages if t == topic]
+        return [p for t, p, _ in list(self.messages) if t == topic]
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the subscriber never saw what it waited for; it saw {self.messages[-20:]}")
+            time.sleep(0.05)
 
     def close(self) -> None:
         self.client.disconnect()
