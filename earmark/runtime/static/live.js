@@ -6,7 +6,7 @@ const ctx = canvas.getContext("2d");
 const RANGE = 9; // log-mel units shown below the loudest recent frame (natural log of power: about 40 dB)
 let labels = [];
 let rows = [];
-let top = null;
+let loudest = null;
 
 // a viridis-like ramp: dark blue (quiet) to yellow (loud)
 const STOPS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
@@ -40,7 +40,7 @@ function hello(h) {
 function drawMel(m) {
   const bytes = Uint8Array.from(atob(m.data), (c) => c.charCodeAt(0));
   const mels = bytes.length / m.frames, step = (m.hi - m.lo) / 255;
-  top = top === null ? m.hi : Math.max(m.hi, top - 0.05);
+  loudest = loudest === null ? m.hi : Math.max(m.hi, loudest - 0.05);
   const w = canvas.width, h = canvas.height, shift = Math.min(m.frames, w);
   ctx.drawImage(canvas, -shift, 0); // scroll left by the new columns
   const img = ctx.createImageData(shift, h);
@@ -49,7 +49,7 @@ function drawMel(m) {
     for (let y = 0; y < h; y++) {
       const mel = Math.floor(((h - 1 - y) * mels) / h); // low frequencies at the bottom
       const v = m.lo + bytes[frame * mels + mel] * step;
-      const c = LUT[Math.max(0, Math.min(255, Math.round(((v - top + RANGE) / RANGE) * 255)))];
+      const c = LUT[Math.max(0, Math.min(255, Math.round(((v - loudest + RANGE) / RANGE) * 255)))];
       const o = (y * shift + x) * 4;
       img.data[o] = c[0]; img.data[o + 1] = c[1]; img.data[o + 2] = c[2]; img.data[o + 3] = 255;
     }

@@ -1,0 +1,63 @@
+"""`earmark listen --ui`: the live page in headless Chromium (chromedriver, WebDriver over HTTP) shows a played event."""
+
+import subprocess
+
+import pytest
+import soundfile as sf
+
+from .browser import Chromium, chromium_paths
+from .models import export_detector, tone_track
+from .services import Daemon, free_port
+
+pytestmark = pytest.mark.skipif(chromium_paths() is None, reason="chromium and chromium-driver are not installed (make test installs them)")
+
+EVENT_ROW = "const r = document.querySelector('#events tbody tr[data-label=\"tone_1k\"]'); return r && r.innerText;"
+LIT_PIXELS = """const c = document.getElementById('spectrogram');
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+let lit = 0;
+for (let i = 3; i < d.length; i += 4) lit += d[i] > 0;
+return lit;"""
+
+
+@pytest.fixture
+def model(tmp_path):
+    return export_detector(tmp_path / "tones.onnx", frame=True, hop=0.1, thresholds={"tone_3k": 0.8})
+
+
+@pytest.mark.parametrize("source", ["stdin", "mic"])
+def test_live_page_shows_spectrogram_scores_status_and_a_played_event(request, tmp_path, model, source):
+    port = free_port()
+    common = ["--status-every", "0.3", "--ui", f"127.0.0.1:{port}"]
+    if source == "mic":
+        pulse = request.getfixturevalue("pulse")
+        daemon = Daemon([model, "--source", "mic", "--min-duration", "0.3", *common], env=pulse.env)
+    else:
+        daemon = Daemon([model, "--source", "-", "--rate", "16000", *common], stdin=subprocess.PIPE)
+    browser = None
+    try:
+        daemon.wait_for(lambda r: r["type"] == "status")
+        browser = Chromium()
+        browser.open(f"http://127.0.0.1:{port}/")
+        browser.wait_for("return document.getElementById('connection').textContent === 'live'")
+        names = browser.js("return [...document.querySelectorAll('#scores .row .name')].map(n => n.textContent)")
+        assert names == ["tone_1k", "tone_3k"]
+        assert browser.js(EVENT_ROW) is None  # nothing heard yet
+        if source == "mic":
+            daemon.wait_for(lambda r: r["type"] == "status" and r["audio_seconds"] > 0.5, timeout=30)  # the stream is flowing
+            wav = tmp_path / "tone.wav"
+            sf.write(wav, tone_track(1.2, [(0.1, 1.1, 1000.0)], rate=48000), 48000)
+            pulse.play(wav)
+        else:
+            daemon.feed(tone_track(3.0, [(1.0, 2.0, 1000.0)]))
+        row = browser.wait_for(EVENT_ROW, timeout=30)
+        assert "tone_1k" in row
+        assert browser.wait_for(LIT_PIXELS) > 0  # spectrogram columns were drawn
+        thresholds = browser.js("return [...document.querySelectorAll('#scores .threshold')].map(t => t.style.left)")
+        assert thresholds == ["50%", "80%"]  # the default and the calibrated threshold, drawn against the scores
+        audio = browser.wait_for("const d = document.querySelector('#status dd[data-name=\"audio\"]'); return d && d.textContent")
+        assert audio.endswith(" s") and float(audio.split()[0]) > 0
+        assert browser.js("return document.querySelector('#status dd[data-name=\"sink stdout\"]').textContent").endswith("0 dropped")
+    finally:
+        if browser:
+            browser.close()
+        assert daemon.stop() == 0
