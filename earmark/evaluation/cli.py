@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.data, audio_root=args.audio_root)
     model = Path(args.model)
     out = Path(args.out) if args.out else model.with_name(f"{model.stem}-eval")
-    out.mkdir(parents=True, exist_ok=True)
     with deployable(model) as onnx_path:
+        out.mkdir(parents=True, exist_ok=True)
         results = {"model": str(model), "evaluated": str(onnx_path) if onnx_path == model else "its fp32 ONNX export (int8 for a QAT checkpoint)",
                    "data": str(args.data)}
         if manifest.task == "frame":
