@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
                                                 args.timelines, args.hop))
         else:
             results.update(clip_metrics(onnx_path, manifest, out))
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
     (print_soundscapes if manifest.task == "frame" else print_clips)(results)
     print(f"results in {out / 'results.json'}")
     return 0
@@ -70,7 +70,8 @@ def print_soundscapes(r: dict) -> None:
     print(f"PSDS1 {p['psds1']:.3f}, PSDS2 {psds2} (sed_scores_eval, DCASE Task 4 settings; classes without events left out: {p['excluded'] or 'none'})")
     print(f"false alarms: {fa['false_alarms']} in {fa['background_minutes']:.1f} min of background-only audio ({fa['per_minute']:.2f}/min)")
     first = next(iter(r["events"].values()))
-    rows = [(label, str(c["references"]), str(c["detections"]), f"{c['onset_f1']:.1%}", f"{c['onset_offset_f1']:.1%}",
+    percent = lambda f1: "-" if f1 is None else f"{f1:.1%}"
+    rows = [(label, str(c["references"]), str(c["detections"]), percent(c["onset_f1"]), percent(c["onset_offset_f1"]),
              f"{p['psds1_per_class'][label]:.3f}" if label in p["psds1_per_class"] else "-")
             for label, c in first["per_class"].items()]
     header = ("label", "events", "detections", f"F1 onset@{first['collar']}", "F1 +offset", "PSDS1")

@@ -49,7 +49,8 @@ def event_metrics(reference: EventsByFile, detections: EventsByFile, labels: lis
     """sed_eval's event-based F1 (optimal matching) with onsets only and with onsets and offsets.
 
     A hit needs the label, |onset error| <= ``collar`` and, for ``onset_offset``, |offset error| <=
-    max(``collar``, ``offset_ratio`` x the reference event's length). Micro (``f1``) and class-wise mean (``macro_f1``).
+    max(``collar``, ``offset_ratio`` x the reference event's length). Micro (``f1``) and class-wise mean (``macro_f1``,
+    over classes with references, as sed_eval); a class without references has ``None`` for its F1.
     """
     sound_event = _library("sed_eval.sound_event")
     missing = sorted(set(detections) - set(reference))
@@ -67,7 +68,8 @@ def event_metrics(reference: EventsByFile, detections: EventsByFile, labels: lis
         results[name] = {**_f1(metric.results_overall_metrics()),
                          "macro_f1": float(metric.results_class_wise_average_metrics()["f_measure"]["f_measure"])}
         for label, block in metric.results_class_wise_metrics().items():
-            per_class[label][f"{name}_f1"] = float(block["f_measure"]["f_measure"])
+            f1 = float(block["f_measure"]["f_measure"])
+            per_class[label][f"{name}_f1"] = None if np.isnan(f1) else f1  # sed_eval: NaN for a class without references
             per_class[label].update(references=int(block["count"]["Nref"]), detections=int(block["count"]["Nsys"]))
     results["per_class"] = per_class
     results["references"] = sum(len(e) for e in reference.values())

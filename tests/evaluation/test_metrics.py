@@ -68,6 +68,12 @@ def test_psds_leaves_out_classes_without_references_and_refuses_an_empty_referen
         psds(_perfect_scores({"f1": []}), {"f1": []}, {"f1": 10.0}, LABELS)
 
 
+def test_a_class_without_references_has_no_f1_and_stays_out_of_the_class_mean():
+    m = event_metrics({"f": [(1.0, 2.0, "a")]}, {"f": [(1.0, 2.0, "a"), (5.0, 6.0, "b")]}, LABELS)
+    assert m["per_class"]["b"] == {"onset_f1": None, "onset_offset_f1": None, "references": 0, "detections": 1}
+    assert m["onset"]["macro_f1"] == 1.0 and m["onset"]["precision"] == pytest.approx(0.5)
+
+
 def test_detections_for_unlisted_files_are_refused():
     with pytest.raises(ValueError, match="no reference"):
         event_metrics({"f1": []}, {"f9": [(0.0, 1.0, "a")]}, ["a"])
