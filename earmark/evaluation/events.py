@@ -105,10 +105,11 @@ def psds(scores: dict[str, ScoreTrack], reference: EventsByFile, durations: dict
 
 
 def false_alarms(reference: EventsByFile, detections: EventsByFile, durations: dict[str, float], collar: float = 0.2) -> dict:
-    """Detections in background-only audio, per minute of it.
+    """Detections that start in background-only audio, per minute of it.
 
     Background is each file's time outside its reference events widened by ``collar`` on both sides; a false
-    alarm is a detection (any label) that overlaps no widened reference event.
+    alarm is a detection (any label) whose onset lies in background, so a detection that starts early and runs
+    into an event still counts: it fired while nothing was sounding.
     """
     count, background = 0, 0.0
     for file_id, duration in durations.items():
@@ -118,6 +119,6 @@ def false_alarms(reference: EventsByFile, detections: EventsByFile, durations: d
             covered += max(0.0, end - max(start, reach))
             reach = max(reach, end)
         background += duration - covered
-        count += sum(1 for on, off, _ in detections.get(file_id, []) if not any(on < end and off > start for start, end in busy))
+        count += sum(1 for on, _, _ in detections.get(file_id, []) if not any(start <= on <= end for start, end in busy))
     minutes = background / 60
     return {"false_alarms": count, "background_minutes": minutes, "per_minute": count / minutes if minutes else 0.0}

@@ -50,13 +50,14 @@ def test_matching_is_optimal_not_greedy():
     assert event_metrics(reference, detections, ["a"], collar=0.2)["onset"]["f1"] == 1.0
 
 
-def test_false_alarms_count_detections_outside_collared_events_per_background_minute():
+def test_false_alarms_count_detections_starting_outside_collared_events_per_background_minute():
     reference = {"long": [(10.0, 12.0, "a")], "quiet": []}
-    detections = {"long": [(10.1, 12.0, "a"), (12.1, 12.5, "a"), (30.0, 31.0, "b")], "quiet": [(3.0, 4.0, "a")]}
+    detections = {"long": [(10.1, 12.0, "a"), (12.1, 12.5, "a"), (30.0, 31.0, "b"), (5.0, 11.0, "b")], "quiet": [(3.0, 4.0, "a")]}
     fa = false_alarms(reference, detections, {"long": 60.0, "quiet": 30.0}, collar=0.2)
-    assert fa["false_alarms"] == 2  # (12.1, 12.5) touches the event widened to (9.8, 12.2)
+    # (12.1, 12.5) starts inside the event widened to (9.8, 12.2); (5.0, 11.0) starts in background and counts
+    assert fa["false_alarms"] == 3
     assert fa["background_minutes"] == pytest.approx((60 - 2.4 + 30) / 60)
-    assert fa["per_minute"] == pytest.approx(2 / fa["background_minutes"])
+    assert fa["per_minute"] == pytest.approx(3 / fa["background_minutes"])
 
 
 def test_psds_leaves_out_classes_without_references_and_refuses_an_empty_reference():
