@@ -61,10 +61,6 @@ class FrontendSpec:
     def hop_seconds(self) -> float:
         return self.hop_length / self.sample_rate
 
-    @property
-    def frames_per_second(self) -> float:
-        return self.sample_rate / self.hop_length
-
     def signal_length(self, num_samples: int) -> int:
         """Samples that reach the framing step (signal-level pre-emphasis drops one)."""
         if self.kind == "mel_stft" and self.preemphasis:
@@ -77,15 +73,6 @@ class FrontendSpec:
         if self.center:
             return n // self.hop_length + 1 if n > 0 else 0
         return 0 if n < self.win_length else 1 + (n - self.win_length) // self.hop_length
-
-    def samples_for_frames(self, frames: int) -> int:
-        """The fewest samples that give at least ``frames`` frames."""
-        if frames <= 0:
-            return 0
-        extra = 1 if (self.kind == "mel_stft" and self.preemphasis) else 0
-        if self.center:
-            return (frames - 1) * self.hop_length + 1 + extra
-        return (frames - 1) * self.hop_length + self.win_length + extra
 
     def replace(self, **changes: Any) -> "FrontendSpec":
         """A copy with some fields changed (the name is kept unless given)."""

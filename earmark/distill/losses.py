@@ -33,17 +33,6 @@ def bce_kd(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, t
     return hard_weight * hard + (1 - hard_weight) * soft
 
 
-class FeatureRegression(nn.Module):
-    """``MSE(W e_s, e_t)``: the student's embedding, projected, regresses the teacher's (ACM-SSKD eqs. 11-13)."""
-
-    def __init__(self, student_dim: int, teacher_dim: int):
-        super().__init__()
-        self.project = nn.Linear(student_dim, teacher_dim)
-
-    def forward(self, student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(self.project(student_embedding), teacher_embedding)
-
-
 def frame_kd(student_frames: torch.Tensor, teacher_frames: torch.Tensor, frame_target: torch.Tensor | None = None,
              temperature: float = 1.0, hard_weight: float = 0.5) -> torch.Tensor:
     """Frame-level KD for SED: BCE of the student's frame logits against the teacher's frame probabilities.

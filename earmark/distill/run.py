@@ -365,7 +365,3 @@ def _qat(config, student, frontend, train, data, step, meta, info, validate, key
         plot_metrics(Path(config.out) / "qat")
     return path
 
-
-def config_from_file(path: str | os.PathLike) -> DistillConfig:
-    """A DistillConfig from a run's config.json."""
-    return DistillConfig(**json.loads(Path(path).read_text()))

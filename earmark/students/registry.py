@@ -13,28 +13,27 @@ from earmark.students.vit import AudioViT
 
 @dataclass(frozen=True)
 class StudentSpec:
-    """A registered variant: its builder, default arguments and the input it is counted on (n_mels, frames per second)."""
+    """A registered variant: its builder, default arguments and a one-line summary."""
 
     builder: Callable[..., nn.Module]
     defaults: dict[str, Any]
-    input_shape: tuple[int, int]
     summary: str
 
 
 REGISTRY: dict[str, StudentSpec] = {
-    "tfsepnet64": StudentSpec(TFSepNet, dict(base_channels=64, depth=17, frontend="tfsepnet"), (512, 64),
+    "tfsepnet64": StudentSpec(TFSepNet, dict(base_channels=64, depth=17, frontend="tfsepnet"),
                               "TF-SepNet-64, depth 17, ResNorm (Cai et al., DCASE'24)"),
-    "tfsepnet40": StudentSpec(TFSepNet, dict(base_channels=40, depth=16, frontend="cpjku"), (256, 64),
+    "tfsepnet40": StudentSpec(TFSepNet, dict(base_channels=40, depth=16, frontend="cpjku"),
                               "TF-SepNet-40, depth 16, ResNorm (ICASSP'24 Table 2)"),
-    "tfsepnet40_ada": StudentSpec(TFSepNet, dict(base_channels=40, depth=16, norm="adaresnorm", frontend="cpjku"), (256, 64),
+    "tfsepnet40_ada": StudentSpec(TFSepNet, dict(base_channels=40, depth=16, norm="adaresnorm", frontend="cpjku"),
                                   "TF-SepNet-40 with AdaResNorm (the paper's norm)"),
-    "tfsepnet32": StudentSpec(TFSepNet, dict(base_channels=32, depth=17, frontend="tfsepnet"), (512, 64),
+    "tfsepnet32": StudentSpec(TFSepNet, dict(base_channels=32, depth=17, frontend="tfsepnet"),
                               "TF-SepNet-32, depth 17"),
-    "tfsepnet16": StudentSpec(TFSepNet, dict(base_channels=16, depth=16, frontend="cpjku"), (256, 64),
+    "tfsepnet16": StudentSpec(TFSepNet, dict(base_channels=16, depth=16, frontend="cpjku"),
                               "TF-SepNet-16, a micro budget for microcontroller-class devices"),
-    "vit_tiny_audio": StudentSpec(AudioViT, dict(dim=192, depth=12, heads=3), (256, 64), "ViT 192x12x3 (CED-Tiny size)"),
-    "vit_nano_audio": StudentSpec(AudioViT, dict(dim=96, depth=4, heads=2), (256, 64), "ViT 96x4x2"),
-    "vit_micro_audio": StudentSpec(AudioViT, dict(dim=64, depth=2, heads=2), (256, 64), "ViT 64x2x2 (~120k parameters)"),
+    "vit_tiny_audio": StudentSpec(AudioViT, dict(dim=192, depth=12, heads=3), "ViT 192x12x3 (CED-Tiny size)"),
+    "vit_nano_audio": StudentSpec(AudioViT, dict(dim=96, depth=4, heads=2), "ViT 96x4x2"),
+    "vit_micro_audio": StudentSpec(AudioViT, dict(dim=64, depth=2, heads=2), "ViT 64x2x2 (~120k parameters)"),
 }
 
 
