@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 
+SCHEDULES = ("cosine", "linear", "constant", "cosine_restarts")
+
+
 def lr_factor(step: int, total: int, warmup: int = 0, kind: str = "cosine", min_factor: float = 0.0,
               restart_period: int = 0, restart_mult: int = 2) -> float:
     """Multiplier of the base learning rate at ``step``: linear warm-up, then cosine, linear, constant or cosine restarts."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import os
 import random
 import sys
@@ -33,6 +34,7 @@ from earmark.engine.schedules import lr_factor
 
 StepFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
 STATE_FILE = "state.pt"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -266,7 +268,7 @@ class Trainer:
         """Train until ``max_steps`` or ``epochs``; returns the final state."""
         cfg = self.config
         if resume and self.load_state() and self.dist.is_main:
-            print(f"resumed {self.run_dir} at step {self.state.step} (epoch {self.state.epoch}, batch {self.state.batch})")
+            log.info("resumed %s at step %d (epoch %d, batch %d)", self.run_dir, self.state.step, self.state.epoch, self.state.batch)
         elif not resume:
             (self.run_dir / "metrics.csv").unlink(missing_ok=True)
         bar = tqdm(total=self.total_steps, initial=self.state.step, desc=self.run_dir.name, mininterval=progress_interval(),
@@ -295,7 +297,7 @@ class Trainer:
             self.last_metrics = {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}}
             bar.update(1)
             bar.set_postfix(loss=f"{self.last_metrics['loss']:.4f}")
-            self._log("train", self.last_metrics)
+            self._log("train", {**self.last_metrics, "lr": self.scheduler.get_last_lr()[0]})
             if cfg.ckpt_every and self.state.step % cfg.ckpt_every == 0:
                 self.save_state()
             if cfg.max_steps and self.state.step >= self.total_steps:

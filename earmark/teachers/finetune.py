@@ -152,8 +152,10 @@ def finetune(config: FinetuneConfig) -> Path:
                       collate_fn=collate, val_fn=lambda m: evaluate(m, frontend, val, config.clip_seconds, multi, config.workers),
                       on_best=lambda m, metrics: save_checkpoint(path, m.state_dict(), meta), params=groups, dist_info=info)
     trainer.fit(resume=True)
-    plot_metrics(out / "run")
+    chance = {} if multi else dict.fromkeys(["accuracy", "macro_accuracy"], 1 / len(manifest.labels))  # single-label: 1 / C
+    plot_metrics(out / "run", chance)
     best, _ = teacher_from_checkpoint(path)
-    results = {"test": evaluate(best.to(info.device), frontend, test, config.clip_seconds, multi, config.workers), "chance": 1 / len(manifest.labels)}
+    results = {"test": evaluate(best.to(info.device), frontend, test, config.clip_seconds, multi, config.workers),
+               **({"chance": chance} if chance else {})}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return path
