@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import onnx
+import onnxruntime as ort
 import psutil
 
 from earmark.audio.metadata import METADATA_KEY, ModelMetadata
-from earmark.export.onnx_export import INPUT_NAME, session
 
 
 @dataclass
@@ -52,9 +51,18 @@ def _row(model: str, backend: str, precision: str, threads: int, batch: int, mak
                     1000 * np.percentile(times, 99), batch / float(np.median(times)), grown)
 
 
+def session(path: str | os.PathLike, threads: int = 1) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with few threads and spinning disabled (edge settings)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def read_metadata(path: str | os.PathLike) -> ModelMetadata:
-    """The earmark metadata of an exported model (clear error when absent)."""
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    """The earmark metadata of an exported model (clear error when absent); needs only ONNX Runtime."""
+    props = session(path).get_modelmeta().custom_metadata_map
     if METADATA_KEY not in props:
         raise ValueError(f"{path}: has no earmark metadata; export it with `earmark export`.")
     return ModelMetadata.from_json(props[METADATA_KEY], str(path))
@@ -63,20 +71,20 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
 def bench_onnx(path: str | os.PathLike, batch: int = 8, runs: int = 50) -> list[BenchRow]:
     """Batch-1 latency and batch-N throughput on 1 thread and on all cores, spinning disabled."""
     meta = read_metadata(path)
-    shape = [d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
-    dynamic = shape[0] == 0
+    first = session(path).get_inputs()[0].shape[0]
+    dynamic = not isinstance(first, int)  # a named or unknown batch dimension
     rng = np.random.default_rng(0)
     features = lambda n: rng.standard_normal((n, 1, meta.frontend.n_mels, meta.input_frames)).astype(np.float32)
     rows = []
     for threads in sorted({1, os.cpu_count() or 1}):
         sess = session(path, threads)
-        one = features(1 if dynamic else shape[0])
+        one = features(1 if dynamic else first)
         rows.append(_row(Path(path).name, "onnxruntime", meta.precision, threads, len(one),
-                         lambda: (lambda: sess.run(None, {INPUT_NAME: one})), runs))
+                         lambda: (lambda: sess.run(None, {meta.input_name: one})), runs))
         if dynamic and batch > 1:
             many = features(batch)
             rows.append(_row(Path(path).name, "onnxruntime", meta.precision, threads, batch,
-                             lambda: (lambda: sess.run(None, {INPUT_NAME: many})), max(runs // 4, 5)))
+                             lambda: (lambda: sess.run(None, {meta.input_name: many})), max(runs // 4, 5)))
     return rows
 
 

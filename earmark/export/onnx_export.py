@@ -11,10 +11,10 @@ from typing import Literal
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
 from earmark.audio.metadata import METADATA_KEY, ModelMetadata
+from earmark.export.benchmark import session
 from earmark.export.inputs import feature_batch, manifest_features, test_signals
 from earmark.export.loading import LoadedModel, ScoresHead, load_model
 
@@ -48,15 +48,6 @@ class ExportResult:
     latency_ms: float
     metadata: ModelMetadata
     accuracy: dict[str, float] | None = None
-
-
-def session(path: str | os.PathLike, threads: int = 1) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with few threads and spinning disabled (edge settings)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def build_metadata(loaded: LoadedModel, head: ScoresHead, precision: str) -> ModelMetadata:
