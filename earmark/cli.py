@@ -1,14 +1,24 @@
 """The `earmark` command: one verb per stage, each implemented by the stage that owns it.
 
 A verb's module exposes ``configure(parser)`` and ``run(args) -> int``; it is imported only
-when that verb runs, so `earmark listen` never imports torch.
+when that verb runs, so `earmark listen` never imports torch. This module owns what every verb
+shares: the logging set-up (`-q`, `-v`, `--log-level`), `--version`, help texts that show
+defaults, and the error policy (earmark's own bad-input errors print one sentence; anything
+unexpected keeps its traceback; a missing optional dependency names the extra to install).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.abc
+import importlib.metadata
+import importlib.util
+import logging
+import os
 import sys
+import traceback
+from pathlib import Path
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
@@ -26,47 +36,233 @@ VERBS: dict[str, tuple[str, str]] = {
     "demo": ("earmark.demo", "teacher -> student -> INT8 ONNX -> live detection on synthetic data"),
 }
 
+# top-level module of an optional dependency -> the extra that installs it
+EXTRAS: dict[str, str] = {
+    **dict.fromkeys(["torch", "nncf", "torchinfo", "webdataset", "safetensors", "matplotlib", "scipy"], "train"),
+    "torchaudio": "torchaudio", "tensorrt": "tensorrt", "cuda": "tensorrt", "paho": "mqtt", "prometheus_client": "metrics",
+}
 
-def _load(verb: str):
-    module_name = VERBS[verb][0]
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name == module_name:
+# Libraries that install their own handlers or print to stderr; their records go through earmark's handler instead.
+CHATTY = ("nncf", "torch", "onnxruntime")
+LEVELS = ("debug", "info", "warning", "error")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (argparse's ArgumentDefaultsHelpFormatter, minus the noise)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default in ("", [], argparse.SUPPRESS)
+                or action.option_strings == []
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def _version() -> str:
+    """earmark's version and those of the libraries a bug report needs."""
+    def installed(name: str) -> str:
+        try:
+            return f"{name} {importlib.metadata.version(name)}"
+        except importlib.metadata.PackageNotFoundError:
+            return f"no {name}"
+
+    from earmark import __version__
+
+    deps = ", ".join(installed(name) for name in ("numpy", "onnxruntime", "onnx", "torch", "nncf"))
+    return f"earmark {__version__} (python {sys.version.split()[0]}; {deps})"
+
+
+def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The logging options; accepted before and after the verb (after the verb they override)."""
+    unset = None if defaults else argparse.SUPPRESS
+    group = parser.add_argument_group("output")
+    group.add_argument("-q", "--quiet", action="store_true", default=False if defaults else unset,
+                       help="only warnings and errors on stderr; no progress bars")
+    group.add_argument("-v", "--verbose", action="count", default=0 if defaults else unset,
+                       help="more detail: -v shows the libraries' own messages (NNCF, ONNX Runtime, torch), -vv debug")
+    group.add_argument("--log-level", choices=LEVELS, default=unset, help="earmark's log level (overrides -q / -v)")
+
+
+class _AdoptOnImport(importlib.abc.MetaPathFinder):
+    """Calls ``adopt(name)`` right after a chatty library is imported, whichever module imports it and when.
+
+    The libraries install their own log handlers at import time (NNCF prints INFO to stdout), so they can only
+    be routed to earmark's handler after their import; the verb's code imports them lazily, deep inside a run.
+    """
+
+    def __init__(self, adopt):
+        self.adopt, self.busy = adopt, set()
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in CHATTY or name in self.busy:
             return None
-        raise
+        self.busy.add(name)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.busy.discard(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenAdopt(spec.loader, lambda: self.adopt(name))
+        return spec
+
+
+class _ThenAdopt:
+    """A loader that runs the real one, puts it back on the module, then adopts the module's loggers."""
+
+    def __init__(self, loader, after):
+        self._loader, self._after = loader, after
+
+    def __getattr__(self, attr):
+        return getattr(self._loader, attr)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        module.__loader__ = module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        self._after()
+
+
+class _Format(logging.Formatter):
+    """``earmark VERB: message`` for earmark's records, ``LIBRARY: message`` for the libraries'; level named unless INFO."""
+
+    def __init__(self, verb: str):
+        super().__init__()
+        self.verb = verb
+
+    def format(self, record: logging.LogRecord) -> str:
+        source = f"earmark {self.verb}" if record.name.split(".")[0] in ("earmark", "root") else record.name.split(".")[0]
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        text = f"{source}: {level}{record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def configure_logging(verb: str, quiet: bool = False, verbose: int = 0, level: str | None = None) -> int:
+    """One stderr handler for earmark and the libraries it drives; returns earmark's level.
+
+    Default: earmark at INFO, libraries at ERROR (their INFO/WARNING chatter is hidden); ``-q``: earmark at
+    WARNING and no progress bars; ``-v``: libraries at INFO; ``-vv``: everything at DEBUG.
+    """
+    ours = getattr(logging, level.upper()) if level else logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
+    theirs = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.ERROR
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format(verb))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(min(ours, theirs))
+    logging.getLogger("earmark").setLevel(ours)
+    logging.getLogger("py.warnings").setLevel(theirs)
+    logging.captureWarnings(True)
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads its defaults from TQDM_* variables
+
+    def adopt(name: str) -> None:
+        if name == "onnxruntime":  # C++ logging: 0 verbose .. 3 error
+            sys.modules[name].set_default_logger_severity({logging.DEBUG: 0, logging.INFO: 1}.get(theirs, 3))
+            return
+        for logger_name in [name, *(n for n in logging.root.manager.loggerDict if n.startswith(name + "."))]:
+            logger = logging.getLogger(logger_name)
+            for old in [h for h in logger.handlers if not isinstance(h, logging.FileHandler)]:
+                logger.removeHandler(old)
+            logger.propagate = True
+        logging.getLogger(name).setLevel(theirs)
+
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AdoptOnImport)]
+    sys.meta_path.insert(0, _AdoptOnImport(adopt))
+    for name in CHATTY:
+        if name in sys.modules:
+            adopt(name)
+    return ours
+
+
+def _missing_extra(err: ModuleNotFoundError) -> str | None:
+    """One sentence naming the extra that installs a missing optional dependency, or None if it is not one."""
+    top = (err.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    extra = EXTRAS[top]
+    return f"this needs {top}, which the edge install leaves out; install it with: pip install 'earmark[{extra}]'"
+
+
+def _is_user_error(err: BaseException) -> bool:
+    """Bad input reported by earmark itself: one of the user-error types, raised in earmark's own code.
+
+    The same types raised inside torch, numpy, NNCF, ... are unexpected and keep their traceback.
+    """
+    if not isinstance(err, (ValueError, OSError, RuntimeError)) or not getattr(err, "earmark_user_error", True):
+        return False
+    frames = traceback.extract_tb(err.__traceback__)
+    package = str(Path(__file__).parent)
+    return bool(frames) and frames[-1].filename.startswith(package)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; verb options are added only for the verb being run."""
-    parser = argparse.ArgumentParser(prog="earmark", description="Distil big audio teachers into tiny students that listen live on the edge.")
+    parser = argparse.ArgumentParser(prog="earmark", formatter_class=HelpFormatter,
+                                     description="Distil big audio teachers into tiny students that listen live on the edge.")
+    parser.add_argument("--version", action="version", version=_version())
+    _common_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (_, help_text) in VERBS.items():
         sub.add_parser(verb, help=help_text, add_help=False)
     return parser
 
 
+def verb_parser(verb: str, module) -> argparse.ArgumentParser:
+    """The parser of one verb: its own options plus the logging options."""
+    parser = argparse.ArgumentParser(prog=f"earmark {verb}", description=VERBS[verb][1], formatter_class=HelpFormatter)
+    module.configure(parser)
+    _common_options(parser, defaults=False)
+    return parser
+
+
+def _split(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
+    """(options before the verb, the verb, the verb's arguments)."""
+    for i, token in enumerate(argv):
+        if not token.startswith("-"):
+            return argv[:i], token, argv[i + 1:]
+    return argv, None, []
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    if not argv or argv[0] not in VERBS:
-        parser.parse_args(argv or ["--help"])
+    before, verb, rest = _split(argv)
+    if verb not in VERBS:
+        parser.parse_args(argv if verb or before else ["--help"])  # --version, --help, or an unknown verb
         return 2
-    verb = argv[0]
-    module = _load(verb)
-    if module is None:
-        print(f"earmark {verb}: not built yet in this version.", file=sys.stderr)
-        return 2
-    verb_parser = argparse.ArgumentParser(prog=f"earmark {verb}", description=VERBS[verb][1])
-    module.configure(verb_parser)
-    args = verb_parser.parse_args(argv[1:])
+    common = parser.parse_args(before)
+    options = argparse.ArgumentParser(add_help=False)
+    _common_options(options, defaults=False)
+    after, rest = options.parse_known_args(rest)  # also after a sub-action (`data check M -q`)
+    quiet = getattr(after, "quiet", common.quiet)
+    verbose, level = getattr(after, "verbose", common.verbose), getattr(after, "log_level", common.log_level)
     try:
+        module = importlib.import_module(VERBS[verb][0])
+        args = verb_parser(verb, module).parse_args(rest)
+        args.quiet = configure_logging(verb, quiet, verbose, level) > logging.INFO
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        if getattr(err, "earmark_user_error", True):
-            print(f"earmark {verb}: {err}", file=sys.stderr)
-            return 1
-        raise
+    except ModuleNotFoundError as err:
+        hint = _missing_extra(err)
+        if hint is None:
+            raise
+        print(f"earmark {verb}: {hint}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (`earmark ... | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (ValueError, OSError, RuntimeError) as err:
+        if not _is_user_error(err):
+            raise
+        print(f"earmark {verb}: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

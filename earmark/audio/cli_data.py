@@ -7,15 +7,18 @@ import argparse
 import sys
 from collections import Counter
 
+from earmark.audio.manifest import READERS
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
-    synth = sub.add_parser("synth", help="write the procedural demo dataset")
-    synth.add_argument("out")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--clips-per-class", type=int, default=40)
-    synth.add_argument("--soundscapes", type=int, default=20)
-    mix = sub.add_parser("mix", help="place clip-dataset events over background recordings: soundscapes + strong labels")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    action = lambda name, text: sub.add_parser(name, help=text, description=text, formatter_class=parser.formatter_class)
+    synth = action("synth", "write the procedural demo dataset")
+    synth.add_argument("out", help="writes OUT/clips.csv, OUT/soundscapes.tsv, OUT/scenes.tsv and OUT/audio/")
+    synth.add_argument("--seed", type=int, default=0, help="seeds every sound and placement")
+    synth.add_argument("--clips-per-class", type=int, default=40, help="one-second clips per event class")
+    synth.add_argument("--soundscapes", type=int, default=20, help="10-second soundscapes with strong labels")
+    mix = action("mix", "place clip-dataset events over background recordings: soundscapes + strong labels")
     mix.add_argument("clips", help="a clip manifest (single- or multi-label, or strong labels) whose clips become events")
     mix.add_argument("backgrounds", help="a folder of background recordings (searched recursively) or a manifest of them")
     mix.add_argument("out", help="writes OUT/audio/mix-NNNNN.wav and OUT/soundscapes.tsv (DESED style, with a fold column)")
@@ -25,16 +28,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mix.add_argument("--snr", type=float, nargs=2, default=[0.0, 15.0], metavar=("LOW", "HIGH"), help="event-to-background dB")
     mix.add_argument("--max-overlap", type=int, default=1, help="events sounding at once (1: no overlap)")
     mix.add_argument("--background-only", type=float, default=0.1, help="share of soundscapes with no event")
-    mix.add_argument("--sample-rate", type=int, help="default: the first clip's rate")
-    mix.add_argument("--seed", type=int, default=0)
-    check = sub.add_parser("check", help="summarise a manifest, stopping at its first bad row")
-    check.add_argument("manifest")
-    check.add_argument("--kind", default="auto")
+    mix.add_argument("--sample-rate", type=int, help="output sample rate (default: the first clip's rate)")
+    mix.add_argument("--seed", type=int, default=0, help="seeds every placement, gain and choice")
+    check = action("check", "summarise a manifest, stopping at its first bad row")
+    check.add_argument("manifest", help="a CSV/TSV manifest (ESC-50, TAU, DESED, multi-label) or a folder of class folders")
+    check.add_argument("--kind", default="auto", choices=["auto", *READERS], help="the manifest format (auto: from its header)")
     check.add_argument("--skip-bad", action="store_true", help="report and skip bad rows instead of stopping")
-    shard = sub.add_parser("shard", help="pack a manifest into WebDataset tar shards")
-    shard.add_argument("manifest")
-    shard.add_argument("out")
-    shard.add_argument("--clips-per-shard", type=int, default=1000)
+    shard = action("shard", "pack a manifest into WebDataset tar shards")
+    shard.add_argument("manifest", help="the manifest whose clips are packed")
+    shard.add_argument("out", help="the folder of .tar shards to write")
+    shard.add_argument("--clips-per-shard", type=int, default=1000, help="clips per .tar file")
     shard.add_argument("--max-shard-mb", type=float, default=0.0, help="also start a new shard before one grows past this (0: no limit)")
     shard.add_argument("--skip-bad", action="store_true", help="report and skip bad manifest rows instead of stopping")
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
-import sys
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 from earmark.audio.labels import LabelSet
+
+log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 
@@ -103,7 +105,7 @@ class _Rows:
         if not self.skip_bad:
             raise ValueError(message + " (fix the row, or pass --skip-bad to report and skip such rows).")
         self.skipped.append(message)
-        print(f"skipped {message}", file=sys.stderr)
+        log.warning("skipped %s", message)
 
     def add(self, row: int | str, clip: Clip, check_file: bool = True) -> None:
         if clip.id in self.clips:

@@ -4,53 +4,100 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HELP = {
+    "teachers": "teacher checkpoint (repeat for an ensemble; a student checkpoint teaches too) or a cache folder",
+    "student": "a registered student (see `earmark complexity --list`)",
+    "student_overrides": "JSON constructor arguments, e.g. '{\"base_channels\": 32}'",
+    "data": "a labelled manifest (folds from its fold column, else from a hash of the ids) or its WebDataset shards",
+    "out": "the run folder (student checkpoints, config.json, results.json, pictures)",
+    "task": "frame: an SED student on strong labels, frame KD from a frame teacher",
+    "cache": "where the teacher-output cache lives (default OUT/teacher-cache)",
+    "kd": "train on hard labels only (a baseline)",
+    "online_teacher": "run the teachers on every augmented batch instead of the cache",
+    "qat": "NNCF quantization-aware training after the float run",
+    "epochs": "float training epochs",
+    "qat_epochs": "QAT fine-tuning epochs",
+    "batch_size": None,
+    "lr": "peak learning rate (Adam)",
+    "qat_lr": "learning rate of the QAT epochs",
+    "schedule": "learning-rate schedule after warm-up",
+    "restart_epochs": "first period of the cosine restarts",
+    "warmup_epochs": "linear warm-up before the schedule",
+    "temperature": "KD temperature T",
+    "hard_weight": "weight of the hard-label loss (1 - weight goes to KD)",
+    "kl_reduction": "KL divergence reduction (DCASE baselines use mean)",
+    "feature_weight": "> 0 adds MSE from the student's projected embedding to the teacher's (ACM-SSKD eqs. 11-13)",
+    "mixup_alpha": "Beta(a, a) mixup; 0 turns it off",
+    "freq_mixstyle_p": "probability of Freq-MixStyle per batch",
+    "freq_mixstyle_alpha": "Beta(a, a) of Freq-MixStyle",
+    "specaugment_freq": "SpecAugment: widest masked band of mel bins (0: off)",
+    "dir_folder": "impulse responses for device simulation (DIR)",
+    "dir_p": "probability of convolving a clip with an impulse response",
+    "roll_seconds": "largest random time roll",
+    "multi_label": "independent sigmoid detectors (BCE) instead of a softmax; default: as the manifest says",
+    "clip_seconds": None,
+    "val_fold": None,
+    "test_fold": None,
+    "calibration_clips": "training clips that calibrate the INT8 quantizers",
+    "precision": None,
+    "workers": None,
+    "seed": None,
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from earmark.distill.run import DistillConfig
+    from earmark.engine import SCHEDULES, add_config_options
     from earmark.engine.trainer import default_workers
 
-    parser.add_argument("--teacher", action="append", default=[], help="teacher checkpoint (repeat for an ensemble) or a cache folder")
-    parser.add_argument("--student", default="tfsepnet64", help="a registered student (see `earmark complexity --list`)")
-    parser.add_argument("--student-overrides", default="{}", help="JSON constructor arguments, e.g. '{\"base_channels\": 32}'")
-    parser.add_argument("--data", required=True, help="a labelled manifest (folds from its fold column, else from a hash of the ids) or its WebDataset shards")
-    parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers decoding audio (default: from the CPU count)")
-    parser.add_argument("--task", default="clip", choices=["clip", "frame"], help="frame: an SED student on strong labels, frame KD")
-    parser.add_argument("--out", default="runs/distill")
-    parser.add_argument("--cache", default="", help="where the teacher-output cache lives (default OUT/teacher-cache)")
-    parser.add_argument("--no-kd", action="store_true", help="train on hard labels only (a baseline)")
-    parser.add_argument("--online-teacher", action="store_true", help="run the teachers on every augmented batch instead of the cache")
-    parser.add_argument("--qat", action="store_true", help="NNCF quantization-aware training after the float run")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--qat-epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=4e-3)
-    parser.add_argument("--temperature", type=float, default=2.0)
-    parser.add_argument("--kd-lambda", type=float, default=0.02, help="weight of the hard-label loss")
-    parser.add_argument("--kl-reduction", default="mean", choices=["mean", "batchmean"])
-    parser.add_argument("--feature-weight", type=float, default=0.0,
-                        help="> 0 adds MSE from the student's projected embedding to the teacher's (ACM-SSKD eqs. 11-13)")
-    parser.add_argument("--mixup", type=float, default=0.3)
-    parser.add_argument("--dir-folder", default="", help="impulse responses for device simulation")
-    parser.add_argument("--roll-seconds", type=float, default=0.0)
-    parser.add_argument("--clip-seconds", type=float, default=1.0)
-    parser.add_argument("--val-fold", type=int, default=4)
-    parser.add_argument("--test-fold", type=int, default=5)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--seed", type=int, default=0)
+    add_config_options(parser, DistillConfig, HELP,
+                       rename={"teachers": "--teacher", "hard_weight": "--kd-lambda", "mixup_alpha": "--mixup", "kd": "--no-kd"},
+                       choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
+                                "kl_reduction": ["mean", "batchmean"]})
+    parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated
+
+
+def task_mismatch(teacher: str, task: str) -> str | None:
+    """A sentence explaining what a frame teacher gives a clip student, or a clip teacher a frame student; None if they match."""
+    from earmark.engine import read_meta
+    from earmark.teachers import TeacherCache
+
+    path = Path(teacher)
+    if (path / "index.json").is_file():  # a teacher-output cache: frame logits or not
+        teaches_frames = TeacherCache.open(path).has("frame_logits")
+    elif (path / "earmark.json").is_file():
+        teaches_frames = read_meta(path).task == "frame"
+    else:
+        return None
+    if teaches_frames and task == "clip":
+        return (f"{teacher} is a frame-level (SED) teacher; this clip student learns from its clip logits only. "
+                "For a student that detects events frame by frame, pass --task frame.")
+    if not teaches_frames and task == "frame":
+        return (f"{teacher} is a clip-level teacher: the frame student gets clip KD and learns its frames from the strong labels "
+                "only; a frame teacher (`earmark finetune --task frame`) also teaches the frames.")
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     from earmark.distill.run import DistillConfig, distill
+    from earmark.engine import config_from_args, results_table
 
-    if not args.teacher and not args.no_kd:
+    config = config_from_args(DistillConfig, args, progress=not args.quiet)
+    if not config.teachers and config.kd:
         raise ValueError("pass --teacher CHECKPOINT (or a cache folder), or --no-kd for a hard-label baseline.")
-    final = distill(DistillConfig(
-        data=args.data, out=args.out, teachers=args.teacher, student=args.student, task=args.task, student_overrides=json.loads(args.student_overrides),
-        cache=args.cache, clip_seconds=args.clip_seconds, val_fold=args.val_fold, test_fold=args.test_fold, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, temperature=args.temperature, hard_weight=args.kd_lambda,
-        kl_reduction=args.kl_reduction, feature_weight=args.feature_weight, mixup_alpha=args.mixup, dir_folder=args.dir_folder, roll_seconds=args.roll_seconds,
-        kd=not args.no_kd, online_teacher=args.online_teacher, qat=args.qat, qat_epochs=args.qat_epochs, seed=args.seed, precision=args.precision,
-        workers=args.workers))
-    print(f"wrote {final}; results in {args.out}/results.json, curves and confusion matrix in {args.out}")
-    print(f"next: earmark export {final} --format onnx{'' if args.qat else ' --int8 --calib ' + args.data}")
+    for teacher in config.teachers if config.kd else []:
+        if warning := task_mismatch(teacher, config.task):
+            log.warning(warning)
+    final = distill(config)
+    out = Path(config.out)
+    results = json.loads((out / "results.json").read_text())
+    print(results_table(results))
+    pictures = [p.relative_to(out).as_posix() for p in sorted(out.glob("*.png")) + sorted(out.glob("*/curves.png"))]
+    print(f"wrote {final}; pictures in {out}: {', '.join(pictures)}")
+    print(f"next: earmark export {final} --format onnx{'' if config.qat else ' --int8 --calib ' + config.data}")
     return 0

@@ -4,37 +4,62 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HELP = {
+    "teacher": "a teacher checkpoint folder (from `earmark convert` or `earmark pretrain`) or a registry name",
+    "data": "a labelled manifest with folds (ESC-50 style CSV, DESED style TSV, ...) or its WebDataset shards",
+    "out": "the run folder (checkpoint, config.json, results.json, curves)",
+    "head": "linear, cls, cls_norm, prenorm, postnorm or doublenorm (Hao et al.)",
+    "freeze": "train the head only",
+    "task": "frame: strong labels, a frame head, frame F1",
+    "overrides": "JSON constructor arguments for a registry name, e.g. '{\"depth\": 4}'",
+    "epochs": "passes over the training folds",
+    "batch_size": None,
+    "lr": "peak learning rate of the backbone",
+    "head_lr_scale": "the head's learning rate as a multiple of --lr",
+    "weight_decay": "AdamW weight decay",
+    "warmup_epochs": "linear warm-up before the schedule",
+    "schedule": "learning-rate schedule after warm-up",
+    "mixup_alpha": "Beta(a, a) mixup of waveforms and targets; 0 turns it off",
+    "multi_label": "independent sigmoid detectors (BCE) instead of a softmax; default: as the manifest says",
+    "freq_mask": "SpecAugment: widest masked band of mel bins",
+    "time_mask": "SpecAugment: widest masked band of frames",
+    "clip_seconds": None,
+    "val_fold": None,
+    "test_fold": None,
+    "precision": None,
+    "workers": None,
+    "seed": None,
+    "kd_cache": "a teacher-output cache (`earmark predict`): train on ACM-SSKD's KD loss against it",
+    "kd_gamma": "weight of the logit MSE in the KD loss (eq. 13)",
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from earmark.engine import SCHEDULES, add_config_options
     from earmark.engine.trainer import default_workers
+    from earmark.teachers.finetune import FinetuneConfig
 
-    parser.add_argument("teacher", help="a teacher checkpoint folder (from `earmark convert` or `earmark pretrain`) or a registry name")
-    parser.add_argument("--data", required=True, help="a labelled manifest with folds (ESC-50 style CSV, ...) or its WebDataset shards")
-    parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers decoding audio (default: from the CPU count)")
-    parser.add_argument("--out", default="runs/finetune")
-    parser.add_argument("--head", default="linear", help="linear, cls, cls_norm, prenorm, postnorm or doublenorm (Hao et al.)")
-    parser.add_argument("--freeze", action="store_true", help="train the head only")
-    parser.add_argument("--task", default="clip", choices=["clip", "frame"], help="frame: strong labels, a frame head, frame F1")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--clip-seconds", type=float, default=1.0)
-    parser.add_argument("--val-fold", type=int, default=4)
-    parser.add_argument("--test-fold", type=int, default=5)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--overrides", default="{}", help="JSON constructor arguments for a registry name, e.g. '{\"depth\": 4}'")
-    parser.add_argument("--kd-cache", default="", help="a teacher-output cache (`earmark predict`): train on ACM-SSKD's KD loss against it")
-    parser.add_argument("--kd-gamma", type=float, default=1.0, help="weight of the logit MSE in the KD loss (eq. 13)")
+    add_config_options(parser, FinetuneConfig, HELP, positional=("teacher",),
+                       choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES})
+    parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated
 
 
 def run(args: argparse.Namespace) -> int:
+    from earmark.engine import config_from_args, results_table
+    from earmark.teachers.cli_pretrain import cpu_size_warning
     from earmark.teachers.finetune import FinetuneConfig, finetune
 
-    path = finetune(FinetuneConfig(args.teacher, args.data, args.out, json.loads(args.overrides), args.head, args.task, args.freeze,
-                                   args.clip_seconds, args.val_fold, args.test_fold, args.epochs, args.batch_size, args.lr,
-                                   precision=args.precision, kd_cache=args.kd_cache, kd_gamma=args.kd_gamma,
-                                   workers=args.workers))
-    print(f"wrote {path}; test results in {args.out}/results.json")
-    print(f"next: earmark distill --teacher {path} --student tfsepnet64 --data {args.data} --qat")
+    config = config_from_args(FinetuneConfig, args, progress=not args.quiet)
+    if not Path(config.teacher).is_dir() and (warning := cpu_size_warning(config.teacher, dict(config.overrides))):
+        log.warning(warning)
+    path = finetune(config)
+    print(results_table(json.loads((Path(config.out) / "results.json").read_text())))
+    print(f"wrote {path} (curves in {config.out}/run/curves.png)")
+    task = " --task frame" if config.task == "frame" else ""
+    print(f"next: earmark distill --teacher {path} --student tfsepnet64 --data {config.data}{task} --qat")
     return 0

@@ -12,7 +12,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="a manifest, or WebDataset shards (a folder, shards/{000000..000099}.tar, a .txt list)")
     parser.add_argument("--out", required=True, help="the cache folder to write (a rerun continues a killed one)")
     parser.add_argument("--clip-seconds", type=float, default=1.0, help="the crop the student will see")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="clips per forward pass")
     parser.add_argument("--embeddings", action="store_true", help="also store clip embeddings (feature distillation)")
     parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers decoding audio (default: from the CPU count)")
     parser.add_argument("--part-clips", type=int, default=1000, help="clips per cache part (each part is written when complete)")

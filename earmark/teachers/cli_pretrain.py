@@ -3,60 +3,94 @@
 from __future__ import annotations
 
 import argparse
-import json
+import logging
+
+log = logging.getLogger(__name__)
+
+HELP = {
+    "recipe": "acmsskd, asit, atst-clip, atst-frame, beats (iteration 1) or beats-iter (iterations >= 2)",
+    "data": "a manifest of audio, or WebDataset shards (a folder, a brace pattern, a .txt list); labels are ignored",
+    "out": "the run folder (teacher checkpoint, config.json, curves)",
+    "teacher": "registry name, e.g. atst_frame_small (default: the recipe's base size)",
+    "overrides": "JSON constructor arguments, e.g. '{\"depth\": 4}'",
+    "recipe_args": "JSON recipe options, e.g. '{\"previous\": \"runs/it1/teacher\"}' for beats-iter",
+    "init": "a teacher checkpoint folder to start from instead of random weights",
+    "steps": "optimiser steps",
+    "batch_size": None,
+    "lr": "peak learning rate",
+    "weight_decay": "AdamW weight decay",
+    "warmup_steps": "linear warm-up steps",
+    "clip_seconds": None,
+    "precision": None,
+    "workers": None,
+    "grad_accum": "batches accumulated per optimiser step",
+    "ckpt_every": "steps between resumable state files",
+    "seed": None,
+}
+KD_HELP = {  # the KD stage of Algorithm A1 is a fine-tuning run; its options carry a kd- prefix
+    "data": "the labelled manifest for the KD stage",
+    "kd_cache": "teacher outputs on --kd-data (`earmark predict TEACHER --data KD_DATA --out CACHE`)",
+    "kd_gamma": "weight of the logit MSE in the KD loss (eq. 13)",
+    "epochs": "KD epochs per iteration",
+    "lr": "KD learning rate (-20% per iteration)",
+    "clip_seconds": "the crop of the KD stage",
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from earmark.engine import add_config_options
     from earmark.engine.trainer import default_workers
+    from earmark.teachers.finetune import FinetuneConfig
+    from earmark.teachers.pretrain import PretrainConfig
 
-    parser.add_argument("recipe", help="acmsskd, asit, atst-clip, atst-frame, beats (iteration 1) or beats-iter (iterations >= 2)")
-    parser.add_argument("--data", required=True, help="a manifest of audio, or WebDataset shards (a folder, a brace pattern, a .txt list); labels are ignored")
-    parser.add_argument("--out", default="runs/pretrain")
-    parser.add_argument("--teacher", default="", help="registry name, e.g. atst_frame_small (default: the recipe's base size)")
-    parser.add_argument("--overrides", default="{}", help="JSON constructor arguments, e.g. '{\"depth\": 4}'")
-    parser.add_argument("--recipe-args", default="{}", help="JSON recipe options, e.g. '{\"previous\": \"runs/it1/teacher\"}' for beats-iter")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=32, help="per process")
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--clip-seconds", type=float, default=10.0)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--grad-accum", type=int, default=1)
-    parser.add_argument("--ckpt-every", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers decoding audio, per process (default: from the CPU count)")
+    add_config_options(parser, PretrainConfig, HELP, positional=("recipe",), choices={"precision": ["fp32", "bf16", "fp16"]})
+    parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    parser.add_argument("--init", default="", help="a teacher checkpoint folder to start from instead of random weights")
     a1 = parser.add_argument_group("ACM-SSKD Algorithm A1 (iterate pretraining and distillation)")
     a1.add_argument("--iterations", type=int, default=0, help="K > 0 runs K rounds of acmsskd pretraining + KD, learning rates -20%% each")
-    a1.add_argument("--kd-data", default="", help="the labelled manifest for the KD stage")
-    a1.add_argument("--kd-cache", default="", help="teacher outputs on --kd-data (`earmark predict TEACHER --data KD_DATA --out CACHE`)")
-    a1.add_argument("--kd-gamma", type=float, default=1.0, help="weight of the logit MSE in the KD loss (eq. 13)")
-    a1.add_argument("--kd-epochs", type=int, default=10)
-    a1.add_argument("--kd-lr", type=float, default=1e-4)
-    a1.add_argument("--kd-clip-seconds", type=float, default=1.0)
+    add_config_options(a1, FinetuneConfig, KD_HELP, rename={"kd_cache": "--kd-cache", "kd_gamma": "--kd-gamma"}, config_option=False,
+                       prefix="kd_")
+
+
+def cpu_size_warning(name: str, overrides: dict) -> str | None:
+    """On a machine without CUDA, a sentence naming a base-size teacher's size and the tiny variant to try instead."""
+    import torch
+
+    from earmark.teachers.registry import create_teacher, list_teachers
+
+    if torch.cuda.is_available() or name not in list_teachers() or name.endswith(("_tiny", "_small")):
+        return None
+    with torch.device("meta"):  # counts parameters without allocating them
+        params = sum(p.numel() for p in create_teacher(name, **overrides).parameters())
+    if params < 20_000_000:
+        return None
+    family = name.rsplit("_", 1)[0]
+    smaller = next((f"{family}_{size}" for size in ("tiny", "small") if f"{family}_{size}" in list_teachers()), None)
+    return (f"{name} has {params / 1e6:.1f} M parameters and this machine has no CUDA GPU: each step will take seconds to "
+            f"minutes on the CPU{f'; for a CPU-sized run pass --teacher {smaller}' if smaller else ''}.")
 
 
 def run(args: argparse.Namespace) -> int:
-    from earmark.engine import cleanup, setup_distributed
+    from earmark.engine import cleanup, config_from_args, setup_distributed
     from earmark.teachers.pretrain import PretrainConfig, pretrain
+    from earmark.teachers.pretrain.run import DEFAULT_TEACHER
 
-    config = PretrainConfig(args.recipe, args.data, args.out, args.teacher, json.loads(args.overrides),
-                            json.loads(args.recipe_args), init=args.init, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                            clip_seconds=args.clip_seconds, precision=args.precision, grad_accum=args.grad_accum,
-                            ckpt_every=args.ckpt_every, workers=args.workers)
+    config = config_from_args(PretrainConfig, args, progress=not args.quiet)
+    if args.iterations and not getattr(args, "kd_data", None):
+        raise ValueError("--iterations needs the labelled data of the KD stage: pass --kd-data MANIFEST.")
+    if not config.init and (warning := cpu_size_warning(config.teacher or DEFAULT_TEACHER.get(config.recipe, ""), dict(config.overrides))):
+        log.warning(warning)
     if args.iterations:
         from earmark.teachers.finetune import FinetuneConfig
         from earmark.teachers.iterate import acmsskd_iterations
 
-        if not args.kd_data:
-            raise ValueError("--iterations needs the labelled data of the KD stage: pass --kd-data MANIFEST.")
-        kd = FinetuneConfig("", args.kd_data, "", clip_seconds=args.kd_clip_seconds, epochs=args.kd_epochs, lr=args.kd_lr,
-                            batch_size=args.batch_size, precision=args.precision, kd_cache=args.kd_cache, kd_gamma=args.kd_gamma,
-                            workers=args.workers)
+        kd = config_from_args(FinetuneConfig, args, prefix="kd_", teacher="", out="", batch_size=config.batch_size,
+                              precision=config.precision, progress=config.progress, workers=config.workers)
         path = acmsskd_iterations(config, kd, args.iterations)
-        next_step = f"earmark distill --teacher {path} --student tfsepnet64 --data {args.kd_data} --qat"
+        next_step = f"earmark distill --teacher {path} --student tfsepnet64 --data {kd.data} --qat"
     else:
         path = pretrain(config, resume=args.resume)
-        next_step = f"earmark finetune {path} --data MANIFEST"
+        next_step = f"earmark finetune {path} --data MANIFEST --out runs/finetune"
     if setup_distributed().is_main:
         print(f"wrote {path}\nnext: {next_step}")
     cleanup()

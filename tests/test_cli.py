@@ -1,0 +1,150 @@
+"""The `earmark` command's shared behaviour: help with defaults, logging options, error policy, missing extras, configs."""
+
+import argparse
+import importlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from earmark.cli import VERBS, _is_user_error, main, verb_parser
+from earmark.engine import add_config_options, config_from_args
+from earmark.teachers.finetune import FinetuneConfig
+
+from .runtime.models import export_detector
+
+
+def earmark(*args: str, block: tuple[str, ...] = (), timeout: float = 300) -> subprocess.CompletedProcess:
+    """The CLI in a fresh interpreter; ``block`` makes those top-level modules unimportable, as in an install without them."""
+    code = (f"import sys; sys.modules.update(dict.fromkeys({list(block)!r})); "
+            f"from earmark.cli import main; sys.exit(main({list(args)!r}))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_every_option_of_every_verb_has_help_and_shows_its_default(verb):
+    parser = verb_parser(verb, importlib.import_module(VERBS[verb][0]))
+    parsers = [parser] + [p for a in parser._actions if isinstance(a, argparse._SubParsersAction) for p in a.choices.values()]
+    for p in parsers:
+        text = p.format_help()
+        for action in p._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help, f"earmark {verb}: {action.option_strings or action.dest} has no help"
+            if action.option_strings and action.nargs != 0 and action.default not in (None, "", [], argparse.SUPPRESS):
+                assert "default" in p._get_formatter()._get_help_string(action) % {"default": ""}, f"{verb} {action.option_strings}"
+        assert "--log-level" in text or p is not parser
+
+
+def test_generated_options_show_the_dataclass_defaults():
+    text = verb_parser("distill", importlib.import_module(VERBS["distill"][0])).format_help()
+    for fragment in ("--epochs EPOCHS", "(default: 30)", "--lr LR", "(default: 0.004)", "--kd-lambda KD_LAMBDA", "(default: 0.02)",
+                     "--out OUT", "(required, or from --config)", "--config FILE"):
+        assert fragment in " ".join(text.split()), fragment
+    listen = " ".join(verb_parser("listen", importlib.import_module(VERBS["listen"][0])).format_help().split())
+    assert "sample rate of PCM on stdin (default: 16000)" in listen
+
+
+def test_a_config_json_repeats_a_run_and_flags_override_it(tmp_path):
+    first = FinetuneConfig("acmsskd_tiny", "data/clips.csv", str(tmp_path / "a"), overrides={"depth": 2}, epochs=3, lr=1e-3,
+                           multi_label=True)
+    (tmp_path / "config.json").write_text(json.dumps(first.__dict__))
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, FinetuneConfig, {"teacher": "t", "data": "d", "out": "o", "epochs": "e", "lr": "l",
+                                                "multi_label": "m", "overrides": "j"}, positional=("teacher",))
+    again = config_from_args(FinetuneConfig, parser.parse_args(["--config", str(tmp_path / "config.json"), "--epochs", "5"]))
+    assert again == FinetuneConfig(**{**first.__dict__, "epochs": 5})
+    fresh = config_from_args(FinetuneConfig, parser.parse_args(["acmsskd_tiny", "--data", "d.csv", "--out", "o"]))
+    assert fresh == FinetuneConfig("acmsskd_tiny", "d.csv", "o")  # every default comes from the dataclass
+    with pytest.raises(ValueError, match="missing DATA, OUT"):
+        config_from_args(FinetuneConfig, parser.parse_args(["acmsskd_tiny"]))
+
+
+def test_own_bad_input_is_one_line_and_exit_1(tmp_path, capsys):
+    assert main(["data", "check", str(tmp_path / "missing.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("earmark data: ") and "no such manifest" in err
+
+
+def test_errors_raised_inside_libraries_are_not_user_errors():
+    from earmark.audio.manifest import read_manifest
+
+    with pytest.raises(FileNotFoundError) as ours:
+        read_manifest("/nonexistent/clips.csv")
+    with pytest.raises(ValueError) as numpys:
+        np.zeros(3).reshape(2, 2)
+    assert _is_user_error(ours.value) and not _is_user_error(numpys.value)
+
+
+def test_an_unexpected_exception_keeps_its_traceback(tmp_path):
+    """A hand-edited checkpoint that makes torch itself fail: the user sees where, not one opaque line."""
+    from earmark.engine import save_checkpoint
+    from earmark.students import create_student, student_checkpoint_meta
+
+    model = create_student("tfsepnet16", 3)
+    path = save_checkpoint(tmp_path / "ckpt", model.state_dict(), student_checkpoint_meta(model, "tfsepnet16", ["a", "b", "c"]))
+    meta = json.loads((path / "earmark.json").read_text())
+    meta["model_args"]["base_channels"] = -16
+    (path / "earmark.json").write_text(json.dumps(meta))
+    run = earmark("complexity", str(path))
+    assert run.returncode != 0 and "Traceback (most recent call last)" in run.stderr and "torch" in run.stderr
+
+
+def test_version_names_earmark_and_its_libraries():
+    run = earmark("--version")
+    assert run.returncode == 0 and run.stdout.startswith("earmark 0.") and "onnxruntime" in run.stdout and "torch" in run.stdout
+
+
+@pytest.mark.parametrize("command", [["distill", "--data", "d.csv", "--out", "o"], ["complexity", "tfsepnet16"], ["demo", "--fast"],
+                                     ["finetune", "acmsskd_tiny", "--data", "d.csv", "--out", "o"]])
+def test_a_training_verb_without_torch_names_the_extra(command, tmp_path):
+    verb = command[0]
+    run = earmark(*command, block=("torch",))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == f"earmark {verb}: this needs torch, which the edge install leaves out; install it with: pip install 'earmark[train]'"
+
+
+@pytest.fixture(scope="module")
+def tone_model(tmp_path_factory):
+    return export_detector(tmp_path_factory.mktemp("model") / "tones.onnx")
+
+
+def test_bench_and_check_run_without_torch(tone_model, tmp_path):
+    bench = earmark("bench", str(tone_model), "--runs", "3", "--json", str(tmp_path / "b.json"), block=("torch",))
+    assert bench.returncode == 0, bench.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert {r["backend"] for r in rows} == {"onnxruntime"} and all(r["p50_ms"] > 0 for r in rows)
+    check = earmark("export", "--check", "tensorrt", str(tone_model), block=("torch",))
+    assert check.returncode == 0 and "nothing TensorRT would refuse" in check.stdout, check.stderr
+
+
+def test_listen_mqtt_without_paho_names_the_mqtt_extra(tone_model, tmp_path):
+    wav = tmp_path / "silence.wav"
+    import soundfile as sf
+
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    run = earmark("listen", str(tone_model), "--source", str(wav), "--fast", "--mqtt", "localhost:1", block=("paho",))
+    assert run.returncode == 1 and "pip install 'earmark[mqtt]'" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_library_chatter_is_quiet_by_default_and_shown_with_v():
+    speak = ("from nncf.common.logging import nncf_logger; nncf_logger.info('nncf-info'); nncf_logger.warning('nncf-warn'); "
+             "logging.getLogger('torch.utils.cpp_extension').warning('no-cuda'); logging.getLogger('earmark.distill').info('ours'); ")
+    code = ("import sys, logging; from earmark.cli import configure_logging; configure_logging('distill'); import nncf, torch; "
+            + speak + "print('--', file=sys.stderr); configure_logging('distill', verbose=1); " + speak)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    quiet, loud = run.stderr.split("--\n")
+    assert run.stdout == ""  # NNCF printed its INFO records to stdout on its own
+    assert quiet.splitlines() == ["earmark distill: ours"]
+    expected = ["nncf: nncf-info", "nncf: warning: nncf-warn", "torch: warning: no-cuda", "earmark distill: ours"]
+    assert [line for line in loud.splitlines() if line in expected] == expected  # -v also shows torch's own INFO records
+
+
+def test_quiet_keeps_results_and_drops_info(tmp_path):
+    from earmark.audio.synth import synthesize
+
+    data = synthesize(tmp_path / "data", seed=0, clips_per_class=2, soundscapes=1)
+    run = earmark("data", "check", str(data.clips_csv), "-q")
+    assert run.returncode == 0 and "16 clips" in run.stdout and run.stderr == ""
