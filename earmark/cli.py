@@ -39,7 +39,8 @@ VERBS: dict[str, tuple[str, str]] = {
 # top-level module of an optional dependency -> the extra that installs it
 EXTRAS: dict[str, str] = {
     **dict.fromkeys(["torch", "nncf", "torchinfo", "webdataset", "safetensors", "matplotlib", "scipy"], "train"),
-    "torchaudio": "torchaudio", "tensorrt": "tensorrt", "cuda": "tensorrt", "paho": "mqtt", "prometheus_client": "metrics",
+    **dict.fromkeys(["sed_eval", "sed_scores_eval", "pandas"], "eval"),
+    "torchaudio": "torchaudio", "tensorrt": "tensorrt", "cuda": "tensorrt", "paho": "mqtt",
 }
 
 # Libraries that install their own handlers or print to stderr; their records go through earmark's handler instead.
