@@ -13,6 +13,7 @@ from earmark.audio.manifest import Manifest
 from earmark.audio.spec import FrontendSpec
 from earmark.evaluation.events import ScoreTrack, event_metrics, false_alarms, psds
 from earmark.runtime.daemon import Listener
+from earmark.runtime.model import load_backend
 from earmark.runtime.postprocess import EventSettings
 from earmark.runtime.sources import FileSource
 from earmark.runtime.stream import StreamingClassifier
@@ -47,16 +48,16 @@ def evaluate_soundscapes(model: str | os.PathLike, manifest: Manifest, settings:
     timeline PNG for each of the first ``timelines`` files (all when None) under ``out/timelines``."""
     if not manifest.clips:
         raise ValueError(f"{manifest.source}: no soundscapes to evaluate.")
+    labels = list(load_backend(model).metadata.labels)
+    unknown = sorted(set(manifest.labels.to_list()) - set(labels))
+    if unknown:
+        raise ValueError(f"{manifest.source}: reference labels {unknown} are not among the model's labels {labels}; "
+                         "evaluate a model trained on these labels.")
     reference, detections, scores, durations, files = {}, {}, {}, {}, []
     busy = 0.0
     for index, clip in enumerate(manifest.clips):
         heard = listen_to_file(model, clip.path, settings, hop)
         timeline = heard.timeline
-        labels = list(timeline.labels)
-        unknown = sorted({e[2] for e in clip.events} - set(labels))
-        if unknown:
-            raise ValueError(f"{clip.path}: reference labels {unknown} are not among the model's labels {labels}; "
-                             "evaluate a model trained on these labels.")
         reference[clip.id], detections[clip.id] = list(clip.events), timeline.triples()
         scores[clip.id] = ScoreTrack(*timeline.grid())
         durations[clip.id], busy = heard.duration, busy + heard.busy
