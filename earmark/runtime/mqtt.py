@@ -88,7 +88,9 @@ class MqttSink:
         self._lock = threading.Lock()
         self._desired = {label: False for label in labels}  # the current state of every label: starts OFF
         self._state_in_flight: dict[str, int] = {}  # label -> mid of its unacknowledged state message
-        self._pending: dict[int, tuple[str | None, bool | None]] = {}  # mid -> (label, ON?) of a state, (None, None) of an event
+        # mid -> (kind, label, ON?) until the broker acknowledges; kind: "event", "state" or "control" (availability,
+        # discovery: re-sent at every connect, so never counted)
+        self._pending: dict[int, tuple[str, str | None, bool | None]] = {}
         self._acked_early: set[int] = set()  # acknowledgements that overtook publish() returning the mid
         self._connected = self._closing = False
         self._connects = 0
@@ -117,17 +119,17 @@ class MqttSink:
         with self._lock:
             self._connected = True
             self._connects += 1
-            waiting = len(self._pending)
+            waiting = self._waiting()
             replay = [label for label in self.labels if label not in self._state_in_flight]
         if self._connects > 1 and waiting:
             self.delivery.add("retried", waiting)
         self.log(f"MQTT {'re' if self._connects > 1 else ''}connected to {self.host}:{self.port} as {self.client_id}"
                  + (f"; re-sending {waiting} waiting messages" if waiting else ""))
         self._failing = None
-        client.publish(f"{self.prefix}/availability", "online", qos=1, retain=True)
+        self._publish(f"{self.prefix}/availability", "online", True, "control")
         if self.ha_discovery:
             for label in self.labels:
-                client.publish(self._discovery_topic(label), json.dumps(self._discovery(label)), qos=1, retain=True)
+                self._publish(self._discovery_topic(label), json.dumps(self._discovery(label)), True, "control")
         for label in replay:  # states whose last message was acknowledged: publish again (a broker may lose retained ones)
             self._send_state(label)
 
@@ -146,23 +148,26 @@ class MqttSink:
             if mid not in self._pending:
                 self._acked_early.add(mid)
                 return
-            changed = self._settle(mid)
-        self._after_ack(changed)
+            settled = self._settle(mid)
+        self._after_ack(*settled)
 
-    def _settle(self, mid: int) -> str | None:
-        """Forget an acknowledged message; returns its label if that state changed while it was in flight (lock held)."""
-        label, value = self._pending.pop(mid)
-        if label is None:
-            return None
+    def _settle(self, mid: int) -> tuple[bool, str | None]:
+        """Forget an acknowledged message: (counted?, its label if that state changed while it was in flight); lock held."""
+        kind, label, value = self._pending.pop(mid)
+        if kind != "state":
+            return kind == "event", None
         self._state_in_flight.pop(label, None)
-        return label if self._desired[label] != value else None
+        return True, (label if self._desired[label] != value else None)
 
-    def _after_ack(self, changed: str | None) -> None:
-        self.delivery.add("sent")
+    def _after_ack(self, counted: bool, changed: str | None) -> None:
+        if counted:
+            self.delivery.add("sent")
         if changed is not None:
             self._send_state(changed)
 
-    # --- publishing ---
+    def _waiting(self, kinds: tuple[str, ...] = ("event", "state")) -> int:
+        """Unacknowledged messages of ``kinds`` (lock held)."""
+        return sum(kind in kinds for kind, _, _ in self._pending.values())
 
     def _report(self, message: str) -> None:
         """Log a failure once per outage, not at every retry."""
@@ -180,17 +185,20 @@ class MqttSink:
             return str(err) or type(err).__name__
         return "it answered a direct probe; paho will retry"
 
-    def _publish(self, topic: str, payload: str, retain: bool, label: str | None = None, value: bool | None = None) -> None:
+    # --- publishing (any thread) ---
+
+    def _publish(self, topic: str, payload: str, retain: bool, kind: str = "event", label: str | None = None,
+                 value: bool | None = None) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=retain)  # queued by paho while the broker is away
         with self._lock:
-            self._pending[info.mid] = (label, value)
+            self._pending[info.mid] = (kind, label, value)
             if label is not None:
                 self._state_in_flight[label] = info.mid
             if info.mid not in self._acked_early:
                 return
             self._acked_early.discard(info.mid)
-            changed = self._settle(info.mid)
-        self._after_ack(changed)
+            settled = self._settle(info.mid)
+        self._after_ack(*settled)
 
     def _send_state(self, label: str) -> None:
         with self._lock:
@@ -198,13 +206,13 @@ class MqttSink:
                 return  # its acknowledgement sends the current value if the label changed meanwhile
             on = self._desired[label]
             self._state_in_flight[label] = -1  # claimed: a concurrent caller does not publish it twice
-        self._publish(f"{self.prefix}/{self.slugs[label]}/state", "ON" if on else "OFF", True, label, on)
+        self._publish(f"{self.prefix}/{self.slugs[label]}/state", "ON" if on else "OFF", True, "state", label, on)
 
     def emit(self, record: dict) -> None:
         if record["type"] not in ("event", "scene"):
             return
         with self._lock:
-            full = sum(label is None for label, _ in self._pending.values()) >= self.buffer
+            full = self._waiting(("event",)) >= self.buffer
         if full:
             self.delivery.add("dropped")
             return
@@ -229,15 +237,15 @@ class MqttSink:
     def close(self) -> None:
         """Wait up to ``drain_seconds`` for acknowledgements; count and log what the broker never got."""
         self._closing = True
+        if self._connected:
+            self._publish(f"{self.prefix}/availability", "offline", True, "control")
         deadline = time.monotonic() + self.drain_seconds
         while self._pending and self._connected and time.monotonic() < deadline:
             time.sleep(0.02)
-        if self._connected:
-            self.client.publish(f"{self.prefix}/availability", "offline", qos=1, retain=True).wait_for_publish(2)
         self.client.disconnect()
         self.client.loop_stop()
         with self._lock:
-            left = len(self._pending)
+            left = self._waiting()
         if left:
             self.delivery.add("dropped", left)
             self.log(f"MQTT: {left} messages were never acknowledged by {self.host}:{self.port} and are lost")

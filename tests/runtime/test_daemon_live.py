@@ -1,6 +1,8 @@
 """`earmark listen --ui`: the live page in headless Chromium (chromedriver, WebDriver over HTTP) shows a played event."""
 
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -61,3 +63,12 @@ def test_live_page_shows_spectrogram_scores_status_and_a_played_event(request, t
         if browser:
             browser.close()
         assert daemon.stop() == 0
+
+
+@pytest.mark.slow
+def test_the_readme_screenshot_script_captures_the_page(tmp_path):
+    script = Path(__file__).resolve().parents[2] / "bench" / "listen_ui_screenshot.py"
+    run = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "ui.png"), "--at", "3"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "ui.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "events on the page" in run.stdout

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -180,3 +181,16 @@ def test_webhook_records_left_at_exit_are_counted_and_logged(tmp_path, model):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert "undelivered at exit were dropped" in run.stderr and "webhook 0 sent" in run.stderr and "2 dropped" in run.stderr
+
+
+@pytest.mark.slow
+def test_soak_bench_delivers_every_event_or_counts_it(tmp_path):
+    if not mosquitto_binary():
+        pytest.skip("mosquitto is not installed (make test installs it)")
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_soak.py"
+    run = subprocess.run([sys.executable, str(bench), "--minutes", "0.5", "--period", "15", "--outage", "4", "--json", str(tmp_path / "soak.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    figures = json.loads((tmp_path / "soak.json").read_text())
+    assert figures["outages"] == {"broker": 2, "webhook": 2} and figures["events_produced"] >= 10
+    assert figures["mqtt"]["holds"] and figures["webhook"]["holds"]
