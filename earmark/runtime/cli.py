@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -113,11 +114,11 @@ def _mqtt_sink(args: argparse.Namespace, meta, log):
         except OSError as err:
             raise ValueError(f"--mqtt-password-file {args.mqtt_password_file}: cannot read it ({err.strerror}).") from None
     elif args.mqtt_password:
-        log("--mqtt-password is visible to every user in `ps`; prefer --mqtt-password-file or EARMARK_MQTT_PASSWORD")
+        log("--mqtt-password is visible to every user in `ps`; prefer --mqtt-password-file or EARMARK_MQTT_PASSWORD", logging.WARNING)
         password = args.mqtt_password
     return MqttSink(host, int(port or (8883 if tls else 1883)), args.mqtt_prefix, meta.labels, username=args.mqtt_user,
                     password=password, tls=tls_context(args.mqtt_tls_ca, args.mqtt_cert, args.mqtt_key) if tls else None,
-                    client_id=args.mqtt_client_id, ha_discovery=args.ha_discovery, model_name=meta.model_name, log=log)
+                    client_id=args.mqtt_client_id, ha_discovery=args.ha_discovery, model_name=meta.model_name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mqtt:
         sinks.append(_mqtt_sink(args, meta, log))
     if webhook:
-        sinks.append(WebhookSink(webhook, log=log))
+        sinks.append(WebhookSink(webhook))
     listener = Listener(classifier, source, sinks, settings, args.hold, args.status_every, sources, metrics, args.top_k)
     timeline = None
     if args.timeline or args.selections:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +18,12 @@ from earmark.runtime.sinks import OutputClosed, Sink
 from earmark.runtime.stream import StreamingClassifier, WindowResult
 
 
-def log(message: str) -> None:
-    """Daemon messages go to stderr; stdout carries only JSON records."""
-    print(f"earmark listen: {message}", file=sys.stderr, flush=True)
+logger = logging.getLogger("earmark.runtime")
+
+
+def log(message: str, level: int = logging.INFO) -> None:
+    """Daemon messages go to the log (stderr); stdout carries only JSON records."""
+    logger.log(level, message)
 
 
 @dataclass
@@ -86,7 +89,7 @@ class Listener:
             self.events.update_thresholds(self.thresholds.resolve())
             log(f"thresholds reloaded from {self.thresholds.file} (command-line --threshold flags still apply on top)")
         except ValueError as err:
-            log(f"{err} (keeping the previous thresholds)")
+            log(f"{err} (keeping the previous thresholds)", logging.WARNING)
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
@@ -102,7 +105,7 @@ class Listener:
             try:
                 sink.emit(record)
             except OutputClosed as err:
-                log(str(err))
+                log(str(err), logging.WARNING)
                 self.sinks.remove(sink)
                 self._stop, self._code = True, 1
 
@@ -137,7 +140,7 @@ class Listener:
         if not bad.any():
             return block
         if not self.metrics.nonfinite_samples:
-            log("the audio holds NaN or infinite samples; they are replaced by silence and counted (nonfinite_samples)")
+            log("the audio holds NaN or infinite samples; they are replaced by silence and counted (nonfinite_samples)", logging.WARNING)
         self.metrics.nonfinite_samples += int(bad.sum())
         return np.where(bad, np.float32(0), block)
 
@@ -188,6 +191,8 @@ class Listener:
         for sink in self.sinks:
             sink.close()
         self.source.close()
-        log("delivered: " + "; ".join(f"{name} " + ", ".join(f"{n} {outcome}" for outcome, n in d.as_dict().items())
-                                      for name, d in self.metrics.sinks.items()))
+        counts = {name: delivery.as_dict() for name, delivery in self.metrics.sinks.items()}
+        lost = any(c["dropped"] for c in counts.values())  # undelivered records are a warning, shown even with -q
+        log("delivered: " + "; ".join(f"{name} " + ", ".join(f"{n} {outcome}" for outcome, n in c.items()) for name, c in counts.items()),
+            logging.WARNING if lost else logging.INFO)
         return self._code

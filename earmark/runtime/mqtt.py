@@ -18,6 +18,7 @@ prefixes never take over each other's session.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import ssl
@@ -26,6 +27,8 @@ import time
 
 from earmark import __version__
 from earmark.runtime.sinks import Delivery, to_json
+
+logger = logging.getLogger(__name__)
 
 
 def topic_slug(label: str) -> str:
@@ -74,7 +77,7 @@ class MqttSink:
 
     def __init__(self, host: str, port: int, prefix: str, labels: tuple[str, ...], *, username: str | None = None,
                  password: str | None = None, tls: ssl.SSLContext | None = None, client_id: str | None = None,
-                 ha_discovery: bool = False, model_name: str = "", buffer: int = 1000, drain_seconds: float = 5.0, log=print):
+                 ha_discovery: bool = False, model_name: str = "", buffer: int = 1000, drain_seconds: float = 5.0):
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
@@ -82,7 +85,7 @@ class MqttSink:
         self.host, self.port, self.prefix, self.labels = host, port, check_prefix(prefix), labels
         self.slugs = label_slugs(labels)
         self.client_id = client_id or default_client_id(self.prefix)
-        self.ha_discovery, self.model_name, self.buffer, self.drain_seconds, self.log = ha_discovery, model_name, buffer, drain_seconds, log
+        self.ha_discovery, self.model_name, self.buffer, self.drain_seconds = ha_discovery, model_name, buffer, drain_seconds
         self.delivery = Delivery()
         self._tls = tls
         self._lock = threading.Lock()
@@ -123,7 +126,7 @@ class MqttSink:
             replay = [label for label in self.labels if label not in self._state_in_flight]
         if self._connects > 1 and waiting:
             self.delivery.add("retried", waiting)
-        self.log(f"MQTT {'re' if self._connects > 1 else ''}connected to {self.host}:{self.port} as {self.client_id}"
+        logger.info(f"MQTT {'re' if self._connects > 1 else ''}connected to {self.host}:{self.port} as {self.client_id}"
                  + (f"; re-sending {waiting} waiting messages" if waiting else ""))
         self._failing = None
         self._publish(f"{self.prefix}/availability", "online", True, "control")
@@ -173,7 +176,7 @@ class MqttSink:
         """Log a failure once per outage, not at every retry."""
         if message != self._failing:
             self._failing = message
-            self.log(message)
+            logger.warning(message)
 
     def _why(self) -> str:
         """Why the broker cannot be reached: one plain connection (and TLS handshake) attempt, its error as text."""
@@ -248,4 +251,4 @@ class MqttSink:
             left = self._waiting()
         if left:
             self.delivery.add("dropped", left)
-            self.log(f"MQTT: {left} messages were never acknowledged by {self.host}:{self.port} and are lost")
+            logger.warning(f"MQTT: {left} messages were never acknowledged by {self.host}:{self.port} and are lost")

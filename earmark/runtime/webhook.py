@@ -10,14 +10,16 @@ sender gets ``drain_seconds`` to empty the queue; what is left is counted as dro
 from __future__ import annotations
 
 import http.client
+import logging
 import queue
 import threading
-import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from earmark.runtime.sinks import Delivery, to_json
+
+logger = logging.getLogger(__name__)
 
 RETRYABLE_4XX = (408, 429)
 
@@ -36,8 +38,8 @@ class WebhookSink:
     name = "webhook"
 
     def __init__(self, url: str, buffer: int = 1000, timeout: float = 5.0, drain_seconds: float = 5.0,
-                 max_backoff: float = 30.0, log=print):
-        self.url, self.timeout, self.drain_seconds, self.max_backoff, self.log = check_url(url), timeout, drain_seconds, max_backoff, log
+                 max_backoff: float = 30.0):
+        self.url, self.timeout, self.drain_seconds, self.max_backoff = check_url(url), timeout, drain_seconds, max_backoff
         self.delivery = Delivery()
         self._queue: queue.Queue = queue.Queue(maxsize=buffer)
         self._closing, self._abort = threading.Event(), threading.Event()
@@ -67,7 +69,7 @@ class WebhookSink:
                 self._deliver(to_json(record).encode())
             except Exception:  # a bug must not silence the sink: log it with its traceback, count the record, go on
                 self.delivery.add("dropped")
-                self.log(f"webhook: unexpected error, record dropped:\n{traceback.format_exc().rstrip()}")
+                logger.error("webhook: unexpected error, record dropped", exc_info=True)
 
     def _post(self, body: bytes) -> tuple[str, str]:
         """One attempt: ("sent" | "refused" | "retry", why)."""
@@ -89,14 +91,14 @@ class WebhookSink:
             if outcome == "sent":
                 self.delivery.add("sent")
                 if retries:
-                    self.log(f"webhook {self.url} delivers again (after {retries} retries)")
+                    logger.info(f"webhook {self.url} delivers again (after {retries} retries)")
                 return
             if outcome == "refused":
                 self.delivery.add("dropped")
-                self.log(f"webhook {self.url} refused a record ({why}); dropped it ({self.delivery.dropped} dropped so far)")
+                logger.warning(f"webhook {self.url} refused a record ({why}); dropped it ({self.delivery.dropped} dropped so far)")
                 return
             if retries == 0:
-                self.log(f"webhook {self.url} failed ({why}); retrying with back-off up to {self.max_backoff:.0f} s")
+                logger.warning(f"webhook {self.url} failed ({why}); retrying with back-off up to {self.max_backoff:.0f} s")
             retries += 1
             self.delivery.add("retried")
             if self._abort.wait(backoff):
@@ -119,5 +121,5 @@ class WebhookSink:
         if left:
             self.delivery.add("dropped", left)
         if self._abort.is_set():
-            self.log(f"webhook {self.url}: records still undelivered at exit were dropped "
+            logger.warning(f"webhook {self.url}: records still undelivered at exit were dropped "
                      f"({self.delivery.dropped} dropped in all)")
