@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from earmark.runtime.mqtt import default_client_id, label_slugs, topic_slug
+from earmark.runtime.mqtt import MqttSink, default_client_id, label_slugs, topic_slug
+from earmark.runtime.webhook import WebhookSink
 
 from .models import SAMPLE_RATE, export_detector, tone_track
 from .services import LISTEN, Daemon, Mosquitto, Subscriber, WebhookServer, free_port, mosquitto_binary
@@ -151,6 +152,18 @@ def test_unreachable_broker_is_logged_once_and_undelivered_messages_counted_at_e
     assert sum("unreachable" in line for line in daemon.stderr) == 1
     assert any("2 messages were never acknowledged" in line for line in daemon.stderr)  # the ON state and the event
     assert "mqtt 0 sent, 0 retried, 2 dropped" in _delivered(daemon)
+
+
+def test_buffers_beyond_their_size_drop_and_count_every_record():
+    event = {"type": "event", "label": "tone_1k", "onset": 1.0, "offset": 2.0, "score": 0.9}
+    mqtt = MqttSink("127.0.0.1", free_port(), "earmark", ("tone_1k",), buffer=2, drain_seconds=0.5)  # no broker there
+    webhook = WebhookSink(f"http://127.0.0.1:{free_port()}/hook", buffer=2, drain_seconds=0.5, max_backoff=0.5)
+    for sink in (mqtt, webhook):
+        for _ in range(6):
+            sink.emit(event)
+        sink.close()
+    assert mqtt.delivery.as_dict() == {"sent": 0, "retried": 0, "dropped": 6}  # 4 over the buffer, 2 unacknowledged at exit
+    assert webhook.delivery.dropped == 6 and webhook.delivery.sent == 0  # over the queue, in flight, and left at exit
 
 
 def test_webhook_drops_4xx_retries_5xx_and_garbage_and_keeps_going(tmp_path, model):
