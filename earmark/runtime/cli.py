@@ -7,6 +7,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 
 def _checked(cast: Callable[[str], float], test: Callable[[float], bool], what: str) -> Callable[[str], float]:
@@ -110,7 +111,7 @@ def _mqtt_sink(args: argparse.Namespace, meta, log):
     password = os.environ.get("EARMARK_MQTT_PASSWORD")
     if args.mqtt_password_file:
         try:
-            password = open(args.mqtt_password_file, encoding="utf-8").readline().rstrip("\r\n")
+            password = next(iter(Path(args.mqtt_password_file).read_text(encoding="utf-8").splitlines()), "")
         except OSError as err:
             raise ValueError(f"--mqtt-password-file {args.mqtt_password_file}: cannot read it ({err.strerror}).") from None
     elif args.mqtt_password:
