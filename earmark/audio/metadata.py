@@ -38,6 +38,7 @@ class ModelMetadata:
     precision: str = "fp32"
     source_checkpoint_sha256: str = ""
     model_name: str = ""
+    quantization: dict[str, Any] = field(default_factory=dict)  # INT8: method (qat/ptq), scope, convs left float
     format_version: int = METADATA_VERSION
 
     def threshold(self, label: str) -> float:

@@ -1,13 +1,11 @@
-"""earmark.distill: teacher -> student knowledge distillation with NNCF quantization-aware training."""
+"""earmark.distill: teacher -> student knowledge distillation and the NNCF quantization-aware training loop (the quantized format is in students)."""
 
 from earmark.distill.augment import ImpulseResponses, Mix, draw_mix, freq_mixstyle, spec_augment, time_roll
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
 from earmark.teachers.layers import match_time
-from earmark.distill.qat import export_ready, load_qat_student, quantize, save_qat_checkpoint
 from earmark.distill.run import DistillConfig, distill, evaluate, teacher_cache
 
 __all__ = [
     "DistillConfig", "distill", "evaluate", "teacher_cache", "soft_kd", "bce_kd", "frame_kd", "match_time",
     "Mix", "draw_mix", "freq_mixstyle", "spec_augment", "time_roll", "ImpulseResponses",
-    "quantize", "save_qat_checkpoint", "load_qat_student", "export_ready",
 ]

@@ -25,6 +25,7 @@ HELP = {
     "batch_size": None,
     "lr": "peak learning rate (Adam)",
     "qat_lr": "learning rate of the QAT epochs",
+    "int8_scope": "what QAT quantizes: pointwise convs only (CPU targets) or all convs (TensorRT, NPUs)",
     "schedule": "learning-rate schedule after warm-up",
     "restart_epochs": "first period of the cosine restarts",
     "warmup_epochs": "linear warm-up before the schedule",
@@ -58,7 +59,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser, DistillConfig, HELP,
                        rename={"teachers": "--teacher", "hard_weight": "--kd-lambda", "mixup_alpha": "--mixup", "kd": "--no-kd"},
                        choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
-                                "kl_reduction": ["mean", "batchmean"]})
+                                "kl_reduction": ["mean", "batchmean"], "int8_scope": ["pointwise", "all"]})
     parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated
 
 

@@ -16,11 +16,11 @@ from earmark.audio.sources import DataSource, eval_loader, open_data, train_data
 from earmark.audio.spec import get_frontend
 from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, spec_augment, time_roll
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
-from earmark.distill.qat import load_qat_student, quantize, save_qat_checkpoint
 from earmark.engine import (Trainer, TrainConfig, barrier, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed,
                             start_run)
 from earmark.engine.metrics import accuracies, average_precision, frame_f1
-from earmark.students import create_student, student_checkpoint_meta, student_from_checkpoint
+from earmark.students import (create_student, load_quantized_student, quantize, save_quantized_checkpoint, student_checkpoint_meta,
+                              student_from_checkpoint)
 from earmark.teachers.cache import TeacherCache, check_labels
 from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, outputs, predict_to_cache
@@ -63,6 +63,7 @@ class DistillConfig:
     qat: bool = False
     qat_epochs: int = 5
     qat_lr: float = 1e-4
+    int8_scope: str = "pointwise"  # QAT quantizes what the export stores as INT8: pointwise (CPU) or all (TensorRT)
     calibration_clips: int = 128
     seed: int = 0
     precision: str = "fp32"
@@ -323,7 +324,7 @@ def distill(config: DistillConfig) -> Path:
     final = best_path
     if config.qat:
         final = _qat(config, student, frontend, train, data, step, meta, info, validate, key)
-        qmodel, _ = load_qat_student(final)
+        qmodel, _ = load_quantized_student(final)
         results["int8"] = measure(qmodel.to(info.device))
         pred, truth = evaluate(qmodel, frontend, test, config)
     else:
@@ -350,11 +351,11 @@ def _qat(config, student, frontend, train, data, step, meta, info, validate, key
             seen += len(batch["id"])
             if seen >= config.calibration_clips:
                 break
-    qmodel = quantize(student, calibration)
+    qmodel = quantize(student, calibration, config.int8_scope)
     path = Path(config.out) / "student-int8"
 
     def save_best(model, metrics):
-        save_qat_checkpoint(path, model, meta(**{f"val_{key}": metrics[key]}))
+        save_quantized_checkpoint(path, model, meta(**{f"val_{key}": metrics[key]}), config.int8_scope)
 
     qat_config = TrainConfig(run_dir=str(Path(config.out) / "qat"), epochs=config.qat_epochs, batch_size=config.batch_size,
                              lr=config.qat_lr, optimizer="adam", schedule="cosine", seed=config.seed, keep_best=key,

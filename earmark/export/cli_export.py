@@ -1,4 +1,4 @@
-"""`earmark export CKPT --format onnx|engine [--fp16] [--int8 [--calib MANIFEST]]` and `--check tensorrt MODEL.onnx`."""
+"""`earmark export CKPT --format onnx|engine [--fp16] [--int8 [--calib MANIFEST] [--int8-scope S]]` and `--check tensorrt MODEL.onnx`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     precision.add_argument("--fp16", action="store_true", help="half-precision weights and activations")
     precision.add_argument("--int8", action="store_true", help="symmetric INT8 Q/DQ (from a QAT checkpoint, or PTQ with --calib)")
     parser.add_argument("--calib", help="manifest (or WebDataset shards) of calibration clips for post-training INT8 (its labels give accuracy)")
+    parser.add_argument("--int8-scope", choices=["pointwise", "all"],
+                        help="post-training INT8: quantize pointwise convs only (default; CPU targets) or all convs (TensorRT, NPUs)")
+    parser.add_argument("--min-agreement", type=float, help="INT8 parity gate: least top-1 agreement with PyTorch (default 0.95)")
     parser.add_argument("--batch", default="1", help="fixed batch size N, or 'dynamic' (default 1)")
     parser.add_argument("--out", help="output path (default: next to the checkpoint, named by precision)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -27,6 +30,16 @@ def _batch(value: str) -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"--batch {value!r} is neither a positive integer nor 'dynamic'; use e.g. --batch 1 or --batch dynamic.")
     return int(value)
+
+
+def default_output(checkpoint: Path, precision: str) -> Path:
+    """Beside the checkpoint: a QAT folder ``student-int8/`` gives ``student-int8.onnx``; PTQ gives ``student-ptq-int8.onnx``."""
+    from earmark.engine.checkpoint import read_meta
+    from earmark.students import is_quantized
+
+    if checkpoint.is_dir() and is_quantized(read_meta(checkpoint)):
+        return checkpoint.with_name(f"{checkpoint.name}.onnx")
+    return checkpoint.with_name(f"{checkpoint.name}-{'ptq-int8' if precision == 'int8' else precision}.onnx")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,14 +56,16 @@ def run(args: argparse.Namespace) -> int:
     from earmark.export.onnx_export import export_onnx
 
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
-    out = Path(args.out) if args.out else Path(args.model).with_name(f"{Path(args.model).name}-{precision}.onnx")
-    result = export_onnx(args.model, out, precision, calib=args.calib, batch=_batch(args.batch), force=args.force)
-    rows = [(str(result.path), f"{result.bytes:,}", result.precision, str(result.opset),
-             f"{result.parity.max_abs_diff:.2e} / {result.parity.top1_agreement:.0%}", f"{result.latency_ms:.2f}")]
+    out = Path(args.out) if args.out else default_output(Path(args.model), precision)
+    result = export_onnx(args.model, out, precision, calib=args.calib, batch=_batch(args.batch), force=args.force,
+                         int8_scope=args.int8_scope, min_agreement=args.min_agreement)
+    scope = result.metadata.quantization.get("scope")
+    rows = [(str(result.path), f"{result.bytes:,}", result.precision + (f" ({scope})" if scope else ""), str(result.opset),
+             "; ".join(map(str, result.gates[1:])), f"{result.latency_ms:.2f}")]
     if args.format == "engine":
         engine = build_engine(result.path, fp16=args.fp16)
         rows.append((str(engine), f"{engine.stat().st_size:,}", result.precision, "-", "-", "-"))
-    _print_table(("file", "bytes", "precision", "opset", "parity (max|diff| / top-1)", "ORT ms"), rows)
+    _print_table(("file", "bytes", "precision", "opset", "parity gates", "ORT ms"), rows)
     if result.accuracy:
         print(f"accuracy on the calibration set: exported {result.accuracy['exported']:.1%}, PyTorch fp32 {result.accuracy['pytorch_fp32']:.1%}")
     print(f"\nnext: earmark listen {result.path} --source mic")

@@ -53,9 +53,9 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     quantized = "quantization" in meta.extra
     if meta.family == "student":
         if quantized:
-            from earmark.distill import load_qat_student
+            from earmark.students import load_quantized_student
 
-            model, meta = load_qat_student(path)
+            model, meta = load_quantized_student(path)
         else:
             from earmark.students import student_from_checkpoint
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -17,14 +17,31 @@ from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 from earmark.export.benchmark import session
 from earmark.export.inputs import feature_batch, manifest_features, test_signals
 from earmark.export.loading import LoadedModel, ScoresHead, load_model
+from earmark.export.qdq import compact, conv_precisions, store_int8_weights
 
 Precision = Literal["fp32", "fp16", "int8"]
 OPSET = 17
 INPUT_NAME = "features"
-# Parity tolerances on probabilities against the PyTorch model (max abs difference, top-1 agreement).
-# INT8 is gated on the difference only: near-tied classes of a weak model flip under any quantization,
-# so its top-1 agreement is reported, and its accuracy too when the calibration set has labels.
-TOLERANCE: dict[str, tuple[float, float]] = {"fp32": (1e-4, 1.0), "fp16": (1e-2, 0.95), "int8": (0.15, 0.0)}
+# Parity gates against the PyTorch model on the parity inputs: (max abs difference of probabilities, top-1 agreement).
+# INT8 is compared with the float model for PTQ and with the fake-quantized model for QAT.
+TOLERANCE: dict[str, tuple[float, float]] = {"fp32": (1e-4, 1.0), "fp16": (1e-2, 0.95), "int8": (0.15, 0.95)}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One parity check: what was measured, the limit, and whether it passed."""
+
+    name: str
+    measured: float
+    limit: float
+    passed: bool
+
+    def __str__(self) -> str:
+        if self.name.endswith("agreement"):
+            return f"{self.name} {self.measured:.1%} (>= {self.limit:.0%}) {'ok' if self.passed else 'FAILED'}"
+        if self.name == "finite outputs":
+            return f"{self.name} {'ok' if self.passed else 'FAILED (NaN or inf)'}"
+        return f"{self.name} {self.measured:.2e} (<= {self.limit:g}) {'ok' if self.passed else 'FAILED'}"
 
 
 @dataclass
@@ -32,8 +49,19 @@ class Parity:
     """How closely ONNX Runtime reproduces PyTorch on real inputs."""
 
     max_abs_diff: float
-    top1_agreement: float
+    top1_agreement: float  # softmax models: same top-1 class; sigmoid detectors: same decision per label at p = 0.5
     inputs: int
+    finite: bool = True
+    multi_label: bool = False
+
+    def gates(self, max_diff: float, min_agreement: float) -> list[Gate]:
+        """The three gates: finite outputs, max abs difference, agreement of decisions (NaN never passes)."""
+        agreement = "label agreement" if self.multi_label else "top-1 agreement"
+        return [
+            Gate("finite outputs", float(self.finite), 1.0, self.finite),
+            Gate("max |diff|", self.max_abs_diff, max_diff, self.finite and self.max_abs_diff <= max_diff),
+            Gate(agreement, self.top1_agreement, min_agreement, self.finite and self.top1_agreement >= min_agreement),
+        ]
 
 
 @dataclass
@@ -48,9 +76,10 @@ class ExportResult:
     latency_ms: float
     metadata: ModelMetadata
     accuracy: dict[str, float] | None = None
+    gates: list[Gate] = field(default_factory=list)
 
 
-def build_metadata(loaded: LoadedModel, head: ScoresHead, precision: str) -> ModelMetadata:
+def build_metadata(loaded: LoadedModel, head: ScoresHead, precision: str, quantization: dict | None = None) -> ModelMetadata:
     """The runtime's view of the model, from the checkpoint's metadata."""
     extra = loaded.meta.extra
     frame_hop = float(extra.get("frame_hop_seconds", getattr(loaded.model, "frame_hop_seconds", 0.0)))
@@ -71,6 +100,7 @@ def build_metadata(loaded: LoadedModel, head: ScoresHead, precision: str) -> Mod
         precision=precision,
         source_checkpoint_sha256=loaded.sha256,
         model_name=loaded.meta.model,
+        quantization=quantization or {},
     )
 
 
@@ -107,19 +137,23 @@ def _trace(head: torch.nn.Module, example: torch.Tensor, path: Path, output_name
 
 
 def measure_parity(path: Path, head: ScoresHead, inputs: np.ndarray, batch: int | None) -> Parity:
-    """Run both on ``inputs`` (in chunks of the model's batch) and compare the clip probabilities."""
+    """Run both on ``inputs`` (in chunks of the model's batch) and compare the probabilities (top-1 on clip scores)."""
     sess = session(path)
     step = batch or len(inputs)
-    diffs, agree = [], []
+    diffs, agree, finite = [], [], True
     for start in range(0, len(inputs) - step + 1, step):
         chunk = inputs[start:start + step]
         ours = sess.run(None, {INPUT_NAME: chunk})
         with torch.no_grad():
             ref = head(torch.from_numpy(chunk))
         refs = [r.numpy() for r in (ref if isinstance(ref, tuple) else (ref,))]
+        finite = finite and all(np.isfinite(o).all() and np.isfinite(r).all() for o, r in zip(ours, refs))
         diffs += [float(np.abs(o.astype(np.float32) - r).max()) for o, r in zip(ours, refs)]
-        agree.append(ours[-1].argmax(-1) == refs[-1].argmax(-1))
-    return Parity(max(diffs), float(np.concatenate(agree).mean()), len(inputs))
+        if head.multi_label:
+            agree.append(((ours[-1] >= 0.5) == (refs[-1] >= 0.5)).reshape(-1))
+        else:
+            agree.append(ours[-1].argmax(-1) == refs[-1].argmax(-1))
+    return Parity(max(diffs), float(np.concatenate(agree).mean()), len(inputs), bool(finite), head.multi_label)
 
 
 def measure_latency(path: Path, example: np.ndarray, runs: int = 30) -> float:
@@ -141,8 +175,14 @@ def export_onnx(
     calib: str | None = None,
     batch: int | None = 1,
     force: bool = False,
+    int8_scope: str | None = None,
+    min_agreement: float | None = None,
 ) -> ExportResult:
-    """Export a checkpoint to ``out``; ``batch=None`` makes the batch axis dynamic. Fails when parity breaks."""
+    """Export a checkpoint to ``out``; ``batch=None`` makes the batch axis dynamic. Writes nothing when a parity gate fails.
+
+    INT8 comes from a QAT checkpoint (its own scope) or from post-training quantization on ``calib`` in
+    ``int8_scope`` (default pointwise). ``min_agreement`` overrides the top-1 agreement gate.
+    """
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it or --out to write elsewhere.")
@@ -152,52 +192,87 @@ def export_onnx(
             f"{checkpoint} is a float checkpoint: int8 needs --calib MANIFEST for post-training quantization, "
             "or distil with --qat to get a quantized checkpoint."
         )
+    scope = _int8_scope(loaded, precision, int8_scope, checkpoint)
     spec, frames = loaded.frontend, loaded.input_frames
     labelled = None
     if calib is not None:
         inputs, labelled = manifest_features(spec, frames, calib)
     else:
-        inputs = feature_batch(spec, frames, test_signals(spec.sample_rate, loaded.window_seconds, count=8))
+        inputs = feature_batch(spec, frames, test_signals(spec.sample_rate, loaded.window_seconds, count=16))
     head = ScoresHead(loaded.model, loaded.meta.task, loaded.multi_label).eval()
     example = torch.from_numpy(inputs[: batch or 1])
     traced = head
     if loaded.quantized:
-        from earmark.distill import export_ready
+        from earmark.students import export_ready
 
         traced = ScoresHead(export_ready(loaded.model, example), loaded.meta.task, loaded.multi_label).eval()
     precision_label = "int8" if loaded.quantized else precision
+    quantization = {}
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = Path(tmp) / "model.onnx"
         _trace(traced, example, fp32_path, head.output_names, dynamic_batch=batch is None)
         model = onnx.load(str(fp32_path))
-        if precision == "fp16":
+        if loaded.quantized:
+            store_int8_weights(model)
+            quantization = {"method": "qat", "scope": scope, **conv_precisions(model)}
+        elif precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
             model = convert_float_to_float16(model, keep_io_types=True)
             sort_nodes(model.graph)
-        elif precision == "int8" and not loaded.quantized:
+        elif precision == "int8":
             from earmark.export.quantize import quantize_static_int8
 
-            model = quantize_static_int8(fp32_path, inputs, batch)
-        metadata = build_metadata(loaded, head, precision_label)
+            model = quantize_static_int8(fp32_path, inputs, batch, scope)
+            quantization = {"method": "ptq", "scope": scope, **conv_precisions(model)}
+        compact(model)
+        metadata = build_metadata(loaded, head, precision_label, quantization)
         attach_metadata(model, metadata)
         onnx.checker.check_model(model)
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".partial")
         onnx.save(model, str(partial))
     parity = measure_parity(partial, traced if loaded.quantized else head, inputs, batch)
-    max_diff, min_agree = TOLERANCE[precision_label]
-    if parity.max_abs_diff > max_diff or parity.top1_agreement < min_agree:
+    max_diff, default_agreement = TOLERANCE[precision_label]
+    gates = parity.gates(max_diff, default_agreement if min_agreement is None else min_agreement)
+    if not all(g.passed for g in gates):
         partial.unlink()
         raise RuntimeError(
-            f"ONNX Runtime disagrees with PyTorch ({precision_label}): max abs diff {parity.max_abs_diff:.3g} "
-            f"(tolerance {max_diff}), top-1 agreement {parity.top1_agreement:.0%} (needs {min_agree:.0%}); "
-            "nothing was written — report this with the checkpoint, or try --fp16/fp32."
+            f"ONNX Runtime disagrees with PyTorch ({precision_label}, {parity.inputs} inputs); nothing was written:\n"
+            + "\n".join(f"  {g}" for g in gates) + "\n" + _advice(precision_label, loaded.quantized)
         )
     os.replace(partial, out)
     accuracy = _accuracy(out, inputs, labelled, metadata, head, batch) if labelled else None
     return ExportResult(out, out.stat().st_size, precision_label, OPSET, parity,
-                        measure_latency(out, inputs[: batch or 1]), metadata, accuracy)
+                        measure_latency(out, inputs[: batch or 1]), metadata, accuracy, gates)
+
+
+def _int8_scope(loaded: LoadedModel, precision: str, requested: str | None, checkpoint: str | os.PathLike) -> str | None:
+    """The INT8 scope: a QAT checkpoint's own, or the requested one for PTQ (default pointwise)."""
+    from earmark.students import SCOPES
+
+    if requested is not None and requested not in SCOPES:
+        raise ValueError(f"unknown --int8-scope {requested!r}; use 'pointwise' (CPU) or 'all' (TensorRT, NPUs).")
+    if loaded.quantized:
+        trained = loaded.meta.extra["quantization"].get("scope", "all")
+        if requested not in (None, trained):
+            raise ValueError(f"{checkpoint} was quantization-aware trained in scope {trained!r}; export it without --int8-scope, "
+                             f"or rerun `earmark distill --qat --int8-scope {requested}`.")
+        return trained
+    if precision != "int8":
+        if requested is not None:
+            raise ValueError("--int8-scope applies to INT8 only; add --int8 --calib MANIFEST.")
+        return None
+    return requested or "pointwise"
+
+
+def _advice(precision: str, qat: bool) -> str:
+    if precision != "int8":
+        return "Report this with the checkpoint, or try another precision."
+    if qat:
+        return "The QAT model and its export disagree: report this with the checkpoint."
+    return ("Post-training INT8 changes this model's decisions: try --int8-scope pointwise, a larger and representative "
+            "--calib set, or quantization-aware training (`earmark distill --qat`); --min-agreement lowers the gate.")
 
 
 def _accuracy(path: Path, inputs: np.ndarray, labels: list[list[str]], meta: ModelMetadata, head: ScoresHead, batch: int | None) -> dict[str, float]:

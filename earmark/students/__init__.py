@@ -2,6 +2,9 @@
 
 from earmark.students.checkpoint import build_student, student_checkpoint_meta, student_from_checkpoint
 from earmark.students.complexity import MAX_MACS, MAX_PARAM_BYTES, Complexity, count, format_report, frontend_flops, one_second_input
+from earmark.students.quantized import (
+    SCOPES, export_ready, fold_batchnorm, is_quantized, load_quantized_student, quantize, save_quantized_checkpoint,
+)
 from earmark.students.registry import REGISTRY, create_student, list_students
 from earmark.students.tfsepnet import AdaResNorm, ResNorm, TFSepNet
 from earmark.students.vit import AudioViT
@@ -10,4 +13,5 @@ __all__ = [
     "create_student", "list_students", "REGISTRY", "TFSepNet", "AudioViT", "ResNorm", "AdaResNorm",
     "count", "Complexity", "format_report", "frontend_flops", "one_second_input", "MAX_MACS", "MAX_PARAM_BYTES",
     "student_checkpoint_meta", "student_from_checkpoint", "build_student",
+    "quantize", "save_quantized_checkpoint", "load_quantized_student", "export_ready", "fold_batchnorm", "is_quantized", "SCOPES",
 ]

@@ -68,24 +68,93 @@ def _zero_points(path):
     return [values[n.input[2]] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
 
 
-def test_int8_post_training_is_symmetric_signed_and_reports_accuracy(tmp_path, calib):
+def _convs(path):
+    """(all Conv nodes, those with a kernel larger than 1x1)."""
+    convs = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+    return convs, [n for n in convs if any(k > 1 for a in n.attribute if a.name == "kernel_shape" for k in a.ints)]
+
+
+def _int8_weights(path):
+    """(INT8 initializers feeding a DequantizeLinear, FLOAT conv weights) of an exported file."""
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: t for t in graph.initializer}
+    dequantized = {n.input[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    int8 = [inits[name] for name in dequantized if inits[name].data_type == onnx.TensorProto.INT8]
+    float_weights = [n.input[1] for n in graph.node if n.op_type == "Conv" and n.input[1] in inits]
+    return int8, float_weights
+
+
+@pytest.mark.parametrize("scope", ["pointwise", "all"])
+def test_int8_post_training_is_symmetric_signed_in_its_scope_and_reports_accuracy(tmp_path, calib, scope):
     ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40", base_channels=16)
-    result = export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib))
+    result = export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib), int8_scope=scope, min_agreement=0.0)
     zero_points = _zero_points(result.path)
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
     assert check_tensorrt(result.path) == []
-    assert set(result.accuracy) == {"exported", "pytorch_fp32"} and _metadata(result.path).precision == "int8"
+    meta = _metadata(result.path)
+    assert set(result.accuracy) == {"exported", "pytorch_fp32"} and meta.precision == "int8"
+    assert meta.quantization["method"] == "ptq" and meta.quantization["scope"] == scope
+    convs, spatial = _convs(result.path)
+    assert meta.quantization["float_convs"] == (len(spatial) if scope == "pointwise" else 0) < len(convs)
+    assert len(_int8_weights(result.path)[0]) == meta.quantization["int8_convs"] == len(convs) - meta.quantization["float_convs"]
 
 
-def test_int8_from_a_qat_checkpoint(tmp_path):
-    from earmark.distill import quantize, save_qat_checkpoint
+def _qat_checkpoint(path, scope):
+    from earmark.students import quantize, save_quantized_checkpoint
 
+    torch.manual_seed(0)
     model = create_student("tfsepnet40", len(LABELS), base_channels=16).eval()
-    x = torch.randn(4, 1, 256, 64)
-    save_qat_checkpoint(tmp_path / "qat", quantize(model, [x]), student_checkpoint_meta(model, "tfsepnet40", LABELS, overrides={"base_channels": 16}))
-    result = export_onnx(tmp_path / "qat", tmp_path / "qat.onnx")
+    for m in model.modules():  # BatchNorm statistics that folding must carry into the convs
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(-1.5, 1.5)
+    meta = student_checkpoint_meta(model, "tfsepnet40", LABELS, overrides={"base_channels": 16})
+    save_quantized_checkpoint(path, quantize(model, [torch.randn(4, 1, 256, 64)], scope), meta, scope)
+    return path
+
+
+@pytest.mark.parametrize("scope", ["pointwise", "all"])
+def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_path, scope):
+    qat = _qat_checkpoint(tmp_path / "student-int8", scope)
+    # An untrained model's classes are near ties that a one-level rounding flip reorders: gate on the difference here.
+    result = export_onnx(qat, tmp_path / "qat.onnx", min_agreement=0.0)
     assert result.precision == "int8" and all(z.dtype == np.int8 and not z.any() for z in _zero_points(result.path))
     assert result.parity.max_abs_diff < 0.15
+    graph = onnx.load(str(result.path)).graph
+    assert not [n for n in graph.node if n.op_type in ("BatchNormalization", "FakeQuantize")]
+    int8, float_weights = _int8_weights(result.path)
+    meta = _metadata(result.path)
+    assert meta.quantization["scope"] == scope and check_tensorrt(result.path) == []
+    convs, spatial = _convs(result.path)
+    assert len(float_weights) == meta.quantization["float_convs"] == (len(spatial) if scope == "pointwise" else 0)
+    assert len(int8) == meta.quantization["int8_convs"] == len(convs) - len(float_weights)
+    with pytest.raises(ValueError, match="quantization-aware trained in scope"):
+        export_onnx(qat, tmp_path / "other.onnx", int8_scope="all" if scope == "pointwise" else "pointwise")
+
+
+def test_qat_int8_file_stores_a_quarter_of_the_fp32_weight_bytes(tmp_path):
+    from earmark.export.qdq import stored_bytes
+
+    qat = _qat_checkpoint(tmp_path / "student-int8", "all")
+    ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40", base_channels=16)
+    int8 = stored_bytes(export_onnx(qat, tmp_path / "student-int8.onnx", min_agreement=0.0).path)
+    fp32 = stored_bytes(export_onnx(ckpt, tmp_path / "fp32.onnx").path)
+    # every conv weight is one byte; what stays float32 is biases and per-channel scales
+    assert int8["int8"] > 0.2 * fp32["float32"] and int8["int8"] + int8["float32"] < 0.45 * fp32["float32"]
+
+
+def test_int8_gates_refuse_disagreement_and_name_the_failed_gate(tmp_path, calib):
+    ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40", base_channels=16)
+    with pytest.raises(RuntimeError) as err:
+        export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib), min_agreement=1.01)
+    assert "top-1 agreement" in str(err.value) and "FAILED" in str(err.value) and "max |diff|" in str(err.value)
+    assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "q.onnx.partial").exists()
+
+
+def test_nan_parity_never_passes():
+    from earmark.export.onnx_export import Parity
+
+    gates = Parity(float("nan"), float("nan"), 8, finite=False).gates(0.15, 0.0)
+    assert [g.passed for g in gates] == [False, False, False]
 
 
 def test_bad_input_gets_one_clear_message(tmp_path):

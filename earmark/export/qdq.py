@@ -1,0 +1,125 @@
+"""Q/DQ graph rewrites: weights stored as INT8 initializers behind a DequantizeLinear, and the bytes a file stores per dtype."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
+def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int) -> np.ndarray:
+    """ONNX QuantizeLinear on a constant: ``saturate(round_half_even(x / scale) + zero_point)`` along ``axis``."""
+    shape = [1] * x.ndim
+    if scale.ndim:
+        shape[axis] = -1
+    levels = np.rint(x / scale.reshape(shape)) + zero_point.reshape(shape).astype(np.float64)
+    info = np.iinfo(zero_point.dtype)
+    return np.clip(levels, info.min, info.max).astype(zero_point.dtype)
+
+
+def store_int8_weights(model: onnx.ModelProto) -> int:
+    """Replace every QuantizeLinear of a constant (a fake-quantized weight) by its INT8 result; returns how many.
+
+    The float weight, its QuantizeLinear and the float initializer go; the DequantizeLinear after them reads
+    the INT8 initializer instead, so the file stores one byte per weight and the graph computes the same values.
+    """
+    graph = model.graph
+    constants = _constants(graph)
+    users = Counter(name for node in graph.node for name in node.input)
+    folded, drop = [], set()
+    for index, node in enumerate(graph.node):
+        if node.op_type != "QuantizeLinear" or node.input[0] not in constants or len(node.input) < 3:
+            continue
+        if node.input[1] not in constants or node.input[2] not in constants:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        weights = constants[node.input[0]]
+        levels = quantize_linear(weights, constants[node.input[1]], constants[node.input[2]], axis if axis >= 0 else axis + weights.ndim)
+        folded.append(numpy_helper.from_array(levels, node.output[0]))
+        drop.add(index)
+        for name in node.input:
+            users[name] -= 1
+    kept = [n for i, n in enumerate(graph.node) if i not in drop]
+    unused = {name for name, count in users.items() if count <= 0}
+    del graph.node[:]
+    graph.node.extend(n for n in kept if not (n.op_type == "Constant" and n.output[0] in unused))
+    remaining = [t for t in graph.initializer if t.name not in unused]
+    del graph.initializer[:]
+    graph.initializer.extend(remaining + folded)
+    return len(folded)
+
+
+def stored_bytes(model: onnx.ModelProto | str | os.PathLike) -> dict[str, int]:
+    """Bytes of the constants the file stores (initializers and Constant nodes), per ONNX data type name."""
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    out: Counter[str] = Counter()
+    tensors = list(model.graph.initializer) + [n.attribute[0].t for n in model.graph.node
+                                               if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"]
+    for tensor in tensors:
+        array = numpy_helper.to_array(tensor)
+        out[helper.tensor_dtype_to_np_dtype(tensor.data_type).name] += array.nbytes
+    return dict(out)
+
+
+def conv_precisions(model: onnx.ModelProto) -> dict[str, int]:
+    """How many Conv nodes read INT8 weights (through a DequantizeLinear) and how many stay float."""
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    int8 = sum(n.input[1] in dequantized for n in convs)
+    return {"int8_convs": int8, "float_convs": len(convs) - int8}
+
+
+def compact(model: onnx.ModelProto) -> None:
+    """Shrink the file without changing what it computes: constants become deduplicated initializers, Identity
+    nodes go, and node names go and inner tensors get short names (the tracer's path-like names outweigh INT8 weights)."""
+    graph = model.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    tensors = list(graph.initializer)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            tensors.append(tensor)
+    alias, unique = {}, {}
+    for tensor in tensors:
+        key = (tensor.data_type, tuple(tensor.dims), numpy_helper.to_array(tensor).tobytes())
+        alias[tensor.name] = unique.setdefault(key, tensor).name
+    nodes = [n for n in graph.node if not (n.op_type == "Constant" and n.output[0] in alias)]
+    for node in nodes:
+        if node.op_type == "Identity" and node.output[0] not in keep:
+            alias[node.output[0]] = alias.get(node.input[0], node.input[0])
+    nodes = [n for n in nodes if not (n.op_type == "Identity" and n.output[0] in alias)]
+    short: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        name = alias.get(name, name)
+        if not name or name in keep:
+            return name
+        return short.setdefault(name, f"t{len(short)}")
+
+    for node in nodes:
+        node.name = ""  # optional in ONNX; runtimes name nodes themselves
+        node.input[:] = [rename(i) for i in node.input]
+        node.output[:] = [rename(o) for o in node.output]
+    initializers = []
+    for tensor in unique.values():
+        tensor.name = rename(tensor.name)
+        initializers.append(tensor)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    del graph.value_info[:]

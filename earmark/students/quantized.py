@@ -1,0 +1,164 @@
+"""Quantized students (NNCF): BatchNorm folded into the convs, symmetric signed INT8 fake quantizers, and their checkpoint format.
+
+The format belongs here, beside the float students, so that export rebuilds a QAT checkpoint without
+importing distill (which owns only the QAT training loop). BatchNorm is folded before the quantizers are
+inserted, so QAT learns the very weights the exported file stores as INT8. ResNorm / AdaResNorm normalise
+with the statistics of their input and stay float. Every Q/DQ is INT8 with zero point 0, the only form
+TensorRT's explicit quantization accepts.
+
+Scopes: ``all`` quantizes every conv and linear layer (TensorRT, NPUs); ``pointwise`` leaves convs with a
+spatial kernel (depthwise and stem) in float, for CPU targets where ONNX Runtime's INT8 depthwise kernels
+are slower than float ones.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Literal
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from earmark.engine.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from earmark.students.checkpoint import build_student
+from earmark.students.tfsepnet import AdaResNorm, ResNorm
+
+Scope = Literal["all", "pointwise"]
+SCOPES: tuple[str, ...] = ("all", "pointwise")
+FLOAT_MODULES = (ResNorm, AdaResNorm)
+FORMAT = "nncf-int8-symmetric"  # checkpoints written by earlier versions (BatchNorm unfolded) lack this key
+EXTENSION_TIMEOUT_S = 900  # NNCF compiles a C++ extension on first use; its own 60 s limit is too short on 2 busy cores
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm that directly follows a conv in an ``nn.Sequential`` into that conv (in place, eval statistics).
+
+    ``W' = W * gamma / sqrt(var + eps)`` per output channel and ``b' = (b - mean) * gamma / sqrt(var + eps) + beta``.
+    """
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for conv_name, bn_name in zip(names, names[1:]):
+            conv, bn = module._modules[conv_name], module._modules[bn_name]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                module._modules[conv_name] = fuse_conv_bn_eval(conv.eval(), bn.eval())
+                module._modules[bn_name] = nn.Identity()
+    return model
+
+
+def float_scope(model: nn.Module, scope: Scope) -> list[str]:
+    """NNCF node-name patterns of the modules that stay float: the ResNorms, and in ``pointwise`` scope the spatial convs."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown INT8 scope {scope!r}; use 'all' (TensorRT, NPUs) or 'pointwise' (CPU).")
+    kept = [name for name, m in model.named_modules() if isinstance(m, FLOAT_MODULES)
+            or (scope == "pointwise" and isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))]
+    return [re.escape(name.replace(".", "/")) + "/.*" for name in kept]
+
+
+@contextmanager
+def _nncf() -> Iterator[object]:
+    """NNCF, with a generous limit for the extension build and one sentence if it still runs out."""
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", str(EXTENSION_TIMEOUT_S))
+    warnings.filterwarnings("ignore", module="nncf")
+    import nncf
+    from nncf.torch.extensions import ExtensionLoaderTimeoutException
+
+    try:
+        yield nncf
+    except ExtensionLoaderTimeoutException as err:
+        raise RuntimeError(
+            f"NNCF's C++ quantization extension did not build within NNCF_EXTENSION_LOAD_TIMEOUT="
+            f"{os.environ['NNCF_EXTENSION_LOAD_TIMEOUT']} s (the machine is busy or a stale lock is left); "
+            "rerun with a larger value, e.g. NNCF_EXTENSION_LOAD_TIMEOUT=1800, or 0 for no limit."
+        ) from err
+
+
+def _quantizers(model: nn.Module) -> list[nn.Module]:
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    return [m for m in model.modules() if isinstance(m, BaseQuantizer)]
+
+
+def _signed_qdq(model: nn.Module) -> nn.Module:
+    from nncf.torch.quantization.layers import QuantizerExportMode
+
+    for quantizer in _quantizers(model):
+        quantizer.signed = True
+        quantizer.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)  # not OpenVINO's FakeQuantize
+    return model
+
+
+def quantize(model: nn.Module, calibration: Iterable[torch.Tensor], scope: Scope = "pointwise", subset_size: int = 300) -> nn.Module:
+    """Fold BatchNorm, then insert INT8 fake quantizers calibrated on feature batches (B, 1, n_mels, frames)."""
+    if isinstance(model, nn.Sequential):
+        raise ValueError("NNCF cannot quantize a bare nn.Sequential; wrap it in a module with its own forward.")
+    model = fold_batchnorm(model.eval())
+    ignored = float_scope(model, scope)
+    batches = list(calibration)
+    with _nncf() as nncf:
+        quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=min(subset_size, sum(len(b) for b in batches)),
+                                  preset=nncf.QuantizationPreset.PERFORMANCE,
+                                  ignored_scope=nncf.IgnoredScope(patterns=ignored, validate=False))
+    return _signed_qdq(quantized)
+
+
+def save_quantized_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointMeta, scope: Scope) -> None:
+    """Weights with their quantizer states; the NNCF config, the scope ``quantize`` used and the format in ``meta.extra["quantization"]``."""
+    with _nncf() as nncf:
+        config = nncf.torch.get_config(model)
+    meta.extra["quantization"] = {"backend": "nncf", "format": FORMAT, "scheme": "int8 symmetric signed, per-channel weights",
+                                  "scope": scope, "config": config}
+    save_checkpoint(path, model.state_dict(), meta)
+
+
+def is_quantized(meta: CheckpointMeta) -> bool:
+    """Whether a checkpoint holds a quantized (QAT) student."""
+    return "quantization" in meta.extra
+
+
+def load_quantized_student(path: str | os.PathLike) -> tuple[nn.Module, CheckpointMeta]:
+    """Rebuild a QAT student: the float architecture (BatchNorm folded), NNCF's quantizers from the config, then the weights."""
+    state, meta = load_checkpoint(path)
+    if not is_quantized(meta):
+        raise ValueError(f"{path} is a float checkpoint; quantize it with `earmark distill --qat` or export with --int8 --calib.")
+    quantization = meta.extra["quantization"]
+    model = build_student(meta).eval()
+    if quantization.get("format") == FORMAT:
+        model = fold_batchnorm(model)
+    with _nncf() as nncf:
+        model = nncf.torch.load_from_config(model, quantization["config"])
+        model.load_state_dict(state)
+    return _signed_qdq(model).eval(), meta
+
+
+WEIGHT_HOOK = re.compile(r".*pre_hooks\.(.+)/(?:conv[12]d|linear)/\d+__1\.\d+")  # a quantizer on input 1 (the weight)
+
+
+def _bake_weights(model: nn.Module) -> None:
+    """Set every quantized weight to its fake-quantized value (a point of its INT8 grid).
+
+    NNCF's fake quantization and ONNX's QuantizeLinear can round a weight one level apart; baked, both give the
+    grid point QAT trained with, and the exported INT8 initializer holds exactly it.
+    """
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    for name, quantizer in model.named_modules():
+        match = WEIGHT_HOOK.fullmatch(name)
+        if match and isinstance(quantizer, BaseQuantizer):
+            weight = model.get_submodule(match[1].replace("/", ".")).weight
+            weight.data = quantizer.quantize(weight.data)
+
+
+def export_ready(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The quantized model, weights baked to their INT8 grid, set to trace as QuantizeLinear/DequantizeLinear pairs (dynamo=False)."""
+    with _nncf():
+        _signed_qdq(model)
+        with torch.no_grad():
+            model(example)
+            _bake_weights(model)
+    return model.eval()
