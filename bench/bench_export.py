@@ -1,46 +1,129 @@
-"""tfsepnet64: PyTorch eager vs ONNX Runtime fp32 / fp16 / int8 (PTQ) at batch 1, as ratios measured in one run.
+"""tfsepnet64 and tfsepnet40 side by side: file and weight bytes per dtype, batch-1 latency on one thread, GEMM-bound share.
 
-    python bench/bench_export.py [--runs 100] [--out /tmp/bench-export]
+Rows per student: PyTorch eager fp32; ONNX Runtime fp32 with ResNorm as the reference code's ops (the graph before
+the fused InstanceNormalization) and fused; INT8 from the quantized-student format (NNCF, BatchNorm folded, untrained
+quantizers calibrated on synthetic clips) and post-training INT8 (onnxruntime.quantization), each in scope pointwise
+and all. All sessions run interleaved in one process, one intra-op thread, spinning off, BLAS pinned to one thread;
+the GEMM bound is numpy's single-thread float32 matmul measured in the same run. Untrained weights on synthetic
+audio: speed and size figures, not accuracy.
+
+    python bench/bench_export.py [--runs 200] [--students tfsepnet64 tfsepnet40] [--out DIR]
 """
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from earmark.audio.synth import synthesize
 from earmark.engine.checkpoint import save_checkpoint
-from earmark.export import bench_onnx, bench_torch, export_onnx
-from earmark.export.benchmark import format_table, frontend_cost_ms, read_metadata
-from earmark.students import create_student, student_checkpoint_meta
+from earmark.export import export_onnx, session
+from earmark.export.inputs import manifest_features
+from earmark.export.qdq import stored_bytes
+from earmark.students import count, create_student, one_second_input, quantize, save_quantized_checkpoint, student_checkpoint_meta
+from earmark.students import tfsepnet
+
+LABELS = ["alarm", "beep", "bell", "burst", "chirp", "knock", "siren", "whistle"]
+
+
+def reference_resnorm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """IN_freq as the reference code writes it (mean, unbiased var, sqrt, divide): ~10 ONNX ops per norm."""
+    mean = x.mean(dim=(1, 3), keepdim=True)
+    return (x - mean) / torch.sqrt(x.var(dim=(1, 3), keepdim=True) + eps)
+
+
+def gemm_gflops(size: int = 512, runs: int = 20) -> float:
+    """Single-thread float32 GEMM throughput (2 n^3 FLOPs per product), the compute bound the models are held to."""
+    a, b = np.random.default_rng(0).standard_normal((2, size, size)).astype(np.float32)
+    a @ b
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / float(np.median(times)) / 1e9
+
+
+def interleaved(calls: dict[str, object], runs: int) -> dict[str, np.ndarray]:
+    """Milliseconds per call, taking turns so that machine noise falls on every row alike."""
+    for call in calls.values():
+        for _ in range(3):
+            call()
+    times = {name: np.empty(runs) for name in calls}
+    for i in range(runs):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name][i] = 1000 * (time.perf_counter() - start)
+    return times
+
+
+def export_student(name: str, out: Path, calib: Path, skip_nncf: bool) -> tuple[dict[str, Path], torch.nn.Module, int]:
+    """Every variant of one untrained student; returns the files, the float model and its MACs per window."""
+    torch.manual_seed(0)
+    model = create_student(name, len(LABELS)).eval()
+    meta = student_checkpoint_meta(model, name, LABELS, window_seconds=1.0)
+    save_checkpoint(out / "ckpt", model.state_dict(), meta)
+    files = {"fp32": export_onnx(out / "ckpt", out / "fp32.onnx", force=True).path}
+    original = tfsepnet.freq_instance_norm
+    tfsepnet.freq_instance_norm = reference_resnorm
+    try:
+        files["fp32 unfused ResNorm"] = export_onnx(out / "ckpt", out / "fp32-unfused.onnx", force=True).path
+    finally:
+        tfsepnet.freq_instance_norm = original
+    spec = model.frontend
+    inputs = None
+    for scope in ("pointwise", "all"):
+        files[f"int8 PTQ {scope}"] = export_onnx(out / "ckpt", out / f"ptq-{scope}.onnx", "int8", calib=str(calib), force=True,
+                                                 int8_scope=scope, min_agreement=0.0).path
+        if skip_nncf:
+            continue
+        if inputs is None:
+            from earmark.audio.spec import get_frontend
+
+            frontend = get_frontend(spec)
+            inputs = torch.from_numpy(manifest_features(frontend, frontend.num_frames(frontend.sample_rate), str(calib), limit=32)[0])
+        qmeta = student_checkpoint_meta(model, name, LABELS, window_seconds=1.0)
+        save_quantized_checkpoint(out / f"q-{scope}", quantize(model, [inputs[i:i + 8] for i in range(0, len(inputs), 8)], scope), qmeta, scope)
+        files[f"int8 QAT-format {scope}"] = export_onnx(out / f"q-{scope}", out / f"qat-{scope}.onnx", force=True, min_agreement=0.0).path
+    return files, model, count(model, *one_second_input(model)).macs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--students", nargs="+", default=["tfsepnet64", "tfsepnet40"])
+    parser.add_argument("--skip-nncf", action="store_true", help="post-training INT8 only (NNCF calibration is the slow part)")
     parser.add_argument("--out", default=tempfile.mkdtemp(prefix="bench-export-"))
     args = parser.parse_args()
     out = Path(args.out)
-    data = synthesize(out / "data", clips_per_class=4, soundscapes=1)
-    labels = sorted({"alarm", "beep", "bell", "burst", "chirp", "knock", "siren", "whistle"})
-    model = create_student("tfsepnet64", len(labels))
-    save_checkpoint(out / "ckpt", model.state_dict(), student_checkpoint_meta(model, "tfsepnet64", labels))
-    files = {p: export_onnx(out / "ckpt", out / f"{p}.onnx", p, calib=str(data.clips_csv) if p == "int8" else None, force=True)
-             for p in ("fp32", "fp16", "int8")}
-    rows = bench_torch(out / "ckpt", batch=8, runs=args.runs)
-    for result in files.values():
-        rows += bench_onnx(result.path, batch=8, runs=args.runs)
-    print(format_table(rows))
-    one = [r for r in rows if r.threads == 1 and r.batch == 1]
-    base = next(r for r in one if r.backend == "pytorch").p50_ms
-    print("\nbatch 1, one thread, p50 relative to PyTorch eager:")
-    for r in one:
-        print(f"  {r.backend:<12} {r.precision:<5} {r.p50_ms:7.3f} ms   x{base / r.p50_ms:5.2f} faster")
-    for p, result in files.items():
-        print(f"  {p} file {result.bytes:,} bytes, parity max|diff| {result.parity.max_abs_diff:.2e}")
-    print(f"frontend (numpy, tfsepnet preset): {frontend_cost_ms(read_metadata(files['fp32'].path)):.2f} ms per second of audio")
+    calib = synthesize(out / "data", clips_per_class=4, soundscapes=1).clips_csv
     torch.set_num_threads(1)
+    with threadpool_limits(1):
+        gflops = gemm_gflops()
+        print(f"single-thread float32 GEMM bound: {gflops:.1f} GFLOP/s (numpy, 512 x 512, BLAS pinned to 1 thread)")
+        for name in args.students:
+            files, model, macs = export_student(name, out / name, calib, args.skip_nncf)
+            x = np.random.default_rng(0).standard_normal((1, 1, *one_second_input(model))).astype(np.float32)
+            sessions = {label: session(path, 1) for label, path in files.items()}
+            calls = {"pytorch fp32": lambda: model(torch.from_numpy(x))}
+            calls.update({label: (lambda s=s: s.run(None, {"features": x})) for label, s in sessions.items()})
+            with torch.inference_mode():
+                times = interleaved(calls, args.runs)
+            fp32_bytes, fp32_ms = files["fp32"].stat().st_size, float(np.median(times["fp32"]))
+            print(f"\n{name}: {macs:,} MACs per 1-s window; batch 1, one thread, {args.runs} interleaved runs")
+            print(f"{'variant':<24} {'file bytes':>10} {'x fp32':>6}  {'weight bytes per dtype':<42} {'p50 ms':>7} {'p99 ms':>7} {'x fp32':>6} {'GEMM %':>6}")
+            for label, t in times.items():
+                path = files.get(label)
+                size = f"{path.stat().st_size:>10,} {path.stat().st_size / fp32_bytes:>6.2f}" if path else f"{'-':>10} {'-':>6}"
+                weights = ", ".join(f"{k} {v:,}" for k, v in sorted(stored_bytes(path).items())) if path else "-"
+                p50 = float(np.median(t))
+                share = 2 * macs / (p50 / 1000) / 1e9 / gflops
+                print(f"{label:<24} {size}  {weights:<42} {p50:>7.3f} {np.percentile(t, 99):>7.3f} {p50 / fp32_ms:>6.2f} {share:>6.1%}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ are slower than float ones.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import warnings
@@ -97,7 +98,7 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor], scope: Scope
     """Fold BatchNorm, then insert INT8 fake quantizers calibrated on feature batches (B, 1, n_mels, frames)."""
     if isinstance(model, nn.Sequential):
         raise ValueError("NNCF cannot quantize a bare nn.Sequential; wrap it in a module with its own forward.")
-    model = fold_batchnorm(model.eval())
+    model = fold_batchnorm(copy.deepcopy(model).eval())  # the caller's float model stays as it was
     ignored = float_scope(model, scope)
     batches = list(calibration)
     with _nncf() as nncf:

@@ -77,3 +77,31 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
     save_checkpoint(tmp_path / "bad", model.state_dict(), meta)
     with pytest.raises(ValueError, match="do not fit"):
         student_from_checkpoint(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("norm", ["resnorm", "adaresnorm"])
+def test_resnorm_is_one_instance_normalization_in_onnx_with_the_papers_values(norm, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from earmark.students import AdaResNorm, ResNorm
+
+    torch.manual_seed(0)
+    layer = ResNorm(40) if norm == "resnorm" else AdaResNorm(40)
+    if norm == "adaresnorm":
+        layer.rho.data.uniform_(0, 1), layer.gamma.data.uniform_(0.5, 1.5), layer.beta.data.uniform_(-1, 1)
+    x = torch.randn(2, 40, 64, 16) * 3 + 1
+    mean, var = x.mean(dim=(1, 3), keepdim=True), x.var(dim=(1, 3), keepdim=True)  # the reference code's unbiased variance
+    normalised = (x - mean) / torch.sqrt(var + 1e-5)
+    if norm == "resnorm":
+        reference = 0.1 * x + normalised
+    else:
+        rho = layer.rho.clamp(0, 1)
+        reference = layer.gamma * (rho * x + (1 - rho) * normalised) + layer.beta
+    with torch.no_grad():
+        assert (layer(x) - reference).abs().max() <= 1e-5
+        torch.onnx.export(layer, (x,), tmp_path / "n.onnx", dynamo=False, opset_version=17, input_names=["x"])
+    ops = [n.op_type for n in onnx.load(tmp_path / "n.onnx").graph.node]
+    assert ops.count("InstanceNormalization") == 1 and "ReduceMean" not in ops and "Sqrt" not in ops
+    out = ort.InferenceSession(str(tmp_path / "n.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert np.abs(out - reference.detach().numpy()).max() <= 1e-5

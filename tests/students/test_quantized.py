@@ -1,0 +1,62 @@
+"""The quantized-student format: BatchNorm folded before NNCF, scopes, reload equality, exact INT8 weights in ONNX."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import numpy_helper
+
+from earmark.students import (create_student, export_ready, fold_batchnorm, load_quantized_student, quantize, save_quantized_checkpoint,
+                              student_checkpoint_meta)
+
+
+def _student():
+    torch.manual_seed(0)
+    model = create_student("tfsepnet40", 4, base_channels=16).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(-1.5, 1.5)
+    return model
+
+
+def test_folding_batchnorm_keeps_the_function_and_removes_every_batchnorm():
+    model = _student()
+    x = torch.randn(2, 1, 256, 64)
+    with torch.no_grad():
+        before = model(x)
+        folded = fold_batchnorm(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        assert torch.allclose(folded(x), before, atol=1e-4)
+
+
+def test_quantized_student_reloads_exactly_and_exports_int8_weights(tmp_path):
+    from earmark.export.qdq import store_int8_weights
+
+    model = _student()
+    x = torch.randn(6, 1, 256, 64)
+    qmodel = quantize(model, [x[:3], x[3:]], "all")
+    save_quantized_checkpoint(tmp_path / "q", qmodel, student_checkpoint_meta(model, "tfsepnet40", list("abcd"), overrides={"base_channels": 16}), "all")
+    reloaded, meta = load_quantized_student(tmp_path / "q")
+    assert meta.extra["quantization"]["scope"] == "all"
+    with torch.no_grad():
+        assert torch.allclose(reloaded(x[:2]), qmodel(x[:2]), atol=1e-6)
+    ready = export_ready(reloaded, x[:1])
+    torch.onnx.export(ready, (x[:1],), tmp_path / "q.onnx", dynamo=False, opset_version=17)
+    model_proto = onnx.load(tmp_path / "q.onnx")
+    floats = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert store_int8_weights(model_proto) == sum(n.op_type == "Conv" for n in model_proto.graph.node)
+    int8 = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = model_proto.graph.input[0].name
+    # the INT8 initializers reproduce the fake-quantized float weights exactly, and those QAT's own grid
+    assert np.array_equal(int8.run(None, {name: x[:1].numpy()})[0], floats.run(None, {name: x[:1].numpy()})[0])
+    dequantized = [n for n in model_proto.graph.node if n.op_type == "DequantizeLinear"]
+    inits = {t.name: numpy_helper.to_array(t) for t in model_proto.graph.initializer}
+    assert all(inits[n.input[0]].dtype == np.int8 for n in dequantized if n.input[0] in inits)
+
+
+def test_unknown_scope_and_bare_sequential_are_refused():
+    with pytest.raises(ValueError, match="unknown INT8 scope"):
+        quantize(_student(), [torch.randn(2, 1, 256, 64)], "depthwise")
+    with pytest.raises(ValueError, match="bare nn.Sequential"):
+        quantize(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1)), [torch.randn(2, 1, 8, 8)])
