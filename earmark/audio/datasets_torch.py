@@ -70,8 +70,9 @@ class ClipDataset(Dataset):
     """(id, wave (N,), target (C,)) items: random crops for training, deterministic centre crops for evaluation."""
 
     def __init__(self, manifest: Manifest, sample_rate: int, clip_seconds: float, train: bool = False, seed: int = 0,
-                 frame_hop: float | None = None):
+                 frame_hop: float | None = None, keep_decoded: bool = True):
         self.manifest, self.sample_rate, self.train, self.seed = manifest, sample_rate, train, seed
+        self.keep_decoded = keep_decoded  # False for one pass over a corpus (memory stays flat)
         self.items = Items(manifest.labels, sample_rate, clip_seconds, frame_hop)
         self.epoch = EpochCounter()
         self._cache: dict[int, np.ndarray] = {}
@@ -84,11 +85,11 @@ class ClipDataset(Dataset):
         self.epoch.set(epoch)
 
     def wave(self, index: int) -> np.ndarray:
-        """The decoded clip; kept in memory when loading in-process (DataLoader workers decode every time instead)."""
+        """The decoded clip; kept in memory when loading in-process and ``keep_decoded`` (DataLoader workers decode every time)."""
         if index in self._cache:
             return self._cache[index]
         wave = load_audio(self.manifest.clips[index].path, self.sample_rate)
-        if get_worker_info() is None:
+        if self.keep_decoded and get_worker_info() is None:
             self._cache[index] = wave
         return wave
 

@@ -88,7 +88,8 @@ class PlannedBatches:
             self.loader = DataLoader(self.control, batch_size=None, **options)
         else:
             self.control = _PlanSampler(plans)
-            self.loader = DataLoader(ClipDataset(data, sample_rate, clip_seconds), batch_sampler=self.control, collate_fn=collate, **options)
+            dataset = ClipDataset(data, sample_rate, clip_seconds, keep_decoded=False)  # one pass: nothing to keep
+            self.loader = DataLoader(dataset, batch_sampler=self.control, collate_fn=collate, **options)
 
     def batches(self, round: int) -> Iterator[dict]:
         if isinstance(self.control, ShardStream):

@@ -86,7 +86,7 @@ def task_mismatch(teacher: str, task: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from earmark.distill.run import DistillConfig, distill
-    from earmark.engine import config_from_args, results_table
+    from earmark.engine import cleanup, config_from_args, results_table, setup_distributed
 
     config = config_from_args(DistillConfig, args, progress=not args.quiet)
     if not config.teachers and config.kd:
@@ -95,10 +95,11 @@ def run(args: argparse.Namespace) -> int:
         if warning := task_mismatch(teacher, config.task):
             log.warning(warning)
     final = distill(config)
-    out = Path(config.out)
-    results = json.loads((out / "results.json").read_text())
-    print(results_table(results))
-    pictures = [p.relative_to(out).as_posix() for p in sorted(out.glob("*.png")) + sorted(out.glob("*/curves.png"))]
-    print(f"wrote {final}; pictures in {out}: {', '.join(pictures)}")
-    print(f"next: earmark export {final} --format onnx{'' if config.qat else ' --int8 --calib ' + config.data}")
+    if setup_distributed().is_main:  # under torchrun, one rank reports
+        out = Path(config.out)
+        print(results_table(json.loads((out / "results.json").read_text())))
+        pictures = [p.relative_to(out).as_posix() for p in sorted(out.glob("*.png")) + sorted(out.glob("*/curves.png"))]
+        print(f"wrote {final}; pictures in {out}: {', '.join(pictures)}")
+        print(f"next: earmark export {final} --format onnx{'' if config.qat else ' --int8 --calib ' + config.data}")
+    cleanup()
     return 0

@@ -82,7 +82,7 @@ def predict_to_cache(predictors: list[Predictor], data: DataSource, out: str | o
         if info.is_main and not writer.complete():
             provenance = {"teachers": [p.sha256 for p in predictors], "data": data.source, "clip_seconds": clip_seconds}
             writer.finish(parts, data.labels.to_list(), provenance)
-        barrier()
+    barrier()  # every rank reads the cache once rank 0 has let go of the lock
     return Path(out)
 
 

@@ -106,3 +106,53 @@ def test_ema_momentum_rises_to_one_and_tracks():
     before = ema.model.weight.clone()
     ema.update(student, 0)
     assert torch.allclose(ema.model.weight, 0.9 * before + 0.1 * student.weight)
+
+
+def test_two_ranks_with_workers_see_every_shard_clip_once_per_epoch(tmp_path):
+    import json
+
+    from earmark.audio.sources import open_data
+    from earmark.audio.synth import synthesize
+    from earmark.cli import main
+
+    data = synthesize(tmp_path / "data", seed=5, clips_per_class=3, soundscapes=1)  # 24 clips, 5 folds: uneven shards
+    assert main(["data", "shard", str(data.clips_csv), str(tmp_path / "shards"), "--clips-per-shard", "4"]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29543",
+           str(HERE / "shard_run.py"), str(tmp_path / "shards"), str(tmp_path), "2", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ids = sorted(open_data(tmp_path / "shards").ids)
+    for epoch in range(2):
+        assert sorted(ranks[0]["epochs"][epoch] + ranks[1]["epochs"][epoch]) == ids  # once per epoch, across ranks and workers
+    assert ranks[0]["epochs"][0] != ranks[0]["epochs"][1]  # a new order each epoch
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 2 * 4 and ranks[0]["weights"] == ranks[1]["weights"]  # DDP in lockstep
+
+
+def test_a_run_on_shards_resumed_after_a_kill_equals_an_uninterrupted_one(tmp_path):
+    from earmark.audio.datasets_torch import collate
+    from earmark.audio.sources import open_data, train_dataset
+    from earmark.audio.synth import synthesize
+    from earmark.cli import main
+
+    data = synthesize(tmp_path / "data", seed=6, clips_per_class=2, soundscapes=1)
+    assert main(["data", "shard", str(data.clips_csv), str(tmp_path / "shards"), "--clips-per-shard", "3"]) == 0
+    shards = open_data(tmp_path / "shards")
+
+    def step(model, batch):
+        x = batch["wave"].reshape(len(batch["id"]), 5, -1).std(dim=2)  # 5 band-free features of the random crops
+        return nn.functional.mse_loss(model(x + 0.05 * torch.randn_like(x)), batch["target"][:, :1]), {}
+
+    def run(folder, hooks=(), resume=False):
+        model = _model()
+        config = TrainConfig(run_dir=str(tmp_path / folder), epochs=3, batch_size=4, lr=0.01, ckpt_every=1, num_workers=1, progress=False)
+        trainer = Trainer(config, model, step, train_dataset(shards, 8000, 0.5, 4, seed=2), collate_fn=collate, hooks=list(hooks))
+        return model, trainer.fit(resume=resume)
+
+    full, _ = run("a")
+    with pytest.raises(Stop):
+        run("b", [_stop_at(6)])  # mid-way through the second epoch (4 steps per epoch)
+    resumed, state = run("b", resume=True)
+    assert state.step == 12 and state.epoch == 3
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
