@@ -1,4 +1,4 @@
-"""Identical weights, identical outputs: earmark's teachers against the reference implementations.
+"""Identical weights, identical outputs, waveform in: earmark against the reference pipelines at real clip lengths.
 
 Clone the references side by side, give timm 0.4.5 and einops a private folder, and point --refs at the parent:
 
@@ -7,13 +7,18 @@ Clone the references side by side, give timm 0.4.5 and einops a private folder, 
     git clone https://github.com/Sara-Ahmed/ASiT         REFS/ASiT
     git clone https://github.com/YuanGongND/ssast        REFS/ssast
     git clone https://github.com/YuanGongND/ast          REFS/ast
+    git clone https://github.com/yqcai888/easy_dcase_task1 REFS/easy_dcase_task1
     pip install --no-deps --target REFS/deps einops timm==0.4.5
     python bench/reference_parity.py --refs REFS
 
-Each check builds a reference model, perturbs every parameter (so a dropped norm or gate would show), saves it in the
-official checkpoint layout, converts it with ``earmark convert`` and prints the largest absolute difference between
-the two models' outputs on one input. The references' training-only imports (Lightning, transformers, torchvision,
-wget) become empty modules, and ``torch._six``, which timm 0.4.5 imports and torch 2 removed, gets its aliases back.
+Each check builds a reference model, perturbs every parameter (and TF-SepNet's BatchNorm statistics) so a dropped
+norm or gate would show, saves it in the official checkpoint layout, converts it with ``earmark convert`` and runs
+both pipelines from the same waveform: the reference's own loader (fbank, padding or cutting to its trained length,
+normalisation) and model, against earmark's frontend and the converted model with its family's length policy. Each
+family is measured at 10 s, at a short length (5-6 s) and at the length it was trained on. Input is synthetic (two
+tones over white noise). The references' training-only imports (Lightning, transformers, torchvision, wget,
+dcase_util, torchaudio_augmentations) become empty modules, and ``torch._six``, which timm 0.4.5 imports and torch 2
+removed, gets its aliases back.
 """
 
 from __future__ import annotations
@@ -21,22 +26,27 @@ from __future__ import annotations
 import argparse
 import collections.abc
 import importlib.util
+import math
 import sys
 import tempfile
 import types
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
+import torchaudio
 
 from earmark.audio.features_torch import Frontend
-from earmark.teachers import teacher_from_checkpoint
+from earmark.students import student_from_checkpoint
+from earmark.students.convert import convert_tfsepnet
+from earmark.teachers import create_teacher, teacher_from_checkpoint
 from earmark.teachers.convert import convert
 
-Row = tuple[str, str, str, float]
+Row = tuple[str, str, str, float]  # reference pipeline, input, compared, max abs difference
 
 
 class _Empty(types.ModuleType):
-    """A stand-in for a package the reference imports but the compared model never calls."""
+    """A stand-in for a package the reference imports but the compared pipeline never calls."""
 
     def __getattr__(self, name: str) -> "_Empty":
         return _Empty(name)
@@ -52,8 +62,9 @@ def _install_stand_ins() -> None:
     lightning = types.ModuleType("pytorch_lightning")
     lightning.LightningModule = torch.nn.Module
     sys.modules["pytorch_lightning"] = lightning
-    for name in ("transformers", "transformers.optimization", "audiossl.utils", "audiossl.utils.common", "wget",
-                 "torchvision", "torchvision.transforms", "torchvision.transforms.functional", "torchvision.datasets"):
+    for name in ("transformers", "transformers.optimization", "audiossl.utils", "audiossl.utils.common", "wget", "dcase_util",
+                 "torchaudio_augmentations", "torchvision", "torchvision.transforms", "torchvision.transforms.functional",
+                 "torchvision.datasets"):
         sys.modules[name] = _Empty(name)
     sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
 
@@ -87,6 +98,41 @@ def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item()
 
 
+def waves(seconds: float, sample_rate: int, batch: int = 2) -> torch.Tensor:
+    """(batch, samples): two tones with a slow swell over white noise, peak about 0.4, different per row."""
+    t = torch.arange(round(seconds * sample_rate)) / sample_rate
+    rows = [0.2 * torch.sin(2 * math.pi * (330 + 110 * i) * t) * (1 + 0.5 * torch.sin(2 * math.pi * 0.3 * t))
+            + 0.1 * torch.sin(2 * math.pi * 2500 * t) + 0.05 * torch.randn(t.shape) for i in range(batch)]
+    return torch.stack(rows)
+
+
+def _kaldi_seconds(frames: int, sample_rate: int) -> float:
+    """The clip length whose 25 ms / 10 ms Kaldi fbank has exactly ``frames`` frames."""
+    return (round(0.025 * sample_rate) + (frames - 1) * round(0.010 * sample_rate)) / sample_rate
+
+
+def _lengths(trained: float, short: float) -> Iterator[tuple[str, float]]:
+    yield "10 s", 10.0
+    yield f"{short:g} s", short
+    if abs(trained - 10.0) > 1e-9:
+        yield f"{trained:.3f} s (trained length)", trained
+
+
+def _yuangong_loader(module: types.ModuleType, target_length: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """YuanGongND's ``AudiosetDataset._wav2fbank`` (mean removal, fbank, zero pad or cut) and ``__getitem__``'s normalisation."""
+    dataset = object.__new__(getattr(module, "AudiosetDataset", None) or module.AudioDataset)  # AST's name, SSAST's name
+    dataset.audio_conf, dataset.melbins = {"target_length": target_length}, 128
+
+    def features(wave: torch.Tensor) -> torch.Tensor:
+        rows = []
+        for w in wave:
+            module.torchaudio = types.SimpleNamespace(load=lambda _: (w[None], 16000), compliance=torchaudio.compliance)
+            fbank, _ = dataset._wav2fbank("clip.wav")
+            rows.append((fbank - (-4.2677393)) / (4.5689974 * 2))
+        return torch.stack(rows)  # (B, frames, mel)
+    return features
+
+
 def check_beats(refs: Path, tmp: Path) -> list[Row]:
     beats = _load(refs / "unilm/beats/BEATs.py", "ref_beats", refs / "unilm/beats")
     rows = []
@@ -98,49 +144,30 @@ def check_beats(refs: Path, tmp: Path) -> list[Row]:
         ref = _perturb(beats.BEATs(beats.BEATsConfig(cfg)), 0.05)
         ckpt = {"cfg": cfg, "model": ref.state_dict(), **({"label_dict": {i: f"c{i}" for i in range(5)}} if finetuned else {})}
         ours = _converted("beats", ckpt, tmp / f"beats{int(finetuned)}")
-        wave = 0.1 * torch.randn(2, 16000 * 3)
-        with torch.no_grad():
-            theirs, _ = ref.extract_features(wave)  # their own kaldi fbank; ours runs the `beats` frontend
-            out = ours(Frontend("beats")(wave).unsqueeze(1))
-        mine = torch.sigmoid(out.clip_logits) if finetuned else out.tokens
-        rows.append(("" if finetuned else "unilm beats/BEATs.py", "finetuned, 5 classes" if finetuned else "tiny cfg, 2 DeepNorm layers, gated rel. positions",
-                     "sigmoid clip probabilities (3 s noise)" if finetuned else "encoder tokens (3 s noise, with frontend)",
-                     _diff(theirs, mine)))
+        for label, seconds in (("10 s (trained length)", 10.0), ("5.5 s", 5.5)):
+            wave = waves(seconds, 16000)
+            with torch.no_grad():
+                theirs, _ = ref.extract_features(wave)  # their own kaldi fbank
+                out = ours(Frontend("beats")(wave).unsqueeze(1))
+            mine = torch.sigmoid(out.clip_logits) if finetuned else out.tokens
+            what = "sigmoid clip probabilities, finetuned, 5 classes" if finetuned else "encoder tokens"
+            rows.append(("unilm BEATs.extract_features, tiny cfg (2 DeepNorm layers, gated rel. positions)", label, what, _diff(theirs, mine)))
     return rows
 
 
-def check_asit(refs: Path, tmp: Path) -> list[Row]:
-    vit = _load(refs / "ASiT/vision_transformer.py", "ref_asit", refs / "ASiT")
-    ref = _perturb(vit.vit_small(audio_size=[592, 128], in_chans=1))
-    ours = _converted("asit", {"teacher": {f"backbone.{k}": v for k, v in ref.state_dict().items()}}, tmp / "asit",
-                      sample_rate=16000)
-    features = torch.randn(2, 1, 128, 592)  # earmark: (B, 1, mel, frames); ASiT: (B, 1, frames, mel)
-    with torch.no_grad():
-        theirs, out = ref(features.transpose(2, 3)), ours(features)
-    return [("Sara-Ahmed/ASiT vision_transformer.py", "vit_small, 592 x 128", "cls token", _diff(theirs[:, 0], out.clip_embedding)),
-            ("", "", "patch tokens", _diff(theirs[:, 1:], out.tokens))]
-
-
-def check_atst(refs: Path, tmp: Path) -> list[Row]:
-    root = refs / "audiossl"
-    clip = _load(root / "audiossl/models/atst/audio_transformer.py", "ref_atst_clip", refs / "deps", root)
-    frame = _load(root / "audiossl/methods/atstframe/downstream/comparison_models/models/frame_atst.py", "ref_atst_frame", root)
-    features, length = torch.randn(2, 1, 64, 601), torch.tensor([601, 601])  # 6 s of `atst` log-mel frames
+def check_ast(refs: Path, tmp: Path) -> list[Row]:
+    ast = _load(refs / "ast/src/models/ast_models.py", "ref_ast", refs / "deps")
+    loader = _yuangong_loader(_load(refs / "ast/src/dataloader.py", "ref_ast_data"), 1024)
+    ref = _perturb(ast.ASTModel(label_dim=7, fstride=10, tstride=10, input_fdim=128, input_tdim=1024,
+                                imagenet_pretrain=False, audioset_pretrain=False, model_size="base384"))
+    ours = _converted("ast", torch.nn.DataParallel(ref).state_dict(), tmp / "ast")
     rows = []
-    for fmt, ref in (("atst-clip", clip.AST_small(use_cls=True)), ("atst-frame", frame.FrameAST_small())):
-        ref = _perturb(ref)
-        lightning = {"state_dict": {f"model.teacher.encoder.{k}": v for k, v in ref.state_dict().items()}, "epoch": 1}
-        ours = _converted(fmt, lightning, tmp / fmt)
+    for label, seconds in _lengths(_kaldi_seconds(1024, 16000), 6.2):
+        wave = waves(seconds, 16000, batch=1)
         with torch.no_grad():
-            out = ours(features)
-            if fmt == "atst-clip":
-                tokens = ref.get_intermediate_layers(features, length, n=1)[0][:, 1:]
-                rows.append(("audiossl AST_small", "ATST-Clip small, 150 tokens", "cls token", _diff(ref(features, length=length), out.clip_embedding)))
-            else:
-                tokens = ref.get_intermediate_layers(features, length, n=1, scene=False)
-                rows.append(("audiossl FrameAST_small", "ATST-Frame small, 150 tokens", "mean frame token",
-                             _diff(ref.get_intermediate_layers(features, length, n=1, scene=True), out.clip_embedding)))
-        rows.append(("", "", "frame tokens", _diff(tokens, out.tokens)))
+            theirs, out = ref(loader(wave)), ours(Frontend("ast")(wave).unsqueeze(1))
+        rows.append(("YuanGongND/ast dataloader + ASTModel base384, stride 10, 1024 frames", label,
+                     f"clip logits (scale {theirs.abs().max():.1f})", _diff(theirs, out.clip_logits)))
     return rows
 
 
@@ -152,38 +179,110 @@ def _final_tokens(vit: torch.nn.Module) -> dict:
 
 def check_ssast(refs: Path, tmp: Path) -> list[Row]:
     ssast = _load(refs / "ssast/src/models/ast_models.py", "ref_ssast", refs / "deps")
+    data = _load(refs / "ssast/src/dataloader.py", "ref_ssast_data")
     rows = []
-    for fshape, tshape, frames in ((16, 16, 256), (128, 2, 200)):
-        shape = dict(fshape=fshape, tshape=tshape, fstride=fshape, tstride=tshape, input_fdim=128, input_tdim=frames, model_size="tiny")
-        pretrained = torch.nn.DataParallel(_perturb(ssast.ASTModel(pretrain_stage=True, **shape)))
-        ours = _converted("ssast", pretrained.state_dict(), tmp / f"ssast{fshape}")
-        torch.save(pretrained.state_dict(), tmp / f"ssast{fshape}.pth")
-        ref = ssast.ASTModel(label_dim=5, pretrain_stage=False, load_pretrained_mdl_path=str(tmp / f"ssast{fshape}.pth"), **shape).eval()
-        ref.mlp_head = torch.nn.Identity()
-        seen = _final_tokens(ref.v)
-        spectrogram = torch.randn(2, frames, 128)  # SSAST: (B, frames, mel)
-        with torch.no_grad():
-            mean = ref(spectrogram, task="ft_avgtok")
-            out = ours(spectrogram.transpose(1, 2).unsqueeze(1))
+    for fshape, tshape in ((16, 16), (128, 2)):
         kind = "patch 16x16" if fshape == 16 else "frame 128x2"
-        rows += [("YuanGongND/ssast ASTModel", f"tiny, {kind}, {frames} frames", "mean token", _diff(mean, out.clip_embedding)),
-                 ("", "", "patch tokens", _diff(seen["tokens"][:, 2:], out.tokens))]
+        shape = dict(fshape=fshape, tshape=tshape, fstride=fshape, tstride=tshape, input_fdim=128, model_size="tiny")
+        pretrained = torch.nn.DataParallel(_perturb(ssast.ASTModel(pretrain_stage=True, input_tdim=1024, **shape)))
+        converted = convert("ssast", _saved(pretrained.state_dict(), tmp / f"ssast{fshape}.pth"), tmp / f"ssast{fshape}")[0]
+        for target, lengths in ((1024, _lengths(_kaldi_seconds(1024, 16000), 5.5)), (512, [("512 frames, length=resize", _kaldi_seconds(512, 16000))])):
+            ref = ssast.ASTModel(label_dim=5, pretrain_stage=False, input_tdim=target, load_pretrained_mdl_path=str(tmp / f"ssast{fshape}.pth"), **shape).eval()
+            ref.mlp_head = torch.nn.Identity()
+            seen = _final_tokens(ref.v)
+            ours, meta = teacher_from_checkpoint(converted)
+            if target != 1024:  # fine-tuning at another length: SSAST cuts its position grid around the centre
+                resized = create_teacher(meta.model, **{**meta.model_args["overrides"], "frontend": meta.frontend, "length": "resize"})
+                resized.load_state_dict(ours.state_dict())
+                ours = resized
+            for label, seconds in lengths:
+                wave = waves(seconds, 16000, batch=1)
+                with torch.no_grad():
+                    mean = ref(_yuangong_loader(data, target)(wave), task="ft_avgtok")
+                    out = ours.eval()(Frontend("ast")(wave).unsqueeze(1))
+                rows += [(f"YuanGongND/ssast dataloader + ASTModel tiny, {kind}, ft_avgtok", label, "mean token",
+                          _diff(mean, out.clip_embedding)),
+                         ("", "", "patch tokens", _diff(seen["tokens"][:, 2:], out.tokens))]
     return rows
 
 
-def check_ast(refs: Path, tmp: Path) -> list[Row]:
-    ast = _load(refs / "ast/src/models/ast_models.py", "ref_ast", refs / "deps")
-    ref = _perturb(ast.ASTModel(label_dim=7, fstride=10, tstride=10, input_fdim=128, input_tdim=1024,
-                                imagenet_pretrain=False, audioset_pretrain=False, model_size="base384"))
-    ours = _converted("ast", torch.nn.DataParallel(ref).state_dict(), tmp / "ast")
-    spectrogram = torch.randn(1, 1024, 128)
+def _saved(state: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def check_asit(refs: Path, tmp: Path) -> list[Row]:
+    vit = _load(refs / "ASiT/vision_transformer.py", "ref_asit", refs / "ASiT")
+    transforms = _load(refs / "ASiT/data_transformations.py", "ref_asit_data")
+    loader = object.__new__(transforms.DataAugmentation)
+    loader.num_frames, loader.num_mel_bins = 592, 128
+    ref = _perturb(vit.vit_small(audio_size=[592, 128], in_chans=1))
+    ours = _converted("asit", {"teacher": {f"backbone.{k}": v for k, v in ref.state_dict().items()}}, tmp / "asit", sample_rate=32000)
+    rows = []
+    for label, seconds in _lengths(_kaldi_seconds(592, 32000), 5.0):
+        wave = waves(seconds, 32000)
+        fbank = torch.stack([(loader._wav2fbank(w[None]) - (-4.2677393)) / (4.5689974 * 2) for w in wave])  # (B, 592, mel)
+        with torch.no_grad():
+            theirs, out = ref(fbank.unsqueeze(1)), ours(Frontend("asit32k")(wave).unsqueeze(1))
+        rows += [("Sara-Ahmed/ASiT _wav2fbank (32 kHz) + vit_small, 592 frames", label, "cls token", _diff(theirs[:, 0], out.clip_embedding)),
+                 ("", "", "patch tokens", _diff(theirs[:, 1:], out.tokens))]
+    return rows
+
+
+def check_atst(refs: Path, tmp: Path) -> list[Row]:
+    root = refs / "audiossl"
+    clip = _load(root / "audiossl/models/atst/audio_transformer.py", "ref_atst_clip", refs / "deps", root)
+    frame = _load(root / "audiossl/methods/atstframe/downstream/comparison_models/models/frame_atst.py", "ref_atst_frame", root)
+    common = _load(root / "audiossl/transforms/common.py", "ref_atst_transforms", root)
+    melspec = torchaudio.transforms.MelSpectrogram(16000, f_min=60, f_max=7800, hop_length=160, win_length=1024, n_fft=1024, n_mels=64)
+    to_db, minmax = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=80), common.MinMax(min=-79.6482, max=50.6842)
+    rows = []
+    for fmt, ref in (("atst-clip", clip.AST_small(use_cls=True)), ("atst-frame", frame.FrameAST_small())):
+        ref = _perturb(ref)
+        lightning = {"state_dict": {f"model.teacher.encoder.{k}": v for k, v in ref.state_dict().items()}, "epoch": 1}
+        ours = _converted(fmt, lightning, tmp / fmt)
+        for label, seconds in (("10 s (trained length)", 10.0), ("6 s", 6.0)):
+            wave = waves(seconds, 16000)
+            mel = minmax(to_db(melspec(wave.unsqueeze(1))))  # atstframe/embedding.py's transform, (B, 1, 64, T)
+            length = torch.full((wave.shape[0],), mel.shape[-1])
+            with torch.no_grad():
+                out = ours(Frontend("atst")(wave).unsqueeze(1))
+                if fmt == "atst-clip":
+                    name, pooled, what = "audiossl AST_small (ATST-Clip) + embedding.py transform", ref(mel, length=length), "cls token"
+                    tokens = ref.get_intermediate_layers(mel, length, n=1)[0][:, 1:]
+                else:
+                    name, what = "audiossl FrameAST_small (ATST-Frame) + embedding.py transform", "mean frame token"
+                    pooled = ref.get_intermediate_layers(mel, length, n=1, scene=True)
+                    tokens = ref.get_intermediate_layers(mel, length, n=1, scene=False)
+            rows += [(name, label, what, _diff(pooled, out.clip_embedding)), ("", "", "frame tokens", _diff(tokens, out.tokens))]
+    return rows
+
+
+def check_tfsepnet(refs: Path, tmp: Path) -> list[Row]:
+    root = refs / "easy_dcase_task1"
+    backbones = _load(root / "model/backbones.py", "ref_tfsepnet", root)
+    mel = _load(root / "util/spec_extractor.py", "ref_cpmel").CpMel(n_mels=512).eval()
+    ref = _perturb(backbones.TFSepNet(num_classes=10, base_channels=64, depth=17), 0.1)
     with torch.no_grad():
-        theirs, out = ref(spectrogram), ours(spectrogram.transpose(1, 2).unsqueeze(1))
-    return [("YuanGongND/ast ASTModel", "base384, stride 10, 1212 patches", f"clip logits (scale {theirs.abs().max():.1f})",
-             _diff(theirs, out.clip_logits))]
+        for bn in (m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_(0, 0.2)
+            bn.running_var.uniform_(0.5, 1.5)
+    src = _saved({"state_dict": {f"backbone.{k}": v for k, v in ref.state_dict().items()}, "epoch": 1}, tmp / "tfsepnet.ckpt")
+    ours = student_from_checkpoint(convert_tfsepnet(src, tmp / "tfsepnet")[0])[0].eval()
+    rows = []
+    for label, seconds in (("1 s (trained length)", 1.0), ("5 s", 5.0), ("10 s", 10.0)):
+        wave = waves(seconds, 32000)
+        with torch.no_grad():
+            theirs = ref(mel(wave).unsqueeze(1))
+            out = ours(Frontend("tfsepnet")(wave).unsqueeze(1))
+        mine = out.clip_logits if hasattr(out, "clip_logits") else out
+        rows.append(("yqcai888/easy_dcase_task1 CpMel(512) + TFSepNet-64 (Lightning backbone.*)", label,
+                     f"logits (scale {theirs.abs().max():.1f})", _diff(theirs, mine)))
+    return rows
 
 
-CHECKS = {"beats": check_beats, "asit": check_asit, "atst": check_atst, "ssast": check_ssast, "ast": check_ast}
+CHECKS = {"beats": check_beats, "asit": check_asit, "atst": check_atst, "ssast": check_ssast, "ast": check_ast, "tfsepnet": check_tfsepnet}
 
 
 def main() -> None:
@@ -193,11 +292,12 @@ def main() -> None:
     args = parser.parse_args()
     _install_stand_ins()
     torch.manual_seed(0)
-    print("| reference | configuration | compared | max abs difference |\n|---|---|---|---|")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, synthetic input (tones over noise)")
+    print("| reference pipeline | input | compared | max abs difference |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
-            for reference, config, compared, diff in CHECKS[name](args.refs, Path(tmp) / name):
-                print(f"| {reference} | {config} | {compared} | {diff:.1e} |", flush=True)
+            for reference, length, compared, diff in CHECKS[name](args.refs, Path(tmp) / name):
+                print(f"| {reference} | {length} | {compared} | {diff:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ HELP = {
     "teachers": "teacher checkpoint (repeat for an ensemble; a student checkpoint teaches too) or a cache folder",
     "student": "a registered student (see `earmark complexity --list`)",
     "student_overrides": "JSON constructor arguments, e.g. '{\"base_channels\": 32}'",
+    "init": "a student checkpoint to start from, e.g. one from `earmark convert --from tfsepnet`",
     "data": "a labelled manifest (folds from its fold column, else from a hash of the ids) or its WebDataset shards",
     "out": "the run folder (student checkpoints, config.json, results.json, pictures)",
     "task": "frame: an SED student on strong labels, frame KD from a frame teacher",

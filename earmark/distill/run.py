@@ -36,6 +36,7 @@ class DistillConfig:
     student: str = "tfsepnet64"
     task: str = "clip"  # "frame": a frame-level (SED) student on strong labels, frame KD from a frame teacher
     student_overrides: dict = field(default_factory=dict)
+    init: str = ""  # a student checkpoint to start from (e.g. `earmark convert --from tfsepnet`), else random weights
     cache: str = ""  # where the teacher-output cache lives (default: OUT/teacher-cache)
     clip_seconds: float = 1.0
     val_fold: int = 4
@@ -264,6 +265,17 @@ def _store_thresholds(path: Path, thresholds: dict[str, float]) -> None:
     os.replace(tmp, meta_file)
 
 
+def _init_weights(config: DistillConfig, student: nn.Module, labels: list[str]) -> dict[str, torch.Tensor]:
+    """The weights of ``--init``, refused in one sentence when they are another student or another label set."""
+    start, meta = student_from_checkpoint(config.init)
+    shapes = {k: v.shape for k, v in student.state_dict().items()}
+    if meta.model != config.student or {k: v.shape for k, v in start.state_dict().items()} != shapes or meta.labels != labels:
+        raise ValueError(f"--init {config.init} is a {meta.model} for the labels {meta.labels[:4]}...; this run trains "
+                         f"{config.student} (overrides {config.student_overrides}) for {labels[:4]}...: pass the same student, "
+                         "overrides and label set, or drop --init.")
+    return start.state_dict()
+
+
 def distill(config: DistillConfig) -> Path:
     """Run it; returns the folder of the final student checkpoint (``OUT/student`` or ``OUT/student-int8``)."""
     out = start_run(config)  # the model's initial weights are part of the run's seed
@@ -272,6 +284,8 @@ def distill(config: DistillConfig) -> Path:
     classes = len(manifest.labels)
     frame = config.task == "frame"
     student = create_student(config.student, classes, config.task, **config.student_overrides)
+    if config.init:
+        student.load_state_dict(_init_weights(config, student, manifest.labels.to_list()))
     frontend = Frontend(student.frontend)
     online = None
     if config.online_teacher and config.kd:

@@ -118,3 +118,24 @@ def test_a_reference_file_with_wrong_label_count_is_refused(tmp_path):
     torch.save(reference_state(classes=4), tmp_path / "ref.ckpt")
     with pytest.raises(ValueError, match="has 4 classes but 2 labels were given"):
         convert_tfsepnet(tmp_path / "ref.ckpt", tmp_path / "out", ["a", "b"])
+
+
+@pytest.mark.slow  # a distillation run (about 30 s on 2 idle cores)
+def test_distill_starts_from_a_converted_student(tmp_path):
+    from earmark.audio.manifest import read_manifest
+    from earmark.audio.synth import synthesize
+    from earmark.distill import DistillConfig, distill
+
+    data = synthesize(tmp_path / "data", seed=1, clips_per_class=10, soundscapes=0)
+    labels = read_manifest(data.clips_csv).labels.to_list()
+    torch.save(reference_state(c=32, classes=len(labels)), tmp_path / "ref.ckpt")
+    init, _, _ = convert_tfsepnet(tmp_path / "ref.ckpt", tmp_path / "init", labels)
+    config = DistillConfig(data=str(data.clips_csv), out=str(tmp_path / "run"), student="tfsepnet32", init=str(init), epochs=1,
+                           batch_size=8, lr=0.0, kd=False, progress=False)
+    final, _ = student_from_checkpoint(distill(config))
+    start, _ = student_from_checkpoint(init)
+    convs = [k for k in start.state_dict() if k.endswith("0.weight") or k == "classifier.weight"]
+    assert all(torch.equal(final.state_dict()[k], start.state_dict()[k]) for k in convs)  # lr 0: the converted weights, kept
+    other = DistillConfig(data=str(data.clips_csv), out=str(tmp_path / "other"), student="tfsepnet16", init=str(init), progress=False)
+    with pytest.raises(ValueError, match=r"--init .* is a tfsepnet32 .* this run trains tfsepnet16 .* or drop --init\.$"):
+        distill(other)
