@@ -1,12 +1,12 @@
 """earmark's shared audio core: decoding, FrontendSpec, numpy frontends, labels and manifests (no torch)."""
 
 from earmark.audio.features import compute_features, finish_window, frame_features
-from earmark.audio.io import load_audio
+from earmark.audio.io import load_audio, resample
 from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 from earmark.audio.spec import PRESETS, FrontendSpec, get_frontend
 from earmark.audio.streaming import FeatureStream
 
 __all__ = [
     "FrontendSpec", "PRESETS", "get_frontend", "ModelMetadata", "METADATA_KEY",
-    "load_audio", "compute_features", "frame_features", "finish_window", "FeatureStream",
+    "load_audio", "resample", "compute_features", "frame_features", "finish_window", "FeatureStream",
 ]

@@ -19,6 +19,12 @@ def load_audio(path: str | os.PathLike, sample_rate: int, mono: bool = True) -> 
     return decode_audio(str(path), sample_rate, mono)
 
 
+def resample(data: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """float32 (samples,) or (samples, channels) from ``rate`` to ``target`` Hz: soxr's HQ band-limited filter, the one resampler
+    of training data, teacher caches, online teachers and the mixer (channels are filtered independently)."""
+    return soxr.resample(data, rate, target, quality="HQ").astype(np.float32)
+
+
 def decode_audio(source: str | BinaryIO, sample_rate: int, mono: bool = True, name: str = "") -> np.ndarray:
     """``load_audio`` for a path or an open file of encoded audio (a WebDataset sample); ``name`` goes into errors."""
     name = name or str(source)
@@ -29,7 +35,7 @@ def decode_audio(source: str | BinaryIO, sample_rate: int, mono: bool = True, na
     if data.shape[0] == 0:
         raise ValueError(f"{name}: contains no samples; remove it from the manifest or replace the file.")
     if rate != sample_rate:
-        data = soxr.resample(data, rate, sample_rate, quality="HQ").astype(np.float32)
+        data = resample(data, rate, sample_rate)
     if mono:
         return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
     return np.ascontiguousarray(data.T)

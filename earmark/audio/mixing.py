@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-from earmark.audio.io import load_audio
+from earmark.audio.io import load_audio, resample
 from earmark.audio.manifest import AUDIO_SUFFIXES, Clip, Manifest, clip_fold, read_manifest
 
 Event = tuple[float, float, str]
@@ -141,7 +140,7 @@ class SoundscapeMixer:
             raise ValueError(f"{path}: contains no samples; remove it from the backgrounds.")
         wave = wave.mean(axis=1)
         if rate != self.sample_rate:
-            wave = soxr.resample(wave, rate, self.sample_rate, quality="HQ").astype(np.float32)
+            wave = resample(wave, rate, self.sample_rate)
         n = int(round(self.settings.duration * self.sample_rate))
         return np.resize(wave, n).astype(np.float32), str(path)  # np.resize repeats a short recording
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from earmark.audio.datasets_torch import collate
 from earmark.audio.features_torch import Frontend
+from earmark.audio import resample as audio_resample
 from earmark.audio.sources import DataSource, eval_loader, open_data, train_dataset
 from earmark.audio.spec import get_frontend
 from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, spec_augment, time_roll
@@ -181,14 +182,14 @@ class _Step:
 
 
 def resample(waves: torch.Tensor, rate: int, target: int) -> torch.Tensor:
-    """Band-limited resampling of (B, N) by truncating or zero-padding the spectrum (works on any device)."""
+    """(B, N) waves to ``target`` Hz with the resampler the teacher cache's audio went through (soxr HQ, on the CPU).
+
+    Online and cached KD then hear the same filter; each clip is filtered on its own, with no wrap-around at its edges.
+    """
     if rate == target:
         return waves
-    length = round(waves.shape[-1] * target / rate)
-    spectrum = torch.fft.rfft(waves, dim=-1)
-    bins = length // 2 + 1
-    spectrum = spectrum[..., :bins] if spectrum.shape[-1] >= bins else nn.functional.pad(spectrum, (0, bins - spectrum.shape[-1]))
-    return torch.fft.irfft(spectrum, n=length, dim=-1) * (length / waves.shape[-1])
+    out = audio_resample(waves.detach().float().cpu().numpy().T, rate, target).T  # clips as channels: one call per batch
+    return torch.from_numpy(np.ascontiguousarray(out)).to(waves.device, waves.dtype)
 
 
 class FeatureDistill(nn.Module):
