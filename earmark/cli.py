@@ -27,7 +27,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "convert": ("earmark.cli_convert", "convert an official teacher or TF-SepNet checkpoint into an earmark checkpoint"),
     "pretrain": ("earmark.teachers.cli_pretrain", "self-supervised teacher pretraining (ACM-SSKD, ASiT, ATST, BEATs)"),
     "finetune": ("earmark.teachers.cli_finetune", "fine-tune a teacher on a labelled manifest"),
-    "predict": ("earmark.teachers.cli_predict", "write a teacher-output cache for a manifest"),
+    "predict": ("earmark.cli_predict", "write a teacher-output cache for a manifest"),
     "distill": ("earmark.distill.cli", "distil a teacher into a student, optionally with QAT"),
     "export": ("earmark.export.cli_export", "export a checkpoint to ONNX or a TensorRT engine"),
     "bench": ("earmark.export.cli_bench", "latency and throughput of exported models"),

@@ -148,3 +148,19 @@ def test_quiet_keeps_results_and_drops_info(tmp_path):
     data = synthesize(tmp_path / "data", seed=0, clips_per_class=2, soundscapes=1)
     run = earmark("data", "check", str(data.clips_csv), "-q")
     assert run.returncode == 0 and "16 clips" in run.stdout and run.stderr == ""
+
+
+def test_predict_takes_a_student_as_teacher_as_distill_does(tmp_path):
+    from earmark.audio.manifest import read_manifest
+    from earmark.audio.synth import synthesize
+    from earmark.engine import save_checkpoint
+    from earmark.students import create_student, student_checkpoint_meta
+    from earmark.teachers.cache import TeacherCache
+
+    data = synthesize(tmp_path / "data", seed=0, clips_per_class=2, soundscapes=1)
+    manifest = read_manifest(data.clips_csv)
+    labels = manifest.labels.to_list()
+    model = create_student("tfsepnet16", len(labels))
+    student = save_checkpoint(tmp_path / "student", model.state_dict(), student_checkpoint_meta(model, "tfsepnet16", labels))
+    assert main(["predict", str(student), "--data", str(data.clips_csv), "--out", str(tmp_path / "cache"), "--workers", "0"]) == 0
+    assert TeacherCache.open(tmp_path / "cache").lookup([manifest.clips[0].id]).shape == (1, len(labels))

@@ -73,8 +73,8 @@ class DistillConfig:
     progress: bool = True
 
 
-def _load_any(path: str) -> tuple[Predictor, list[str]]:
-    """A teacher for the cache: any earmark checkpoint (a big student can teach a small one)."""
+def load_teacher(path: str) -> tuple[Predictor, list[str]]:
+    """Any earmark checkpoint as a teacher, with its labels: a fine-tuned teacher, or a student (a big student can teach a small one)."""
     from earmark.engine.checkpoint import checkpoint_hash
 
     meta = read_meta(path)
@@ -95,7 +95,7 @@ def teacher_cache(config: DistillConfig, manifest: DataSource) -> TeacherCache:
         cache = TeacherCache.open(config.teachers[0])
         cache.check_covers(manifest, config.data)
         return cache
-    loaded = [_load_any(t) for t in config.teachers]
+    loaded = [load_teacher(t) for t in config.teachers]
     for (_, labels), path in zip(loaded, config.teachers):
         check_labels(labels, manifest, path)
     predictors = [p for p, _ in loaded]
@@ -290,7 +290,7 @@ def distill(config: DistillConfig) -> Path:
     frontend = Frontend(student.frontend)
     online = None
     if config.online_teacher and config.kd:
-        loaded = [_load_any(t) for t in config.teachers]
+        loaded = [load_teacher(t) for t in config.teachers]
         for (_, labels), path in zip(loaded, config.teachers):
             check_labels(labels, manifest, path)
         online = [p for p, _ in loaded]

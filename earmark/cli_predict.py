@@ -1,4 +1,8 @@
-"""`earmark predict TEACHER... --data DATA --out CACHE`: the teacher-output cache (several teachers: an ensemble); torchrun splits it."""
+"""`earmark predict TEACHER... --data DATA --out CACHE`: the teacher-output cache (several teachers: an ensemble); torchrun splits it.
+
+A teacher is any earmark checkpoint, a fine-tuned teacher or a student, as for `earmark distill --teacher`; this verb sits
+beside cli.py because it loads models of both stages.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import argparse
 def configure(parser: argparse.ArgumentParser) -> None:
     from earmark.engine.trainer import default_workers
 
-    parser.add_argument("teachers", nargs="+", help="fine-tuned teacher checkpoint folders (logits are averaged)")
+    parser.add_argument("teachers", nargs="+", help="fine-tuned teacher or student checkpoint folders (logits are averaged)")
     parser.add_argument("--data", required=True, help="a manifest, or WebDataset shards (a folder, shards/{000000..000099}.tar, a .txt list)")
     parser.add_argument("--out", required=True, help="the cache folder to write (a rerun continues a killed one)")
     parser.add_argument("--clip-seconds", type=float, default=1.0, help="the crop the student will see")
@@ -21,17 +25,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from earmark.audio.sources import open_data
     from earmark.engine import cleanup, setup_distributed
-    from earmark.engine.checkpoint import checkpoint_hash
+    from earmark.distill import load_teacher
     from earmark.teachers.cache import check_labels
-    from earmark.teachers.checkpoint import teacher_from_checkpoint
-    from earmark.teachers.predict import Predictor, predict_to_cache
+    from earmark.teachers.predict import predict_to_cache
 
     data = open_data(args.data)
     predictors = []
     for path in args.teachers:
-        model, meta = teacher_from_checkpoint(path)
-        check_labels(meta.labels, data, path)
-        predictors.append(Predictor(model, model.frontend, checkpoint_hash(path)))
+        predictor, labels = load_teacher(path)
+        check_labels(labels, data, path)
+        predictors.append(predictor)
     out = predict_to_cache(predictors, data, args.out, args.clip_seconds, args.batch_size, embeddings=args.embeddings,
                            workers=args.workers, part_clips=args.part_clips)
     if setup_distributed().is_main:
