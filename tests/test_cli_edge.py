@@ -1,0 +1,84 @@
+"""The edge install for real: a fresh venv with earmark and only its base dependencies (no torch), built with pip.
+
+Slow (about a minute of pip on two cores); tests/test_cli.py checks the same hints quickly by blocking imports.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from .runtime.models import SAMPLE_RATE, export_detector, tone_track
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+CLEAN = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+# pyproject's dependencies and what they need in turn, installed with --no-deps so nothing else slips in
+EDGE = ["numpy", "soundfile", "soxr", "onnxruntime", "onnx", "sounddevice", "threadpoolctl", "tqdm", "prometheus-client", "psutil",
+        "cffi", "pycparser", "typing-extensions", "flatbuffers", "protobuf", "packaging", "ml-dtypes"]
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory) -> Path:
+    venv = tmp_path_factory.mktemp("edge") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    pip = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps",
+                          *EDGE, str(ROOT)], capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    return venv / "bin"
+
+
+def run(edge: Path, *args: str) -> subprocess.CompletedProcess:
+    """The installed console script, reading nothing from this checkout."""
+    return subprocess.run([str(edge / "earmark"), *args], capture_output=True, text=True, timeout=300, cwd=edge.parent, env=CLEAN)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return export_detector(tmp_path_factory.mktemp("model") / "tones.onnx")
+
+
+def test_the_edge_install_has_no_torch_and_says_so(edge):
+    version = run(edge, "--version")
+    assert version.returncode == 0 and "no torch" in version.stdout and "onnxruntime" in version.stdout
+    probe = subprocess.run([str(edge / "python"), "-c", "import earmark.runtime, earmark.export.tensorrt; import torch"],
+                           capture_output=True, text=True, env=CLEAN, cwd=edge.parent)
+    assert "No module named 'torch'" in probe.stderr and "earmark" not in probe.stderr.splitlines()[-1]
+
+
+def test_listen_bench_and_check_work_on_the_edge(edge, model, tmp_path):
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, tone_track(4.0, [(1.0, 2.5, 1000.0)]), SAMPLE_RATE)
+    listen = run(edge, "listen", str(model), "--source", str(wav), "--fast")
+    assert listen.returncode == 0, listen.stderr
+    events = [json.loads(line) for line in listen.stdout.splitlines() if '"event"' in line]
+    assert [e["label"] for e in events] == ["tone_1k"] and abs(events[0]["onset"] - 1.0) < 0.5
+    bench = run(edge, "bench", str(model), "--runs", "3", "--json", str(tmp_path / "bench.json"))
+    assert bench.returncode == 0, bench.stderr
+    assert {row["backend"] for row in json.loads((tmp_path / "bench.json").read_text())["rows"]} == {"onnxruntime"}
+    check = run(edge, "export", "--check", "tensorrt", str(model))
+    assert check.returncode == 0 and "nothing TensorRT would refuse" in check.stdout, check.stderr
+
+
+@pytest.mark.parametrize("command, extra", [
+    (["distill", "--data", "d.csv", "--out", "o"], "train"),
+    (["complexity", "tfsepnet16"], "train"),
+    (["demo", "--fast"], "train"),
+    (["export", "ckpt", "--format", "onnx"], "train"),
+])
+def test_a_verb_that_needs_an_extra_says_which_in_one_sentence(edge, command, extra):
+    out = run(edge, *command)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and f"pip install 'earmark[{extra}]'" in out.stderr
+
+
+def test_listen_mqtt_on_the_edge_names_the_mqtt_extra(edge, model, tmp_path):
+    wav = tmp_path / "silence.wav"
+    sf.write(wav, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    out = run(edge, "listen", str(model), "--source", str(wav), "--fast", "--mqtt", "localhost:1")
+    assert out.returncode == 1 and "pip install 'earmark[mqtt]'" in out.stderr and "Traceback" not in out.stderr
