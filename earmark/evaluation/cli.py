@@ -58,19 +58,24 @@ def print_clips(r: dict) -> None:
         print(f", top-1 label among the clip's labels {r['top1_in_labels']:.1%}")
 
 
+def percent(value: float | None) -> str:
+    """A share as a percentage; "-" where it is undefined."""
+    return "-" if value is None else f"{value:.1%}"
+
+
 def print_soundscapes(r: dict) -> None:
     """Event F1 per collar, PSDS, false alarms, and a per-class table at the first collar."""
     print(f"{r['files']} soundscapes, {r['audio_minutes']:.1f} min, real-time factor {r['rtf']:.4f}")
     for collar, m in r["events"].items():
-        print(f"event F1 (collar {collar} s): onset {m['onset']['f1']:.1%} (P {m['onset']['precision']:.1%}, R {m['onset']['recall']:.1%}), "
-              f"onset+offset {m['onset_offset']['f1']:.1%}; class-wise mean {m['onset']['macro_f1']:.1%} / {m['onset_offset']['macro_f1']:.1%}; "
+        on, both = m["onset"], m["onset_offset"]
+        print(f"event F1 (collar {collar} s): onset {percent(on['f1'])} (P {percent(on['precision'])}, R {percent(on['recall'])}), "
+              f"onset+offset {percent(both['f1'])}; class-wise mean {percent(on['macro_f1'])} / {percent(both['macro_f1'])}; "
               f"{m['detections']} detections for {m['references']} events")
     p, fa = r["psds"], r["false_alarms"]
     psds2 = "-" if p["psds2"] is None else f"{p['psds2']:.3f}"
     print(f"PSDS1 {p['psds1']:.3f}, PSDS2 {psds2} (sed_scores_eval, DCASE Task 4 settings; classes without events left out: {p['excluded'] or 'none'})")
     print(f"false alarms: {fa['false_alarms']} in {fa['background_minutes']:.1f} min of background-only audio ({fa['per_minute']:.2f}/min)")
     first = next(iter(r["events"].values()))
-    percent = lambda f1: "-" if f1 is None else f"{f1:.1%}"
     rows = [(label, str(c["references"]), str(c["detections"]), percent(c["onset_f1"]), percent(c["onset_offset_f1"]),
              f"{p['psds1_per_class'][label]:.3f}" if label in p["psds1_per_class"] else "-")
             for label, c in first["per_class"].items()]

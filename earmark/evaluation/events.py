@@ -39,9 +39,13 @@ def _library(module: str):
         raise RuntimeError(MISSING) from None
 
 
-def _f1(block: dict) -> dict[str, float]:
-    f = block["f_measure"]
-    return {"f1": float(f["f_measure"]), "precision": float(f["precision"]), "recall": float(f["recall"])}
+def _scores(f: dict, references: int) -> dict[str, float | None]:
+    """sed_eval's F1, precision and recall with its NaNs resolved: no references -> None; references but no
+    detections -> F1 0 (recall 0) and precision None."""
+    if not references:
+        return {"f1": None, "precision": None, "recall": None}
+    undefined = lambda value: None if np.isnan(value) else float(value)
+    return {"f1": undefined(f["f_measure"]) or 0.0, "precision": undefined(f["precision"]), "recall": float(f["recall"])}
 
 
 def event_metrics(reference: EventsByFile, detections: EventsByFile, labels: list[str] | None = None,
@@ -49,8 +53,10 @@ def event_metrics(reference: EventsByFile, detections: EventsByFile, labels: lis
     """sed_eval's event-based F1 (optimal matching) with onsets only and with onsets and offsets.
 
     A hit needs the label, |onset error| <= ``collar`` and, for ``onset_offset``, |offset error| <=
-    max(``collar``, ``offset_ratio`` x the reference event's length). Micro (``f1``) and class-wise mean (``macro_f1``,
-    over classes with references, as sed_eval); a class without references has ``None`` for its F1.
+    max(``collar``, ``offset_ratio`` x the reference event's length). Micro (``f1``) and class-wise mean (``macro_f1``)
+    over the classes with references. sed_eval leaves F1 at NaN when there are no detections (precision 0/0) and its
+    class-wise mean skips NaN, which would hide a class the model never detects: such a class counts as F1 0 here
+    (recall 0). A class without references has F1 ``None`` (undefined), as has a precision without detections.
     """
     sound_event = _library("sed_eval.sound_event")
     missing = sorted(set(detections) - set(reference))
@@ -65,14 +71,14 @@ def event_metrics(reference: EventsByFile, detections: EventsByFile, labels: lis
         for file_id, events in reference.items():  # sed_eval matches within one file per call
             as_dicts = lambda evs: [{"filename": file_id, "onset": on, "offset": off, "event_label": lab} for on, off, lab in evs]
             metric.evaluate(as_dicts(events), as_dicts(detections.get(file_id, [])))
-        results[name] = {**_f1(metric.results_overall_metrics()),
-                         "macro_f1": float(metric.results_class_wise_average_metrics()["f_measure"]["f_measure"])}
+        results[name] = _scores(metric.results_overall_metrics()["f_measure"], sum(map(len, reference.values())))
         for label, block in metric.results_class_wise_metrics().items():
-            f1 = float(block["f_measure"]["f_measure"])
-            per_class[label][f"{name}_f1"] = None if np.isnan(f1) else f1  # sed_eval: NaN for a class without references
+            per_class[label][f"{name}_f1"] = _scores(block["f_measure"], int(block["count"]["Nref"]))["f1"]
             per_class[label].update(references=int(block["count"]["Nref"]), detections=int(block["count"]["Nsys"]))
+        scored = [c[f"{name}_f1"] for c in per_class.values() if c[f"{name}_f1"] is not None]
+        results[name]["macro_f1"] = float(np.mean(scored)) if scored else None
     results["per_class"] = per_class
-    results["references"] = sum(len(e) for e in reference.values())
+    results["references"] = sum(map(len, reference.values()))
     results["detections"] = sum(len(e) for e in detections.values())
     return results
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, replace
@@ -37,7 +38,13 @@ def listen_to_file(model: str | os.PathLike, path: str | os.PathLike, settings: 
     timeline = Timeline(labels, tuple(settings.on(label) for label in labels))
     listener = Listener(classifier, FileSource(str(path), fast=True), [], replace(settings))
     listener.attach(timeline, timeline.add)
-    listener.run()
+    daemon_log = logging.getLogger("earmark.runtime")
+    level = daemon_log.level
+    daemon_log.setLevel(max(level, logging.WARNING))  # one "delivered" line per file says nothing here; warnings still do
+    try:
+        listener.run()
+    finally:
+        daemon_log.setLevel(level)
     return Heard(timeline, sf.info(str(path)).duration, listener.metrics.processing_seconds, classifier.metadata.frontend)
 
 

@@ -75,6 +75,15 @@ def test_a_class_without_references_has_no_f1_and_stays_out_of_the_class_mean():
     assert m["onset"]["macro_f1"] == 1.0 and m["onset"]["precision"] == pytest.approx(0.5)
 
 
+def test_a_class_never_detected_counts_as_zero_in_the_class_mean():
+    # sed_eval leaves b's F1 at NaN (precision 0/0) and its class-wise mean would skip it, reporting 1.0.
+    m = event_metrics(REFERENCE, {"f1": [(1.0, 3.0, "a")], "f2": []}, LABELS)
+    assert m["per_class"]["b"]["onset_f1"] == 0.0 and m["onset"]["macro_f1"] == pytest.approx(0.5)
+    assert m["onset"]["f1"] == pytest.approx(2 / 3)  # P 1/1, R 1/2
+    silent = event_metrics(REFERENCE, {"f1": [], "f2": []}, LABELS)["onset"]
+    assert silent == {"f1": 0.0, "precision": None, "recall": 0.0, "macro_f1": 0.0}
+
+
 def test_detections_for_unlisted_files_are_refused():
     with pytest.raises(ValueError, match="no reference"):
         event_metrics({"f1": []}, {"f9": [(0.0, 1.0, "a")]}, ["a"])
