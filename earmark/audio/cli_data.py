@@ -1,5 +1,5 @@
 """`earmark data synth OUT` (the demo dataset), `earmark data mix CLIPS BACKGROUNDS OUT` (strong-labelled soundscapes),
-`earmark data check MANIFEST` (a summary, or the first bad row) and `earmark data shard MANIFEST OUT` (WebDataset shards)."""
+`earmark data check MANIFEST` (decodes every file, names what is wrong) and `earmark data shard MANIFEST OUT` (WebDataset shards)."""
 
 from __future__ import annotations
 
@@ -30,10 +30,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mix.add_argument("--background-only", type=float, default=0.1, help="share of soundscapes with no event")
     mix.add_argument("--sample-rate", type=int, help="output sample rate (default: the first clip's rate)")
     mix.add_argument("--seed", type=int, default=0, help="seeds every placement, gain and choice")
-    check = action("check", "summarise a manifest, stopping at its first bad row")
-    check.add_argument("manifest", help="a CSV/TSV manifest (ESC-50, TAU, DESED, multi-label) or a folder of class folders")
+    check = action("check", "decode every file of a manifest and summarise it; bad rows and files are named")
+    check.add_argument("manifest", help="a CSV/TSV manifest (ESC-50, TAU, DESED, multi-label), a folder of class folders or of audio")
     check.add_argument("--kind", default="auto", choices=["auto", *READERS], help="the manifest format (auto: from its header)")
-    check.add_argument("--skip-bad", action="store_true", help="report and skip bad rows instead of stopping")
+    check.add_argument("--skip-bad", action="store_true", help="report and skip bad rows and files instead of failing")
+    check.add_argument("--no-decode", action="store_true", help="check only that the files exist (fast)")
+    check.add_argument("--min-clips", type=int, default=3, help="labels with fewer clips are reported as probable typos")
     shard = action("shard", "pack a manifest into WebDataset tar shards")
     shard.add_argument("manifest", help="the manifest whose clips are packed")
     shard.add_argument("out", help="the folder of .tar shards to write")
@@ -75,12 +77,45 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(shards.shards)} shards of {len(shards)} clips and their index to {args.out}")
         print(f"next: earmark pretrain asit --data {args.out}")
         return 0
+    return _check(manifest, args)
+
+
+def _check(manifest, args: argparse.Namespace) -> int:
+    skipped_rows = len(manifest.skipped)
+    bad = {} if args.no_decode else _undecodable(manifest)
+    for problem in bad.values():
+        print(f"{'skipped ' if args.skip_bad else ''}{problem}", file=sys.stderr)
+    if bad and not args.skip_bad:
+        print(f"{args.manifest}: {len(bad)} of {len(manifest)} files cannot be used (above); repair or remove them, "
+              "or pass --skip-bad to report and skip them.", file=sys.stderr)
+        return 1
+    manifest = manifest.filter(lambda clip: clip.id not in bad) if bad else manifest
+    if not manifest.clips:
+        print(f"{args.manifest}: no clips; expected a CSV/TSV manifest, a folder of class folders, or a folder of audio files.",
+              file=sys.stderr)
+        return 1
+    print(f"{args.manifest}: {manifest.describe()}")
     counts = Counter(label for clip in manifest.clips for label in clip.labels)
-    events = sum(len(c.events) for c in manifest.clips)
-    print(f"{args.manifest}: {len(manifest)} clips, {len(manifest.labels)} classes, task {manifest.task}, "
-          f"{'multi' if manifest.multi_label else 'single'}-label{f', {events} events' if events else ''}")
     for label in manifest.labels:
         print(f"  {label:<24} {counts[label]:>6}")
-    if manifest.skipped:
-        print(f"skipped {len(manifest.skipped)} bad rows")
+    rare = [f"{label!r} ({counts[label]})" for label in manifest.labels if counts[label] < args.min_clips]
+    if rare:
+        print(f"labels with fewer than {args.min_clips} clips, probable typos: {', '.join(rare)}")
+    if skipped_rows or bad:
+        print(f"skipped {skipped_rows} bad rows and {len(bad)} bad files")
     return 0
+
+
+def _undecodable(manifest) -> dict[str, str]:
+    """Decode every file (a progress bar on a terminal); clip id -> the sentence saying why its file cannot be used."""
+    from tqdm import tqdm
+
+    from earmark.audio.io import check_audio
+
+    problems = {}
+    for clip in tqdm(manifest.clips, desc="decoding", unit="file", disable=None):
+        try:
+            check_audio(clip.path)
+        except (ValueError, FileNotFoundError) as err:
+            problems[clip.id] = str(err)
+    return problems

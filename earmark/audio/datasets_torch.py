@@ -8,10 +8,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from earmark.audio.io import load_audio
+from earmark.audio.io import audio_seconds, load_audio
 from earmark.audio.labels import LabelSet
 from earmark.audio.manifest import Clip, Manifest
 from earmark.audio.spec import FrontendSpec
+
+LONG_CLIP_SECONDS = 60.0
 
 
 def fit_length(wave: np.ndarray, length: int, rng: np.random.Generator | None) -> tuple[np.ndarray, int]:
@@ -44,12 +46,13 @@ class Items:
             target[(centres >= onset) & (centres < offset), self.labels.index(label)] = 1.0
         return torch.from_numpy(target)
 
-    def __call__(self, clip: Clip, wave: np.ndarray, rng: np.random.Generator | None) -> dict:
+    def __call__(self, clip: Clip, wave: np.ndarray, rng: np.random.Generator | None, offset: int = 0) -> dict:
+        """``wave`` is the clip's audio from sample ``offset`` on (a long clip's window)."""
         wave, start = fit_length(wave, self.length, rng)
         item = {"id": clip.id, "wave": torch.from_numpy(np.ascontiguousarray(wave))}
         if not self.frame_hop:
             return {**item, "target": self.target(clip)}
-        frames = self.frame_target(clip, start / self.sample_rate)
+        frames = self.frame_target(clip, (offset + start) / self.sample_rate)
         return {**item, "target": frames.amax(dim=0), "frame_target": frames}
 
 
@@ -75,7 +78,7 @@ class ClipDataset(Dataset):
         self.keep_decoded = keep_decoded  # False for one pass over a corpus (memory stays flat)
         self.items = Items(manifest.labels, sample_rate, clip_seconds, frame_hop)
         self.epoch = EpochCounter()
-        self._cache: dict[int, np.ndarray] = {}
+        self._cache: dict[int, np.ndarray | int] = {}  # a short clip's wave, or a long clip's length in samples
 
     def __len__(self) -> int:
         return len(self.manifest.clips)
@@ -84,18 +87,26 @@ class ClipDataset(Dataset):
         """Training crops depend on (seed, epoch, index) only, so a resumed run crops as the original."""
         self.epoch.set(epoch)
 
-    def wave(self, index: int) -> np.ndarray:
-        """The decoded clip; kept in memory when loading in-process and ``keep_decoded`` (DataLoader workers decode every time)."""
-        if index in self._cache:
-            return self._cache[index]
-        wave = load_audio(self.manifest.clips[index].path, self.sample_rate)
-        if self.keep_decoded and get_worker_info() is None:
-            self._cache[index] = wave
-        return wave
+    def window(self, index: int, rng: np.random.Generator | None) -> tuple[np.ndarray, int]:
+        """The clip's audio and the sample it starts at: a short clip whole (kept in memory when loading in-process and
+        ``keep_decoded``), a clip longer than ``LONG_CLIP_SECONDS`` only the crop's window (random with ``rng``, else centred)."""
+        path = self.manifest.clips[index].path
+        held = self._cache.get(index)
+        if held is None:
+            seconds = audio_seconds(path)
+            held = round(seconds * self.sample_rate) if seconds > LONG_CLIP_SECONDS else load_audio(path, self.sample_rate)
+            if not isinstance(held, np.ndarray) or (self.keep_decoded and get_worker_info() is None):  # workers decode every time
+                self._cache[index] = held
+        if isinstance(held, np.ndarray):
+            return held, 0
+        length = self.items.length
+        start = int(rng.integers(0, held - length + 1)) if rng is not None else (held - length) // 2
+        return load_audio(path, self.sample_rate, offset=start / self.sample_rate, seconds=length / self.sample_rate), start
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng((self.seed, self.epoch.get(), index)) if self.train else None
-        return self.items(self.manifest.clips[index], self.wave(index), rng)
+        wave, offset = self.window(index, rng)
+        return self.items(self.manifest.clips[index], wave, rng, offset)
 
 
 class FrameDataset(ClipDataset):

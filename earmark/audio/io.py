@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -11,12 +12,38 @@ import soundfile as sf
 import soxr
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int, mono: bool = True) -> np.ndarray:
-    """float32 audio at ``sample_rate``: (samples,) when ``mono``, else (channels, samples)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such audio file; check the path (relative paths are read from the manifest's folder).")
-    return decode_audio(str(path), sample_rate, mono)
+def audio_seconds(path: str | os.PathLike) -> float:
+    """The duration of an audio file from its header (nothing is decoded)."""
+    path = _existing(path)
+    try:
+        info = sf.info(str(path))
+    except sf.LibsndfileError as err:
+        raise _undecodable(str(path), err) from None
+    return info.frames / info.samplerate
+
+
+def check_audio(path: str | os.PathLike, block_seconds: float = 60.0) -> float:
+    """Decode a whole file block by block (bounded memory) and return its duration; bad files raise one clear error."""
+    path = _existing(path)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            for block in f.blocks(int(block_seconds * f.samplerate), dtype="float32", always_2d=True):
+                _refuse_nonfinite(str(path), block)
+            frames, rate = f.frames, f.samplerate
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise _undecodable(str(path), err) from None
+    if frames == 0:
+        raise AudioError(f"{path}: contains no samples; remove it from the manifest or replace the file.")
+    return frames / rate
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int, mono: bool = True, offset: float = 0.0,
+               seconds: float | None = None) -> np.ndarray:
+    """float32 audio at ``sample_rate``: (samples,) when ``mono``, else (channels, samples).
+
+    ``offset`` and ``seconds`` read a window (only that part of the file is decoded).
+    """
+    return decode_audio(str(_existing(path)), sample_rate, mono, offset=offset, seconds=seconds)
 
 
 def resample(data: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -25,17 +52,45 @@ def resample(data: np.ndarray, rate: int, target: int) -> np.ndarray:
     return soxr.resample(data, rate, target, quality="HQ").astype(np.float32)
 
 
-def decode_audio(source: str | BinaryIO, sample_rate: int, mono: bool = True, name: str = "") -> np.ndarray:
-    """``load_audio`` for a path or an open file of encoded audio (a WebDataset sample); ``name`` goes into errors."""
+def decode_audio(source: str | BinaryIO, sample_rate: int, mono: bool = True, name: str = "", offset: float = 0.0,
+                 seconds: float | None = None) -> np.ndarray:
+    """``load_audio`` for a path or an open file of encoded audio (a WebDataset sample); ``name`` goes into errors.
+
+    NaN or infinite samples are refused: one such sample turns every weight it reaches into NaN.
+    """
     name = name or str(source)
     try:
-        data, rate = sf.read(source, dtype="float32", always_2d=True)
-    except sf.LibsndfileError as err:
-        raise ValueError(f"{name}: cannot be decoded ({err}); convert it to WAV or FLAC, e.g. `ffmpeg -i {Path(name).name} out.wav`.") from None
+        with sf.SoundFile(source) as f:
+            rate = f.samplerate
+            if offset:
+                f.seek(min(int(round(offset * rate)), f.frames))
+            data = f.read(-1 if seconds is None else math.ceil(seconds * rate), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise _undecodable(name, err) from None
     if data.shape[0] == 0:
-        raise ValueError(f"{name}: contains no samples; remove it from the manifest or replace the file.")
+        raise ValueError(f"{name}: contains no samples{' in the window read' if offset else ''}; remove it from the manifest or replace the file.")
+    _refuse_nonfinite(name, data)
     if rate != sample_rate:
         data = resample(data, rate, sample_rate)
     if mono:
         return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
     return np.ascontiguousarray(data.T)
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such audio file; check the path (relative paths are read from the manifest's folder).")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: is empty (0 bytes); replace the file or remove it from the manifest.")
+    return path
+
+
+def _refuse_nonfinite(name: str, data: np.ndarray) -> None:
+    if not np.isfinite(data).all():
+        raise ValueError(f"{name}: contains NaN or infinite samples; repair or remove the file "
+                         "(`earmark data check MANIFEST --skip-bad` lists every such file and skips them).")
+
+
+def _undecodable(name: str, err: Exception) -> ValueError:
+    return ValueError(f"{name}: cannot be decoded ({err}); convert it to WAV or FLAC, e.g. `ffmpeg -i {Path(name).name} out.wav`.")

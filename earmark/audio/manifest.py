@@ -69,6 +69,9 @@ class Manifest:
 
         Clips without a fold (TAU, DESED, AudioSet lists) get one of 5 from a hash of their id: stable across runs.
         """
+        if not self.labels:
+            raise ValueError(f"{self.source}: has no labels ({self.describe()}); labelled training needs a CSV/TSV manifest "
+                             "or one sub-folder per class.")
         if val_fold == test_fold:
             raise ValueError("the validation and test folds must differ: the best checkpoint is chosen on validation, not test.")
         return (self.filter(lambda c: clip_fold(c) not in (val_fold, test_fold)), self.filter(lambda c: clip_fold(c) == val_fold),
@@ -82,6 +85,14 @@ class Manifest:
     def files(self) -> list[Path]:
         """The audio files (their sizes and mtimes key the teacher-output cache)."""
         return [c.path for c in self.clips]
+
+    def describe(self) -> str:
+        """One line saying what the manifest holds."""
+        if not self.labels:
+            return f"{len(self)} clips of unlabelled audio (usable by `earmark pretrain`)"
+        events = sum(len(c.events) for c in self.clips)
+        return (f"{len(self)} clips, {len(self.labels)} classes, task {self.task}, {'multi' if self.multi_label else 'single'}-label"
+                f"{f', {events} events' if events else ''}")
 
     def by_id(self) -> dict[str, Clip]:
         return {c.id: c for c in self.clips}
@@ -150,8 +161,12 @@ def _finish(rows: _Rows, label_set: LabelSet | None, found: Iterable[str], **kin
 
 
 def read_folders(root: Path, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:
-    """root/<class>/<file>: one class per sub-folder; the id is "class/file"."""
+    """root/<class>/<file>: one class per sub-folder; the id is "class/file". A flat folder of audio is unlabelled audio."""
     rows = _Rows(root, skip_bad)
+    if not any(p.is_dir() for p in root.iterdir()):
+        for file in sorted(p for p in root.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES):
+            rows.add(file.name, Clip(file.stem, file))
+        return Manifest(list(rows.clips.values()), labels or LabelSet([]), source=str(root), skipped=rows.skipped)
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for file in sorted(p for p in class_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES):
             rows.add(f"{class_dir.name}/{file.name}", Clip(f"{class_dir.name}/{file.name}", file, (class_dir.name,)))
@@ -159,7 +174,7 @@ def read_folders(root: Path, labels: LabelSet | None = None, skip_bad: bool = Fa
 
 
 def _table(path: Path, delimiter: str) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # spreadsheets save CSV with a byte-order mark
         return list(csv.DictReader(f, delimiter=delimiter, skipinitialspace=True))
 
 
@@ -236,7 +251,8 @@ def detect_kind(path: Path) -> str:
         return "webdataset"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such manifest; pass a CSV/TSV file, a folder of class folders or .tar shards.")
-    header = path.open().readline()
+    with open(path, encoding="utf-8-sig") as f:
+        header = f.readline()
     if "event_label" in header and "onset" in header:
         return "desed"
     if "scene_label" in header:

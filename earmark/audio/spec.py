@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,10 +87,16 @@ class FrontendSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FrontendSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        fields = dataclasses.fields(cls)
+        unknown = sorted(set(data) - {f.name for f in fields})
         if unknown:
             raise ValueError(f"FrontendSpec has no field(s) {unknown}; the file was written by a newer earmark, upgrade it.")
+        missing = sorted(f.name for f in fields if f.default is dataclasses.MISSING and f.name not in data)
+        if missing:
+            raise ValueError(f"the frontend lacks field(s) {missing}; it must describe the features completely.")
+        for name, hint in typing.get_type_hints(cls).items():
+            if typing.get_origin(hint) is Literal and name in data and data[name] not in typing.get_args(hint):
+                raise ValueError(f"the frontend's {name} {data[name]!r} is not one of {list(typing.get_args(hint))}.")
         return cls(**data)
 
 

@@ -62,6 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
                                 "kl_reduction": ["mean", "batchmean"], "int8_scope": ["pointwise", "all"]})
     parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated
+    parser.add_argument("--force", action="store_true", help="start over when --out holds another run (otherwise it is refused)")
 
 
 def task_mismatch(teacher: str, task: str) -> str | None:
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     for teacher in config.teachers if config.kd else []:
         if warning := task_mismatch(teacher, config.task):
             log.warning(warning)
-    final = distill(config)
+    final = distill(config, force=args.force)
     if setup_distributed().is_main:  # under torchrun, one rank reports
         out = Path(config.out)
         print(results_table(json.loads((out / "results.json").read_text())))

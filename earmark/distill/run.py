@@ -277,10 +277,13 @@ def _init_weights(config: DistillConfig, student: nn.Module, labels: list[str]) 
     return start.state_dict()
 
 
-def distill(config: DistillConfig) -> Path:
-    """Run it; returns the folder of the final student checkpoint (``OUT/student`` or ``OUT/student-int8``)."""
-    out = start_run(config)  # the model's initial weights are part of the run's seed
+def distill(config: DistillConfig, force: bool = False) -> Path:
+    """Run it; returns the folder of the final student checkpoint (``OUT/student`` or ``OUT/student-int8``).
+
+    A folder holding the same run resumes it; another run there is refused unless ``force`` starts over.
+    """
     manifest = open_data(config.data)
+    out = start_run(config, manifest.fingerprint(), force)  # the model's initial weights are part of the run's seed
     train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
     classes = len(manifest.labels)
     frame = config.task == "frame"

@@ -7,17 +7,21 @@ registry (``family``: ``student`` or ``teacher``), the registered ``model`` name
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from earmark.engine.schema import check_meta
 
 CHECKPOINT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -43,26 +47,65 @@ class CheckpointMeta:
 
 
 def save_checkpoint(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], meta: CheckpointMeta) -> Path:
-    """Write ``path/`` atomically (a temporary folder renamed into place); returns the folder."""
+    """Write ``path/`` atomically: a complete ``.NAME.new`` folder replaces the old one by renames; returns the folder.
+
+    A kill at any point leaves either the old or the new checkpoint, never neither: between the two renames
+    only ``.NAME.old`` and ``.NAME.new`` exist, and the next open (``recover``) finishes the swap.
+    Files and folders get the process umask's permissions (a service user can read them).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    new, old = _sibling(path, "new"), _sibling(path, "old")
+    with _folder_lock(path.parent):
+        recover(path)
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir()
         tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-        save_file(_untie(tensors), str(tmp / WEIGHTS_FILE))
-        (tmp / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True))
+        save_file(_untie(tensors), str(new / WEIGHTS_FILE))
+        (new / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True))
+        for name in (WEIGHTS_FILE, META_FILE):
+            _fsync(new / name)
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
             path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        new.rename(path)
+        _fsync(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def recover(path: str | os.PathLike) -> None:
+    """Finish or undo a checkpoint swap a kill interrupted, and remove what it left behind."""
+    path = Path(path)
+    new, old = _sibling(path, "new"), _sibling(path, "old")
+    if not path.exists() and old.exists():
+        # Killed between the renames: .new is complete (it is renamed only once written), so it wins.
+        (new if new.exists() else old).rename(path)
+    for leftover in (new, old):
+        if leftover.exists():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _sibling(path: Path, role: str) -> Path:
+    return path.with_name(f".{path.name}.{role}")
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An advisory lock on ``folder`` itself, so a writer's swap and a reader's recovery never interleave."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _untie(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -77,8 +120,11 @@ def _untie(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def read_meta(path: str | os.PathLike) -> CheckpointMeta:
-    """The metadata of a checkpoint folder, with one clear error when it is not one."""
+    """The metadata of a checkpoint folder, checked against the schema; one clear error when it is not one."""
     path = Path(path)
+    if path.parent.is_dir() and not path.exists():
+        with _folder_lock(path.parent):
+            recover(path)
     meta_file = path / META_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint; pass a folder written by earmark (it holds {META_FILE} and {WEIGHTS_FILE}).")
@@ -86,9 +132,13 @@ def read_meta(path: str | os.PathLike) -> CheckpointMeta:
         raise ValueError(
             f"{path}: not an earmark checkpoint (no {META_FILE}); convert official weights with `earmark convert` first."
         )
-    data = json.loads(meta_file.read_text())
-    if data.get("format_version") != CHECKPOINT_VERSION:
+    try:
+        data = json.loads(meta_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{meta_file}: is damaged ({err}); re-create the checkpoint.") from None
+    if isinstance(data, dict) and data.get("format_version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint format {data.get('format_version')!r} is not {CHECKPOINT_VERSION}; re-create it with this earmark.")
+    check_meta(data, CheckpointMeta, str(meta_file))
     return CheckpointMeta(**data)
 
 
@@ -98,16 +148,26 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], C
     weights = Path(path) / WEIGHTS_FILE
     if not weights.is_file():
         raise ValueError(f"{path}: {WEIGHTS_FILE} is missing; the checkpoint is incomplete, re-create it.")
-    return load_file(str(weights)), meta
+    try:
+        return load_file(str(weights)), meta
+    except SafetensorError as err:
+        raise ValueError(f"{weights}: is damaged or truncated ({err}); re-create the checkpoint or copy it again.") from None
 
 
 def rebuild_model(path: str | os.PathLike, family: str, build: Callable[[CheckpointMeta], torch.nn.Module],
                written_by: str) -> tuple[torch.nn.Module, CheckpointMeta]:
-    """Rebuild a checkpoint's model with its family's ``build`` and load the weights (eval mode); one clear error each way."""
+    """Rebuild a checkpoint's model with its family's ``build`` and load the weights (eval mode); one clear error each way.
+
+    ``build`` checks what only the registry knows (constructor arguments, output width against the labels) and
+    raises ValueError; the error is reported with the file it concerns.
+    """
     state, meta = load_checkpoint(path)
     if meta.family != family:
         raise ValueError(f"{path} holds a {meta.family} ({meta.model}), not a {family}; pass a checkpoint written by {written_by}.")
-    model = build(meta)
+    try:
+        model = build(meta)
+    except ValueError as err:
+        raise ValueError(f"{Path(path) / META_FILE}: {err}") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -12,11 +12,13 @@ of an epoch depends only on (seed, epoch), and the RNG states are saved with the
 from __future__ import annotations
 
 import csv
+import fcntl
 import itertools
 import json
 import logging
 import os
 import random
+import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,11 +105,40 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def start_run(config: Any) -> Path:
-    """Create ``config.out``, record the config there as config.json, and seed every RNG before any model is built."""
+class RunFolderError(ValueError):
+    """The run folder belongs to another run, or another process is using it."""
+
+
+class NonFiniteLoss(ValueError):
+    """The loss became NaN or infinite; training stopped."""
+
+
+_RUN_LOCKS: dict[Path, int] = {}  # run folder -> open lock file, held until the process exits
+_NOT_IDENTITY = ("out", "progress", "workers")  # config fields that do not change what a run computes
+
+
+def start_run(config: Any, data_fingerprint: str = "", force: bool = False) -> Path:
+    """Lock ``config.out``, check that it holds this run (or none), record config.json and seed every RNG.
+
+    A folder is resumed only by the same run: its model, data (``data_fingerprint``), objective, seeds and
+    hyper-parameters. Anything else is refused in one sentence unless ``force`` clears the old run's state.
+    """
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:  # rank 0 speaks for a torchrun job
+        lock_run(out)
+        identity = json.loads(json.dumps({"config": {k: v for k, v in asdict(config).items() if k not in _NOT_IDENTITY},
+                                          "data": data_fingerprint}))
+        record = out / "run.json"
+        if record.is_file():
+            previous = json.loads(record.read_text())
+            if previous != identity:
+                if not force:
+                    raise RunFolderError(f"{out} holds another run ({_difference(previous, identity)}); pass --force to start "
+                                         "over there, or another --out.")
+                _clear_run(out)
+        record.write_text(json.dumps(identity, indent=2))
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     seed_everything(config.seed)
     return out
 
@@ -148,6 +179,42 @@ class EpochSampler(Sampler):
     def __len__(self) -> int:
         per_rank = -(-self.size // self.dist.world_size) if self.dist.distributed else self.size
         return max(per_rank - self.skip, 0)
+
+
+def lock_run(folder: Path) -> None:
+    """Hold an advisory lock on ``folder`` for this process's lifetime; a second process is refused in one sentence."""
+    folder = folder.resolve()
+    if folder in _RUN_LOCKS:
+        return
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunFolderError(f"{folder} is in use by another earmark run (process {holder}); wait for it to finish, "
+                             "or pass another --out.") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _RUN_LOCKS[folder] = fd
+
+
+def _difference(previous: dict, current: dict) -> str:
+    """The settings two runs differ in, as 'name: old -> new'."""
+    if previous.get("data") != current.get("data"):
+        changes = ["the data changed"]
+    else:
+        changes = []
+    old, new = previous.get("config", {}), current["config"]
+    changes += [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return ", ".join(changes[:4]) + (" and more" if len(changes) > 4 else "")
+
+
+def _clear_run(out: Path) -> None:
+    """Remove what a previous run left to resume from: its trainer folders (state and metrics)."""
+    for child in out.iterdir():
+        if child.is_dir() and ((child / STATE_FILE).exists() or (child / "metrics.csv").exists()):
+            shutil.rmtree(child)
 
 
 class Trainer:
@@ -268,6 +335,7 @@ class Trainer:
         """Train until ``max_steps`` or ``epochs``; returns the final state."""
         cfg = self.config
         if resume and self.load_state() and self.dist.is_main:
+            self._forget_metrics_after_state()
             log.info("resumed %s at step %d (epoch %d, batch %d)", self.run_dir, self.state.step, self.state.epoch, self.state.batch)
         elif not resume:
             (self.run_dir / "metrics.csv").unlink(missing_ok=True)
@@ -288,6 +356,12 @@ class Trainer:
         for index, batch in enumerate(batches, start=first):
             with self._autocast():
                 loss, metrics = self.step_fn(self.wrapped, self._to_device(batch))
+            if not torch.isfinite(loss.detach()).all():
+                ids = batch.get("id") if isinstance(batch, dict) else None
+                raise NonFiniteLoss(
+                    f"{self.run_dir}: the loss became {float(loss.detach())} at step {self.state.step + 1} (epoch {self.state.epoch}, "
+                    f"batch {index}{f', clips {ids}' if ids else ''}); training stopped. Look for NaN/inf audio with "
+                    "`earmark data check MANIFEST`, or lower --lr.")
             self.scaler.scale(loss / cfg.grad_accum).backward()
             accumulated += 1
             self.state.batch = index + 1
@@ -324,6 +398,20 @@ class Trainer:
                 self.state.best = value
                 if self.on_best and self.dist.is_main:
                     self.on_best(self.model, metrics)
+
+    def _forget_metrics_after_state(self) -> None:
+        """Drop metrics rows logged after the saved state: the resumed run logs those steps again."""
+        path = self.run_dir / "metrics.csv"
+        if not path.exists():
+            return
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        saved = (self.state.step, self.state.epoch)
+        kept = rows[:1] + [r for r in rows[1:] if (int(r[0]), int(r[1])) <= saved]
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        os.replace(tmp, path)
 
     def _log(self, phase: str, metrics: dict[str, float]) -> None:
         if not self.dist.is_main:

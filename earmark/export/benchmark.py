@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import psutil
+from google.protobuf.message import DecodeError
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidProtobuf
 
 from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 
@@ -57,7 +60,25 @@ def session(path: str | os.PathLike, threads: int = 1) -> ort.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such model; export one with `earmark export CHECKPOINT`.")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except (InvalidArgument, InvalidProtobuf, Fail) as err:
+        raise ValueError(f"{path}: is not a readable ONNX model ({str(err).splitlines()[0]}); export it again with `earmark export`.") from None
+
+
+def read_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    """An .onnx file's graph and metadata; a missing, empty or damaged file is refused in one sentence naming it."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such model; export one with `earmark export CHECKPOINT`.")
+    try:
+        model = onnx.load(str(path))
+    except (DecodeError, OSError, ValueError) as err:
+        raise ValueError(f"{path}: is not a readable ONNX model ({err}); export it again with `earmark export`.") from None
+    if not model.graph.node:
+        raise ValueError(f"{path}: holds no ONNX graph ({Path(path).stat().st_size} bytes); export it again with `earmark export`.")
+    return model
 
 
 def read_metadata(path: str | os.PathLike) -> ModelMetadata:

@@ -13,6 +13,7 @@ import onnx
 from onnx import numpy_helper
 
 from earmark.audio.metadata import METADATA_KEY
+from earmark.export.benchmark import read_onnx
 
 INSTALL_HINT = (
     "TensorRT is not installed: on a Jetson it comes with JetPack (`sudo apt install nvidia-jetpack`), "
@@ -40,8 +41,7 @@ class Finding:
 
 def check_tensorrt(path: str | os.PathLike) -> list[Finding]:
     """List what TensorRT's parser would refuse: unsupported ops, asymmetric or unsigned Q/DQ, dynamic non-batch axes."""
-    model = onnx.load(str(path))
-    graph = model.graph
+    graph = read_onnx(path).graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant":

@@ -9,6 +9,7 @@ from torch import nn
 
 from earmark.audio.spec import get_frontend
 from earmark.engine.checkpoint import CheckpointMeta, rebuild_model
+from earmark.engine.schema import check_output_width
 from earmark.students.registry import create_student
 
 
@@ -26,7 +27,14 @@ def student_checkpoint_meta(model: nn.Module, name: str, labels: list[str], task
 def build_student(meta: CheckpointMeta) -> nn.Module:
     """The (untrained) student a checkpoint's metadata describes."""
     args = dict(meta.model_args)
-    return create_student(meta.model, args.pop("num_classes"), args.pop("task", meta.task), **args)
+    if not isinstance(args.get("num_classes"), int):
+        raise ValueError(f"model_args must give num_classes (the number of outputs), not {args.get('num_classes')!r}.")
+    check_output_width(meta.labels, args["num_classes"])
+    model = create_student(meta.model, args.pop("num_classes"), args.pop("task", meta.task), **args)
+    if get_frontend(meta.frontend) != get_frontend(model.frontend):
+        raise ValueError(f"the frontend {meta.frontend.get('name')!r} is not the one {meta.model} computes "
+                         f"({get_frontend(model.frontend).name!r}); restore the file earmark wrote.")
+    return model
 
 
 def student_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, CheckpointMeta]:

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from earmark.engine.schema import check_arguments
 from earmark.students.tfsepnet import TFSepNet
 from earmark.students.vit import AudioViT
 
@@ -44,7 +45,9 @@ def create_student(name: str, num_classes: int, task: str = "clip", **overrides:
     if task not in ("clip", "frame"):
         raise ValueError(f"task must be 'clip' or 'frame', not {task!r}.")
     spec = REGISTRY[name]
-    return spec.builder(num_classes=num_classes, task=task, **{**spec.defaults, **overrides})
+    arguments = {**spec.defaults, **overrides}
+    check_arguments(spec.builder, arguments, f"student {name!r}")
+    return spec.builder(num_classes=num_classes, task=task, **arguments)
 
 
 def list_students() -> dict[str, str]:

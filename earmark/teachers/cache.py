@@ -128,6 +128,25 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _json(path: Path):
+    """A cache's JSON file; a damaged one is named."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: is damaged ({err}); delete the cache folder and rebuild it.") from None
+
+
+def _array(path: Path, rows: int) -> np.ndarray:
+    """A memory-mapped cache array with one row per id; a damaged or truncated file is named."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: is damaged or truncated ({err}); delete the cache folder and rebuild it.") from None
+    if len(array) != rows:
+        raise ValueError(f"{path}: has {len(array)} rows for {rows} clip ids; delete the cache folder and rebuild it.")
+    return array
+
+
 def check_labels(teacher_labels: list[str], manifest, source: str) -> None:
     """Refuse teacher outputs (a checkpoint's or a cache's) made for another label set than ``manifest``'s."""
     if list(teacher_labels) != manifest.labels.to_list():
@@ -145,9 +164,9 @@ class TeacherCache:
         self.rows: dict[str, tuple[int, int]] = {}
         self.parts: list[dict[str, np.ndarray]] = []
         for number, part in enumerate(index["parts"]):
-            ids = json.loads((path / f"{part['name']}.json").read_text())["ids"]
+            ids = _json(path / f"{part['name']}.json")["ids"]
             self.rows.update((clip_id, (number, row)) for row, clip_id in enumerate(ids))
-            self.parts.append({name: np.load(path / f"{part['name']}.{name}.npy", mmap_mode="r") for name in self.names})
+            self.parts.append({name: _array(path / f"{part['name']}.{name}.npy", len(ids)) for name in self.names})
 
     @classmethod
     def open(cls, path: str | os.PathLike, expect_key: str | None = None, rebuild_hint: str = "") -> "TeacherCache":
@@ -158,9 +177,10 @@ class TeacherCache:
             unfinished = " (a predict into it did not finish: run it again and it continues)" if (path / WRITING).is_file() else ""
             raise FileNotFoundError(f"{path}: no teacher-output cache here{unfinished}; {hint}.")
         with cache_lock(path, exclusive=False):
-            index = json.loads((path / INDEX).read_text())
-            if index.get("format") != FORMAT:
-                raise ValueError(f"{path}: a teacher-output cache of another earmark version ({index.get('format', 'earmark-cache/1')}); {hint}.")
+            index = _json(path / INDEX)
+            if not isinstance(index, dict) or index.get("format") != FORMAT:
+                found = index.get("format", "earmark-cache/1") if isinstance(index, dict) else "not a cache index"
+                raise ValueError(f"{path}: a teacher-output cache of another earmark version ({found}); {hint}.")
             if expect_key is not None and index["key"] != expect_key:
                 raise ValueError(f"{path}: this teacher-output cache was made for another teacher, frontend or dataset, or the audio "
                                  f"files changed since (key {index['key'][:12]}, expected {expect_key[:12]}); {hint}.")

@@ -10,6 +10,7 @@ from torch import nn
 
 from earmark.audio.spec import FrontendSpec
 from earmark.engine.checkpoint import CheckpointMeta, rebuild_model
+from earmark.engine.schema import check_output_width
 from earmark.teachers.heads import TeacherClassifier
 from earmark.teachers.registry import create_teacher, length_policy
 
@@ -32,6 +33,8 @@ def build_teacher(meta: CheckpointMeta) -> nn.Module:
     overrides = {**meta.model_args.get("overrides", {}), "frontend": meta.frontend}  # e.g. ASiT at 16 or 32 kHz
     backbone = create_teacher(meta.model, **overrides)
     head = meta.model_args.get("head")
+    if head:
+        check_output_width(meta.labels, head["num_classes"])
     return TeacherClassifier(backbone, head["num_classes"], head["kind"], head["task"]) if head else backbone
 
 

@@ -47,6 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser, FinetuneConfig, HELP, positional=("teacher",),
                        choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES})
     parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated
+    parser.add_argument("--force", action="store_true", help="start over when --out holds another run (otherwise it is refused)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(FinetuneConfig, args, progress=not args.quiet)
     if not Path(config.teacher).is_dir() and (warning := cpu_size_warning(config.teacher, dict(config.overrides))):
         log.warning(warning)
-    path = finetune(config)
+    path = finetune(config, force=args.force)
     print(results_table(json.loads((Path(config.out) / "results.json").read_text())))
     print(f"wrote {path} (curves in {config.out}/run/curves.png)")
     task = " --task frame" if config.task == "frame" else ""

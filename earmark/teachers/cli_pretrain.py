@@ -45,6 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     add_config_options(parser, PretrainConfig, HELP, positional=("recipe",), choices={"precision": ["fp32", "bf16", "fp16"]})
     parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated
+    parser.add_argument("--force", action="store_true", help="start over when --out holds another run (otherwise it is refused)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     a1 = parser.add_argument_group("ACM-SSKD Algorithm A1 (iterate pretraining and distillation)")
     a1.add_argument("--iterations", type=int, default=0, help="K > 0 runs K rounds of acmsskd pretraining + KD, learning rates -20%% each")
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         path = acmsskd_iterations(config, kd, args.iterations)
         next_step = f"earmark distill --teacher {path} --student tfsepnet64 --data {kd.data} --qat"
     else:
-        path = pretrain(config, resume=args.resume)
+        path = pretrain(config, resume=args.resume, force=args.force)
         next_step = f"earmark finetune {path} --data MANIFEST --out runs/finetune"
     if setup_distributed().is_main:
         print(f"wrote {path}\nnext: {next_step}")

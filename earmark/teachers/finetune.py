@@ -103,10 +103,10 @@ def _kd_cache(config: FinetuneConfig, manifest: DataSource, multi: bool) -> Teac
     return cache
 
 
-def finetune(config: FinetuneConfig) -> Path:
-    """Fine-tune; returns the checkpoint folder of the best epoch on validation (``OUT/teacher``)."""
-    out = start_run(config)  # the model's initial weights are part of the run's seed
+def finetune(config: FinetuneConfig, force: bool = False) -> Path:
+    """Fine-tune; returns the checkpoint folder of the best epoch on validation (``OUT/teacher``); ``force`` replaces another run in OUT."""
     manifest = open_data(config.data)
+    out = start_run(config, manifest.fingerprint(), force)  # the model's initial weights are part of the run's seed
     train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
     backbone, name, overrides = teacher_backbone(config.teacher, config.overrides)
     model = TeacherClassifier(backbone, len(manifest.labels), config.head, config.task)

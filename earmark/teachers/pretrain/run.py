@@ -46,11 +46,12 @@ class PretrainConfig:
     progress: bool = True
 
 
-def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
-    """Run the recipe; returns the teacher checkpoint folder (``OUT/teacher``)."""
+def pretrain(config: PretrainConfig, resume: bool = False, force: bool = False) -> Path:
+    """Run the recipe; returns the teacher checkpoint folder (``OUT/teacher``); ``force`` replaces another run in OUT."""
     if config.recipe not in RECIPES:
         raise ValueError(f"unknown recipe {config.recipe!r}; choose one of {sorted(RECIPES)}.")
-    out = start_run(config)  # the model's initial weights are part of the run's seed
+    data = open_data(config.data)
+    out = start_run(config, data.fingerprint(), force)  # the model's initial weights are part of the run's seed
     teacher, overrides = config.teacher or DEFAULT_TEACHER[config.recipe], config.overrides
     start = None
     if config.init:
@@ -61,7 +62,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> Path:
     info = setup_distributed()
     spec = recipe.backbone().frontend
     frontend = Frontend(spec).to(info.device)
-    data = train_dataset(open_data(config.data), spec.sample_rate, config.clip_seconds, config.batch_size, config.seed)
+    data = train_dataset(data, spec.sample_rate, config.clip_seconds, config.batch_size, config.seed)
 
     def step(model, batch):
         return model(frontend(batch["wave"]).unsqueeze(1))

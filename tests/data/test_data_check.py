@@ -1,0 +1,91 @@
+"""`earmark data check` opens every file; bad audio is named (and skipped with --skip-bad), long clips are read by windows."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from earmark.audio.datasets_torch import LONG_CLIP_SECONDS, ClipDataset
+from earmark.audio.io import load_audio
+from earmark.audio.manifest import read_manifest
+from earmark.cli import main
+
+
+def _wav(path, seconds=0.5, rate=16000, value=0.1):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.full(int(seconds * rate), value, np.float32), rate, subtype="FLOAT")
+    return path
+
+
+@pytest.fixture
+def damaged(tmp_path):
+    """A folder dataset with a 0-byte file, an executable named .wav, a NaN file and six good clips."""
+    for label in ("dog", "rain"):
+        for i in range(3):
+            _wav(tmp_path / label / f"{i}.wav")
+    (tmp_path / "dog" / "empty.wav").write_bytes(b"")
+    (tmp_path / "dog" / "program.wav").write_bytes(b"\x7fELF\x02\x01\x01" + bytes(500))
+    _wav(tmp_path / "rain" / "nan.wav", value=float("nan"))
+    return tmp_path
+
+
+def test_data_check_decodes_every_file_and_names_the_bad_ones(damaged, capsys):
+    assert main(["data", "check", str(damaged)]) == 1
+    err = capsys.readouterr().err
+    assert "empty.wav: is empty (0 bytes)" in err and "program.wav: cannot be decoded" in err
+    assert "nan.wav: contains NaN or infinite samples" in err and "3 of 9 files cannot be used" in err
+    assert main(["data", "check", str(damaged), "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert "6 clips, 2 classes" in out and "skipped 0 bad rows and 3 bad files" in out
+    assert main(["data", "check", str(damaged), "--no-decode"]) == 0  # fast: existence only
+
+
+def test_training_refuses_a_nan_clip_naming_it(damaged, tmp_path, capsys):
+    for bad in ("empty.wav", "program.wav"):
+        (damaged / "dog" / bad).unlink()
+    argv = ["distill", "--no-kd", "--student", "tfsepnet16", "--data", str(damaged), "--out", str(tmp_path / "run"),
+            "--epochs", "1", "--batch-size", "8", "--val-fold", "1", "--test-fold", "2"]
+    assert main(argv) == 1
+    assert "nan.wav: contains NaN or infinite samples" in capsys.readouterr().err
+
+
+def test_a_csv_saved_with_a_byte_order_mark_reads(tmp_path):
+    _wav(tmp_path / "audio" / "a.wav")
+    (tmp_path / "m.csv").write_bytes("filename,fold,target,category\na.wav,1,0,dog\n".encode("utf-8-sig"))
+    assert [c.labels for c in read_manifest(tmp_path / "m.csv").clips] == [("dog",)]
+
+
+def test_labels_with_few_clips_are_reported_as_probable_typos(tmp_path, capsys):
+    rows = [f"{i}.wav,1,0,dog" for i in range(4)] + ["4.wav,1,0,dgo"]
+    for i in range(5):
+        _wav(tmp_path / "audio" / f"{i}.wav")
+    (tmp_path / "m.csv").write_text("filename,fold,target,category\n" + "\n".join(rows) + "\n")
+    assert main(["data", "check", str(tmp_path / "m.csv")]) == 0
+    assert "fewer than 3 clips, probable typos: 'dgo' (1)" in capsys.readouterr().out
+
+
+def test_a_flat_folder_is_unlabelled_audio_and_said_so(tmp_path, capsys):
+    for i in range(3):
+        _wav(tmp_path / "flat" / f"{i}.wav")
+    assert main(["data", "check", str(tmp_path / "flat")]) == 0
+    assert "3 clips of unlabelled audio (usable by `earmark pretrain`)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="has no labels .*needs a CSV/TSV manifest or one sub-folder per class"):
+        read_manifest(tmp_path / "flat").train_val_test(4, 5)
+    (tmp_path / "none").mkdir()
+    assert main(["data", "check", str(tmp_path / "none")]) == 1
+    assert "no clips" in capsys.readouterr().err
+
+
+def test_long_clips_are_read_by_windows_not_whole(tmp_path):
+    rate, seconds = 4000, LONG_CLIP_SECONDS + 10
+    path = tmp_path / "long" / "a.wav"
+    path.parent.mkdir()
+    sf.write(path, np.random.default_rng(0).uniform(-1, 1, int(seconds * rate)).astype(np.float32), rate, subtype="FLOAT")
+    _wav(tmp_path / "short" / "b.wav", rate=rate)
+    data = ClipDataset(read_manifest(tmp_path), rate, clip_seconds=1.0, train=True, seed=3)
+    whole = load_audio(path, rate)
+    for epoch in range(3):
+        data.set_epoch(epoch)
+        wave, start = data.crop(0, np.random.default_rng(epoch))
+        assert len(wave) == rate and np.array_equal(wave, whole[start:start + rate])
+    data[1]
+    assert isinstance(data._cache[0], int) and isinstance(data._cache[1], np.ndarray)  # only the short clip is held
