@@ -1,6 +1,7 @@
 """KD losses, mixup with teacher targets, the teacher-output cache, QAT export, and the distill run."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -93,6 +94,7 @@ def test_distill_with_kd_and_qat_writes_a_quantized_checkpoint(synth_data, teach
     assert meta["extra"]["quantization"]["backend"] == "nncf" and meta["extra"]["quantization"]["scope"] == "pointwise"
 
 
+@pytest.mark.slow  # torchrun launches two interpreters; tests/engine keeps a fast DDP test unmarked
 def test_distill_under_torchrun_on_two_cpu_ranks(synth_data, teacher_ckpt, tmp_path):
     import subprocess
     import sys
@@ -177,3 +179,7 @@ def test_a_second_distill_in_the_same_folder_resumes_instead_of_retraining(synth
         distill(config)
     assert f"resumed {tmp_path / 'float'} at step {state['step']}" in caplog.text
     assert (first / "model.safetensors").read_bytes() == weights  # nothing was trained twice
+    for other in (dict(kd=False, lr=0.1, seed=7), dict(student="vit_micro_audio")):
+        with pytest.raises(ValueError, match="holds another run .*pass --force to start over there, or another --out"):
+            distill(replace(config, **other))
+    assert (first / "model.safetensors").read_bytes() == weights and json.loads((tmp_path / "config.json").read_text())["kd"]

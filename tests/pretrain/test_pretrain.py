@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from earmark.audio.synth import synthesize
+from earmark.engine import Trainer
 from earmark.teachers import teacher_from_checkpoint
 from earmark.teachers.pretrain import (RECIPES, PretrainConfig, block_mask_1d, gmml_mask, hog_prior, intra_patch_mask,
                                        pretrain, random_patch_mask)
@@ -88,16 +89,34 @@ def test_each_recipe_loss_is_finite_and_falls(name):
     assert last < first
 
 
-def test_pretrain_run_writes_a_teacher_that_resumes(tmp_path):
+class Stop(Exception):
+    pass
+
+
+def test_pretrain_run_writes_a_teacher_that_resumes(tmp_path, monkeypatch):
     data = synthesize(tmp_path / "data", clips_per_class=2, soundscapes=1)
-    config = PretrainConfig("atst-frame", str(data.clips_csv), str(tmp_path / "run"), "atst_frame_tiny",
-                            recipe_args=dict(hidden=64, out=32), steps=4, batch_size=4, clip_seconds=1.0, ckpt_every=2, progress=False)
-    path = pretrain(config)
+    config = lambda out: PretrainConfig("atst-frame", str(data.clips_csv), str(tmp_path / out), "atst_frame_tiny",
+                                        recipe_args=dict(hidden=64, out=32), steps=4, batch_size=4, clip_seconds=1.0, ckpt_every=2,
+                                        progress=False)
+    uninterrupted, _ = teacher_from_checkpoint(pretrain(config("full")))
+    steps, step = [], Trainer._optimizer_step
+
+    def counted(trainer):  # the first run is killed before its third step; the state of step 2 is on disk
+        if steps == [1, 2] and not (tmp_path / "run" / "teacher").exists() and trainer.run_dir.parent == tmp_path / "run":
+            raise Stop
+        step(trainer)
+        steps.append(trainer.state.step)
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", counted)
+    with pytest.raises(Stop):
+        pretrain(config("run"))
+    steps.clear()
+    path = pretrain(config("run"), resume=True)
+    assert steps == [3, 4]  # continued where it stopped, did not start over
     model, meta = teacher_from_checkpoint(path)
     assert meta.model == "atst_frame_tiny" and meta.provenance["pretrained_with"] == "atst-frame"
-    config.steps = 6
-    again = pretrain(config, resume=True)
-    assert again == path
+    for a, b in zip(uninterrupted.state_dict().values(), model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_beats_second_iteration_trains_a_tokenizer_on_the_previous_teacher_then_the_encoder(tmp_path):
@@ -129,6 +148,7 @@ def test_pretraining_can_start_from_a_teacher_checkpoint(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), model.state_dict().values()))
 
 
+@pytest.mark.slow  # torchrun launches two interpreters; tests/engine keeps a fast DDP test unmarked
 def test_a_two_phase_recipe_trains_under_torchrun_on_two_cpu_ranks(tmp_path):
     import json
     import subprocess
