@@ -10,7 +10,7 @@ import soundfile as sf
 from earmark.cli import main
 from earmark.engine import save_checkpoint
 from earmark.students import create_student, student_checkpoint_meta
-from earmark.teachers.cache import write_cache
+from earmark.teachers.cache import CacheWriter
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +81,17 @@ def test_a_truncated_weights_file_is_named_by_every_verb(student, tmp_path, caps
 
 @pytest.mark.parametrize("damage, names", [
     (lambda c: (c / "index.json").write_text('{"key": "k",\n'), "index.json"),
-    (lambda c: (c / "clip_logits.npy").write_bytes((c / "clip_logits.npy").read_bytes()[:150]), "clip_logits.npy"),
+    (lambda c: (c / "part-000000.json").write_text('{"ids": ['), "part-000000.json"),
+    (lambda c: (c / "part-000000.clip_logits.npy").write_bytes((c / "part-000000.clip_logits.npy").read_bytes()[:150]),
+     "part-000000.clip_logits.npy"),
 ])
 def test_a_damaged_cache_is_named(student, tmp_path, capsys, damage, names):
     ids = ["a/0.wav", "a/1.wav", "b/0.wav", "b/1.wav", "c/0.wav", "c/1.wav"]
-    cache = write_cache(tmp_path / "cache", "k", ids, ["a", "b", "c"], {"clip_logits": np.zeros((6, 3))})
+    writer = CacheWriter(tmp_path / "cache", "k", part_clips=len(ids))
+    (tmp_path / "cache").mkdir()
+    writer.start()
+    writer.write_part(0, ids, {"clip_logits": np.zeros((6, 3))})
+    cache = writer.finish(1, ["a", "b", "c"], {})
     damage(cache)
     argv = ["distill", "--teacher", str(cache), "--data", str(student / "data"), "--out", str(tmp_path / "run"),
             "--val-fold", "1", "--test-fold", "2"]
