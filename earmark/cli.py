@@ -199,6 +199,8 @@ def _is_user_error(err: BaseException) -> bool:
     """
     if not isinstance(err, (ValueError, OSError, RuntimeError)) or not getattr(err, "earmark_user_error", True):
         return False
+    if type(err).__module__.startswith("earmark."):  # earmark's own error types, also re-raised by a DataLoader worker
+        return True
     frames = traceback.extract_tb(err.__traceback__)
     package = str(Path(__file__).parent)
     return bool(frames) and frames[-1].filename.startswith(package)

@@ -12,6 +12,15 @@ import soundfile as sf
 import soxr
 
 
+class AudioError(ValueError):
+    """A file that cannot be used as audio, in one sentence naming it (also when raised in a DataLoader worker)."""
+
+    def __init__(self, message: str):
+        if message.startswith("Caught "):  # re-raised by the DataLoader: the worker's traceback, then "AudioError: <sentence>"
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message)
+
+
 def audio_seconds(path: str | os.PathLike) -> float:
     """The duration of an audio file from its header (nothing is decoded)."""
     path = _existing(path)
@@ -68,7 +77,7 @@ def decode_audio(source: str | BinaryIO, sample_rate: int, mono: bool = True, na
     except (sf.LibsndfileError, RuntimeError) as err:
         raise _undecodable(name, err) from None
     if data.shape[0] == 0:
-        raise ValueError(f"{name}: contains no samples{' in the window read' if offset else ''}; remove it from the manifest or replace the file.")
+        raise AudioError(f"{name}: contains no samples{' in the window read' if offset else ''}; remove it from the manifest or replace the file.")
     _refuse_nonfinite(name, data)
     if rate != sample_rate:
         data = resample(data, rate, sample_rate)
@@ -82,15 +91,15 @@ def _existing(path: str | os.PathLike) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such audio file; check the path (relative paths are read from the manifest's folder).")
     if path.stat().st_size == 0:
-        raise ValueError(f"{path}: is empty (0 bytes); replace the file or remove it from the manifest.")
+        raise AudioError(f"{path}: is empty (0 bytes); replace the file or remove it from the manifest.")
     return path
 
 
 def _refuse_nonfinite(name: str, data: np.ndarray) -> None:
     if not np.isfinite(data).all():
-        raise ValueError(f"{name}: contains NaN or infinite samples; repair or remove the file "
+        raise AudioError(f"{name}: contains NaN or infinite samples; repair or remove the file "
                          "(`earmark data check MANIFEST --skip-bad` lists every such file and skips them).")
 
 
-def _undecodable(name: str, err: Exception) -> ValueError:
-    return ValueError(f"{name}: cannot be decoded ({err}); convert it to WAV or FLAC, e.g. `ffmpeg -i {Path(name).name} out.wav`.")
+def _undecodable(name: str, err: Exception) -> AudioError:
+    return AudioError(f"{name}: cannot be decoded ({err}); convert it to WAV or FLAC, e.g. `ffmpeg -i {Path(name).name} out.wav`.")

@@ -68,7 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def task_mismatch(teacher: str, task: str) -> str | None:
     """A sentence explaining what a frame teacher gives a clip student, or a clip teacher a frame student; None if they match."""
     from earmark.engine import read_meta
-    from earmark.teachers import TeacherCache
+    from earmark.teachers.cache import TeacherCache
 
     path = Path(teacher)
     if (path / "index.json").is_file():  # a teacher-output cache: frame logits or not
