@@ -23,7 +23,7 @@ from earmark.audio.synth import synthesize
 from earmark.engine.checkpoint import save_checkpoint
 from earmark.export import export_onnx, session
 from earmark.export.inputs import manifest_features
-from earmark.export.qdq import stored_bytes
+from earmark.students import stored_bytes
 from earmark.students import count, create_student, one_second_input, quantize, save_quantized_checkpoint, student_checkpoint_meta
 from earmark.students import tfsepnet
 

@@ -1,20 +1,75 @@
-"""The live runtime on one stream: real-time factor, CPU share of one core, arrival-to-event latency, memory growth.
+"""The live runtime on one stream: cost per hop (frontend / model / windowing / post-processing) and real-time factor
+with numpy's BLAS at its default thread count and pinned to one thread, then arrival-to-event latency and memory growth.
 
 Uses the demo's INT8 student and soundscapes (run `make demo` first, or pass --model and --soundscapes):
 
-    python bench/bench_runtime.py [--model demo-out/student-int8.onnx] [--minutes 10]
+    python bench/bench_runtime.py [--model demo-out/student-int8.onnx] [--minutes 10] [--split-seconds 60]
 """
 
 import argparse
+import os
 import resource
 import time
 
 import numpy as np
 import psutil
+import soxr
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from earmark.audio.io import load_audio
 from earmark.audio.manifest import read_manifest
+from earmark.audio.streaming import FeatureStream
 from earmark.runtime import EventSettings, EventTracker, StreamingClassifier
+
+
+class TimedBackend:
+    """The classifier's model backend with the CPU time of its calls summed (a measuring wrapper, same outputs)."""
+
+    def __init__(self, backend):
+        self.backend, self.metadata, self.cpu = backend, backend.metadata, 0.0
+
+    def run(self, features):
+        started = time.process_time()
+        out = self.backend.run(features)
+        self.cpu += time.process_time() - started
+        return out
+
+
+def cost_per_hop(model: str, audio: np.ndarray, rate: int, block: int, pin_blas: bool) -> dict[str, float]:
+    """CPU milliseconds per hop of each stage over ``audio`` pushed in ``block``-sample blocks, and CPU time / audio time.
+
+    Process CPU time, not wall time (it counts BLAS worker threads, and a shared machine's other load does not
+    inflate it). The classifier's total is split by timing the model calls (wrapped backend) and the same blocks
+    through a FeatureStream apart (frontend); the rest is windowing. Post-processing is the event tracker.
+    """
+    stream = StreamingClassifier(model, pin_blas=pin_blas)
+    stream.backend = TimedBackend(stream.backend)
+    tracker = EventTracker(stream.metadata.labels, EventSettings(stream.metadata.thresholds, offset_lag=stream.plan.offset_lag))
+    classify = post = 0.0
+    hops = 0
+    for start in range(0, audio.size, block):
+        started = time.process_time()
+        results = stream.push(audio[start:start + block], rate)
+        classify += time.process_time() - started
+        started = time.process_time()
+        for result in results:
+            for segment in result.segments:
+                tracker.push(segment)
+        post += time.process_time() - started
+        hops += len(results)
+    frontend, native_rate = FeatureStream(stream.spec), stream.spec.sample_rate
+    native = soxr.resample(audio, rate, native_rate).astype(np.float32) if rate != native_rate else audio
+    native_block = round(block * native_rate / rate)
+    with threadpool_limits(1 if pin_blas else None, user_api="blas"):  # the same BLAS setting as inside the classifier
+        started = time.process_time()
+        for start in range(0, native.size, native_block):
+            frontend.push(native[start:start + native_block])
+        frontend_s = time.process_time() - started
+    hops = max(hops, 1)
+    model_s = stream.backend.cpu
+    return {"frontend": 1000 * frontend_s / hops, "model": 1000 * model_s / hops,
+            "resample+windowing": 1000 * (classify - frontend_s - model_s) / hops, "post": 1000 * post / hops,
+            "rtf": (classify + post) / (audio.size / rate), "hops": hops}
 
 
 def main() -> None:
@@ -22,12 +77,24 @@ def main() -> None:
     parser.add_argument("--model", default="demo-out/student-int8.onnx")
     parser.add_argument("--soundscapes", default="demo-out/data/soundscapes.tsv")
     parser.add_argument("--minutes", type=float, default=10.0, help="audio fed faster than real time for the memory check")
+    parser.add_argument("--split-seconds", type=float, default=60.0, help="audio for the per-hop split (each BLAS setting)")
     args = parser.parse_args()
     stream = StreamingClassifier(args.model)
     rate, block = 16000, 1600
     manifest = read_manifest(args.soundscapes)
     clip = manifest.clips[0]
     wave = load_audio(clip.path, rate)
+
+    # cost per hop, BLAS at its default pool and pinned to one thread (ONNX Runtime: 1 thread in both)
+    blas = {lib["internal_api"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    split_audio = np.tile(wave, int(np.ceil(args.split_seconds * rate / wave.size)))[: int(args.split_seconds * rate)]
+    print(f"CPU cost per hop (process time) over {args.split_seconds:g} s of {clip.path.name if hasattr(clip.path, 'name') else clip.path}, "
+          f"{block / rate:.2f}-s blocks, {os.cpu_count()} cores, numpy BLAS {blas}:")
+    print(f"{'BLAS':<16} {'frontend ms':>11} {'model ms':>9} {'resample+window ms':>18} {'post ms':>8} {'frontend/model':>14} {'CPU/audio':>9}")
+    for label, pin in (("default pool", False), ("pinned to 1", True)):
+        cost = cost_per_hop(args.model, split_audio, rate, block, pin)
+        print(f"{label:<16} {cost['frontend']:>11.3f} {cost['model']:>9.3f} {cost['resample+windowing']:>18.3f} {cost['post']:>8.3f} "
+              f"{cost['frontend'] / cost['model']:>14.2f} {cost['rtf']:>9.4f}")
 
     # arrival-to-event latency: when does the tracker announce (ON) each true event, counted from its onset?
     settings = EventSettings(stream.metadata.thresholds, offset_lag=stream.plan.offset_lag)

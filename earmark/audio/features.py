@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from earmark.audio.melbanks import banded_banks, window
+from earmark.audio.melbanks import banded_banks, fft_window, window
 from earmark.audio.spec import FrontendSpec
 
 KALDI_EPS = float(np.finfo(np.float32).eps)
@@ -45,10 +45,7 @@ def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
             frames = frames - np.float32(spec.preemphasis) * previous
         frames = frames * window(spec)
     else:
-        left = (spec.n_fft - spec.win_length) // 2
-        win = np.zeros(spec.n_fft, np.float32)
-        win[left:left + spec.win_length] = window(spec)
-        frames = frames * win
+        frames = frames * fft_window(spec)
     spectrum = np.fft.rfft(frames.astype(np.float64), n=spec.n_fft, axis=1)  # numpy's float32 path is slower
     power = spectrum.real ** 2 + spectrum.imag ** 2
     if spec.power != 2.0:

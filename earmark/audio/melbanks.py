@@ -96,9 +96,30 @@ def banded_banks(spec: FrontendSpec) -> BandedBanks:
     return _banded(spec)
 
 
-def window(spec: FrontendSpec) -> np.ndarray:
-    """The analysis window of ``win_length`` samples (Povey = Hann^0.85, Kaldi's default)."""
+@lru_cache(maxsize=16)
+def _window(spec: FrontendSpec) -> np.ndarray:
     n = spec.win_length
     denominator = n if spec.periodic_window else n - 1
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / denominator)
-    return (hann ** 0.85 if spec.window == "povey" else hann).astype(np.float32)
+    win = (hann ** 0.85 if spec.window == "povey" else hann).astype(np.float32)
+    win.setflags(write=False)
+    return win
+
+
+def window(spec: FrontendSpec) -> np.ndarray:
+    """The analysis window of ``win_length`` samples (Povey = Hann^0.85, Kaldi's default), cached and read-only."""
+    return _window(spec)
+
+
+@lru_cache(maxsize=16)
+def _fft_window(spec: FrontendSpec) -> np.ndarray:
+    left = (spec.n_fft - spec.win_length) // 2
+    win = np.zeros(spec.n_fft, np.float32)
+    win[left:left + spec.win_length] = window(spec)
+    win.setflags(write=False)
+    return win
+
+
+def fft_window(spec: FrontendSpec) -> np.ndarray:
+    """The window centred in ``n_fft`` samples (torch.stft's padding of a shorter window), cached and read-only."""
+    return _fft_window(spec)

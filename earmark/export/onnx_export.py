@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -129,7 +130,9 @@ def sort_nodes(graph: onnx.GraphProto) -> None:
 
 def _trace(head: torch.nn.Module, example: torch.Tensor, path: Path, output_names: list[str], dynamic_batch: bool) -> None:
     axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]} if dynamic_batch else None
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # shapes other than the batch are fixed at export, so sizes read as Python numbers are the right constants
+        warnings.filterwarnings("ignore", "Converting a tensor to a Python", torch.jit.TracerWarning)
         torch.onnx.export(
             head, (example,), str(path), dynamo=False, opset_version=OPSET,
             input_names=[INPUT_NAME], output_names=output_names, dynamic_axes=axes,

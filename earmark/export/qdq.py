@@ -1,13 +1,12 @@
-"""Q/DQ graph rewrites: weights stored as INT8 initializers behind a DequantizeLinear, and the bytes a file stores per dtype."""
+"""ONNX graph rewrites at export: weights stored as INT8 initializers behind a DequantizeLinear, compact files."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
@@ -58,19 +57,6 @@ def store_int8_weights(model: onnx.ModelProto) -> int:
     del graph.initializer[:]
     graph.initializer.extend(remaining + folded)
     return len(folded)
-
-
-def stored_bytes(model: onnx.ModelProto | str | os.PathLike) -> dict[str, int]:
-    """Bytes of the constants the file stores (initializers and Constant nodes), per ONNX data type name."""
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model))
-    out: Counter[str] = Counter()
-    tensors = list(model.graph.initializer) + [n.attribute[0].t for n in model.graph.node
-                                               if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"]
-    for tensor in tensors:
-        array = numpy_helper.to_array(tensor)
-        out[helper.tensor_dtype_to_np_dtype(tensor.data_type).name] += array.nbytes
-    return dict(out)
 
 
 def conv_precisions(model: onnx.ModelProto) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -75,14 +76,15 @@ class StreamingClassifier:
 
     ``threads`` bounds ONNX Runtime and, while the classifier works, numpy's BLAS: a BLAS pool spread over
     every core costs more in wake-ups than the frontend's small products gain, and competes with the model.
+    ``pin_blas=False`` leaves the BLAS pool as the process set it (benchmarks compare both).
     """
 
     def __init__(self, model_path: str | os.PathLike, backend: str = "onnxruntime", hop_seconds: float | None = None,
-                 window_seconds: float | None = None, threads: int = 1):
+                 window_seconds: float | None = None, threads: int = 1, pin_blas: bool = True):
         if threads < 1:
             raise ValueError(f"threads must be at least 1, not {threads}; use --threads 1 on a small device.")
         self.threads = threads
-        self._blas = ThreadpoolController()
+        self._blas = ThreadpoolController() if pin_blas else None
         self.backend = load_backend(model_path, backend, threads)
         self.metadata = self.backend.metadata
         self.plan = WindowPlan(self.backend, window_seconds, hop_seconds)
@@ -100,8 +102,11 @@ class StreamingClassifier:
 
     def push(self, samples: np.ndarray, sample_rate: int) -> list[WindowResult]:
         """Add mono float samples at ``sample_rate``; returns the windows they complete."""
-        with self._blas.limit(limits=self.threads, user_api="blas"):
+        with self._blas_limit():
             return self._push(np.asarray(samples, np.float32).reshape(-1), sample_rate)
+
+    def _blas_limit(self):
+        return self._blas.limit(limits=self.threads, user_api="blas") if self._blas else contextlib.nullcontext()
 
     def _push(self, samples: np.ndarray, sample_rate: int) -> list[WindowResult]:
         if sample_rate != self.spec.sample_rate:
@@ -115,7 +120,7 @@ class StreamingClassifier:
 
     def flush(self) -> list[WindowResult]:
         """End of stream: the last resampled samples and frames."""
-        with self._blas.limit(limits=self.threads, user_api="blas"):
+        with self._blas_limit():
             return self._flush()
 
     def _flush(self) -> list[WindowResult]:

@@ -1,7 +1,8 @@
 """earmark.students: TF-SepNet and small ViT students, frame-level heads, DCASE complexity accounting."""
 
 from earmark.students.checkpoint import build_student, student_checkpoint_meta, student_from_checkpoint
-from earmark.students.complexity import MAX_MACS, MAX_PARAM_BYTES, Complexity, count, format_report, frontend_flops, one_second_input
+from earmark.students.complexity import (MAX_MACS, MAX_PARAM_BYTES, Complexity, count, format_onnx_report, format_report, frontend_flops,
+                                         one_second_input, stored_bytes)
 from earmark.students.quantized import (
     SCOPES, export_ready, fold_batchnorm, is_quantized, load_quantized_student, quantize, save_quantized_checkpoint,
 )
@@ -14,4 +15,5 @@ __all__ = [
     "count", "Complexity", "format_report", "frontend_flops", "one_second_input", "MAX_MACS", "MAX_PARAM_BYTES",
     "student_checkpoint_meta", "student_from_checkpoint", "build_student",
     "quantize", "save_quantized_checkpoint", "load_quantized_student", "export_ready", "fold_batchnorm", "is_quantized", "SCOPES",
+    "stored_bytes", "format_onnx_report",
 ]

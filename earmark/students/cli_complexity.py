@@ -1,4 +1,4 @@
-"""`earmark complexity NAME_OR_CHECKPOINT`: parameters, MACs and bytes against the DCASE limits."""
+"""`earmark complexity NAME_OR_CHECKPOINT_OR_ONNX`: parameters, MACs and bytes against the DCASE limits."""
 
 from __future__ import annotations
 
@@ -7,14 +7,21 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", help="a registered student name or a student checkpoint folder")
+    parser.add_argument("model", nargs="?", help="a registered student name, a student checkpoint folder, or an exported .onnx "
+                                                 "(bytes actually stored per dtype)")
     parser.add_argument("--classes", type=int, default=10, help="classes for a registered name (default 10, as TAU22)")
     parser.add_argument("--list", action="store_true", help="list the registered students")
 
 
 def run(args: argparse.Namespace) -> int:
-    from earmark.students import count, create_student, format_report, list_students, one_second_input, student_from_checkpoint
+    from earmark.students import (count, create_student, format_onnx_report, format_report, list_students, one_second_input,
+                                  student_from_checkpoint)
 
+    if args.model and args.model.endswith(".onnx"):
+        if not Path(args.model).is_file():
+            raise ValueError(f"{args.model}: no such file; export one with `earmark export CHECKPOINT`.")
+        print(format_onnx_report(args.model))
+        return 0
     if args.list or not args.model:
         for name, summary in list_students().items():
             print(f"{name:<18} {summary}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from collections import Counter
 from dataclasses import dataclass
 
 import torchinfo
@@ -64,4 +66,30 @@ def format_report(name: str, c: Complexity) -> str:
              f"  {'dtype':<6} {'bytes':>10}  verdict (<= {MAX_PARAM_BYTES:,} B and <= {MAX_MACS:,} MACs)"]
     for dtype in BYTES_PER_PARAM:
         lines.append(f"  {dtype:<6} {c.param_bytes(dtype):>10,}  {'fits' if c.fits(dtype) else 'does not fit'}")
+    return "\n".join(lines)
+
+
+def stored_bytes(path: str | os.PathLike) -> dict[str, int]:
+    """Bytes of the constants an ONNX file stores (initializers and Constant nodes), per numpy dtype name."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    tensors = list(graph.initializer) + [n.attribute[0].t for n in graph.node
+                                         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"]
+    out: Counter[str] = Counter()
+    for tensor in tensors:
+        out[helper.tensor_dtype_to_np_dtype(tensor.data_type).name] += numpy_helper.to_array(tensor).nbytes
+    return dict(out)
+
+
+def format_onnx_report(path: str | os.PathLike) -> str:
+    """What an exported file actually stores, per dtype, against the DCASE parameter-memory limit (int64 shape constants apart)."""
+    stored = stored_bytes(path)
+    parameters = sum(v for k, v in stored.items() if k != "int64")
+    lines = [f"{path}: {os.path.getsize(path):,} bytes on disk; constants stored per dtype:"]
+    lines += [f"  {dtype:<8} {count:>10,}" + ("  (shape constants, not parameters)" if dtype == "int64" else "")
+              for dtype, count in sorted(stored.items())]
+    verdict = "fits" if parameters <= MAX_PARAM_BYTES else "does not fit"
+    lines.append(f"  parameter memory {parameters:,} bytes: {verdict} the DCASE limit of {MAX_PARAM_BYTES:,} bytes")
     return "\n".join(lines)

@@ -132,7 +132,7 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
 
 
 def test_qat_int8_file_stores_a_quarter_of_the_fp32_weight_bytes(tmp_path):
-    from earmark.export.qdq import stored_bytes
+    from earmark.students import stored_bytes
 
     qat = _qat_checkpoint(tmp_path / "student-int8", "all")
     ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40", base_channels=16)
@@ -175,6 +175,11 @@ def test_cli_prints_a_table_and_the_next_command(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "parity" in run.stdout and "earmark listen" in run.stdout
+    sizes = subprocess.run([sys.executable, "-m", "earmark.cli", "complexity", str(tmp_path / "m.onnx")], capture_output=True, text=True)
+    assert sizes.returncode == 0, sizes.stderr
+    from earmark.students import stored_bytes
+
+    assert f"{stored_bytes(tmp_path / 'm.onnx')['float32']:,}" in sizes.stdout and "fits the DCASE limit" in sizes.stdout
     bad = subprocess.run([sys.executable, "-m", "earmark.cli", "export", str(ckpt), "--format", "tflite"], capture_output=True, text=True)
     assert bad.returncode == 1 and "unknown format 'tflite'" in bad.stderr
     bench = subprocess.run([sys.executable, "-m", "earmark.cli", "bench", str(tmp_path / "m.onnx"), "--runs", "5",
