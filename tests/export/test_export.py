@@ -148,6 +148,10 @@ def test_int8_gates_refuse_disagreement_and_name_the_failed_gate(tmp_path, calib
         export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib), min_agreement=1.01)
     assert "top-1 agreement" in str(err.value) and "FAILED" in str(err.value) and "max |diff|" in str(err.value)
     assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "q.onnx.partial").exists()
+    run = subprocess.run([sys.executable, "-m", "earmark.cli", "export", str(ckpt), "--int8", "--calib", str(calib), "--int8-scope", "all",
+                          "--min-agreement", "1.01"], capture_output=True, text=True)
+    assert run.returncode == 1 and "top-1 agreement" in run.stderr and "FAILED" in run.stderr, run.stderr
+    assert not (tmp_path / "ckpt-ptq-int8.onnx").exists()
 
 
 def test_nan_parity_never_passes():
