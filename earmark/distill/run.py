@@ -17,9 +17,8 @@ from earmark.audio.sources import DataSource, eval_loader, open_data, train_data
 from earmark.audio.spec import get_frontend
 from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, spec_augment, time_roll
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
-from earmark.engine import (Trainer, TrainConfig, barrier, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed,
-                            start_run)
-from earmark.engine.metrics import accuracies, average_precision, frame_f1
+from earmark.engine import (Trainer, TrainConfig, accuracies, average_precision, barrier, class_average_precision, class_f1, frame_f1,
+                            plot_class_scores, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed, start_run)
 from earmark.students import (create_student, load_quantized_student, quantize, save_quantized_checkpoint, student_checkpoint_meta,
                               student_from_checkpoint)
 from earmark.teachers.cache import TeacherCache, check_labels
@@ -221,8 +220,8 @@ def scores(model: nn.Module, frontend: Frontend, manifest: DataSource, config: D
 
 
 @torch.no_grad()
-def frame_scores(model: nn.Module, frontend: Frontend, manifest: DataSource, config: DistillConfig) -> dict[str, float]:
-    """Frame F1 (threshold 0.5) and clip mAP of a frame-level student on strong labels."""
+def frame_outputs(model: nn.Module, frontend: Frontend, manifest: DataSource, config: DistillConfig) -> tuple[np.ndarray, ...]:
+    """Frame probabilities and targets (clips, frames, classes), clip logits and targets of a frame-level student."""
     model.eval()
     device = next(model.parameters()).device
     frames, frame_targets, clips, targets = [], [], [], []
@@ -232,8 +231,26 @@ def frame_scores(model: nn.Module, frontend: Frontend, manifest: DataSource, con
         frame_targets.append(batch["frame_target"].numpy())
         clips.append(clip_logits.cpu().numpy())
         targets.append(batch["target"].numpy())
-    return {"frame_f1": frame_f1(np.concatenate(frames), np.concatenate(frame_targets)),
-            "mAP": average_precision(np.concatenate(clips), np.concatenate(targets))}
+    return tuple(np.concatenate(parts) for parts in (frames, frame_targets, clips, targets))
+
+
+def frame_scores(model: nn.Module, frontend: Frontend, manifest: DataSource, config: DistillConfig) -> dict[str, float]:
+    """Frame F1 (threshold 0.5) and clip mAP of a frame-level student on strong labels."""
+    frames, frame_targets, clips, targets = frame_outputs(model, frontend, manifest, config)
+    return {"frame_f1": frame_f1(frames, frame_targets), "mAP": average_precision(clips, targets)}
+
+
+def plot_test(model: nn.Module, frontend: Frontend, test: DataSource, config: DistillConfig, labels: list[str], out: Path) -> Path:
+    """The test fold's picture: a confusion matrix for one label per clip, else per-class F1 and AP bars (frame or multi-label)."""
+    if config.task == "frame":
+        frames, frame_targets, clips, targets = frame_outputs(model, frontend, test, config)
+        return plot_class_scores({"frame F1": class_f1(frames, frame_targets), "clip AP": class_average_precision(clips, targets)},
+                                 labels, out / "classes.png", "test fold: frame F1 per class (threshold 0.5) and clip AP")
+    logits, targets = scores(model, frontend, test, config)
+    if (targets.sum(1) == 1).all():
+        return plot_confusion(targets.argmax(1), logits.argmax(1), labels, out / "confusion.png")
+    return plot_class_scores({"F1": class_f1(1 / (1 + np.exp(-logits)), targets), "AP": class_average_precision(logits, targets)},
+                             labels, out / "classes.png", "test fold: F1 per class (threshold 0.5) and AP")
 
 
 def evaluate(model: nn.Module, frontend: Frontend, manifest: DataSource, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -333,33 +350,32 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
         trained = FeatureDistill(student, cache.row_shape("embeddings")[0], example)
     Trainer(train_config, trained, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
     barrier()  # rank 0 wrote the best checkpoint
+    chance = {} if frame or manifest.multi_label else dict.fromkeys(["accuracy", "macro_accuracy"], 1 / classes)
     if info.is_main:
-        plot_metrics(out / "float")
+        plot_metrics(out / "float", chance)
     student, _ = student_from_checkpoint(best_path)
     student = student.to(info.device)
     measure = (lambda m: frame_scores(m, frontend, test, config)) if frame else (lambda m: accuracies(*evaluate(m, frontend, test, config), classes))
     results = {"float": measure(student)}
-    final = best_path
+    final, final_model = best_path, student
     if config.qat:
-        final = _qat(config, student, frontend, train, data, step, meta, info, validate, key)
-        qmodel, _ = load_quantized_student(final)
-        results["int8"] = measure(qmodel.to(info.device))
-        pred, truth = evaluate(qmodel, frontend, test, config)
-    else:
-        pred, truth = evaluate(student, frontend, test, config)
+        final = _qat(config, student, frontend, train, data, step, meta, info, validate, key, chance)
+        final_model = load_quantized_student(final)[0].to(info.device)
+        results["int8"] = measure(final_model)
+    if chance:
+        results["chance"] = chance
     if multi:  # sigmoid detectors: calibrate each class's threshold on validation for the runtime
-        final_model = qmodel if config.qat else student
         results["thresholds"] = calibrate_thresholds(*scores(final_model, frontend, val, config), manifest.labels.to_list())
     if info.is_main:
         if multi:
             _store_thresholds(final, results["thresholds"])
-        plot_confusion(truth, pred, manifest.labels.to_list(), out / "confusion.png")
+        plot_test(final_model, frontend, test, config, manifest.labels.to_list(), out)
         (out / "results.json").write_text(json.dumps(results, indent=2))
     barrier()
     return final
 
 
-def _qat(config, student, frontend, train, data, step, meta, info, validate, key: str) -> Path:
+def _qat(config, student, frontend, train, data, step, meta, info, validate, key: str, chance: dict[str, float]) -> Path:
     """NNCF quantization on a calibration subset, then fine-tuning with the same KD loss; keeps the best on validation."""
     calib_loader = eval_loader(train, frontend.spec.sample_rate, config.clip_seconds, 16, workers=config.workers)
     calibration, seen = [], 0
@@ -381,6 +397,6 @@ def _qat(config, student, frontend, train, data, step, meta, info, validate, key
     Trainer(qat_config, qmodel, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
     barrier()
     if info.is_main:
-        plot_metrics(Path(config.out) / "qat")
+        plot_metrics(Path(config.out) / "qat", chance)
     return path
 

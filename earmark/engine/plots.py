@@ -44,6 +44,15 @@ def plot_metrics(run_dir: str | os.PathLike, chance: dict[str, float] | None = N
 
     Runs without validation (pretraining by steps) are drawn against the step. Writes run_dir/curves.png.
     """
+    fig = metrics_figure(run_dir, chance)
+    out = Path(run_dir) / "curves.png"
+    fig.savefig(out, dpi=100)
+    _pyplot().close(fig)
+    return out
+
+
+def metrics_figure(run_dir: str | os.PathLike, chance: dict[str, float] | None = None):
+    """The matplotlib figure ``plot_metrics`` saves."""
     run_dir, chance = Path(run_dir), chance or {}
     series = _read_metrics(run_dir)
     lr = series.pop("lr", {}).get("train", [])
@@ -70,10 +79,7 @@ def plot_metrics(run_dir: str | os.PathLike, chance: dict[str, float] | None = N
         ax.set_title(metric)
         ax.set_xlabel(unit)
     fig.tight_layout()
-    out = run_dir / "curves.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def plot_confusion(truth: np.ndarray, predicted: np.ndarray, labels: list[str], out: str | os.PathLike, title: str = "") -> Path:
@@ -121,10 +127,9 @@ def plot_class_scores(scores: dict[str, np.ndarray], labels: list[str], out: str
     return Path(out)
 
 
-def results_table(results: dict[str, dict[str, float]]) -> str:
-    """A plain-text table: one row per model or split (``float``, ``int8``, ``test``), one column per metric."""
-    rows = {name: values for name, values in results.items() if isinstance(values, dict)
-            and values and all(isinstance(v, (int, float)) for v in values.values())}
+def results_table(results: dict[str, dict[str, float]], rows: tuple[str, ...] = ("test", "float", "int8", "chance")) -> str:
+    """A plain-text table: one row per model or split present in ``results`` (in ``rows`` order), one column per metric."""
+    rows = {name: results[name] for name in rows if name in results}
     metrics = list(dict.fromkeys(m for values in rows.values() for m in values))
     width = max([len(name) for name in rows] + [5])
     lines = [f"{'':<{width}}  " + "  ".join(f"{m:>14}" for m in metrics)]

@@ -154,7 +154,8 @@ def test_frame_level_student_learns_from_a_frame_teacher(tmp_path):
                                   val_fold=1, test_fold=2, progress=False))
     assert TeacherCache.open(tmp_path / "student" / "teacher-cache").has("frame_logits")
     results = json.loads((tmp_path / "student" / "results.json").read_text())
-    assert 0.0 <= results["float"]["frame_f1"] <= 1.0
+    assert 0.0 <= results["float"]["frame_f1"] <= 1.0 and "chance" not in results  # 1/C says nothing about frame F1
+    assert (tmp_path / "student" / "classes.png").is_file() and not (tmp_path / "student" / "confusion.png").exists()
     meta = json.loads((final / "earmark.json").read_text())
     assert meta["task"] == "frame" and set(meta["extra"]["thresholds"]) == set(meta["labels"])
 
