@@ -164,3 +164,21 @@ def test_predict_takes_a_student_as_teacher_as_distill_does(tmp_path):
     student = save_checkpoint(tmp_path / "student", model.state_dict(), student_checkpoint_meta(model, "tfsepnet16", labels))
     assert main(["predict", str(student), "--data", str(data.clips_csv), "--out", str(tmp_path / "cache"), "--workers", "0"]) == 0
     assert TeacherCache.open(tmp_path / "cache").lookup([manifest.clips[0].id]).shape == (1, len(labels))
+
+
+def test_a_frame_teacher_for_a_clip_student_is_explained(tmp_path):
+    import torch
+
+    from earmark.audio import PRESETS
+    from earmark.distill.cli import task_mismatch
+    from earmark.engine import CheckpointMeta, save_checkpoint
+
+    def teacher(task: str):
+        meta = CheckpointMeta(family="teacher", model="atst_frame_tiny", model_args={}, frontend=PRESETS["atst"].to_dict(),
+                              labels=["a"], task=task)
+        return str(save_checkpoint(tmp_path / task, {"w": torch.zeros(1)}, meta))
+
+    frame, clip = teacher("frame"), teacher("clip")
+    assert "pass --task frame" in task_mismatch(frame, "clip")
+    assert "learns its frames from the strong labels only" in task_mismatch(clip, "frame")
+    assert task_mismatch(frame, "frame") is None and task_mismatch(clip, "clip") is None
