@@ -168,6 +168,10 @@ def configure_logging(verb: str, quiet: bool = False, verbose: int = 0, level: s
         if name == "onnxruntime":  # C++ logging: 0 verbose .. 3 error
             sys.modules[name].set_default_logger_severity({logging.DEBUG: 0, logging.INFO: 1}.get(theirs, 3))
             return
+        if name == "nncf":  # its progress bars draw on rich's global console: stderr like ours, none with -q
+            import rich
+
+            rich.reconfigure(stderr=True, quiet=quiet)
         for logger_name in [name, *(n for n in logging.root.manager.loggerDict if n.startswith(name + "."))]:
             logger = logging.getLogger(logger_name)
             for old in [h for h in logger.handlers if not isinstance(h, logging.FileHandler)]:
