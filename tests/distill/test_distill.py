@@ -88,7 +88,7 @@ def test_distill_with_kd_and_qat_writes_a_quantized_checkpoint(synth_data, teach
                                   student="tfsepnet16", epochs=1, batch_size=16, qat=True, qat_epochs=1, progress=False))
     assert final.name == "student-int8" and (final / "earmark.json").is_file()
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"float", "int8"}
+    assert set(results) == {"float", "int8", "chance"} and results["chance"]["accuracy"] == 1 / 8
     assert (tmp_path / "confusion.png").is_file() and (tmp_path / "float" / "curves.png").is_file()
     meta = json.loads((final / "earmark.json").read_text())
     assert meta["extra"]["quantization"]["backend"] == "nncf" and meta["extra"]["quantization"]["scope"] == "pointwise"
