@@ -201,7 +201,7 @@ def check_ssast(refs: Path, tmp: Path) -> list[Row]:
                     mean = ref(_yuangong_loader(data, target)(wave), task="ft_avgtok")
                     out = ours.eval()(Frontend("ast")(wave).unsqueeze(1))
                 rows += [(f"YuanGongND/ssast dataloader + ASTModel tiny, {kind}, ft_avgtok", label, "mean token",
-                          _diff(mean, out.clip_embedding)),
+                          _diff(mean, out.embedding)),
                          ("", "", "patch tokens", _diff(seen["tokens"][:, 2:], out.tokens))]
     return rows
 
@@ -225,7 +225,7 @@ def check_asit(refs: Path, tmp: Path) -> list[Row]:
         fbank = torch.stack([(loader._wav2fbank(w[None]) - (-4.2677393)) / (4.5689974 * 2) for w in wave])  # (B, 592, mel)
         with torch.no_grad():
             theirs, out = ref(fbank.unsqueeze(1)), ours(Frontend("asit32k")(wave).unsqueeze(1))
-        rows += [("Sara-Ahmed/ASiT _wav2fbank (32 kHz) + vit_small, 592 frames", label, "cls token", _diff(theirs[:, 0], out.clip_embedding)),
+        rows += [("Sara-Ahmed/ASiT _wav2fbank (32 kHz) + vit_small, 592 frames", label, "cls token", _diff(theirs[:, 0], out.embedding)),
                  ("", "", "patch tokens", _diff(theirs[:, 1:], out.tokens))]
     return rows
 
@@ -255,7 +255,7 @@ def check_atst(refs: Path, tmp: Path) -> list[Row]:
                     name, what = "audiossl FrameAST_small (ATST-Frame) + embedding.py transform", "mean frame token"
                     pooled = ref.get_intermediate_layers(mel, length, n=1, scene=True)
                     tokens = ref.get_intermediate_layers(mel, length, n=1, scene=False)
-            rows += [(name, label, what, _diff(pooled, out.clip_embedding)), ("", "", "frame tokens", _diff(tokens, out.tokens))]
+            rows += [(name, label, what, _diff(pooled, out.embedding)), ("", "", "frame tokens", _diff(tokens, out.tokens))]
     return rows
 
 

@@ -10,8 +10,9 @@ from typing import Any, Literal
 from earmark.audio.spec import FrontendSpec
 
 METADATA_KEY = "earmark"
-METADATA_VERSION = 1
+METADATA_VERSION = 2
 Task = Literal["clip", "frame"]
+Objective = Literal["classify", "detect"]
 
 
 @dataclass(frozen=True)
@@ -20,18 +21,19 @@ class ModelMetadata:
 
     ``input_name`` takes features shaped (batch, 1, n_mels, frames); ``outputs`` maps a role
     (``clip`` for (batch, classes), ``frame`` for (batch, frames_out, classes)) to the graph's output name.
-    Scores are probabilities (``activation`` says sigmoid or softmax).
+    Scores are probabilities: softmax over scenes when ``objective`` is ``classify`` (the runtime reports
+    scenes), independent sigmoids when it is ``detect`` (the runtime reports events).
     """
 
     labels: tuple[str, ...]
     task: Task
+    objective: Objective
     frontend: FrontendSpec
     window_seconds: float
     hop_seconds: float
     input_name: str = "features"
     input_frames: int = 0
     outputs: dict[str, str] = field(default_factory=lambda: {"clip": "clip_probs"})
-    activation: Literal["sigmoid", "softmax"] = "sigmoid"
     thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float = 0.5
     frame_hop_seconds: float = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -19,11 +20,12 @@ from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, s
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
 from earmark.engine import (Trainer, TrainConfig, accuracies, average_precision, barrier, class_average_precision, class_f1, frame_f1,
                             plot_class_scores, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed, start_run)
+from earmark.engine.outputs import ModelOutput
 from earmark.students import (create_student, load_quantized_student, quantize, save_quantized_checkpoint, student_checkpoint_meta,
                               student_from_checkpoint)
 from earmark.teachers.cache import TeacherCache, check_labels
 from earmark.teachers.layers import match_time
-from earmark.teachers.predict import Predictor, ensemble_key, outputs, predict_to_cache
+from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
 
 
 @dataclass
@@ -138,10 +140,8 @@ class _Step:
         if c.specaugment_freq:
             features = spec_augment(features, c.specaugment_freq)
         out = model(features)
-        projected = None
-        if isinstance(out, dict):  # FeatureDistill: the student's outputs and its projected embedding
-            out, projected = out["student"], out["projected"]
-        frame_logits, logits = out if isinstance(out, tuple) else (None, out)
+        logits, frame_logits = out.clip_logits, out.frame_logits
+        projected = out.embedding if isinstance(model, FeatureDistill) else None
         if self.online:  # the teachers hear the same mixed, augmented audio: their outputs need no mixing
             teacher = self.teacher_logits(mix.inputs(waves))
             y = batch["target"]
@@ -176,7 +176,8 @@ class _Step:
         for teacher, frontend in self.online:
             frontend = frontend.to(waves.device)
             audio = resample(waves, rate, frontend.spec.sample_rate)
-            total = total + outputs(teacher.to(waves.device), frontend(audio).unsqueeze(1))["clip_logits"]
+            out = teacher.to(waves.device)(frontend(audio).unsqueeze(1))
+            total = total + out.require("clip_logits", "fine-tune the teacher first (`earmark finetune`).")
         return total / len(self.online)
 
 
@@ -192,17 +193,21 @@ def resample(waves: torch.Tensor, rate: int, target: int) -> torch.Tensor:
 
 
 class FeatureDistill(nn.Module):
-    """Trains a learned projection beside the student; only ``student`` is saved."""
+    """Trains a learned projection beside the student; only ``student`` is saved.
+
+    Its output is the student's, with the embedding projected into the teacher's embedding space.
+    """
 
     def __init__(self, student: nn.Module, teacher_dim: int, example: torch.Tensor):
         super().__init__()
         self.student = student
         with torch.no_grad():
-            student_dim = student.eval().embed(example).shape[1]
+            student_dim = student.eval()(example).embedding.shape[1]
         self.project = nn.Linear(student_dim, teacher_dim)
 
-    def forward(self, features: torch.Tensor) -> dict:
-        return {"student": self.student(features), "projected": self.project(self.student.embed(features))}
+    def forward(self, features: torch.Tensor) -> ModelOutput:
+        out = self.student(features)
+        return dataclasses.replace(out, embedding=self.project(out.embedding))
 
 
 @torch.no_grad()
@@ -213,8 +218,7 @@ def scores(model: nn.Module, frontend: Frontend, manifest: DataSource, config: D
     device = next(model.parameters()).device
     logits, targets = [], []
     for batch in loader:
-        out = model(frontend(batch["wave"].to(device)).unsqueeze(1))
-        logits.append((out[1] if isinstance(out, tuple) else out).cpu().numpy())
+        logits.append(model(frontend(batch["wave"].to(device)).unsqueeze(1)).clip_logits.cpu().numpy())
         targets.append(batch["target"].numpy())
     return np.concatenate(logits), np.concatenate(targets)
 
@@ -226,10 +230,10 @@ def frame_outputs(model: nn.Module, frontend: Frontend, manifest: DataSource, co
     device = next(model.parameters()).device
     frames, frame_targets, clips, targets = [], [], [], []
     for batch in eval_loader(manifest, frontend.spec.sample_rate, config.clip_seconds, 16, model.frame_hop_seconds, config.workers):
-        frame_logits, clip_logits = model(frontend(batch["wave"].to(device)).unsqueeze(1))
-        frames.append(torch.sigmoid(match_time(frame_logits.cpu(), batch["frame_target"].shape[1])).numpy())
+        out = model(frontend(batch["wave"].to(device)).unsqueeze(1))
+        frames.append(torch.sigmoid(match_time(out.frame_logits.cpu(), batch["frame_target"].shape[1])).numpy())
         frame_targets.append(batch["frame_target"].numpy())
-        clips.append(clip_logits.cpu().numpy())
+        clips.append(out.clip_logits.cpu().numpy())
         targets.append(batch["target"].numpy())
     return tuple(np.concatenate(parts) for parts in (frames, frame_targets, clips, targets))
 
@@ -321,7 +325,7 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     step = _Step(config, frontend, cache, multi, online)
     meta = lambda **extra: student_checkpoint_meta(student, config.student, manifest.labels.to_list(), config.task,
                                                    config.student_overrides, window_seconds=config.clip_seconds,
-                                                   multi_label=multi, **extra)
+                                                   objective="detect" if multi else "classify", **extra)
     best_path = out / "student"
 
     def validate(model):

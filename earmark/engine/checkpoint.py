@@ -26,6 +26,12 @@ from earmark.engine.schema import check_meta
 CHECKPOINT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "earmark.json"
+OBJECTIVES = ("classify", "detect")
+
+
+def default_objective(task: str) -> str:
+    """Frame-level models detect events; clip models classify scenes unless told otherwise."""
+    return "detect" if task == "frame" else "classify"
 
 
 @dataclass
@@ -38,9 +44,15 @@ class CheckpointMeta:
     frontend: dict[str, Any]  # FrontendSpec.to_dict()
     labels: list[str] = field(default_factory=list)
     task: str = "clip"  # "clip" | "frame"
+    objective: str = "classify"  # "classify": softmax over scenes | "detect": independent sigmoid detectors (events)
     provenance: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. quantization config, window seconds
     format_version: int = CHECKPOINT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES or (self.task == "frame" and self.objective != "detect"):
+            raise ValueError(f"objective {self.objective!r} with task {self.task!r}: choose one of {OBJECTIVES} "
+                             "('detect' for frame-level models).")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -138,6 +150,8 @@ def read_meta(path: str | os.PathLike) -> CheckpointMeta:
         raise ValueError(f"{meta_file}: is damaged ({err}); re-create the checkpoint.") from None
     if isinstance(data, dict) and data.get("format_version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint format {data.get('format_version')!r} is not {CHECKPOINT_VERSION}; re-create it with this earmark.")
+    if "objective" not in data:  # written before the objective was recorded: it was implied by these two
+        data["objective"] = "detect" if data.get("extra", {}).get("multi_label", data.get("task") == "frame") else "classify"
     check_meta(data, CheckpointMeta, str(meta_file))
     return CheckpointMeta(**data)
 

@@ -35,6 +35,8 @@ def check_meta(data: Any, meta_class: type, source: str) -> None:
         raise ValueError(f"{source}: family {data['family']!r} is neither of {list(FAMILIES)}.")
     if data.get("task", "clip") not in TASKS:
         raise ValueError(f"{source}: task {data['task']!r} is neither of {list(TASKS)}.")
+    if data.get("objective", "classify") not in ("classify", "detect"):
+        raise ValueError(f"{source}: objective {data['objective']!r} is neither 'classify' (scenes) nor 'detect' (events).")
     labels = data.get("labels", [])
     if not all(isinstance(label, str) for label in labels) or len(set(labels)) != len(labels):
         raise ValueError(f"{source}: labels must be distinct class names, not {labels!r}.")

@@ -116,7 +116,7 @@ def bench_torch(checkpoint: str | os.PathLike, batch: int = 8, runs: int = 50) -
     from earmark.export.loading import ScoresHead, load_model
 
     loaded = load_model(checkpoint)
-    head = ScoresHead(loaded.model, loaded.meta.task, loaded.multi_label).eval()
+    head = ScoresHead(loaded.model, loaded.meta.task, loaded.objective).eval()
     rows = []
     for threads in sorted({1, os.cpu_count() or 1}):
         torch.set_num_threads(threads)

@@ -42,9 +42,9 @@ class LoadedModel:
         return spec.num_frames(round(self.window_seconds * spec.sample_rate))
 
     @property
-    def multi_label(self) -> bool:
-        """Sound events are multi-label (sigmoid); scenes and single-label clips use softmax."""
-        return bool(self.meta.extra.get("multi_label", self.meta.task == "frame"))
+    def objective(self) -> str:
+        """``detect``: independent sigmoid detectors (events); ``classify``: softmax over scenes."""
+        return self.meta.objective
 
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
@@ -72,23 +72,21 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
 class ScoresHead(nn.Module):
     """Features (B, 1, n_mels, frames) -> probabilities: clip (B, C) and/or frame (B, T', C)."""
 
-    def __init__(self, model: nn.Module, task: str, multi_label: bool):
+    def __init__(self, model: nn.Module, task: str, objective: str):
         super().__init__()
         self.model = model
         self.task = task
-        self.multi_label = multi_label
+        self.objective = objective
 
     def _activate(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+        return torch.sigmoid(logits) if self.objective == "detect" else torch.softmax(logits, dim=-1)
 
-    def forward(self, features: torch.Tensor):
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The graph's outputs, in ``output_names`` order."""
         out = self.model(features)
-        if hasattr(out, "clip_logits"):  # a teacher's TeacherOutput
-            out = (out.frame_logits, out.clip_logits) if self.task == "frame" else out.clip_logits
         if self.task == "frame":
-            frame_logits, clip_logits = out
-            return torch.sigmoid(frame_logits), self._activate(clip_logits)
-        return self._activate(out)
+            return torch.sigmoid(out.frame_logits), self._activate(out.clip_logits)
+        return (self._activate(out.clip_logits),)
 
     @property
     def output_names(self) -> list[str]:

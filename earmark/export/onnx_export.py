@@ -94,7 +94,7 @@ def build_metadata(loaded: LoadedModel, head: ScoresHead, precision: str, quanti
         input_name=INPUT_NAME,
         input_frames=loaded.input_frames,
         outputs=dict(zip(roles, head.output_names)),
-        activation="sigmoid" if head.multi_label else "softmax",
+        objective=head.objective,
         thresholds={k: float(v) for k, v in extra.get("thresholds", {}).items()},
         default_threshold=float(extra.get("default_threshold", 0.5)),
         frame_hop_seconds=frame_hop if head.task == "frame" else 0.0,
@@ -149,14 +149,14 @@ def measure_parity(path: Path, head: ScoresHead, inputs: np.ndarray, batch: int 
         ours = sess.run(None, {INPUT_NAME: chunk})
         with torch.no_grad():
             ref = head(torch.from_numpy(chunk))
-        refs = [r.numpy() for r in (ref if isinstance(ref, tuple) else (ref,))]
+        refs = [r.numpy() for r in ref]
         finite = finite and all(np.isfinite(o).all() and np.isfinite(r).all() for o, r in zip(ours, refs))
         diffs += [float(np.abs(o.astype(np.float32) - r).max()) for o, r in zip(ours, refs)]
-        if head.multi_label:
+        if head.objective == "detect":
             agree.append(((ours[-1] >= 0.5) == (refs[-1] >= 0.5)).reshape(-1))
         else:
             agree.append(ours[-1].argmax(-1) == refs[-1].argmax(-1))
-    return Parity(max(diffs), float(np.concatenate(agree).mean()), len(inputs), bool(finite), head.multi_label)
+    return Parity(max(diffs), float(np.concatenate(agree).mean()), len(inputs), bool(finite), head.objective == "detect")
 
 
 def measure_latency(path: Path, example: np.ndarray, runs: int = 30) -> float:
@@ -202,13 +202,13 @@ def export_onnx(
         inputs, labelled = manifest_features(spec, frames, calib)
     else:
         inputs = feature_batch(spec, frames, test_signals(spec.sample_rate, loaded.window_seconds, count=16))
-    head = ScoresHead(loaded.model, loaded.meta.task, loaded.multi_label).eval()
+    head = ScoresHead(loaded.model, loaded.meta.task, loaded.objective).eval()
     example = torch.from_numpy(inputs[: batch or 1])
     traced = head
     if loaded.quantized:
         from earmark.students import export_ready
 
-        traced = ScoresHead(export_ready(loaded.model, example), loaded.meta.task, loaded.multi_label).eval()
+        traced = ScoresHead(export_ready(loaded.model, example), loaded.meta.task, loaded.objective).eval()
     precision_label = "int8" if loaded.quantized else precision
     quantization = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -286,7 +286,7 @@ def _accuracy(path: Path, inputs: np.ndarray, labels: list[list[str]], meta: Mod
     exported = np.concatenate([sess.run(None, {INPUT_NAME: inputs[i:i + step]})[-1] for i in range(0, n, step)])
     with torch.no_grad():
         reference = head(torch.from_numpy(inputs[:n]))
-    reference = (reference[-1] if isinstance(reference, tuple) else reference).numpy()
+    reference = reference[-1].numpy()
     truth = np.array([meta.labels.index(l[0]) if l and l[0] in meta.labels else -1 for l in labels[:n]])
     return {
         "exported": float((exported.argmax(-1) == truth).mean()),

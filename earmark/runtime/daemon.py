@@ -53,7 +53,7 @@ class Listener:
         self.classifier, self.source, self.sinks = classifier, source, list(sinks)
         meta = classifier.metadata
         self.labels = meta.labels
-        self.scenes = meta.activation == "softmax" and meta.task == "clip"
+        self.scenes = meta.objective == "classify"
         settings.offset_lag = classifier.plan.offset_lag
         self.events = EventTracker(self.labels, settings)
         self.scene = SceneTracker(self.labels, hold=scene_hold)

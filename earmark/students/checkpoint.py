@@ -8,19 +8,22 @@ from typing import Any
 from torch import nn
 
 from earmark.audio.spec import get_frontend
-from earmark.engine.checkpoint import CheckpointMeta, rebuild_model
+from earmark.engine.checkpoint import CheckpointMeta, default_objective, rebuild_model
 from earmark.engine.schema import check_output_width
 from earmark.students.registry import create_student
 
 
 def student_checkpoint_meta(model: nn.Module, name: str, labels: list[str], task: str = "clip",
-                            overrides: dict[str, Any] | None = None, **extra: Any) -> CheckpointMeta:
-    """Metadata that lets ``student_from_checkpoint`` rebuild ``model`` (``extra`` goes to ``meta.extra``)."""
+                            overrides: dict[str, Any] | None = None, objective: str | None = None, **extra: Any) -> CheckpointMeta:
+    """Metadata that lets ``student_from_checkpoint`` rebuild ``model`` (``extra`` goes to ``meta.extra``).
+
+    ``objective`` defaults to ``detect`` for frame models (events) and ``classify`` for clip models (scenes).
+    """
     return CheckpointMeta(
         family="student", model=name,
         model_args={"num_classes": len(labels), "task": task, **(overrides or {})},
-        frontend=get_frontend(model.frontend).to_dict(), labels=list(labels), task=task,
-        extra=dict(extra),
+        frontend=model.frontend.to_dict(), labels=list(labels), task=task,
+        objective=objective or default_objective(task), extra=dict(extra),
     )
 
 

@@ -7,6 +7,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
+import torch
 import torchinfo
 from torch import nn
 
@@ -42,11 +43,24 @@ def frontend_flops(spec: FrontendSpec, seconds: float = 1.0) -> int:
     return int(frames * per_frame)
 
 
+class _Logits(nn.Module):
+    """The model with its ModelOutput reduced to tensors: torchinfo sizes every module's output and knows no dataclass,
+    so the model's own ``forward`` is called directly (no hook on it); its layers are counted as usual."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = self.model.forward(x)
+        return [t for t in (out.clip_logits, out.frame_logits) if t is not None]
+
+
 def count(model: nn.Module, n_mels: int, frames: int, frontend: str | FrontendSpec | None = None) -> Complexity:
     """Parameters and MACs (torchinfo's total_mult_adds) of the float model on one (1, 1, n_mels, frames) input."""
     was_training = model.training
     model.eval()
-    stats = torchinfo.summary(model, input_size=(1, 1, n_mels, frames), verbose=0, device="cpu")
+    stats = torchinfo.summary(_Logits(model), input_size=(1, 1, n_mels, frames), verbose=0, device="cpu")
     model.train(was_training)
     params = sum(p.numel() for p in model.parameters())
     spec = get_frontend(frontend or getattr(model, "frontend", "tfsepnet"))

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from earmark.audio.spec import get_frontend
+from earmark.engine.outputs import ModelOutput
+
 # Depth configurations: numbers are block widths in units of C, "N" a norm layer, "M" a 2x2 max-pool.
 DEPTH_CONFIGS: dict[int, list] = {
     17: ["N", 1, 1, "N", "M", 1.5, 1.5, "N", "M", 2, 2, "N", "M", 2.5, 2.5, 2.5, "N"],
@@ -119,7 +122,7 @@ class TFSepNet(nn.Module):
             raise ValueError(f"TF-SepNet depth {depth} is not defined; choose one of {sorted(DEPTH_CONFIGS)}.")
         if norm not in ("resnorm", "adaresnorm"):
             raise ValueError(f"unknown norm {norm!r}; choose 'resnorm' or 'adaresnorm'.")
-        self.task, self.frontend = task, frontend
+        self.task, self.frontend = task, get_frontend(frontend)
         c = base_channels
         self.stem = nn.Sequential(ConvBnRelu(1, c // 2, 3, 2), ConvBnRelu(c // 2, 2 * c, 3, 2, groups=c // 2))
         norm_cls = ResNorm if norm == "resnorm" else AdaResNorm
@@ -142,22 +145,18 @@ class TFSepNet(nn.Module):
     @property
     def frame_hop_seconds(self) -> float:
         """Output frame step: the stem halves time twice (frontend hop x 4)."""
-        from earmark.audio.spec import get_frontend
-
-        return 4 * get_frontend(self.frontend).hop_seconds
+        return 4 * self.frontend.hop_seconds
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.stem(x))
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled embedding before the classifier, (B, width)."""
-        return self.features(x).mean(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> ModelOutput:
         h = self.features(x)
+        embedding = h.mean(dim=(2, 3))
         if self.task == "clip":
-            return self.classifier(h).mean(dim=(2, 3))
+            return ModelOutput(clip_logits=self.classifier(h).mean(dim=(2, 3)), embedding=embedding)
         frame_logits = self.classifier(h).mean(dim=2)  # (B, classes, T')
         weights = torch.softmax(self.attention(h.mean(dim=2)), dim=2)  # attention pooling over time
         clip_logits = (weights * frame_logits).sum(dim=2)
-        return frame_logits.transpose(1, 2), clip_logits
+        return ModelOutput(clip_logits=clip_logits, frame_logits=frame_logits.transpose(1, 2), embedding=embedding,
+                           frame_hop_seconds=self.frame_hop_seconds)

@@ -6,6 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from earmark.audio.spec import get_frontend
+from earmark.engine.outputs import ModelOutput
+
 
 def sincos_2d(dim: int, grid_f: int, grid_t: int) -> torch.Tensor:
     """Fixed 2-D sine-cosine positions (MAE style), (1, grid_f * grid_t, dim), frequency-major."""
@@ -62,7 +65,7 @@ class AudioViT(nn.Module):
         super().__init__()
         if positions not in ("learned", "sincos") or pooling not in ("mean", "cls"):
             raise ValueError("positions must be 'learned' or 'sincos', pooling 'mean' or 'cls'.")
-        self.task, self.frontend, self.pooling, self.patch = task, frontend, pooling, patch
+        self.task, self.frontend, self.pooling, self.patch = task, get_frontend(frontend), pooling, patch
         self.grid = (n_mels // patch, frames // patch)
         self.patch_embed = nn.Conv2d(1, dim, patch, patch)
         init = sincos_2d(dim, *self.grid)
@@ -74,9 +77,7 @@ class AudioViT(nn.Module):
 
     @property
     def frame_hop_seconds(self) -> float:
-        from earmark.audio.spec import get_frontend
-
-        return self.patch * get_frontend(self.frontend).hop_seconds
+        return self.patch * self.frontend.hop_seconds
 
     def _positions(self, grid_f: int, grid_t: int) -> torch.Tensor:
         if (grid_f, grid_t) == self.grid:
@@ -95,17 +96,13 @@ class AudioViT(nn.Module):
         x = self.norm(self.blocks(x))
         return x, grid_f, grid_t
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled clip embedding (B, dim)."""
-        tokens, _, _ = self.tokens(x)
-        return tokens[:, 0] if self.cls_token is not None else tokens.mean(dim=1)
-
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> ModelOutput:
         tokens, grid_f, grid_t = self.tokens(x)
-        clip = self.head(tokens[:, 0] if self.cls_token is not None else tokens.mean(dim=1))
-        if self.task == "clip":
-            return clip
-        patches = tokens[:, 1:] if self.cls_token is not None else tokens
-        columns = patches.reshape(x.shape[0], grid_f, grid_t, -1).mean(dim=1)  # (B, T', dim)
-        return self.head(columns), clip
+        embedding = tokens[:, 0] if self.cls_token is not None else tokens.mean(dim=1)
+        out = ModelOutput(clip_logits=self.head(embedding), embedding=embedding)
+        if self.task == "frame":
+            patches = tokens[:, 1:] if self.cls_token is not None else tokens
+            columns = patches.reshape(x.shape[0], grid_f, grid_t, -1).mean(dim=1)  # (B, T', dim)
+            out.frame_logits, out.frame_hop_seconds = self.head(columns), self.frame_hop_seconds
+        return out
 

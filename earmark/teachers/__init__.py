@@ -3,13 +3,12 @@
 from earmark.teachers.beats import BEATs, BEATsConfig
 from earmark.teachers.checkpoint import build_teacher, teacher_backbone, teacher_checkpoint_meta, teacher_from_checkpoint
 from earmark.teachers.heads import HEADS, LayerWiseHead, TeacherClassifier
-from earmark.teachers.layers import TeacherOutput
 from earmark.teachers.registry import Converter, TeacherFamily, converters, create_teacher, length_policy, list_teachers, register
 from earmark.teachers.ssl_heads import ASiTProjection, ASiTReconstruction, LightDecoder
 from earmark.teachers.vit import ViTConfig, ViTTeacher
 
 __all__ = [
-    "create_teacher", "list_teachers", "register", "TeacherFamily", "Converter", "converters", "length_policy", "TeacherOutput", "BEATs", "BEATsConfig", "ViTTeacher", "ViTConfig",
+    "create_teacher", "list_teachers", "register", "TeacherFamily", "Converter", "converters", "length_policy", "BEATs", "BEATsConfig", "ViTTeacher", "ViTConfig",
     "TeacherClassifier", "LayerWiseHead", "HEADS", "ASiTProjection", "ASiTReconstruction", "LightDecoder",
     "teacher_checkpoint_meta", "teacher_from_checkpoint", "teacher_backbone", "build_teacher",
 ]

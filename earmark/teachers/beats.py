@@ -17,7 +17,7 @@ from torch import nn
 from earmark.audio.spec import get_frontend
 from earmark.teachers.convert import Mapped, block_count, fold_weight_norm
 from earmark.teachers.registry import Converter, TeacherFamily, build_config, register
-from earmark.teachers.layers import TeacherOutput
+from earmark.engine.outputs import ModelOutput
 
 
 @dataclass(frozen=True)
@@ -132,12 +132,13 @@ class BEATs(nn.Module):
         """The layers whose outputs layer-wise heads weigh."""
         return self.encoder.layers
 
-    def forward(self, features: torch.Tensor) -> TeacherOutput:
+    def forward(self, features: torch.Tensor) -> ModelOutput:
         x = self.patch_embedding(features.transpose(2, 3))  # (B, C, T', F'): the (time, mel) image
         b, c, t, f = x.shape
         x = self.post_extract_proj(self.layer_norm(x.reshape(b, c, t * f).transpose(1, 2)))
         tokens, layers = self.encoder(x)
-        return TeacherOutput(tokens.mean(1), tokens, tokens.reshape(b, t, f, -1).mean(2), self.frame_hop_seconds, layers)
+        return ModelOutput(embedding=tokens.mean(1), tokens=tokens, frame_embedding=tokens.reshape(b, t, f, -1).mean(2),
+                           layers=layers, frame_hop_seconds=self.frame_hop_seconds)
 
 
 def _looks_like(ckpt: dict) -> bool:

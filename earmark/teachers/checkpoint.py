@@ -9,14 +9,14 @@ from typing import Any
 from torch import nn
 
 from earmark.audio.spec import FrontendSpec
-from earmark.engine.checkpoint import CheckpointMeta, rebuild_model
+from earmark.engine.checkpoint import CheckpointMeta, default_objective, rebuild_model
 from earmark.engine.schema import check_output_width
 from earmark.teachers.heads import TeacherClassifier
 from earmark.teachers.registry import create_teacher, length_policy
 
 
 def teacher_checkpoint_meta(frontend: FrontendSpec, name: str, overrides: dict[str, Any] | None = None, labels: list[str] | None = None,
-                            task: str = "clip", head: str | None = None, **extra: Any) -> CheckpointMeta:
+                            task: str = "clip", head: str | None = None, objective: str | None = None, **extra: Any) -> CheckpointMeta:
     """Metadata that lets ``teacher_from_checkpoint`` rebuild the teacher (a backbone, or a TeacherClassifier with ``head``).
 
     ``model_args["length"]`` records the length policy the rebuilt teacher applies (``registry.length_policy``).
@@ -25,7 +25,7 @@ def teacher_checkpoint_meta(frontend: FrontendSpec, name: str, overrides: dict[s
     if head is not None:
         args["head"] = {"kind": head, "num_classes": len(labels or []), "task": task}
     return CheckpointMeta(family="teacher", model=name, model_args=args, frontend=frontend.to_dict(),
-                          labels=list(labels or []), task=task, extra=dict(extra))
+                          labels=list(labels or []), task=task, objective=objective or default_objective(task), extra=dict(extra))
 
 
 def build_teacher(meta: CheckpointMeta) -> nn.Module:

@@ -136,7 +136,7 @@ def finetune(config: FinetuneConfig, force: bool = False) -> Path:
 
     path = out / "teacher"
     meta = teacher_checkpoint_meta(backbone.frontend, name, overrides, manifest.labels.to_list(), config.task, config.head,
-                                   window_seconds=config.clip_seconds, multi_label=multi)
+                                   window_seconds=config.clip_seconds, objective="detect" if multi else "classify")
     key = "frame_f1" if frame else "mAP" if multi else "accuracy"
     head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
     body_params = [p for p in backbone.parameters() if p.requires_grad]

@@ -12,7 +12,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from earmark.teachers.layers import TeacherOutput
+from earmark.engine.outputs import ModelOutput
 
 HEADS = ("linear", "cls", "cls_norm", "prenorm", "postnorm", "doublenorm")  # cls_norm: AST's LayerNorm + Linear
 
@@ -59,15 +59,12 @@ class TeacherClassifier(nn.Module):
     def frame_hop_seconds(self) -> float:
         return self.backbone.frame_hop_seconds
 
-    def embed(self, features: torch.Tensor) -> torch.Tensor:
-        return self.backbone(features).clip_embedding
-
-    def forward(self, features: torch.Tensor) -> TeacherOutput:
+    def forward(self, features: torch.Tensor) -> ModelOutput:
         out = self.backbone(features)
         if self.head_kind == "linear":
             clip = self.head(out.tokens.mean(1))
         elif self.head_kind in ("cls", "cls_norm"):
-            clip = self.head(out.clip_embedding)
+            clip = self.head(out.embedding)
         else:
             clip = self.head(out.layers)
         frame = self.frame_head(out.frame_embedding) if self.task == "frame" else None

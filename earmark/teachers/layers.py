@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-@dataclass
-class TeacherOutput:
-    """What every teacher returns for features (B, 1, n_mels, frames)."""
-
-    clip_embedding: torch.Tensor  # (B, D)
-    tokens: torch.Tensor  # (B, N, D), after the final norm
-    frame_embedding: torch.Tensor  # (B, T', D)
-    frame_hop_seconds: float
-    layers: list[torch.Tensor] = field(default_factory=list)  # per block, (B, N, D)
-    clip_logits: torch.Tensor | None = None
-    frame_logits: torch.Tensor | None = None
 
 
 class Attention(nn.Module):

@@ -30,27 +30,13 @@ class Predictor:
 
 
 def outputs(model: nn.Module, features: torch.Tensor, embeddings: bool = False) -> dict[str, torch.Tensor]:
-    """Clip logits (and frame logits / embeddings when the model gives them) of a teacher or student."""
+    """Clip logits (and frame logits / embeddings when asked and given) of a teacher or student, for the cache."""
     out = model(features)
-    result: dict[str, torch.Tensor] = {}
-    if hasattr(out, "clip_logits"):
-        if out.clip_logits is None and not embeddings:
-            raise ValueError("this teacher has no classification head: fine-tune it first (`earmark finetune`), "
-                             "or ask for embeddings only (--embeddings).")
-        if out.clip_logits is not None:
-            result["clip_logits"] = out.clip_logits
-        if out.frame_logits is not None:
-            result["frame_logits"] = out.frame_logits
-        if embeddings:
-            result["embeddings"] = out.clip_embedding
-        return result
-    if isinstance(out, tuple):
-        result["frame_logits"], result["clip_logits"] = out
-    else:
-        result["clip_logits"] = out
-    if embeddings and hasattr(model, "embed"):
-        result["embeddings"] = model.embed(features)
-    return result
+    if out.clip_logits is None and not embeddings:
+        raise ValueError("this teacher has no classification head: fine-tune it first (`earmark finetune`), "
+                         "or ask for embeddings only (--embeddings).")
+    fields = {"clip_logits": out.clip_logits, "frame_logits": out.frame_logits, "embeddings": out.embedding if embeddings else None}
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def ensemble_key(predictors: list[Predictor], data: DataSource, clip_seconds: float, embeddings: bool = False) -> str:

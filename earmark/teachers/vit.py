@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from earmark.audio.spec import get_frontend
-from earmark.teachers.layers import Block, TeacherOutput, resize_grid
+from earmark.engine.outputs import ModelOutput
+from earmark.teachers.layers import Block, resize_grid
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class PatchConv(nn.Module):
 
 
 class ViTTeacher(nn.Module):
-    """A pre-LN ViT over features (B, 1, n_mels, frames) returning a ``TeacherOutput``."""
+    """A pre-LN ViT over features (B, 1, n_mels, frames) returning a ``ModelOutput``."""
 
     def __init__(self, cfg: ViTConfig):
         super().__init__()
@@ -162,7 +163,7 @@ class ViTTeacher(nn.Module):
             x = x + self.extra_mlp(x)
         return self.norm(x), layers
 
-    def forward(self, features: torch.Tensor, fit: bool = True) -> TeacherOutput:
+    def forward(self, features: torch.Tensor, fit: bool = True) -> ModelOutput:
         """The outputs for ``features``; ``fit=False`` (pretraining on fixed crops) skips the length policy."""
         frames = features.shape[-1]
         if fit:
@@ -179,4 +180,5 @@ class ViTTeacher(nn.Module):
             frame_embedding = body.reshape(b, grid[0], grid[1], d).mean(2)
         frame_embedding = frame_embedding[:, : -(-frames // self._time_step)]  # steps that start inside the input, not in padding
         layers = [layer[:, self.cfg.tokens:] for layer in layers]
-        return TeacherOutput(clip, body, frame_embedding, self.frame_hop_seconds, layers)
+        return ModelOutput(embedding=clip, tokens=body, frame_embedding=frame_embedding, layers=layers,
+                           frame_hop_seconds=self.frame_hop_seconds)

@@ -14,6 +14,7 @@ from onnx import numpy_helper
 from earmark.audio.manifest import read_manifest
 from earmark.distill import DistillConfig, distill, draw_mix, soft_kd, teacher_cache
 from earmark.distill.losses import bce_kd, frame_kd
+from earmark.export import ScoresHead
 from earmark.students import create_student
 from earmark.teachers.cache import TeacherCache
 

@@ -44,12 +44,12 @@ def test_every_student_exports_with_metadata_and_parity(name, task, tmp_path):
     onnx.checker.check_model(onnx.load(str(result.path)))
     meta = _metadata(result.path)
     assert meta.labels == tuple(LABELS) and meta.task == task and meta.precision == "fp32"
-    assert meta.frontend.name == create_student(name, 2).frontend and meta.source_checkpoint_sha256
+    assert meta.frontend == create_student(name, 2).frontend and meta.source_checkpoint_sha256
     assert result.parity.max_abs_diff < 1e-4 and result.parity.top1_agreement == 1.0
     outputs = [o.name for o in onnx.load(str(result.path)).graph.output]
     assert outputs == (["frame_probs", "clip_probs"] if task == "frame" else ["clip_probs"])
     if task == "frame":
-        assert meta.frame_hop_seconds > 0 and meta.activation == "sigmoid"
+        assert meta.frame_hop_seconds > 0 and meta.objective == "detect"
 
 
 def test_fp16_and_dynamic_batch(tmp_path):

@@ -53,10 +53,10 @@ def export_detector(path: Path, frame: bool = False, window: float = 1.0, hop: f
     names = ["frame_probs", "clip_probs"] if frame else ["clip_probs"]
     torch.onnx.export(ToneDetector(frame).eval(), (x,), str(path), dynamo=False, opset_version=17,
                       input_names=["features"], output_names=names)
-    meta = ModelMetadata(labels=labels, task="frame" if frame else "clip", frontend=SPEC, window_seconds=window,
+    meta = ModelMetadata(labels=labels, task="frame" if frame else "clip", objective="detect", frontend=SPEC, window_seconds=window,
                          hop_seconds=hop, input_frames=frames,
                          outputs={"frame": names[0], "clip": names[1]} if frame else {"clip": names[0]},
-                         activation="sigmoid", thresholds=thresholds or {}, frame_hop_seconds=SPEC.hop_seconds if frame else 0.0,
+                         thresholds=thresholds or {}, frame_hop_seconds=SPEC.hop_seconds if frame else 0.0,
                          model_name="tone-detector")
     model = onnx.load(str(path))
     attach_metadata(model, meta)

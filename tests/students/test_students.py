@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from earmark.engine.checkpoint import save_checkpoint
+from earmark.export import ScoresHead
 from earmark.students import (REGISTRY, count, create_student, format_report, one_second_input,
                               student_checkpoint_meta, student_from_checkpoint)
 
@@ -36,7 +37,8 @@ def test_complexity_verdicts_for_tfsepnet64():
 def test_frame_models_keep_time_at_the_documented_rate(name):
     model = create_student(name, 5, task="frame").eval()
     n_mels, frames = one_second_input(model)
-    frame_logits, clip_logits = model(torch.randn(2, 1, n_mels, 4 * frames))
+    out = model(torch.randn(2, 1, n_mels, 4 * frames))
+    frame_logits, clip_logits = out.frame_logits, out.clip_logits
     assert clip_logits.shape == (2, 5)
     if name.startswith("tfsepnet"):
         assert 0.020 <= model.frame_hop_seconds <= 0.064
@@ -46,21 +48,21 @@ def test_frame_models_keep_time_at_the_documented_rate(name):
 
 def test_vit_interpolates_learned_positions_to_other_lengths():
     model = create_student("vit_micro_audio", 3).eval()
-    assert model(torch.randn(1, 1, 256, 128)).shape == (1, 3)
-    assert create_student("vit_micro_audio", 3, positions="sincos", pooling="cls")(torch.randn(1, 1, 256, 64)).shape == (1, 3)
+    assert model(torch.randn(1, 1, 256, 128)).clip_logits.shape == (1, 3)
+    assert create_student("vit_micro_audio", 3, positions="sincos", pooling="cls")(torch.randn(1, 1, 256, 64)).clip_logits.shape == (1, 3)
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 @pytest.mark.parametrize("task", ["clip", "frame"])
 def test_every_student_exports_to_onnx_with_runtime_parity(name, task, tmp_path):
-    model = create_student(name, 4, task=task).eval()
-    x = torch.randn(1, 1, *one_second_input(model))
-    names = ["frame", "clip"] if task == "frame" else ["clip"]
-    torch.onnx.export(model, (x,), tmp_path / "m.onnx", dynamo=False, opset_version=17, input_names=["features"], output_names=names)
+    model = ScoresHead(create_student(name, 4, task=task), task, "detect").eval()  # ModelOutput -> named outputs
+    x = torch.randn(1, 1, *one_second_input(model.model))
+    torch.onnx.export(model, (x,), tmp_path / "m.onnx", dynamo=False, opset_version=17, input_names=["features"],
+                      output_names=model.output_names)
     ours = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"features": x.numpy()})
     with torch.no_grad():
         ref = model(x)
-    for o, r in zip(ours, ref if isinstance(ref, tuple) else (ref,)):
+    for o, r in zip(ours, ref):
         assert np.abs(o - r.numpy()).max() < 1e-4
 
 
@@ -71,7 +73,7 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
     loaded, meta2 = student_from_checkpoint(tmp_path / "s")
     x = torch.randn(2, 1, 256, 64)
     with torch.no_grad():
-        assert torch.equal(loaded(x), model.eval()(x))
+        assert torch.equal(loaded(x).clip_logits, model.eval()(x).clip_logits)
     assert meta2.labels == ["a", "b", "c"]
     meta.model_args["base_channels"] = 24
     save_checkpoint(tmp_path / "bad", model.state_dict(), meta)

@@ -18,7 +18,7 @@ def _same_outputs(original, path, features):
     converted, meta = teacher_from_checkpoint(path)
     with torch.no_grad():
         a, b = original.eval()(features), converted(features)
-    for name in ("clip_embedding", "tokens", "clip_logits"):
+    for name in ("embedding", "tokens", "clip_logits"):
         x, y = getattr(a, name), getattr(b, name)
         assert (x is None and y is None) or torch.allclose(x, y, atol=1e-5), name
     return meta
@@ -136,8 +136,8 @@ def test_ast_dataparallel_checkpoint_keeps_its_head_with_pytorch_layernorm(tmp_p
     reference_head.load_state_dict(converted.head.state_dict())
     with torch.no_grad():
         out = converted(torch.randn(1, 1, 128, 1024))
-        assert torch.allclose(out.clip_logits, reference_head(out.clip_embedding), atol=1e-6)
-        eps6 = torch.nn.functional.layer_norm(out.clip_embedding, (192,), reference_head[0].weight, reference_head[0].bias, 1e-6)
+        assert torch.allclose(out.clip_logits, reference_head(out.embedding), atol=1e-6)
+        eps6 = torch.nn.functional.layer_norm(out.embedding, (192,), reference_head[0].weight, reference_head[0].bias, 1e-6)
         assert not torch.allclose(out.clip_logits, reference_head[1](eps6), atol=1e-4)  # the eps is visible at this scale
 
 

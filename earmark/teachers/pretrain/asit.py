@@ -31,7 +31,7 @@ class ASiTNet(nn.Module):
 
     def forward(self, features: torch.Tensor):
         out = self.backbone(features, fit=False)  # crops of the pretraining length, positions resized
-        cls, local = self.heads(out.clip_embedding, out.tokens)
+        cls, local = self.heads(out.embedding, out.tokens)
         return out, cls, local
 
 

@@ -88,8 +88,8 @@ class ATSTClip(ATSTFrame):
         views = self._crop(features), self._crop(features)
         loss = 0.0
         for a, b in (views, views[::-1]):
-            p = self.predictor(self.online.projector(self.online.encoder(a).clip_embedding))
+            p = self.predictor(self.online.projector(self.online.encoder(a).embedding))
             with torch.no_grad():
-                z = self.ema_model.projector(self.ema_model.encoder(b).clip_embedding)
+                z = self.ema_model.projector(self.ema_model.encoder(b).embedding)
             loss = loss + byol_loss(p, z)
         return loss / 2, {}
