@@ -19,7 +19,7 @@ def clip_scores(model: str | os.PathLike, manifest: Manifest) -> np.ndarray:
     backend = load_backend(model)
     meta = backend.metadata
     window = round(meta.window_seconds * meta.frontend.sample_rate)
-    pool = np.max if meta.activation == "sigmoid" else np.mean
+    pool = np.max if meta.objective == "detect" else np.mean
     rows = []
     for clip in manifest.clips:
         wave = load_audio(clip.path, meta.frontend.sample_rate)
