@@ -68,7 +68,7 @@ def demo(tmp_path_factory):
     torch.manual_seed(0)
     model = create_student("tfsepnet40", len(labels), "clip")
     save_checkpoint(root / "ckpt", model.state_dict(),
-                    student_checkpoint_meta(model, "tfsepnet40", labels, "clip", window_seconds=1.0, multi_label=True))
+                    student_checkpoint_meta(model, "tfsepnet40", labels, "clip", objective="detect", window_seconds=1.0))
     return data, root / "ckpt", export_onnx(root / "ckpt", root / "student.onnx").path
 
 
