@@ -7,6 +7,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from earmark.export import ScoresHead
 from earmark.students import (create_student, export_ready, fold_batchnorm, load_quantized_student, quantize, save_quantized_checkpoint,
                               student_checkpoint_meta)
 
@@ -24,10 +25,10 @@ def test_folding_batchnorm_keeps_the_function_and_removes_every_batchnorm():
     model = _student()
     x = torch.randn(2, 1, 256, 64)
     with torch.no_grad():
-        before = model(x)
+        before = model(x).clip_logits
         folded = fold_batchnorm(model)
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-        assert torch.allclose(folded(x), before, atol=1e-4)
+        assert torch.allclose(folded(x).clip_logits, before, atol=1e-4)
 
 
 def test_quantized_student_reloads_exactly_and_exports_int8_weights(tmp_path):
@@ -40,8 +41,8 @@ def test_quantized_student_reloads_exactly_and_exports_int8_weights(tmp_path):
     reloaded, meta = load_quantized_student(tmp_path / "q")
     assert meta.extra["quantization"]["scope"] == "all"
     with torch.no_grad():
-        assert torch.allclose(reloaded(x[:2]), qmodel(x[:2]), atol=1e-6)
-    ready = export_ready(reloaded, x[:1])
+        assert torch.allclose(reloaded(x[:2]).clip_logits, qmodel(x[:2]).clip_logits, atol=1e-6)
+    ready = ScoresHead(export_ready(reloaded, x[:1]), "clip", "classify")  # ModelOutput -> the graph's outputs
     torch.onnx.export(ready, (x[:1],), tmp_path / "q.onnx", dynamo=False, opset_version=17)
     model_proto = onnx.load(tmp_path / "q.onnx")
     floats = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
