@@ -5,8 +5,11 @@ from earmark.audio.io import load_audio, resample
 from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 from earmark.audio.spec import PRESETS, FrontendSpec, get_frontend
 from earmark.audio.streaming import FeatureStream
+from earmark.audio.events import Event, EventSettings, EventTracker, Scores
+from earmark.audio.manifest import Manifest, read_manifest
 
 __all__ = [
+    "Event", "EventSettings", "EventTracker", "Scores", "Manifest", "read_manifest",
     "FrontendSpec", "PRESETS", "get_frontend", "ModelMetadata", "METADATA_KEY",
     "load_audio", "resample", "compute_features", "frame_features", "finish_window", "FeatureStream",
 ]

@@ -13,6 +13,8 @@ from earmark.audio.labels import LabelSet
 from earmark.audio.manifest import Clip, Manifest
 from earmark.audio.spec import FrontendSpec
 
+__all__ = ["collate"]  # public; audio's package stays torch-free, so they are named here
+
 LONG_CLIP_SECONDS = 60.0
 
 

@@ -14,6 +14,8 @@ from earmark.audio.features import KALDI_EPS
 from earmark.audio.melbanks import mel_banks, window
 from earmark.audio.spec import FrontendSpec, get_frontend
 
+__all__ = ["Frontend"]  # public; audio's package stays torch-free, so they are named here
+
 
 class Frontend(nn.Module):
     """Waves (B, N) or (N,) at ``spec.sample_rate`` -> normalised features (B, n_mels, frames)."""

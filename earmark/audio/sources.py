@@ -25,6 +25,8 @@ from earmark.audio.io import decode_audio, load_audio
 from earmark.audio.manifest import Clip, Manifest, read_manifest
 from earmark.audio.shards import ShardSet, ShardStream, looks_like_shards
 
+__all__ = ["DataSource", "PlannedBatches", "eval_loader", "first_clips", "open_data", "train_dataset"]  # public; audio's package stays torch-free, so they are named here
+
 DataSource = Union[Manifest, ShardSet]
 
 

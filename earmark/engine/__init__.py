@@ -14,8 +14,13 @@ from earmark.engine.metrics import accuracies, average_precision, class_average_
 from earmark.engine.plots import plot_class_scores, plot_confusion, plot_metrics, results_table
 from earmark.engine.schedules import SCHEDULES, cosine_to, lr_factor
 from earmark.engine.trainer import TrainConfig, Trainer, TrainState, seed_everything, start_run
+from earmark.engine.checkpoint import default_objective, rebuild_model
+from earmark.engine.official import check_format, first_prefix, safe_load, strip
+from earmark.engine.schema import check_arguments, check_output_width
+from earmark.engine.trainer import default_workers, progress_interval
 
 __all__ = [
+    "default_objective", "rebuild_model", "check_format", "first_prefix", "safe_load", "strip", "check_arguments", "check_output_width", "default_workers", "progress_interval",
     "ModelOutput", "Trainer", "TrainConfig", "add_config_options", "config_from_args", "TrainState", "seed_everything", "start_run", "EMA", "lr_factor", "cosine_to", "SCHEDULES",
     "setup_distributed", "cleanup", "barrier", "all_reduce_mean", "DistInfo",
     "CheckpointMeta", "save_checkpoint", "load_checkpoint", "read_meta", "checkpoint_hash", "plot_metrics", "plot_confusion", "plot_class_scores", "results_table", "accuracies", "average_precision", "frame_f1", "class_f1",

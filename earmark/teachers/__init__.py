@@ -6,8 +6,12 @@ from earmark.teachers.heads import HEADS, LayerWiseHead, TeacherClassifier
 from earmark.teachers.registry import Converter, TeacherFamily, converters, create_teacher, length_policy, list_teachers, register
 from earmark.teachers.ssl_heads import ASiTProjection, ASiTReconstruction, LightDecoder
 from earmark.teachers.vit import ViTConfig, ViTTeacher
+from earmark.teachers.cache import TeacherCache, check_labels
+from earmark.teachers.layers import match_time
+from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
 
 __all__ = [
+    "TeacherCache", "check_labels", "match_time", "Predictor", "ensemble_key", "predict_to_cache",
     "create_teacher", "list_teachers", "register", "TeacherFamily", "Converter", "converters", "length_policy", "BEATs", "BEATsConfig", "ViTTeacher", "ViTConfig",
     "TeacherClassifier", "LayerWiseHead", "HEADS", "ASiTProjection", "ASiTReconstruction", "LightDecoder",
     "teacher_checkpoint_meta", "teacher_from_checkpoint", "teacher_backbone", "build_teacher",
