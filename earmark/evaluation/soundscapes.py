@@ -20,6 +20,8 @@ from earmark.runtime.sources import FileSource
 from earmark.runtime.stream import StreamingClassifier
 from earmark.runtime.timeline import Timeline, plot_timeline
 
+logger = logging.getLogger("earmark.evaluation")
+
 
 @dataclass
 class Heard:
@@ -55,7 +57,11 @@ def evaluate_soundscapes(model: str | os.PathLike, manifest: Manifest, settings:
     timeline PNG for each of the first ``timelines`` files (all when None) under ``out/timelines``."""
     if not manifest.clips:
         raise ValueError(f"{manifest.source}: no soundscapes to evaluate.")
-    labels = list(load_backend(model).metadata.labels)
+    meta = load_backend(model).metadata
+    labels = list(meta.labels)
+    if meta.objective == "classify":
+        logger.warning("%s classifies scenes (objective classify): `listen` reports scenes, not events, so it detects no events "
+                       "here; train a detector with --objective detect.", model)
     unknown = sorted(set(manifest.labels.to_list()) - set(labels))
     if unknown:
         raise ValueError(f"{manifest.source}: reference labels {unknown} are not among the model's labels {labels}; "

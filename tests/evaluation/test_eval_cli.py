@@ -51,6 +51,26 @@ def test_eval_of_a_tone_detector_on_tone_soundscapes(tmp_path, capsys):
     assert "PSDS1" in printed and "tone_1k" in printed and "tone_3k" in printed
 
 
+def test_a_scene_classifier_on_soundscapes_is_warned_about(tmp_path, capsys):
+    """`listen` reports scenes for objective=classify, so eval finds no events and says why."""
+    import dataclasses
+
+    import onnx
+
+    from earmark.audio.metadata import METADATA_KEY, ModelMetadata
+    from earmark.export.onnx_export import attach_metadata
+
+    model = export_detector(tmp_path / "tones.onnx", frame=True)
+    graph = onnx.load(str(model))
+    meta = ModelMetadata.from_json({p.key: p.value for p in graph.metadata_props}[METADATA_KEY])
+    attach_metadata(graph, dataclasses.replace(meta, objective="classify"))
+    onnx.save(graph, str(tmp_path / "scenes.onnx"))
+    tsv = _tone_soundscapes(tmp_path / "scapes")
+    assert main(["eval", str(tmp_path / "scenes.onnx"), str(tsv), "--out", str(tmp_path / "ev"), "--timelines", "0"]) == 0
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["events"]["0.2"]["detections"] == 0
+    assert "classifies scenes" in capsys.readouterr().err
+
+
 def test_eval_refuses_data_whose_labels_the_model_lacks(tmp_path, capsys):
     model = export_detector(tmp_path / "tones.onnx", frame=True)
     tsv = _tone_soundscapes(tmp_path / "scapes")
