@@ -1,7 +1,8 @@
 """AST (Gong et al., Interspeech 2021): DeiT over 16x16 patches of the (mel, time) image at stride 10; the whole family.
 
 Tokens are frequency-major behind a cls and a distillation token; the clip embedding is their mean and the
-AudioSet head is ``mlp_head`` = LayerNorm (eps 1e-5) + Linear. Reference pipeline (YuanGongND/ast
+AudioSet head is ``mlp_head`` = LayerNorm (eps 1e-5) + Linear, trained with BCE (sigmoid detectors) for the
+released AudioSet and Speech Commands models. Reference pipeline (YuanGongND/ast
 ``src/dataloader.py``): Kaldi fbank padded with zeros or cut to the trained frame count (1024 for AudioSet,
 128 for Speech Commands) before normalisation, so the length policy is ``fit``; positions resized for another
 length are cut around the centre (``ASTModel.__init__``). The ``module.v.*`` reader is shared with SSAST.
@@ -65,7 +66,7 @@ def convert_official(ckpt: dict, **_: Any) -> Mapped:
     mapped: dict[str, torch.Tensor] = {f"backbone.{k}": v for k, v in backbone.items()}
     mapped.update({f"head.{k[len('mlp_head.'):]}": v for k, v in state.items() if k.startswith("mlp_head.")})
     labels = [f"class_{i}" for i in range(state["mlp_head.1.weight"].shape[0])]
-    return Mapped(f"ast_{size}", overrides, mapped, labels, "cls_norm", dropped=dropped)
+    return Mapped(f"ast_{size}", overrides, mapped, labels, "cls_norm", dropped=dropped, objective="detect")  # trained with BCE
 
 
 register(TeacherFamily(

@@ -167,7 +167,7 @@ def convert_official(ckpt: dict, **_: Any) -> Mapped:
         state = {**{f"backbone.{k}": v for k, v in state.items() if not k.startswith("predictor.")},
                  "head.weight": state["predictor.weight"], "head.bias": state["predictor.bias"]}
         head = "linear"  # token-wise linear then mean == linear on the mean token
-    return Mapped("beats_base", overrides, state, labels, head)
+    return Mapped("beats_base", overrides, state, labels, head, objective="detect")  # AudioSet heads: sigmoid per class
 
 
 def _build(args: dict[str, Any]) -> BEATs:

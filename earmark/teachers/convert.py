@@ -35,6 +35,7 @@ class Mapped:
     labels: list[str] = field(default_factory=list)
     head: str | None = None
     dropped: list[str] = field(default_factory=list)  # known keys not needed by the teacher (pretraining heads, optimizer)
+    objective: str = "classify"  # what the head's logits mean: softmax classes, or independent sigmoid detectors ("detect")
 
 
 def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -89,7 +90,7 @@ def convert(fmt: str, src: str | os.PathLike, out: str | os.PathLike, sample_rat
         mapped.labels = list(labels)
     frontend = get_frontend(arguments(mapped.name, mapped.overrides)["frontend"])  # every family names its FrontendSpec
     meta = teacher_checkpoint_meta(frontend, mapped.name, mapped.overrides, mapped.labels, "clip", mapped.head,
-                                   dropped_keys=len(mapped.dropped))
+                                   objective=mapped.objective, dropped_keys=len(mapped.dropped))
     model = build_teacher(meta)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(mapped.state))

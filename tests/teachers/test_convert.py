@@ -60,7 +60,7 @@ def test_beats_finetuned_checkpoint(tmp_path):
     path, mapped = convert("beats", tmp_path / "BEATs.pt", tmp_path / "out")
     meta = _same_outputs(model, path, torch.randn(2, 1, 128, 300))
     assert meta.labels == ["/m/a", "/m/b", "/m/c"] and meta.frontend["name"] == "beats"
-    assert meta.model_args["length"] == {"mode": "any"}
+    assert meta.model_args["length"] == {"mode": "any"} and meta.objective == "detect"  # AudioSet: a sigmoid per class
 
 
 @pytest.mark.parametrize("frame", [False, True])
@@ -130,7 +130,7 @@ def test_ast_dataparallel_checkpoint_keeps_its_head_with_pytorch_layernorm(tmp_p
     ast = _ast_file(tmp_path / "ast.pth")
     path, mapped = convert("ast", tmp_path / "ast.pth", tmp_path / "ast")
     assert mapped.overrides["stride"] == (10, 10) and mapped.overrides["frames"] == 1024
-    _same_outputs(ast, path, torch.randn(1, 1, 128, 1024))
+    assert _same_outputs(ast, path, torch.randn(1, 1, 128, 1024)).objective == "detect"  # AST's heads are trained with BCE
     converted, _ = teacher_from_checkpoint(path)
     reference_head = torch.nn.Sequential(torch.nn.LayerNorm(192), torch.nn.Linear(192, 4))  # AST's mlp_head, torch defaults
     reference_head.load_state_dict(converted.head.state_dict())
