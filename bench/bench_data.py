@@ -30,6 +30,7 @@ from earmark.audio.manifest import Clip, Manifest
 from earmark.audio.shards import write_shards
 from earmark.audio.sources import train_dataset
 from earmark.audio.spec import PRESETS
+from earmark.engine import ModelOutput
 from earmark.teachers.predict import Predictor, predict_to_cache
 
 
@@ -78,8 +79,8 @@ class MeanLogits(nn.Module):
         super().__init__()
         self.head = nn.Linear(n_mels, classes)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features.mean(dim=(1, 3)))
+    def forward(self, features: torch.Tensor) -> ModelOutput:
+        return ModelOutput(clip_logits=self.head(features.mean(dim=(1, 3))))
 
 
 def _cpu_seconds() -> float:
