@@ -11,14 +11,14 @@ from safetensors.torch import load_file
 from earmark.audio.manifest import read_manifest
 from earmark.cli import main
 from earmark.distill import DistillConfig, distill
-from earmark.distill.run import _load_any
+from earmark.distill.run import load_teacher
 from earmark.teachers.cache import TeacherCache
 from earmark.teachers.predict import predict_to_cache
 
 
 def test_distill_does_not_care_how_many_parts_the_cache_has(synth_data, teacher_ckpt, tmp_path):
     manifest = read_manifest(synth_data.clips_csv)
-    predictor, _ = _load_any(str(teacher_ckpt))
+    predictor, _ = load_teacher(str(teacher_ckpt))
     caches = {parts: predict_to_cache([predictor], manifest, tmp_path / f"cache{parts}", 1.0, batch_size=8,
                                       part_clips=len(manifest) // parts) for parts in (1, 10)}  # the same batches either way
     assert len(TeacherCache.open(caches[10]).parts) == 10
