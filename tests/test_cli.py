@@ -176,7 +176,7 @@ def test_a_frame_teacher_for_a_clip_student_is_explained(tmp_path):
 
     def teacher(task: str):
         meta = CheckpointMeta(family="teacher", model="atst_frame_tiny", model_args={}, frontend=PRESETS["atst"].to_dict(),
-                              labels=["a"], task=task)
+                              labels=["a"], task=task, objective="detect")
         return str(save_checkpoint(tmp_path / task, {"w": torch.zeros(1)}, meta))
 
     frame, clip = teacher("frame"), teacher("clip")
