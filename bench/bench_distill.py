@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     base = dict(data=args.data, student=args.student, epochs=args.epochs, batch_size=32, restart_epochs=args.epochs,
-                multi_label=True, temperature=1.0, hard_weight=0.1, progress=False, seed=0)
+                objective="detect", temperature=1.0, hard_weight=0.1, progress=False, seed=0)
     results = {}
     for name, extra in {"no KD": dict(kd=False), "KD": dict(teachers=[args.teacher]),
                         "KD + QAT": dict(teachers=[args.teacher], qat=True, qat_epochs=3)}.items():

@@ -1,13 +1,16 @@
 """`earmark demo`: synthetic data -> SSL teacher -> fine-tune -> KD + QAT student -> INT8 ONNX -> live detection.
 
-Every stage is the library call the matching verb makes; the summary ends with those commands so a
-user can repeat each step on their own data.
+The training stages run the very `earmark` commands the summary prints (parsed and run in this process),
+so repeating them on the demo data rebuilds the model the demo shows. The detector trains as a user's
+would: clip events mixed over event-free background recordings, sigmoid outputs (``--objective detect``),
+thresholds tuned for the post-processing the demo listens with.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,9 @@ FAST = Budget(clips_per_class=10, soundscapes=2, pretrain_steps=6, finetune_epoc
 TEACHER = "acmsskd_tiny"
 TEACHER_OVERRIDES = {"dim": 96, "depth": 3, "heads": 4}
 STUDENT = "tfsepnet40"
+LISTEN = {"median": 3, "min_duration": 0.3, "max_gap": 0.3}  # post-processing: thresholds are tuned for it, the demo listens with it
+LISTEN_FLAGS = ["--median", "3", "--min-duration", "0.3", "--max-gap", "0.3"]
+VERB_MODULES = {"pretrain": "earmark.teachers.cli_pretrain", "finetune": "earmark.teachers.cli_finetune", "distill": "earmark.distill.cli"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +54,7 @@ def listen_to_soundscapes(model: Path, manifest_path: Path, out: Path) -> dict:
     from earmark.evaluation import evaluate_soundscapes
     from earmark.runtime import EventSettings, load_backend
 
-    settings = EventSettings(load_backend(model).metadata.thresholds, median=3, min_duration=0.3, max_gap=0.3)
+    settings = EventSettings(load_backend(model).metadata.thresholds, **LISTEN)
     r = evaluate_soundscapes(model, read_manifest(manifest_path), settings, out, collars=(0.5,), timelines=1)
     events = r["events"]["0.5"]
     return {"event_f1_onset": events["onset"]["f1"], "event_f1": events["onset_offset"]["f1"], "precision": events["onset"]["precision"],
@@ -56,36 +62,54 @@ def listen_to_soundscapes(model: Path, manifest_path: Path, out: Path) -> dict:
             "timeline": r["per_file"][0]["timeline"]}
 
 
+def _verb(verb: str, argv: list[str]) -> str:
+    """Run ``earmark VERB ARGV`` in this process, parsed by the verb's own parser; returns the command line."""
+    import importlib
+
+    module = importlib.import_module(VERB_MODULES[verb])
+    parser = argparse.ArgumentParser(prog=f"earmark {verb}")
+    module.configure(parser)
+    parser.set_defaults(quiet=False)  # the logging options `earmark` itself adds to every verb
+    module.run(parser.parse_args(argv))
+    return shlex.join(["earmark", verb, *argv])
+
+
 def run_demo(out: str | Path, budget: Budget = FULL) -> dict:
     """The whole pipeline; returns the summary it prints and writes to ``out/summary.json``."""
     from earmark.audio.synth import synthesize
-    from earmark.distill import DistillConfig, distill
     from earmark.export import export_onnx
     from earmark.students import count, create_student, one_second_input
-    from earmark.teachers.finetune import FinetuneConfig, finetune
-    from earmark.teachers.pretrain import PretrainConfig, pretrain
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    times = {}
-    t = _stage(1, "synthesising the demo dataset (8 event classes over 4 scenes, no downloads)")
+    times, commands = {}, []
+    t = _stage(1, "synthesising the demo dataset (8 event classes over 4 scenes, event-free backgrounds, no downloads)")
     data = synthesize(out / "data", seed=0, clips_per_class=budget.clips_per_class, soundscapes=budget.soundscapes)
+    clips, backgrounds = str(data.clips_csv), str(data.backgrounds)
     times["data"] = time.perf_counter() - t
     t = _stage(2, f"pretraining a tiny ACM-SSKD teacher ({budget.pretrain_steps} steps, self-supervised)")
-    pretrained = pretrain(PretrainConfig("acmsskd", str(data.clips_csv), str(out / "pretrain"), TEACHER, TEACHER_OVERRIDES,
-                                         steps=budget.pretrain_steps, batch_size=16, lr=1e-3, clip_seconds=1.0, ckpt_every=50))
+    commands.append(_verb("pretrain", ["acmsskd", "--data", clips, "--out", str(out / "pretrain"), "--teacher", TEACHER,
+                                       "--overrides", json.dumps(TEACHER_OVERRIDES), "--steps", str(budget.pretrain_steps),
+                                       "--batch-size", "16", "--lr", "1e-3", "--clip-seconds", "1.0", "--ckpt-every", "50"]))
     times["pretrain"] = time.perf_counter() - t
-    t = _stage(3, f"fine-tuning the teacher with a layer-wise head ({budget.finetune_epochs} epochs)")
-    teacher = finetune(FinetuneConfig(str(pretrained), str(data.clips_csv), str(out / "finetune"), head="prenorm",
-                                      epochs=budget.finetune_epochs, lr=1e-3, multi_label=True))
+    t = _stage(3, f"fine-tuning the teacher as a detector on mixtures over the backgrounds ({budget.finetune_epochs} epochs)")
+    commands.append(_verb("finetune", [str(out / "pretrain" / "teacher"), "--data", clips, "--out", str(out / "finetune"),
+                                       "--head", "prenorm", "--epochs", str(budget.finetune_epochs), "--lr", "1e-3",
+                                       "--objective", "detect", "--backgrounds", backgrounds]))
     times["finetune"] = time.perf_counter() - t
-    t = _stage(4, f"distilling into {STUDENT} with KD ({budget.distill_epochs} epochs) and NNCF QAT ({budget.qat_epochs} epochs)")
-    student = distill(DistillConfig(str(data.clips_csv), str(out / "distill"), [str(teacher)], STUDENT, epochs=budget.distill_epochs,
-                                    batch_size=32, restart_epochs=max(budget.distill_epochs, 1), qat=True, qat_epochs=budget.qat_epochs,
-                                    multi_label=True, temperature=1.0, hard_weight=0.1))
+    t = _stage(4, f"distilling into {STUDENT} with KD on mixtures ({budget.distill_epochs} epochs) and NNCF QAT ({budget.qat_epochs} epochs)")
+    epochs = str(budget.distill_epochs)
+    commands.append(_verb("distill", ["--teacher", str(out / "finetune" / "teacher"), "--student", STUDENT, "--data", clips,
+                                      "--out", str(out / "distill"), "--objective", "detect", "--backgrounds", backgrounds,
+                                      "--epochs", epochs, "--restart-epochs", epochs, "--batch-size", "32", "--qat",
+                                      "--qat-epochs", str(budget.qat_epochs), "--temperature", "1.0", "--kd-lambda", "0.1",
+                                      *LISTEN_FLAGS]))
+    student = out / "distill" / "student-int8"
     times["distill"] = time.perf_counter() - t
     t = _stage(5, "exporting the QAT student to INT8 ONNX (Q/DQ, zero points 0)")
     exported = export_onnx(student, out / "student-int8.onnx", force=True)
+    commands.append(shlex.join(["earmark", "export", str(student), "--format", "onnx", "--out", str(exported.path), "--force"]))
+    commands.append(shlex.join(["earmark", "listen", str(exported.path), *LISTEN_FLAGS, "--source", "mic"]))
     times["export"] = time.perf_counter() - t
     t = _stage(6, "streaming the held-out soundscapes through the runtime in 100 ms blocks")
     listened = listen_to_soundscapes(exported.path, data.soundscapes_tsv, out)
@@ -98,7 +122,7 @@ def run_demo(out: str | Path, budget: Budget = FULL) -> dict:
         "teacher_accuracy": teacher_results.get("accuracy"), "student_fp32_accuracy": student_results["float"]["accuracy"],
         "student_int8_accuracy": student_results["int8"]["accuracy"], "params": complexity.params, "macs": complexity.macs,
         "int8_param_bytes": complexity.param_bytes("int8"), "onnx_bytes": exported.bytes, "onnx_latency_ms": exported.latency_ms,
-        **listened, "seconds": times,
+        **listened, "seconds": times, "commands": commands,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, out, data)
@@ -126,13 +150,11 @@ def print_summary(s: dict, out: Path, data) -> None:
         print(f"{name:<{width}}  {value}")
     print("=" * (width + 20))
     print(f"pictures: {out / 'distill' / 'confusion.png'}, {s['timeline']}, {out / 'distill' / 'float' / 'curves.png'}")
-    print("\nrepeat each step on your own data:")
+    print("\nthe commands that made this model (swap in your clips and background recordings to repeat it on your data):")
     print(f"  earmark data check {data.clips_csv}")
-    print(f"  earmark pretrain acmsskd --data {data.clips_csv} --teacher {TEACHER} --steps 1000 --out runs/pretrain")
-    print(f"  earmark finetune runs/pretrain/teacher --data {data.clips_csv} --head prenorm --out runs/finetune")
-    print(f"  earmark distill --teacher runs/finetune/teacher --student {STUDENT} --data {data.clips_csv} --qat --out runs/distill")
-    print("  earmark export runs/distill/student-int8 --format onnx --out student-int8.onnx")
-    print(f"  earmark listen student-int8.onnx --source mic    # or --source {data.root / 'audio' / 'scape-000.wav'}")
+    for command in s["commands"]:
+        print(f"  {command}")
+    print(f"  (or listen to a file: --source {data.root / 'audio' / 'scape-000.wav'})")
 
 
 def run(args: argparse.Namespace) -> int:

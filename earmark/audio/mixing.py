@@ -96,6 +96,12 @@ def _concurrency(events: list[tuple[int, int]], start: int, end: int) -> int:
     return most
 
 
+def split_backgrounds(files: list[Path], folds: list[int]) -> dict[int, list[Path]]:
+    """Each fold's backgrounds, by a hash of the file name; all of them for every fold when there are fewer files than folds."""
+    own = {fold: [f for f in files if folds[zlib.crc32(f.name.encode()) % len(folds)] == fold] for fold in folds}
+    return {fold: own[fold] if len(files) >= len(folds) and own[fold] else list(files) for fold in folds}
+
+
 class SoundscapeMixer:
     """Draws soundscapes from a clip manifest (single-, multi- or strong-labelled) over background recordings."""
 
@@ -203,14 +209,10 @@ def write_mixtures(clips: str | os.PathLike, backgrounds: str | os.PathLike, out
     Backgrounds are split over folds the same way when there are at least as many as folds.
     """
     manifest = read_manifest(clips)
-    files = find_backgrounds(backgrounds)
     rate = sample_rate or sf.info(str(manifest.clips[0].path)).samplerate
     folds = sorted({clip_fold(c) for c in manifest.clips})
-    split = len(files) >= len(folds)
-    mixers = {}
-    for fold in folds:
-        own = [f for f in files if folds[zlib.crc32(f.name.encode()) % len(folds)] == fold] if split else files
-        mixers[fold] = SoundscapeMixer(manifest.filter(lambda c, f=fold: clip_fold(c) == f), own or files, rate, settings)
+    own = split_backgrounds(find_backgrounds(backgrounds), folds)
+    mixers = {fold: SoundscapeMixer(manifest.filter(lambda c, f=fold: clip_fold(c) == f), own[fold], rate, settings) for fold in folds}
     root = Path(out)
     (root / "audio").mkdir(parents=True, exist_ok=True)
     rows, events = [], Counter()

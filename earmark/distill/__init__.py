@@ -1,11 +1,9 @@
 """earmark.distill: teacher -> student knowledge distillation and the NNCF quantization-aware training loop (the quantized format is in students)."""
 
-from earmark.distill.augment import ImpulseResponses, Mix, draw_mix, freq_mixstyle, spec_augment, time_roll
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
 from earmark.teachers.layers import match_time
-from earmark.distill.run import DistillConfig, distill, evaluate, load_teacher, teacher_cache
+from earmark.distill.run import DistillConfig, distill, load_teacher, teacher_cache
 
 __all__ = [
-    "DistillConfig", "distill", "load_teacher", "evaluate", "teacher_cache", "soft_kd", "bce_kd", "frame_kd", "match_time",
-    "Mix", "draw_mix", "freq_mixstyle", "spec_augment", "time_roll", "ImpulseResponses",
+    "DistillConfig", "distill", "load_teacher", "teacher_cache", "soft_kd", "bce_kd", "frame_kd", "match_time",
 ]

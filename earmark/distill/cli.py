@@ -41,7 +41,14 @@ HELP = {
     "dir_folder": "impulse responses for device simulation (DIR)",
     "dir_p": "probability of convolving a clip with an impulse response",
     "roll_seconds": "largest random time roll",
-    "multi_label": "independent sigmoid detectors (BCE) instead of a softmax; default: as the manifest says",
+    "objective": "detect: a sigmoid per class, BCE, `listen` reports events; classify: a softmax, `listen` reports scenes "
+                 "(default: detect for multi-label or strong labels, else classify)",
+    "backgrounds": "a folder or manifest of background recordings: every epoch trains on new mixtures of the clips over them, "
+                   "and event thresholds are tuned on held-out mixtures (--objective detect)",
+    "mix_snr": "event-to-background dB range (LOW HIGH) of those mixtures",
+    "median": "the `earmark listen --median` the event thresholds are tuned for",
+    "min_duration": "... its --min-duration",
+    "max_gap": "... its --max-gap",
     "clip_seconds": None,
     "val_fold": None,
     "test_fold": None,
@@ -60,7 +67,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser, DistillConfig, HELP,
                        rename={"teachers": "--teacher", "hard_weight": "--kd-lambda", "mixup_alpha": "--mixup", "kd": "--no-kd"},
                        choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
-                                "kl_reduction": ["mean", "batchmean"], "int8_scope": ["pointwise", "all"]})
+                                "kl_reduction": ["mean", "batchmean"], "int8_scope": ["pointwise", "all"],
+                                "objective": ["detect", "classify"]})
     parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated
     parser.add_argument("--force", action="store_true", help="start over when --out holds another run (otherwise it is refused)")
 

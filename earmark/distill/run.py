@@ -4,28 +4,35 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
 from earmark.audio.datasets_torch import collate
+from earmark.audio.events import EventSettings
 from earmark.audio.features_torch import Frontend
 from earmark.audio import resample as audio_resample
-from earmark.audio.sources import DataSource, eval_loader, open_data, train_dataset
+from earmark.audio.sources import DataSource, open_data
 from earmark.audio.spec import get_frontend
-from earmark.distill.augment import ImpulseResponses, draw_mix, freq_mixstyle, spec_augment, time_roll
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
-from earmark.engine import (Trainer, TrainConfig, accuracies, average_precision, barrier, class_average_precision, class_f1, frame_f1,
-                            plot_class_scores, plot_confusion, plot_metrics, read_meta, save_checkpoint, setup_distributed, start_run)
+from earmark.engine import (Trainer, TrainConfig, barrier, class_average_precision, class_f1, plot_class_scores, plot_confusion,
+                            plot_metrics, read_meta, save_checkpoint, setup_distributed, start_run)
+from earmark.engine.checkpoint import update_extra
 from earmark.engine.outputs import ModelOutput
 from earmark.students import (create_student, load_quantized_student, quantize, save_quantized_checkpoint, student_checkpoint_meta,
                               student_from_checkpoint)
 from earmark.teachers.cache import TeacherCache, check_labels
 from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
+from earmark.teachers.recipe import (Augmentation, Augmenter, Outputs, best_metric, collect_outputs, label_loss, make_splits, metrics,
+                                     probabilities, resolve_objective)
+from earmark.teachers.thresholds import tune_model, write_thresholds
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +44,12 @@ class DistillConfig:
     teachers: list[str] = field(default_factory=list)  # checkpoints (teacher or student family), or one cache folder
     student: str = "tfsepnet64"
     task: str = "clip"  # "frame": a frame-level (SED) student on strong labels, frame KD from a frame teacher
+    objective: str = ""  # "detect" (sigmoid events) | "classify" (softmax scenes); "": detect for multi-label or frame data
+    backgrounds: str = ""  # a folder or manifest of background recordings: train and validate on clips mixed over them
+    mix_snr: tuple[float, float] = (0.0, 15.0)  # event-to-background dB of those mixtures
+    median: int = 1  # the `earmark listen` post-processing the event thresholds are tuned for
+    min_duration: float = 0.0
+    max_gap: float = 0.0
     student_overrides: dict = field(default_factory=dict)
     init: str = ""  # a student checkpoint to start from (e.g. `earmark convert --from tfsepnet`), else random weights
     cache: str = ""  # where the teacher-output cache lives (default: OUT/teacher-cache)
@@ -62,7 +75,6 @@ class DistillConfig:
     dir_p: float = 0.4
     kd: bool = True
     online_teacher: bool = False  # run the teachers on every augmented batch (GPU clusters) instead of the cache
-    multi_label: bool | None = None  # None: as the manifest says; True trains independent sigmoid detectors (BCE)
     qat: bool = False
     qat_epochs: int = 5
     qat_lr: float = 1e-4
@@ -111,57 +123,60 @@ def teacher_cache(config: DistillConfig, manifest: DataSource) -> TeacherCache:
 
 
 class _Step:
-    """One KD training step: waveform augmentation, features, mixup, feature augmentation, loss."""
+    """One KD training step: the shared augmentations, the student, its loss against labels and teacher outputs."""
 
-    def __init__(self, config: DistillConfig, frontend: Frontend, cache: TeacherCache | None, multi_label: bool,
+    def __init__(self, config: DistillConfig, frontend: Frontend, cache: TeacherCache | None, objective: str,
                  online: list[Predictor] | None = None):
-        self.config, self.frontend, self.cache, self.multi_label = config, frontend, cache, multi_label
+        self.config, self.frontend, self.cache, self.objective = config, frontend, cache, objective
         self.online = [(p.model.eval().requires_grad_(False), Frontend(p.frontend)) for p in online or []]
-        self.dir = ImpulseResponses(config.dir_folder, frontend.spec.sample_rate, config.dir_p) if config.dir_folder else None
-        self.roll = int(config.roll_seconds * frontend.spec.sample_rate)
+        self.augment = Augmenter(Augmentation(config.mixup_alpha, config.specaugment_freq, 0, config.freq_mixstyle_p,
+                                              config.freq_mixstyle_alpha, config.roll_seconds, config.dir_folder, config.dir_p), frontend)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
         c = self.config
         if teacher is None:
-            return (nn.functional.binary_cross_entropy_with_logits(logits, target) if self.multi_label
-                    else nn.functional.cross_entropy(logits, target.argmax(1)))
-        if self.multi_label:
+            return label_loss(logits, target, self.objective)
+        if self.objective == "detect":
             return bce_kd(logits, teacher, target, c.temperature, c.hard_weight)
         return soft_kd(logits, teacher, target, c.temperature, c.hard_weight, c.kl_reduction)
 
+    def frame_loss(self, frame_logits: torch.Tensor, frames: torch.Tensor, teacher_frames: torch.Tensor | None) -> torch.Tensor:
+        """Strong labels, and the teacher's frames resampled to the student's grid when there are any."""
+        if teacher_frames is not None:
+            return frame_kd(frame_logits, teacher_frames, frames, self.config.temperature)
+        return nn.functional.binary_cross_entropy_with_logits(frame_logits, match_time(frames, frame_logits.shape[1]))
+
     def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-        c, waves = self.config, batch["wave"]
-        if self.dir is not None:
-            waves = self.dir(waves)
-        waves = time_roll(waves, self.roll)
-        mix = draw_mix(waves.shape[0], c.mixup_alpha)
-        features = self.frontend(mix.inputs(waves)).unsqueeze(1)
-        features = freq_mixstyle(features, c.freq_mixstyle_alpha, c.freq_mixstyle_p)
-        if c.specaugment_freq:
-            features = spec_augment(features, c.specaugment_freq)
-        out = model(features)
+        c = self.config
+        augmented = self.augment(batch["wave"])
+        mix, out = augmented.mix, model(augmented.features)
         logits, frame_logits = out.clip_logits, out.frame_logits
         projected = out.embedding if isinstance(model, FeatureDistill) else None
         if self.online:  # the teachers hear the same mixed, augmented audio: their outputs need no mixing
-            teacher = self.teacher_logits(mix.inputs(waves))
-            y = batch["target"]
-            return mix.lam * self.loss(logits, y, teacher) + (1 - mix.lam) * self.loss(logits, y[mix.perm], teacher), {}
+            teacher, teacher_frames = self.teacher_outputs(augmented.waves)
+            loss = mix.loss(lambda y: self.loss(logits, y, teacher), batch["target"])
+            if frame_logits is not None:
+                loss = loss + self.frame_loss(frame_logits, mix.targets(batch["frame_target"]), teacher_frames)
+            return loss, {}
         targets = {"y": batch["target"]}
         if frame_logits is not None:
             targets["frames"] = batch["frame_target"]
         if self.cache is not None and c.kd:
-            targets["t"] = torch.from_numpy(self.cache.lookup(batch["id"])).to(logits.device)
-            if frame_logits is not None and self.cache.has("frame_logits"):
-                targets["t_frames"] = torch.from_numpy(self.cache.lookup(batch["id"], "frame_logits")).to(logits.device)
+            device = logits.device
+            if "event_ids" in batch:  # soundscapes: the teacher heard each placed clip on its own
+                targets["t"] = mixture_teacher(self.cache, batch["event_ids"]).to(device)
+            else:
+                targets["t"] = torch.from_numpy(self.cache.lookup(batch["id"])).to(device)
+                if frame_logits is not None and self.cache.has("frame_logits"):
+                    targets["t_frames"] = torch.from_numpy(self.cache.lookup(batch["id"], "frame_logits")).to(device)
             if projected is not None:
-                targets["t_embedding"] = torch.from_numpy(self.cache.lookup(batch["id"], "embeddings")).to(logits.device)
+                targets["t_embedding"] = torch.from_numpy(self.cache.lookup(batch["id"], "embeddings")).to(device)
 
         def total(*values):
             v = dict(zip(targets, values))
             loss = self.loss(logits, v["y"], v.get("t"))
-            if frame_logits is not None:  # strong labels, and the teacher's frames resampled to the student's grid
-                hard = nn.functional.binary_cross_entropy_with_logits(frame_logits, match_time(v["frames"], frame_logits.shape[1]))
-                loss = loss + (frame_kd(frame_logits, v["t_frames"], v["frames"], c.temperature) if "t_frames" in v else hard)
+            if frame_logits is not None:
+                loss = loss + self.frame_loss(frame_logits, v["frames"], v.get("t_frames"))
             if "t_embedding" in v:  # eqs. 11-13: MSE of the projected student embedding to the teacher's
                 loss = loss + c.feature_weight * nn.functional.mse_loss(projected, v["t_embedding"])
             return loss
@@ -169,16 +184,31 @@ class _Step:
         return mix.loss(total, *targets.values()), {}
 
     @torch.no_grad()
-    def teacher_logits(self, waves: torch.Tensor) -> torch.Tensor:
-        """The online ensemble's averaged clip logits, each teacher at its own sample rate."""
+    def teacher_outputs(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The online ensemble's averaged clip logits (and frame logits when every member gives them), each at its own rate."""
         rate = self.frontend.spec.sample_rate
-        total = 0.0
+        clips, frames = [], []
         for teacher, frontend in self.online:
             frontend = frontend.to(waves.device)
-            audio = resample(waves, rate, frontend.spec.sample_rate)
-            out = teacher.to(waves.device)(frontend(audio).unsqueeze(1))
-            total = total + out.require("clip_logits", "fine-tune the teacher first (`earmark finetune`).")
-        return total / len(self.online)
+            out = teacher.to(waves.device)(frontend(resample(waves, rate, frontend.spec.sample_rate)).unsqueeze(1))
+            clips.append(out.require("clip_logits", "fine-tune the teacher first (`earmark finetune`)."))
+            frames.append(out.frame_logits)
+        frame = torch.stack(frames).mean(0) if all(f is not None for f in frames) else None
+        return torch.stack(clips).mean(0), frame
+
+
+def mixture_teacher(cache: TeacherCache, event_ids: list[list[str]]) -> torch.Tensor:
+    """Teacher clip logits for soundscapes from its cached per-clip logits: per class, the most confident placed clip.
+
+    ``p_c = max_k sigmoid(t_kc)`` over the clips k placed in the soundscape (1e-4 when none was), returned as logits.
+    """
+    classes = cache.row_shape("clip_logits")[0]
+    probs = np.full((len(event_ids), classes), 1e-4)
+    for row, ids in enumerate(event_ids):
+        if ids:
+            probs[row] = np.maximum(probs[row], (1 / (1 + np.exp(-cache.lookup(ids).astype(np.float64)))).max(axis=0))
+    probs = np.clip(probs, 1e-4, 1 - 1e-4)
+    return torch.from_numpy(np.log(probs / (1 - probs))).float()
 
 
 def resample(waves: torch.Tensor, rate: int, target: int) -> torch.Tensor:
@@ -210,81 +240,16 @@ class FeatureDistill(nn.Module):
         return dataclasses.replace(out, embedding=self.project(out.embedding))
 
 
-@torch.no_grad()
-def scores(model: nn.Module, frontend: Frontend, manifest: DataSource, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and targets over a split (deterministic centre crops)."""
-    model.eval()
-    loader = eval_loader(manifest, frontend.spec.sample_rate, config.clip_seconds, 64, workers=config.workers)
-    device = next(model.parameters()).device
-    logits, targets = [], []
-    for batch in loader:
-        logits.append(model(frontend(batch["wave"].to(device)).unsqueeze(1)).clip_logits.cpu().numpy())
-        targets.append(batch["target"].numpy())
-    return np.concatenate(logits), np.concatenate(targets)
-
-
-@torch.no_grad()
-def frame_outputs(model: nn.Module, frontend: Frontend, manifest: DataSource, config: DistillConfig) -> tuple[np.ndarray, ...]:
-    """Frame probabilities and targets (clips, frames, classes), clip logits and targets of a frame-level student."""
-    model.eval()
-    device = next(model.parameters()).device
-    frames, frame_targets, clips, targets = [], [], [], []
-    for batch in eval_loader(manifest, frontend.spec.sample_rate, config.clip_seconds, 16, model.frame_hop_seconds, config.workers):
-        out = model(frontend(batch["wave"].to(device)).unsqueeze(1))
-        frames.append(torch.sigmoid(match_time(out.frame_logits.cpu(), batch["frame_target"].shape[1])).numpy())
-        frame_targets.append(batch["frame_target"].numpy())
-        clips.append(out.clip_logits.cpu().numpy())
-        targets.append(batch["target"].numpy())
-    return tuple(np.concatenate(parts) for parts in (frames, frame_targets, clips, targets))
-
-
-def frame_scores(model: nn.Module, frontend: Frontend, manifest: DataSource, config: DistillConfig) -> dict[str, float]:
-    """Frame F1 (threshold 0.5) and clip mAP of a frame-level student on strong labels."""
-    frames, frame_targets, clips, targets = frame_outputs(model, frontend, manifest, config)
-    return {"frame_f1": frame_f1(frames, frame_targets), "mAP": average_precision(clips, targets)}
-
-
-def plot_test(model: nn.Module, frontend: Frontend, test: DataSource, config: DistillConfig, labels: list[str], out: Path) -> Path:
+def plot_test(test: Outputs, labels: list[str], out: Path) -> Path:
     """The test fold's picture: a confusion matrix for one label per clip, else per-class F1 and AP bars (frame or multi-label)."""
-    if config.task == "frame":
-        frames, frame_targets, clips, targets = frame_outputs(model, frontend, test, config)
-        return plot_class_scores({"frame F1": class_f1(frames, frame_targets), "clip AP": class_average_precision(clips, targets)},
-                                 labels, out / "classes.png", "test fold: frame F1 per class (threshold 0.5) and clip AP")
-    logits, targets = scores(model, frontend, test, config)
-    if (targets.sum(1) == 1).all():
-        return plot_confusion(targets.argmax(1), logits.argmax(1), labels, out / "confusion.png")
-    return plot_class_scores({"F1": class_f1(1 / (1 + np.exp(-logits)), targets), "AP": class_average_precision(logits, targets)},
-                             labels, out / "classes.png", "test fold: F1 per class (threshold 0.5) and AP")
-
-
-def evaluate(model: nn.Module, frontend: Frontend, manifest: DataSource, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted and true class indices over a split."""
-    logits, targets = scores(model, frontend, manifest, config)
-    return logits.argmax(1), targets.argmax(1)
-
-
-def calibrate_thresholds(logits: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, float]:
-    """Per class, the sigmoid threshold with the best F1 on the validation clips (the runtime's default thresholds)."""
-    probs = 1 / (1 + np.exp(-logits))
-    grid = np.linspace(0.05, 0.95, 19)
-    thresholds = {}
-    for k, label in enumerate(labels):
-        positive = targets[:, k] > 0.5
-        hits = np.array([(probs[positive, k] >= g).sum() for g in grid])
-        flagged = np.array([(probs[:, k] >= g).sum() for g in grid])
-        f1 = 2 * hits / np.maximum(positive.sum() + flagged, 1)  # F1 = 2 TP / (P + predicted P)
-        thresholds[label] = round(float(grid[int(np.argmax(f1))]), 2)
-    return thresholds
-
-
-def _store_thresholds(path: Path, thresholds: dict[str, float]) -> None:
-    """Record calibrated thresholds in a checkpoint's earmark.json (export copies them into the model)."""
-    meta_file = path / "earmark.json"
-    meta = json.loads(meta_file.read_text())
-    meta["extra"]["thresholds"] = thresholds
-    tmp = meta_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(tmp, meta_file)
+    if test.frame_logits is not None:
+        scores = {"frame F1": class_f1(probabilities(test.frame_logits, "detect"), test.frame_targets),
+                  "clip AP": class_average_precision(test.clip_logits, test.targets)}
+        return plot_class_scores(scores, labels, out / "classes.png", "test fold: frame F1 per class (threshold 0.5) and clip AP")
+    if (test.targets.sum(1) == 1).all():
+        return plot_confusion(test.targets.argmax(1), test.clip_logits.argmax(1), labels, out / "confusion.png")
+    scores = {"F1": class_f1(probabilities(test.clip_logits, "detect"), test.targets), "AP": class_average_precision(test.clip_logits, test.targets)}
+    return plot_class_scores(scores, labels, out / "classes.png", "test fold: F1 per class (threshold 0.5) and AP")
 
 
 def _init_weights(config: DistillConfig, student: nn.Module, labels: list[str]) -> dict[str, torch.Tensor]:
@@ -305,86 +270,89 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     """
     manifest = open_data(config.data)
     out = start_run(config, manifest.fingerprint(), force)  # the model's initial weights are part of the run's seed
-    train, val, test = manifest.train_val_test(config.val_fold, config.test_fold)
-    classes = len(manifest.labels)
+    objective = resolve_objective(config.objective, manifest, config.task)
+    labels = manifest.labels.to_list()
     frame = config.task == "frame"
-    student = create_student(config.student, classes, config.task, **config.student_overrides)
+    student = create_student(config.student, len(labels), config.task, **config.student_overrides)
     if config.init:
-        student.load_state_dict(_init_weights(config, student, manifest.labels.to_list()))
+        student.load_state_dict(_init_weights(config, student, labels))
     frontend = Frontend(student.frontend)
+    splits = make_splits(manifest, objective, frontend.spec.sample_rate, config.clip_seconds, student.frame_hop_seconds if frame else None,
+                         config.val_fold, config.test_fold, config.batch_size, config.seed, config.backgrounds, tuple(config.mix_snr),
+                         config.workers)
     online = None
     if config.online_teacher and config.kd:
         loaded = [load_teacher(t) for t in config.teachers]
-        for (_, labels), path in zip(loaded, config.teachers):
-            check_labels(labels, manifest, path)
+        for (_, teacher_labels), path in zip(loaded, config.teachers):
+            check_labels(teacher_labels, manifest, path)
         online = [p for p, _ in loaded]
     cache = teacher_cache(config, manifest) if (config.kd and config.teachers and not online) else None
+    if cache is not None and config.backgrounds and objective != "detect":
+        raise ValueError("soundscape KD from cached clip outputs combines sigmoid scores; pass --objective detect.")
     info = setup_distributed()
     frontend = frontend.to(info.device)
-    multi = frame or (manifest.multi_label if config.multi_label is None else config.multi_label)
-    step = _Step(config, frontend, cache, multi, online)
-    meta = lambda **extra: student_checkpoint_meta(student, config.student, manifest.labels.to_list(), config.task,
-                                                   config.student_overrides, window_seconds=config.clip_seconds,
-                                                   objective="detect" if multi else "classify", **extra)
+    step = _Step(config, frontend, cache, objective, online)
+    hop = config.clip_seconds / 2  # the daemon's default hop; thresholds are tuned for it
+    meta = lambda **extra: student_checkpoint_meta(student, config.student, labels, config.task, config.student_overrides,
+                                                   objective=objective, window_seconds=config.clip_seconds, hop_seconds=hop, **extra)
     best_path = out / "student"
+    key = best_metric(objective, config.task)
+    validate = lambda model: metrics(collect_outputs(getattr(model, "student", model), frontend, splits.val), objective)
 
-    def validate(model):
-        model = getattr(model, "student", model)
-        return frame_scores(model, frontend, val, config) if frame else accuracies(*evaluate(model, frontend, val, config), classes)
+    def save_best(model, scores):
+        save_checkpoint(best_path, getattr(model, "student", model).state_dict(), meta(**{f"val_{key}": scores[key]}))
 
-    def save_best(model, metrics):
-        save_checkpoint(best_path, getattr(model, "student", model).state_dict(), meta(**{f"val_{key}": metrics[key]}))
-
-    key = "frame_f1" if frame else "accuracy"
-
-    steps_per_epoch = max(len(train) // config.batch_size, 1)
+    steps_per_epoch = max(len(splits.train) // config.batch_size, 1)
     train_config = TrainConfig(
         run_dir=str(out / "float"), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
         optimizer="adam", schedule=config.schedule, restart_period=config.restart_epochs * steps_per_epoch,
         warmup_steps=config.warmup_epochs * steps_per_epoch, seed=config.seed, keep_best=key,
         precision=config.precision, progress=config.progress, num_workers=config.workers)
-    data = train_dataset(train, frontend.spec.sample_rate, config.clip_seconds, config.batch_size, config.seed,
-                         student.frame_hop_seconds if frame else None)
     trained = student
     if config.feature_weight > 0:
-        if cache is None or not cache.has("embeddings"):
-            raise ValueError("--feature-weight needs teacher embeddings in the cache; pass --teacher checkpoints (not a cache "
-                             "without embeddings) so earmark can build one with them.")
+        if cache is None or not cache.has("embeddings") or config.backgrounds:
+            raise ValueError("--feature-weight needs the teacher's embedding of every training clip in the cache; pass --teacher "
+                             "checkpoints (not a cache without embeddings) and no --backgrounds (soundscapes have no cached embedding).")
         example = torch.zeros(1, 1, frontend.spec.n_mels, frontend.spec.num_frames(int(config.clip_seconds * frontend.spec.sample_rate)))
         trained = FeatureDistill(student, cache.row_shape("embeddings")[0], example)
-    Trainer(train_config, trained, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
+    Trainer(train_config, trained, step, splits.train, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
     barrier()  # rank 0 wrote the best checkpoint
-    chance = {} if frame or manifest.multi_label else dict.fromkeys(["accuracy", "macro_accuracy"], 1 / classes)
+    chance = {} if frame or manifest.multi_label else dict.fromkeys(["accuracy", "macro_accuracy"], 1 / len(labels))
     if info.is_main:
         plot_metrics(out / "float", chance)
     student, _ = student_from_checkpoint(best_path)
-    student = student.to(info.device)
-    measure = (lambda m: frame_scores(m, frontend, test, config)) if frame else (lambda m: accuracies(*evaluate(m, frontend, test, config), classes))
-    results = {"float": measure(student)}
-    final, final_model = best_path, student
+    final_model, final = student.to(info.device), best_path
+    results = {"objective": objective, "float": metrics(collect_outputs(final_model, frontend, splits.test), objective)}
     if config.qat:
-        final = _qat(config, student, frontend, train, data, step, meta, info, validate, key, chance)
+        final = _qat(config, student, frontend, splits, step, meta, info, validate, key, chance)
         final_model = load_quantized_student(final)[0].to(info.device)
-        results["int8"] = measure(final_model)
+        results["int8"] = metrics(collect_outputs(final_model, frontend, splits.test), objective)
     if chance:
         results["chance"] = chance
-    if multi:  # sigmoid detectors: calibrate each class's threshold on validation for the runtime
-        results["thresholds"] = calibrate_thresholds(*scores(final_model, frontend, val, config), manifest.labels.to_list())
+    tuning = None
+    if objective == "detect" and splits.soundscapes:  # thresholds for the daemon, tuned as it will decide
+        settings = EventSettings(median=config.median, min_duration=config.min_duration, max_gap=config.max_gap)
+        tuning = tune_model(final_model, frontend, splits.soundscapes, labels, objective, config.clip_seconds, hop, settings)
+        results["thresholds"] = tuning.to_dict()
+    elif objective == "detect":
+        log.warning("no soundscapes to tune event thresholds on, so the model keeps 0.5 for every class; pass --backgrounds "
+                    "(or train on strong-labelled soundscapes) to tune them.")
     if info.is_main:
-        if multi:
-            _store_thresholds(final, results["thresholds"])
-        plot_test(final_model, frontend, test, config, manifest.labels.to_list(), out)
+        if tuning is not None:
+            update_extra(final, thresholds=tuning.thresholds,
+                         postprocess={"median": config.median, "min_duration": config.min_duration, "max_gap": config.max_gap})
+            write_thresholds(out / "thresholds.json", tuning.thresholds)
+        plot_test(collect_outputs(final_model, frontend, splits.test), labels, out)
         (out / "results.json").write_text(json.dumps(results, indent=2))
     barrier()
     return final
 
 
-def _qat(config, student, frontend, train, data, step, meta, info, validate, key: str, chance: dict[str, float]) -> Path:
-    """NNCF quantization on a calibration subset, then fine-tuning with the same KD loss; keeps the best on validation."""
-    calib_loader = eval_loader(train, frontend.spec.sample_rate, config.clip_seconds, 16, workers=config.workers)
+def _qat(config, student, frontend, splits, step, meta, info, validate, key: str, chance: dict[str, float]) -> Path:
+    """NNCF quantization on a calibration subset of the training data, then fine-tuning with the same KD loss; keeps the best on validation."""
     calibration, seen = [], 0
     with torch.no_grad():
-        for batch in calib_loader:
+        for batch in splits.calibration:
             calibration.append(frontend(batch["wave"].to(info.device)).unsqueeze(1))
             seen += len(batch["id"])
             if seen >= config.calibration_clips:
@@ -392,13 +360,13 @@ def _qat(config, student, frontend, train, data, step, meta, info, validate, key
     qmodel = quantize(student, calibration, config.int8_scope)
     path = Path(config.out) / "student-int8"
 
-    def save_best(model, metrics):
-        save_quantized_checkpoint(path, model, meta(**{f"val_{key}": metrics[key]}), config.int8_scope)
+    def save_best(model, scores):
+        save_quantized_checkpoint(path, model, meta(**{f"val_{key}": scores[key]}), config.int8_scope)
 
     qat_config = TrainConfig(run_dir=str(Path(config.out) / "qat"), epochs=config.qat_epochs, batch_size=config.batch_size,
                              lr=config.qat_lr, optimizer="adam", schedule="cosine", seed=config.seed, keep_best=key,
                              progress=config.progress, num_workers=config.workers)
-    Trainer(qat_config, qmodel, step, data, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
+    Trainer(qat_config, qmodel, step, splits.train, collate_fn=collate, val_fn=validate, on_best=save_best, dist_info=info).fit(resume=True)
     barrier()
     if info.is_main:
         plot_metrics(Path(config.out) / "qat", chance)

@@ -200,3 +200,14 @@ def checkpoint_hash(path: str | os.PathLike) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def update_extra(path: str | os.PathLike, **values: Any) -> CheckpointMeta:
+    """Merge ``values`` into a checkpoint's ``extra`` (e.g. tuned thresholds); ``earmark.json`` is replaced atomically."""
+    meta = read_meta(path)
+    meta.extra.update(values)
+    meta_file = Path(path) / META_FILE
+    tmp = meta_file.with_name(f".{META_FILE}.tmp")
+    tmp.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True))
+    os.replace(tmp, meta_file)
+    return meta

@@ -84,6 +84,9 @@ def add_config_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
             parser.add_argument(flag, action="append", metavar=name.upper().rstrip("S"), help=text, **common)
         elif kind is dict:
             parser.add_argument(flag, type=json.loads, metavar="JSON", help=text, **common)
+        elif kind is tuple:  # a fixed number of values, e.g. a range: --mix-snr 0 15
+            items = typing.get_args(typing.get_type_hints(cls)[field.name])
+            parser.add_argument(flag, type=items[0], nargs=len(items), help=text, **common)
         else:
             metavar = None if name in choices else flag.lstrip("-").upper().replace("-", "_")
             parser.add_argument(flag, type=kind, choices=choices.get(name), metavar=metavar, help=text, **common)

@@ -25,7 +25,11 @@ HELP = {
     "warmup_epochs": "linear warm-up before the schedule",
     "schedule": "learning-rate schedule after warm-up",
     "mixup_alpha": "Beta(a, a) mixup of waveforms and targets; 0 turns it off",
-    "multi_label": "independent sigmoid detectors (BCE) instead of a softmax; default: as the manifest says",
+    "objective": "detect: a sigmoid per class, BCE (events); classify: a softmax (scenes) "
+                 "(default: detect for multi-label or strong labels, else classify)",
+    "backgrounds": "a folder or manifest of background recordings: every epoch trains on new mixtures of the clips over them "
+                   "(--objective detect)",
+    "mix_snr": "event-to-background dB range (LOW HIGH) of those mixtures",
     "freq_mask": "SpecAugment: widest masked band of mel bins",
     "time_mask": "SpecAugment: widest masked band of frames",
     "clip_seconds": None,
@@ -45,7 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from earmark.teachers.finetune import FinetuneConfig
 
     add_config_options(parser, FinetuneConfig, HELP, positional=("teacher",),
-                       choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES})
+                       choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
+                                "objective": ["detect", "classify"]})
     parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated
     parser.add_argument("--force", action="store_true", help="start over when --out holds another run (otherwise it is refused)")
 

@@ -12,11 +12,13 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 from earmark.audio.manifest import read_manifest
-from earmark.distill import DistillConfig, distill, draw_mix, soft_kd, teacher_cache
+from earmark.distill import DistillConfig, distill, soft_kd, teacher_cache
 from earmark.distill.losses import bce_kd, frame_kd
+from earmark.distill.run import mixture_teacher
 from earmark.export import ScoresHead
 from earmark.students import create_student
 from earmark.teachers.cache import TeacherCache
+from earmark.teachers.recipe import draw_mix, spec_augment
 
 
 def test_soft_kd_equals_a_hand_computation():
@@ -89,7 +91,7 @@ def test_distill_with_kd_and_qat_writes_a_quantized_checkpoint(synth_data, teach
                                   student="tfsepnet16", epochs=1, batch_size=16, qat=True, qat_epochs=1, progress=False))
     assert final.name == "student-int8" and (final / "earmark.json").is_file()
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"float", "int8", "chance"} and results["chance"]["accuracy"] == 1 / 8
+    assert set(results) == {"objective", "float", "int8", "chance"} and results["objective"] == "classify" and results["chance"]["accuracy"] == 1 / 8
     assert (tmp_path / "confusion.png").is_file() and (tmp_path / "float" / "curves.png").is_file()
     meta = json.loads((final / "earmark.json").read_text())
     assert meta["extra"]["quantization"]["backend"] == "nncf" and meta["extra"]["quantization"]["scope"] == "pointwise"
@@ -158,7 +160,8 @@ def test_frame_level_student_learns_from_a_frame_teacher(tmp_path):
     assert 0.0 <= results["float"]["frame_f1"] <= 1.0 and "chance" not in results  # 1/C says nothing about frame F1
     assert (tmp_path / "student" / "classes.png").is_file() and not (tmp_path / "student" / "confusion.png").exists()
     meta = json.loads((final / "earmark.json").read_text())
-    assert meta["task"] == "frame" and set(meta["extra"]["thresholds"]) == set(meta["labels"])
+    seen = {label for clip in read_manifest(data.soundscapes_tsv).folds([1]).clips for *_, label in clip.events}
+    assert meta["task"] == "frame" and meta["objective"] == "detect" and set(meta["extra"]["thresholds"]) == seen  # tuned where heard
 
 
 def test_feature_regression_trains_a_projection_that_stays_out_of_the_checkpoint(synth_data, teacher_ckpt, tmp_path):
@@ -185,3 +188,65 @@ def test_a_second_distill_in_the_same_folder_resumes_instead_of_retraining(synth
         with pytest.raises(ValueError, match="holds another run .*pass --force to start over there, or another --out"):
             distill(replace(config, **other))
     assert (first / "model.safetensors").read_bytes() == weights and json.loads((tmp_path / "config.json").read_text())["kd"]
+
+
+def test_spec_augment_zeroes_one_band_per_item_no_wider_than_asked():
+    torch.manual_seed(0)
+    x = torch.ones(8, 1, 40, 30)
+    out = spec_augment(x, freq_mask=6, time_mask=4)
+    for item in out[:, 0]:
+        rows, cols = (item == 0).all(1), (item == 0).all(0)
+        assert rows.sum() <= 6 and cols.sum() <= 4
+    assert torch.equal(x, torch.ones(8, 1, 40, 30))  # the input is left alone
+
+
+def test_mixture_teacher_takes_per_class_the_most_confident_placed_clip(synth_data, teacher_ckpt, tmp_path):
+    manifest = read_manifest(synth_data.clips_csv)
+    cache = teacher_cache(DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), teachers=[str(teacher_ckpt)]), manifest)
+    a, b = manifest.clips[0].id, manifest.clips[9].id
+    logits = mixture_teacher(cache, [[a, b], [a], []]).numpy()
+    sigmoid = lambda x: 1 / (1 + np.exp(-x.astype(np.float64)))
+    expected = np.maximum(sigmoid(cache.lookup([a])[0]), sigmoid(cache.lookup([b])[0]))
+    assert np.allclose(sigmoid(logits[0]), np.clip(expected, 1e-4, 1 - 1e-4), atol=1e-5)
+    assert np.allclose(sigmoid(logits[2]), 1e-4, atol=1e-7)  # background only: the teacher hears nothing
+
+
+def _listen(model, wav, *flags):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "earmark.cli", "listen", str(model), "--source", str(wav), "--fast", *flags],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return [json.loads(line) for line in run.stdout.splitlines()]
+
+
+def test_objective_detect_on_single_label_clips_makes_an_event_detector_with_tuned_thresholds(synth_data, teacher_ckpt, tmp_path):
+    from earmark.engine import read_meta
+    from earmark.export import export_onnx
+    from earmark.runtime import read_thresholds
+
+    final = distill(DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), teachers=[str(teacher_ckpt)], student="tfsepnet16",
+                                  objective="detect", backgrounds=str(synth_data.backgrounds), epochs=1, batch_size=16,
+                                  median=3, min_duration=0.2, progress=False))
+    meta = read_meta(final)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert meta.objective == "detect" and results["objective"] == "detect" and not read_manifest(synth_data.clips_csv).multi_label
+    tuned = results["thresholds"]["thresholds"]
+    assert tuned and meta.extra["thresholds"] == tuned == read_thresholds(tmp_path / "thresholds.json")  # one round trip
+    assert meta.extra["postprocess"] == {"median": 3, "min_duration": 0.2, "max_gap": 0.0}
+    exported = export_onnx(final, tmp_path / "detector.onnx")
+    records = _listen(exported.path, synth_data.root / "audio" / "scape-000.wav", *[f"--threshold={l}=0.01" for l in meta.labels])
+    kinds = {r["type"] for r in records}
+    assert "event" in kinds and "scene" not in kinds  # sigmoid detectors report events, whatever the clips' labelling
+    from earmark.runtime.model import load_backend
+
+    assert load_backend(exported.path).metadata.thresholds == tuned
+
+
+def test_objective_classify_makes_a_scene_classifier(synth_data, teacher_ckpt, tmp_path):
+    from earmark.export import export_onnx
+
+    exported = export_onnx(teacher_ckpt, tmp_path / "scenes.onnx")  # distilled without --objective from single-label clips
+    records = _listen(exported.path, synth_data.root / "audio" / "scape-000.wav")
+    assert {r["type"] for r in records} == {"status", "scene"}

@@ -1,0 +1,49 @@
+"""Threshold tuning for event F1 through the daemon's own decoder, and the chance warning."""
+
+import numpy as np
+import pytest
+
+from earmark.audio.events import EventSettings, Scores
+from earmark.teachers.thresholds import GRID, class_f1, decode, tune_thresholds
+
+LABELS = ["a", "b"]
+
+
+def _timeline(events, spike=None, seconds=10.0, step=0.1):
+    """Class a scores 0.85 inside its events and 0.1 outside (one 0.9 spike at ``spike``); class b is 0.3 all along."""
+    segments = []
+    for k in range(int(seconds / step)):
+        start = k * step
+        a = 0.85 if any(on <= start + step / 2 < off for on, off, _ in events) else 0.1
+        if spike is not None and abs(start - spike) < step / 2:
+            a = 0.9
+        segments.append(Scores(start, start + step, np.array([a, 0.3])))
+    return segments
+
+
+REFERENCES = [[(2.0, 3.0, "a"), (6.0, 6.8, "a")], [(1.0, 2.5, "a")], [(4.0, 4.6, "a"), (8.0, 9.0, "a")]]
+
+
+def test_thresholds_are_tuned_with_the_daemons_median_filter():
+    timelines = [_timeline(r, spike=5.0) for r in REFERENCES]
+    filtered = tune_thresholds(timelines, REFERENCES, [10.0] * 3, LABELS, EventSettings(median=3))
+    assert filtered.f1["a"] == 1.0 and filtered.thresholds["a"] == 0.85  # the highest threshold of the best F1
+    raw = tune_thresholds(timelines, REFERENCES, [10.0] * 3, LABELS, EventSettings(median=1))
+    assert raw.f1["a"] < 1.0  # without the median filter the one-segment spikes are false alarms at every threshold that finds the events
+
+
+def test_a_class_without_an_operating_point_above_chance_is_reported(capsys):
+    timelines = [_timeline(r) for r in REFERENCES]
+    references = [r + [(0.2, 9.5, "b")] for r in REFERENCES]  # b's scores never move: always on is all it can do
+    tuning = tune_thresholds(timelines, references, [10.0] * 3, LABELS, EventSettings())
+    assert tuning.no_operating_point == ["b"] and tuning.thresholds["b"] == GRID[-1]
+    assert "no threshold gives ['b'] a better event F1 than an always-on detector" in capsys.readouterr().err
+    unseen = tune_thresholds(timelines, REFERENCES, [10.0] * 3, LABELS, EventSettings())
+    assert unseen.unseen == ["b"] and "b" not in unseen.thresholds
+
+
+def test_decode_and_sed_eval_f1_by_hand():
+    events = decode(_timeline([(2.0, 3.0, "a")]), LABELS, EventSettings(thresholds={"a": 0.5, "b": 0.5}), 10.0)
+    assert [(round(on, 2), round(off, 2), label) for on, off, label in events if label == "a"] == [(2.0, 3.0, "a")]
+    f1 = class_f1([[(2.0, 3.0, "a"), (5.0, 6.0, "a")]], [[(2.3, 2.9, "a"), (7.0, 8.0, "a")]], ["a"])
+    assert f1["a"] == pytest.approx(0.5)  # one hit of two references and two estimates
