@@ -49,13 +49,15 @@ def test_generated_options_show_the_dataclass_defaults():
 
 def test_a_config_json_repeats_a_run_and_flags_override_it(tmp_path):
     first = FinetuneConfig("acmsskd_tiny", "data/clips.csv", str(tmp_path / "a"), overrides={"depth": 2}, epochs=3, lr=1e-3,
-                           multi_label=True)
+                           objective="detect", mix_snr=(3.0, 9.0))
     (tmp_path / "config.json").write_text(json.dumps(first.__dict__))
     parser = argparse.ArgumentParser()
     add_config_options(parser, FinetuneConfig, {"teacher": "t", "data": "d", "out": "o", "epochs": "e", "lr": "l",
-                                                "multi_label": "m", "overrides": "j"}, positional=("teacher",))
+                                                "objective": "m", "overrides": "j", "mix_snr": "s"}, positional=("teacher",))
     again = config_from_args(FinetuneConfig, parser.parse_args(["--config", str(tmp_path / "config.json"), "--epochs", "5"]))
     assert again == FinetuneConfig(**{**first.__dict__, "epochs": 5})
+    snr = config_from_args(FinetuneConfig, parser.parse_args(["--config", str(tmp_path / "config.json"), "--mix-snr", "0", "6"]))
+    assert snr.mix_snr == (0.0, 6.0)  # a range option takes its two values
     fresh = config_from_args(FinetuneConfig, parser.parse_args(["acmsskd_tiny", "--data", "d.csv", "--out", "o"]))
     assert fresh == FinetuneConfig("acmsskd_tiny", "d.csv", "o")  # every default comes from the dataclass
     with pytest.raises(ValueError, match="missing DATA, OUT"):

@@ -109,6 +109,9 @@ def config_from_args(cls: type[C], args: argparse.Namespace, prefix: str = "", *
                          "is it the config.json of another verb's run?")
     values.update({k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and k[len(prefix):] in names})
     values.update(fixed)
+    for f in dataclasses.fields(cls):  # JSON and nargs give lists; a tuple field keeps its type
+        if f.name in values and _field_type(cls, f)[0] is tuple:
+            values[f.name] = tuple(values[f.name])
     missing = [f.name for f in dataclasses.fields(cls) if _default(f) is dataclasses.MISSING and f.name not in values]
     if missing:
         raise ValueError(f"missing {', '.join(m.upper() for m in missing)}: pass {'it' if len(missing) == 1 else 'them'} "
