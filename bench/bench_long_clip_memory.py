@@ -1,7 +1,8 @@
 """Peak memory of `earmark distill` on the synthetic demo clips, without and with one long WAV added to the manifest.
 
 Clips longer than earmark.audio.datasets_torch.LONG_CLIP_SECONDS are read by windows, so the long file should
-add almost nothing. Each run is its own process (peak RSS from wait4), one BLAS/OpenMP thread, synthetic audio.
+add almost nothing. Each run is its own process decoding in-process (`--workers 0`, where decoded clips are kept:
+with workers, the peak of the largest process is what wait4 reports), one BLAS/OpenMP thread, synthetic audio.
 
     python bench/bench_long_clip_memory.py [--minutes 60]
 """
@@ -31,8 +32,9 @@ def write_long_wav(path: Path, minutes: float, rate: int = 32000) -> None:
 def peak_rss_mb(manifest: Path, out: Path) -> float:
     """Peak resident memory of one distill run (a child process), in MiB."""
     cmd = [sys.executable, "-m", "earmark.cli", "distill", "--no-kd", "--student", "tfsepnet16", "--data", str(manifest),
-           "--out", str(out), "--epochs", "1", "--batch-size", "16"]
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+           "--out", str(out), "--epochs", "1", "--batch-size", "16", "--workers", "0"]
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, cwd=out.parent,  # earmark from the environment, not this folder
+                             env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     _, status, usage = os.wait4(child.pid, 0)
     if status:
         raise SystemExit(f"distill failed (status {status}): {' '.join(cmd)}")
