@@ -150,10 +150,13 @@ def read_meta(path: str | os.PathLike) -> CheckpointMeta:
         raise ValueError(f"{meta_file}: is damaged ({err}); re-create the checkpoint.") from None
     if isinstance(data, dict) and data.get("format_version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint format {data.get('format_version')!r} is not {CHECKPOINT_VERSION}; re-create it with this earmark.")
+    check_meta(data, CheckpointMeta, str(meta_file))
     if "objective" not in data:  # written before the objective was recorded: it was implied by these two
         data["objective"] = "detect" if data.get("extra", {}).get("multi_label", data.get("task") == "frame") else "classify"
-    check_meta(data, CheckpointMeta, str(meta_file))
-    return CheckpointMeta(**data)
+    try:
+        return CheckpointMeta(**data)
+    except ValueError as err:  # the fields' own checks (objective against task)
+        raise ValueError(f"{meta_file}: {err}") from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:

@@ -16,7 +16,7 @@ from earmark.distill import DistillConfig, distill, soft_kd, teacher_cache
 from earmark.distill.losses import bce_kd, frame_kd
 from earmark.distill.run import mixture_teacher
 from earmark.export import ScoresHead
-from earmark.students import create_student
+from earmark.students import create_student, student_from_checkpoint
 from earmark.teachers.cache import TeacherCache
 from earmark.teachers.recipe import draw_mix, spec_augment
 
@@ -109,7 +109,8 @@ def test_distill_under_torchrun_on_two_cpu_ranks(synth_data, teacher_ckpt, tmp_p
     assert run.returncode == 0, run.stderr[-3000:]
     state = torch.load(tmp_path / "float" / "state.pt", weights_only=True)
     assert state["train_state"]["epoch"] == 2 and (tmp_path / "student" / "model.safetensors").is_file()
-    assert json.loads((tmp_path / "results.json").read_text())["float"]["accuracy"] >= 0
+    student_from_checkpoint(tmp_path / "student")  # the best checkpoint rank 0 wrote loads
+    assert "accuracy" in json.loads((tmp_path / "results.json").read_text())["float"]
 
 
 def test_online_teacher_mode_runs_the_teacher_on_each_batch(synth_data, teacher_ckpt, tmp_path):
@@ -145,7 +146,7 @@ def test_online_teachers_resample_as_the_cache_does_without_wrapping_round():
     assert np.sqrt(np.mean(down[2, 200:-200] ** 2)) < 1e-3
 
 
-def test_frame_level_student_learns_from_a_frame_teacher(tmp_path):
+def test_a_frame_level_student_distils_from_a_frame_teachers_cache(tmp_path):
     from earmark.audio.synth import synthesize
     from earmark.teachers.finetune import FinetuneConfig, finetune
 
@@ -157,16 +158,13 @@ def test_frame_level_student_learns_from_a_frame_teacher(tmp_path):
                                   val_fold=1, test_fold=2, progress=False))
     assert TeacherCache.open(tmp_path / "student" / "teacher-cache").has("frame_logits")
     results = json.loads((tmp_path / "student" / "results.json").read_text())
-    assert 0.0 <= results["float"]["frame_f1"] <= 1.0 and "chance" not in results  # 1/C says nothing about frame F1
-    assert (tmp_path / "student" / "classes.png").is_file() and not (tmp_path / "student" / "confusion.png").exists()
+    assert "frame_f1" in results["float"] and "chance" not in results  # 1/C says nothing about frame F1
     meta = json.loads((final / "earmark.json").read_text())
     seen = {label for clip in read_manifest(data.soundscapes_tsv).folds([1]).clips for *_, label in clip.events}
     assert meta["task"] == "frame" and meta["objective"] == "detect" and set(meta["extra"]["thresholds"]) == seen  # tuned where heard
 
 
 def test_feature_regression_trains_a_projection_that_stays_out_of_the_checkpoint(synth_data, teacher_ckpt, tmp_path):
-    from earmark.students import student_from_checkpoint
-
     final = distill(DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), teachers=[str(teacher_ckpt)], student="tfsepnet16",
                                   epochs=1, batch_size=16, feature_weight=1.0, progress=False))
     assert TeacherCache.open(tmp_path / "teacher-cache").has("embeddings")

@@ -51,6 +51,7 @@ def _edit_meta(path: Path, **changes) -> None:
     (dict(colour="red"), "unknown field(s) ['colour']"),
     (dict(labels="a,b,c"), "field 'labels' must be a list"),
     (dict(task="scene"), "task 'scene' is neither"),
+    (dict(objective="segment"), "objective 'segment'"),
     (dict(model_args={"num_classes": 3, "task": "clip", "widht": 2}), "takes no argument(s) ['widht']"),
     (dict(frontend={"name": "x", "kind": "wavelet"}), "the frontend lacks field(s)"),
 ])
