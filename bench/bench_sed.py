@@ -1,0 +1,174 @@
+"""Sound event detection on held-out soundscapes: the clip pipeline against detectors trained on mixtures (issue 13).
+
+    python bench/bench_sed.py                                   # demo data (synthetic), fast budget
+    python bench/bench_sed.py --real /work/data/real_sfx        # and real sound effects (shared/data/build_real_sfx.py)
+    python bench/bench_sed.py --budget full --real DIR          # the budget the docs' figures name
+
+Systems, all with the same seed, student (tfsepnet40), teacher (atst_frame_tiny from scratch) and epochs:
+  (a) clip pipeline: the teacher fine-tuned on clips (clip task, detect objective), the student distilled on
+      clips with clip KD and QAT, INT8 ONNX
+  (b) detector trained on mixtures (clips over --backgrounds, new mixtures every epoch), frame task, no KD
+  (c) as (b) with frame KD from the teacher fine-tuned on the same mixtures (frame task), float ONNX
+  (d) (c) after QAT, INT8 ONNX
+Every system is then heard by `earmark eval` (listen's streaming pipeline, --median 3) on held-out
+soundscapes: event F1 (sed_eval; onset and onset+offset, collars 0.2 and 0.5 s), PSDS1 (sed_scores_eval) and
+false alarms per minute of background-only audio. Each step is an `earmark` command, printed as it runs.
+
+Held out: demo data -- its own soundscapes (made apart from its clips) over scene backgrounds; real data -- every
+clip and background of the packages in HELD_OUT, mixed into soundscapes by `earmark data mix`; training sees
+the other packages only, so test sources were never heard (classes without clips on both sides are dropped).
+
+Threads: OMP_NUM_THREADS=MKL_NUM_THREADS=1 for every command unless already set; listen runs one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+HELD_OUT = ("wesnoth-1.16-data", "openttd-opensfx", "lincity-ng-data")
+BUDGETS = {  # epochs for teacher fine-tuning, distillation and QAT; soundscapes to evaluate on real data
+    "fast": {"teacher": 2, "student": 3, "qat": 1, "clips_per_class": 12, "test_scapes": 20},
+    "full": {"teacher": 15, "student": 30, "qat": 3, "clips_per_class": 60, "test_scapes": 60},
+}
+STUDENT, TEACHER = "tfsepnet40", "atst_frame_tiny"
+LISTEN = ["--median", "3", "--min-duration", "0.1", "--max-gap", "0.2"]
+
+
+def earmark(*args: str | Path, log: Path) -> None:
+    """Run one `earmark` command (printed); its output goes to ``log``; a failure stops the bench with that log's tail."""
+    command = [sys.executable, "-m", "earmark.cli", *map(str, args)]
+    print("  $ earmark " + " ".join(map(str, args)), flush=True)
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **os.environ}
+    with open(log, "a") as out:
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if done.returncode:
+        raise SystemExit(f"failed ({done.returncode}); see {log}:\n" + "".join(open(log).readlines()[-25:]))
+
+
+def real_split(root: Path, out: Path, scapes: int, seed: int, log: Path) -> tuple[Path, Path, Path]:
+    """(training clips CSV, training backgrounds folder, held-out soundscapes TSV) from a build_real_sfx.py folder."""
+    rows = list(csv.DictReader(open(root / "meta.csv")))
+    packages = defaultdict(set)
+    for r in rows:
+        packages[r["category"]].add(r["package"] in HELD_OUT)
+    both = sorted(label for label, sides in packages.items() if sides == {True, False})
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    for r in rows:  # games reuse file names (every voice pack has a Nooo.ogg): link each clip under its whole path
+        r["link"] = re.sub(r"[^A-Za-z0-9._-]+", "_", r["filename"])
+        if not (out / "audio" / r["link"]).exists():
+            (out / "audio" / r["link"]).symlink_to(root / r["filename"])
+    for name, held in (("train", False), ("test", True)):
+        with open(out / f"{name}_clips.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["filename", "fold", "target", "category"])
+            writer.writerows([r["link"], r["fold"], both.index(r["category"]), r["category"]]
+                             for r in rows if r["category"] in both and (r["package"] in HELD_OUT) == held)
+        folder = out / f"{name}_backgrounds"
+        folder.mkdir(exist_ok=True)
+        for r in csv.DictReader(open(root / "backgrounds.csv")):
+            link = folder / Path(r["filename"]).name
+            if (r["package"] in HELD_OUT) == held and not link.exists():
+                link.symlink_to(root / r["filename"])
+    test = out / "test_scapes"
+    if not (test / "soundscapes.tsv").exists():
+        earmark("data", "mix", out / "test_clips.csv", out / "test_backgrounds", test, "--count", scapes, "--duration", 20,
+                "--events", 1, 4, "--background-only", 0.2, "--sample-rate", 32000, "--seed", seed + 1, log=log)
+    print(f"  real: {len(both)} classes with clips on both sides of the split: {', '.join(both)}")
+    return out / "train_clips.csv", out / "train_backgrounds", test / "soundscapes.tsv"
+
+
+def train_systems(clips: Path, backgrounds: Path, out: Path, budget: dict, seed: int, log: Path) -> dict[str, Path]:
+    """The four systems' ONNX files (each step skipped when its output exists, so a bench can be resumed)."""
+    common = ["--student", STUDENT, "--data", clips, "--seed", seed, "--epochs", budget["student"], "--batch-size", 32]
+    mixtures = ["--objective", "detect", "--backgrounds", backgrounds, "--mix-snr", 0, 15]
+    steps = [
+        ("teacher-clips", ["finetune", TEACHER, "--data", clips, "--task", "clip", "--objective", "detect", "--epochs",
+                           budget["teacher"], "--lr", 1e-3, "--out", out / "teacher-clips"]),
+        ("teacher-mix", ["finetune", TEACHER, "--data", clips, "--task", "frame", *mixtures, "--epochs", budget["teacher"],
+                         "--lr", 1e-3, "--out", out / "teacher-mix"]),
+        ("a", ["distill", "--teacher", out / "teacher-clips" / "teacher", *common, "--task", "clip", "--objective", "detect",
+               "--qat", "--qat-epochs", budget["qat"], "--out", out / "a"]),
+        ("b", ["distill", "--no-kd", *common, "--task", "frame", *mixtures, *LISTEN, "--out", out / "b"]),
+        ("c", ["distill", "--teacher", out / "teacher-mix" / "teacher", *common, "--task", "frame", *mixtures, *LISTEN,
+               "--qat", "--qat-epochs", budget["qat"], "--out", out / "c"]),
+    ]
+    for name, args in steps:
+        if not (out / name / "results.json").exists():
+            started = time.perf_counter()
+            earmark(*args, log=log)
+            print(f"    {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    models = {"a": out / "a" / "student-int8", "b": out / "b" / "student", "c": out / "c" / "student", "d": out / "c" / "student-int8"}
+    onnx = {}
+    for name, checkpoint in models.items():
+        onnx[name] = out / f"{name}.onnx"
+        if not onnx[name].exists():
+            earmark("export", checkpoint, "--out", onnx[name], log=log)
+    return onnx
+
+
+def evaluate(models: dict[str, Path], soundscapes: Path, out: Path, log: Path) -> dict[str, dict]:
+    """`earmark eval` of each model on the held-out soundscapes; the results.json of each."""
+    results = {}
+    for name, model in models.items():
+        earmark("eval", model, soundscapes, "--out", out / f"eval-{name}", "--collar", 0.2, 0.5, "--timelines", 3, *LISTEN, log=log)
+        results[name] = json.loads((out / f"eval-{name}" / "results.json").read_text())
+    return results
+
+
+SYSTEMS = {"a": "(a) clip pipeline, KD + QAT INT8", "b": "(b) mixtures, no KD", "c": "(c) mixtures, frame KD",
+           "d": "(d) (c) QAT INT8"}
+
+
+def table(title: str, results: dict[str, dict]) -> str:
+    """One row per system: F1 onset / onset+offset at 0.2 and 0.5 s, PSDS1, detections/events, false alarms per minute."""
+    lines = [title, f"{'system':34s} {'F1 on@.2':>8s} {'+off@.2':>8s} {'F1 on@.5':>8s} {'+off@.5':>8s} {'PSDS1':>6s} "
+                    f"{'det/events':>11s} {'FA/min':>7s}"]
+    for name, r in results.items():
+        tight, loose = r["events"]["0.2"], r["events"]["0.5"]
+        lines.append(f"{SYSTEMS[name]:34s} {tight['onset']['f1']:8.1%} {tight['onset_offset']['f1']:8.1%} "
+                     f"{loose['onset']['f1']:8.1%} {loose['onset_offset']['f1']:8.1%} {r['psds']['psds1']:6.3f} "
+                     f"{loose['detections']:>5d}/{loose['references']:<5d} {r['false_alarms']['per_minute']:7.2f}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench-sed", help="work folder (steps whose outputs exist are not redone)")
+    parser.add_argument("--real", help="a folder built by build_real_sfx.py (meta.csv, backgrounds.csv)")
+    parser.add_argument("--budget", default="fast", choices=sorted(BUDGETS))
+    parser.add_argument("--skip-demo", action="store_true", help="only the real data")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    budget, out = BUDGETS[args.budget], Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "commands.log"
+    print(f"bench_sed: budget {args.budget} {budget}, seed {args.seed}, threads 1, commands logged in {log}")
+    tables = []
+    if not args.skip_demo:
+        from earmark.audio.synth import synthesize
+
+        print("demo data (synthetic)")
+        data = synthesize(out / "demo" / "data", seed=args.seed, clips_per_class=budget["clips_per_class"], soundscapes=6)
+        models = train_systems(data.clips_csv, data.backgrounds, out / "demo", budget, args.seed, log)
+        tables.append(table(f"demo data (synthetic): {data.soundscapes_tsv}", evaluate(models, data.soundscapes_tsv, out / "demo", log)))
+    if args.real:
+        print(f"real sound effects: {args.real}, held out: {', '.join(HELD_OUT)}")
+        clips, backgrounds, scapes = real_split(Path(args.real), out / "real", budget["test_scapes"], args.seed, log)
+        models = train_systems(clips, backgrounds, out / "real", budget, args.seed, log)
+        tables.append(table(f"real sound effects, held-out packages: {scapes}", evaluate(models, scapes, out / "real", log)))
+    print("\n" + "\n\n".join(tables))
+    (out / "tables.txt").write_text("\n\n".join(tables) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
