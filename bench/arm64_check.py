@@ -24,6 +24,8 @@ SUITE = "bookworm"
 DEBIAN = ["python3", "python3-venv", "libportaudio2", "libsndfile1", "ca-certificates"]
 GUEST = Path("/opt/earmark")  # inside the chroot: the venv, the source tree and the check's files
 SCORE_TOLERANCE = 1e-3
+VERSIONS = ("import platform, numpy, onnxruntime; "
+            "print(platform.machine(), 'Python', platform.python_version(), 'numpy', numpy.__version__, 'onnxruntime', onnxruntime.__version__)")
 
 
 def fail(sentence: str) -> None:
@@ -70,8 +72,12 @@ def userland(root: Path, mirror: str) -> Path:
 
 @contextmanager
 def mounted(rootfs: Path):
-    """/proc, /sys and /dev bound into the chroot (and the host's resolver for pip) while the block runs."""
+    """/proc, /sys and /dev bound into the chroot (and the host's resolver and CA bundle for pip) while the block runs."""
     shutil.copyfile("/etc/resolv.conf", rootfs / "etc" / "resolv.conf")
+    # the host's CA bundle (a TLS-inspecting proxy's CA included, where the host has one) for the guest's pip
+    bundle = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
+    (rootfs / GUEST.relative_to("/")).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(bundle, rootfs / GUEST.relative_to("/") / "host-ca.crt")
     done = []
     try:
         for name in ("proc", "sys", "dev"):
@@ -84,8 +90,9 @@ def mounted(rootfs: Path):
 
 
 def guest(rootfs: Path, *cmd: str, capture: bool = False) -> subprocess.CompletedProcess:
-    """A command inside the arm64 userland with a clean environment."""
-    env = {"PATH": f"{GUEST}/.venv/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+    """A command inside the arm64 userland with a clean environment; its pip trusts what the host's trusts."""
+    env = {"PATH": f"{GUEST}/.venv/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
+           "PIP_CERT": f"{GUEST}/host-ca.crt", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     print("+ [arm64]", " ".join(cmd), flush=True)
     return subprocess.run(["chroot", str(rootfs), *cmd], env=env, check=not capture, text=True,
                           capture_output=capture, timeout=3600)
@@ -98,14 +105,14 @@ def edge_install(rootfs: Path) -> None:
     pip = f"{GUEST}/.venv/bin/pip"
     if not stamp.exists() or stamp.read_text().split() != dependencies:
         guest(rootfs, "python3", "-m", "venv", f"{GUEST}/.venv")
-        guest(rootfs, pip, "install", "--disable-pip-version-check", "--only-binary=:all:", *dependencies)
+        guest(rootfs, pip, "install", "--only-binary=:all:", *dependencies)
         stamp.write_text("\n".join(dependencies) + "\n")
     source = rootfs / GUEST.relative_to("/") / "src"
     shutil.rmtree(source, ignore_errors=True)
     shutil.copytree(REPO / "earmark", source / "earmark", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copyfile(REPO / name, source / name)
-    guest(rootfs, pip, "install", "--disable-pip-version-check", "--quiet", "--no-deps", "--force-reinstall", f"{GUEST}/src")
+    guest(rootfs, pip, "install", "--quiet", "--no-deps", "--force-reinstall", f"{GUEST}/src")
 
 
 def check_inputs(work: Path, model: str | None, source: str | None) -> tuple[Path, Path]:
@@ -168,14 +175,12 @@ def main() -> None:
         fail(f"listen on x86 failed:\n{x86.stderr}")
     with mounted(rootfs):
         edge_install(rootfs)
-        machine = guest(rootfs, "uname", "-m", capture=True).stdout.strip()
-        versions = guest(rootfs, "python", "-c", "import platform, numpy, onnxruntime; "
-                         "print(platform.python_version(), 'numpy', numpy.__version__, 'onnxruntime', onnxruntime.__version__)",
-                         capture=True).stdout.strip()
+        versions = guest(rootfs, "python", "-c", VERSIONS, capture=True).stdout.strip()
         arm = guest(rootfs, "earmark", "listen", f"{GUEST}/check/{model.name}", "--source", f"{GUEST}/check/{wav.name}", "--fast", capture=True)
     if arm.returncode != 0:
         fail(f"listen in the arm64 userland failed:\n{arm.stderr}")
-    print(f"\narm64 userland: {machine} under qemu-user, Python {versions}; model {model.name}, source {wav.name}")
+    host = subprocess.run([sys.executable, "-c", VERSIONS], capture_output=True, text=True, check=True).stdout.strip()
+    print(f"\nmodel {model.name}, source {wav.name}\nx86:   {host}\narm64: {versions} (qemu-user)")
     if not compare(events(x86.stdout), events(arm.stdout)):
         fail("the arm64 events differ from x86 (or there were none to compare).")
     print("same events on x86 and arm64")
