@@ -72,7 +72,11 @@ def userland(root: Path, mirror: str) -> Path:
 
 @contextmanager
 def mounted(rootfs: Path):
-    """/proc, /sys and /dev bound into the chroot (and the host's resolver and CA bundle for pip) while the block runs."""
+    """/proc and /dev bound into the chroot (and the host's resolver and CA bundle for pip) while the block runs.
+
+    Not /sys: ONNX Runtime's cpuinfo reads the x86 host's CPU topology there and crashes (SIGSEGV) under qemu-user;
+    without it cpuinfo fails gracefully with a warning.
+    """
     shutil.copyfile("/etc/resolv.conf", rootfs / "etc" / "resolv.conf")
     # the host's CA bundle (a TLS-inspecting proxy's CA included, where the host has one) for the guest's pip
     bundle = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
@@ -80,7 +84,7 @@ def mounted(rootfs: Path):
     shutil.copyfile(bundle, rootfs / GUEST.relative_to("/") / "host-ca.crt")
     done = []
     try:
-        for name in ("proc", "sys", "dev"):
+        for name in ("proc", "dev"):
             run(["mount", "--bind", f"/{name}", str(rootfs / name)])
             done.append(rootfs / name)
         yield
