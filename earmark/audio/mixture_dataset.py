@@ -9,6 +9,8 @@ from torch.utils.data import Dataset
 from earmark.audio.datasets_torch import EpochCounter
 from earmark.audio.mixing import SoundscapeMixer
 
+__all__ = ["MixtureDataset"]  # public; audio's package stays torch-free, so it is named here
+
 
 class MixtureDataset(Dataset):
     """Item i of epoch e: a soundscape of the window's length, seeded by (seed, e, i), whose first event is clip i.

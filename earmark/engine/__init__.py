@@ -18,8 +18,10 @@ from earmark.engine.checkpoint import default_objective, rebuild_model
 from earmark.engine.official import check_format, first_prefix, safe_load, strip
 from earmark.engine.schema import check_arguments, check_output_width
 from earmark.engine.trainer import default_workers, progress_interval
+from earmark.engine.checkpoint import update_extra
 
 __all__ = [
+    "update_extra",
     "default_objective", "rebuild_model", "check_format", "first_prefix", "safe_load", "strip", "check_arguments", "check_output_width", "default_workers", "progress_interval",
     "ModelOutput", "Trainer", "TrainConfig", "add_config_options", "config_from_args", "TrainState", "seed_everything", "start_run", "EMA", "lr_factor", "cosine_to", "SCHEDULES",
     "setup_distributed", "cleanup", "barrier", "all_reduce_mean", "DistInfo",

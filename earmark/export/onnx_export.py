@@ -50,7 +50,7 @@ class Parity:
     """How closely ONNX Runtime reproduces PyTorch on real inputs."""
 
     max_abs_diff: float
-    top1_agreement: float  # softmax models: same top-1 class; sigmoid detectors: same decision per label at p = 0.5
+    top1_agreement: float  # softmax models: same top-1 class; sigmoid detectors: same decision per label at its threshold
     inputs: int
     finite: bool = True
     multi_label: bool = False
@@ -139,8 +139,9 @@ def _trace(head: torch.nn.Module, example: torch.Tensor, path: Path, output_name
         )
 
 
-def measure_parity(path: Path, head: ScoresHead, inputs: np.ndarray, batch: int | None) -> Parity:
-    """Run both on ``inputs`` (in chunks of the model's batch) and compare the probabilities (top-1 on clip scores)."""
+def measure_parity(path: Path, head: ScoresHead, inputs: np.ndarray, batch: int | None, thresholds: np.ndarray | float = 0.5) -> Parity:
+    """Run both on ``inputs`` (in chunks of the model's batch) and compare the probabilities: top-1 on clip scores, or for
+    detectors the decision per label at ``thresholds`` (per class: the ones the runtime will use)."""
     sess = session(path)
     step = batch or len(inputs)
     diffs, agree, finite = [], [], True
@@ -153,7 +154,7 @@ def measure_parity(path: Path, head: ScoresHead, inputs: np.ndarray, batch: int 
         finite = finite and all(np.isfinite(o).all() and np.isfinite(r).all() for o, r in zip(ours, refs))
         diffs += [float(np.abs(o.astype(np.float32) - r).max()) for o, r in zip(ours, refs)]
         if head.objective == "detect":
-            agree.append(((ours[-1] >= 0.5) == (refs[-1] >= 0.5)).reshape(-1))
+            agree.append(((ours[-1] >= thresholds) == (refs[-1] >= thresholds)).reshape(-1))
         else:
             agree.append(ours[-1].argmax(-1) == refs[-1].argmax(-1))
     return Parity(max(diffs), float(np.concatenate(agree).mean()), len(inputs), bool(finite), head.objective == "detect")
@@ -235,7 +236,8 @@ def export_onnx(
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".partial")
         onnx.save(model, str(partial))
-    parity = measure_parity(partial, traced if loaded.quantized else head, inputs, batch)
+    decision = np.array([metadata.threshold(label) for label in metadata.labels], dtype=np.float32)
+    parity = measure_parity(partial, traced if loaded.quantized else head, inputs, batch, decision)
     max_diff, default_agreement = TOLERANCE[precision_label]
     gates = parity.gates(max_diff, default_agreement if min_agreement is None else min_agreement)
     if not all(g.passed for g in gates):
