@@ -24,6 +24,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 
 from earmark import __version__
 from earmark.runtime.sinks import Delivery, to_json
@@ -90,6 +91,9 @@ class MqttSink:
         self._tls = tls
         self._lock = threading.Lock()
         self._desired = {label: False for label in labels}  # the current state of every label: starts OFF
+        # transitions not yet published, oldest first; its last entry is always _desired, so the last state a label
+        # publishes is its current one, and a short ON pulse is never folded away while an earlier state is in flight
+        self._transitions: dict[str, deque[bool]] = {label: deque() for label in labels}
         self._state_in_flight: dict[str, int] = {}  # label -> mid of its unacknowledged state message
         # mid -> (kind, label, ON?) until the broker acknowledges; kind: "event", "state" or "control" (availability,
         # discovery: re-sent at every connect, so never counted)
@@ -134,7 +138,7 @@ class MqttSink:
             for label in self.labels:
                 self._publish(self._discovery_topic(label), json.dumps(self._discovery(label)), True, "control")
         for label in replay:  # states whose last message was acknowledged: publish again (a broker may lose retained ones)
-            self._send_state(label)
+            self._send_state(label, replay=True)
 
     def _on_connect_fail(self, client, userdata) -> None:
         self._report(f"MQTT broker {self.host}:{self.port} unreachable ({self._why()}); retrying with back-off, "
@@ -160,7 +164,7 @@ class MqttSink:
         if kind != "state":
             return kind == "event", None
         self._state_in_flight.pop(label, None)
-        return True, (label if self._desired[label] != value else None)
+        return True, (label if self._transitions[label] else None)
 
     def _after_ack(self, counted: bool, changed: str | None) -> None:
         if counted:
@@ -203,11 +207,17 @@ class MqttSink:
             settled = self._settle(info.mid)
         self._after_ack(*settled)
 
-    def _send_state(self, label: str) -> None:
+    def _send_state(self, label: str, replay: bool = False) -> None:
+        """Publish the label's next transition (or, at a (re)connect, its current state); one state message in flight."""
         with self._lock:
             if label in self._state_in_flight:
-                return  # its acknowledgement sends the current value if the label changed meanwhile
-            on = self._desired[label]
+                return  # its acknowledgement sends the next transition
+            if self._transitions[label]:
+                on = self._transitions[label].popleft()
+            elif replay:
+                on = self._desired[label]
+            else:
+                return
             self._state_in_flight[label] = -1  # claimed: a concurrent caller does not publish it twice
         self._publish(f"{self.prefix}/{self.slugs[label]}/state", "ON" if on else "OFF", True, "state", label, on)
 
@@ -224,6 +234,7 @@ class MqttSink:
     def state(self, label: str, on: bool) -> None:
         with self._lock:
             self._desired[label] = on
+            self._transitions[label].append(on)
         self._send_state(label)
 
     def _discovery_topic(self, label: str) -> str:

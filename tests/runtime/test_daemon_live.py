@@ -56,7 +56,8 @@ def test_live_page_shows_spectrogram_scores_status_and_a_played_event(request, t
         assert browser.wait_for(LIT_PIXELS) > 0  # spectrogram columns were drawn
         thresholds = browser.js("return [...document.querySelectorAll('#scores .threshold')].map(t => t.style.left)")
         assert thresholds == ["50%", "80%"]  # the default and the calibrated threshold, drawn against the scores
-        audio = browser.wait_for("const d = document.querySelector('#status dd[data-name=\"audio\"]'); return d && d.textContent")
+        audio = browser.wait_for(  # a status record after the audio arrived (the page first shows the one from before)
+            "const d = document.querySelector('#status dd[data-name=\"audio\"]'); return d && parseFloat(d.textContent) > 0 && d.textContent")
         assert audio.endswith(" s") and float(audio.split()[0]) > 0
         assert browser.js("return document.querySelector('#status dd[data-name=\"sink stdout\"]').textContent").endswith("0 dropped")
     finally:
