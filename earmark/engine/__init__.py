@@ -5,7 +5,8 @@
     trainer.fit(resume=True)   # step_fn(model, batch) -> (loss, {"metric": value})
 """
 
-from earmark.engine.checkpoint import CheckpointMeta, checkpoint_hash, load_checkpoint, read_meta, save_checkpoint
+from earmark.engine.checkpoint import (CheckpointMeta, checkpoint_hash, load_checkpoint, read_meta, save_checkpoint,
+                                       default_objective, rebuild_model, update_extra)
 from earmark.engine.distributed import DistInfo, all_reduce_mean, barrier, cleanup, setup_distributed
 from earmark.engine.ema import EMA
 from earmark.engine.outputs import ModelOutput
@@ -13,12 +14,10 @@ from earmark.engine.options import add_config_options, config_from_args
 from earmark.engine.metrics import accuracies, average_precision, class_average_precision, class_f1, frame_f1
 from earmark.engine.plots import plot_class_scores, plot_confusion, plot_metrics, results_table
 from earmark.engine.schedules import SCHEDULES, cosine_to, lr_factor
-from earmark.engine.trainer import TrainConfig, Trainer, TrainState, seed_everything, start_run
-from earmark.engine.checkpoint import default_objective, rebuild_model
+from earmark.engine.trainer import (TrainConfig, Trainer, TrainState, seed_everything, start_run, default_workers,
+                                    progress_interval)
 from earmark.engine.official import check_format, first_prefix, safe_load, strip
 from earmark.engine.schema import check_arguments, check_output_width
-from earmark.engine.trainer import default_workers, progress_interval
-from earmark.engine.checkpoint import update_extra
 
 __all__ = [
     "update_extra",

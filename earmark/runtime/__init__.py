@@ -2,11 +2,10 @@
 
 from earmark.runtime.model import OnnxBackend, TensorRTBackend, load_backend, read_thresholds
 from earmark.runtime.postprocess import Event, EventSettings, EventTracker, SceneTracker, top_k
-from earmark.runtime.stream import Scores, StreamingClassifier, WindowResult, classify_offline
+from earmark.runtime.stream import Scores, StreamingClassifier, WindowResult, classify_offline, classify_wave
 from earmark.runtime.cli import add_event_arguments, event_settings
 from earmark.runtime.daemon import Listener
 from earmark.runtime.sources import FileSource
-from earmark.runtime.stream import classify_wave
 from earmark.runtime.timeline import Timeline, plot_timeline
 
 __all__ = [
