@@ -10,10 +10,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "earmark"
 ALLOWED = {
     "audio": set(),
     "engine": set(),
-    "students": {"audio", "engine"},
-    "teachers": {"audio", "engine"},
-    "distill": {"audio", "engine", "students", "teachers"},
-    "export": {"audio", "engine", "students", "teachers"},
+    "nn": set(),
+    "students": {"audio", "engine", "nn"},
+    "teachers": {"audio", "engine", "nn"},
+    "distill": {"audio", "engine", "nn", "students", "teachers"},
+    "export": {"audio", "engine", "nn", "students", "teachers"},
     "runtime": {"audio"},
     "evaluation": {"audio", "engine", "runtime", "export"},
 }

@@ -8,6 +8,7 @@ from torch import nn
 
 from earmark.audio.spec import get_frontend
 from earmark.engine.outputs import ModelOutput
+from earmark.nn import Block
 
 
 def sincos_2d(dim: int, grid_f: int, grid_t: int) -> torch.Tensor:
@@ -21,34 +22,12 @@ def sincos_2d(dim: int, grid_f: int, grid_t: int) -> torch.Tensor:
     return F.pad(pos, (0, dim - pos.shape[1])).float().unsqueeze(0)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention with plain ops (traces to ONNX, unlike nn.MultiheadAttention's fast path)."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
-
-
-class Block(nn.Module):
-    """Pre-LN transformer block."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+def _legacy_mlp_keys(module: nn.Module, state: dict, prefix: str, *_: object) -> None:
+    """Rename the MLP keys of students saved before the block moved to ``earmark.nn`` (``mlp.0``/``mlp.2`` -> ``fc1``/``fc2``)."""
+    for key in [k for k in state if k.startswith(prefix + "blocks.")]:
+        new = key.replace(".mlp.0.", ".mlp.fc1.").replace(".mlp.2.", ".mlp.fc2.")
+        if new != key:
+            state[new] = state.pop(key)
 
 
 class AudioViT(nn.Module):
@@ -74,6 +53,7 @@ class AudioViT(nn.Module):
         self.blocks = nn.Sequential(*[Block(dim, heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, num_classes)
+        self.register_load_state_dict_pre_hook(_legacy_mlp_keys)
 
     @property
     def frame_hop_seconds(self) -> float:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from earmark.teachers.layers import Block
+from earmark.nn import Block
 
 
 class WeightNormLinear(nn.Module):

@@ -21,7 +21,8 @@ from torch import nn
 
 from earmark.audio.spec import get_frontend
 from earmark.engine.outputs import ModelOutput
-from earmark.teachers.layers import Block, resize_grid
+from earmark.nn import Block
+from earmark.teachers.layers import resize_grid
 
 
 @dataclass(frozen=True)

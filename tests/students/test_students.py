@@ -81,6 +81,18 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
         student_from_checkpoint(tmp_path / "bad")
 
 
+def test_vit_checkpoint_from_before_the_shared_block_still_loads(tmp_path):
+    """ViT students saved before the block moved to earmark.nn named their MLP ``mlp.0`` / ``mlp.2`` (an nn.Sequential)."""
+    model = create_student("vit_micro_audio", 3, task="frame").eval()
+    old = {k.replace(".mlp.fc1.", ".mlp.0.").replace(".mlp.fc2.", ".mlp.2."): v for k, v in model.state_dict().items()}
+    assert any(".mlp.0." in k for k in old)
+    save_checkpoint(tmp_path / "old", old, student_checkpoint_meta(model, "vit_micro_audio", ["a", "b", "c"], "frame"))
+    loaded, _ = student_from_checkpoint(tmp_path / "old")
+    x = torch.randn(2, 1, 256, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x).frame_logits, model(x).frame_logits)
+
+
 @pytest.mark.parametrize("norm", ["resnorm", "adaresnorm"])
 def test_resnorm_is_one_instance_normalization_in_onnx_with_the_papers_values(norm, tmp_path):
     import onnx

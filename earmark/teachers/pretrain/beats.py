@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from earmark.nn import Block
 from earmark.teachers.checkpoint import teacher_from_checkpoint
-from earmark.teachers.layers import Block
 from earmark.teachers.pretrain.common import Recipe, patchify
 from earmark.teachers.pretrain.masking import random_patch_mask
 from earmark.teachers.registry import create_teacher
