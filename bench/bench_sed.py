@@ -8,7 +8,8 @@ Systems, all with the same seed, student (tfsepnet40), teacher (atst_frame_tiny 
   (a) clip pipeline: the teacher fine-tuned on clips (clip task, detect objective), the student distilled on
       clips with clip KD and QAT, INT8 ONNX
   (b) detector trained on mixtures (clips over --backgrounds, new mixtures every epoch), frame task, no KD
-  (c) as (b) with frame KD from the teacher fine-tuned on the same mixtures (frame task), float ONNX
+  (c) as (b) with frame KD from the teacher fine-tuned on the same mixtures (frame task): the teacher hears each
+      training mixture (--online-teacher), float ONNX
   (d) (c) after QAT, INT8 ONNX
 Every system is then heard by `earmark eval` (listen's streaming pipeline, --median 3) on held-out
 soundscapes: event F1 (sed_eval; onset and onset+offset, collars 0.2 and 0.5 s), PSDS1 (sed_scores_eval) and
@@ -16,7 +17,7 @@ false alarms per minute of background-only audio. Each step is an `earmark` comm
 
 Held out: demo data -- its own soundscapes (made apart from its clips) over scene backgrounds; real data -- every
 clip and background of the packages in HELD_OUT, mixed into soundscapes by `earmark data mix`; training sees
-the other packages only, so test sources were never heard (classes without clips on both sides are dropped).
+the other packages only, so test sources were never heard (a class needs 5 training and 2 held-out clips).
 
 Threads: OMP_NUM_THREADS=MKL_NUM_THREADS=1 for every command unless already set; listen runs one thread.
 """
@@ -35,6 +36,7 @@ from collections import defaultdict
 from pathlib import Path
 
 HELD_OUT = ("wesnoth-1.16-data", "openttd-opensfx", "lincity-ng-data")
+MIN_CLIPS = {False: 5, True: 2}  # a class is kept with at least 5 training and 2 held-out clips
 BUDGETS = {  # epochs for teacher fine-tuning, distillation and QAT; soundscapes to evaluate on real data
     "fast": {"teacher": 2, "student": 3, "qat": 1, "clips_per_class": 12, "test_scapes": 20},
     "full": {"teacher": 15, "student": 30, "qat": 3, "clips_per_class": 60, "test_scapes": 60},
@@ -57,10 +59,10 @@ def earmark(*args: str | Path, log: Path) -> None:
 def real_split(root: Path, out: Path, scapes: int, seed: int, log: Path) -> tuple[Path, Path, Path]:
     """(training clips CSV, training backgrounds folder, held-out soundscapes TSV) from a build_real_sfx.py folder."""
     rows = list(csv.DictReader(open(root / "meta.csv")))
-    packages = defaultdict(set)
+    counts = defaultdict(lambda: {False: 0, True: 0})
     for r in rows:
-        packages[r["category"]].add(r["package"] in HELD_OUT)
-    both = sorted(label for label, sides in packages.items() if sides == {True, False})
+        counts[r["category"]][r["package"] in HELD_OUT] += 1
+    both = sorted(label for label, sides in counts.items() if all(sides[held] >= MIN_CLIPS[held] for held in (False, True)))
     (out / "audio").mkdir(parents=True, exist_ok=True)
     for r in rows:  # games reuse file names (every voice pack has a Nooo.ogg): link each clip under its whole path
         r["link"] = re.sub(r"[^A-Za-z0-9._-]+", "_", r["filename"])
@@ -82,7 +84,8 @@ def real_split(root: Path, out: Path, scapes: int, seed: int, log: Path) -> tupl
     if not (test / "soundscapes.tsv").exists():
         earmark("data", "mix", out / "test_clips.csv", out / "test_backgrounds", test, "--count", scapes, "--duration", 20,
                 "--events", 1, 4, "--background-only", 0.2, "--sample-rate", 32000, "--seed", seed + 1, log=log)
-    print(f"  real: {len(both)} classes with clips on both sides of the split: {', '.join(both)}")
+    print(f"  real: {len(both)} classes with at least {MIN_CLIPS[False]} training and {MIN_CLIPS[True]} held-out clips: "
+          + ", ".join(f"{label} ({counts[label][False]}/{counts[label][True]})" for label in both))
     return out / "train_clips.csv", out / "train_backgrounds", test / "soundscapes.tsv"
 
 
@@ -98,7 +101,7 @@ def train_systems(clips: Path, backgrounds: Path, out: Path, budget: dict, seed:
         ("a", ["distill", "--teacher", out / "teacher-clips" / "teacher", *common, "--task", "clip", "--objective", "detect",
                "--qat", "--qat-epochs", budget["qat"], "--out", out / "a"]),
         ("b", ["distill", "--no-kd", *common, "--task", "frame", *mixtures, *LISTEN, "--out", out / "b"]),
-        ("c", ["distill", "--teacher", out / "teacher-mix" / "teacher", *common, "--task", "frame", *mixtures, *LISTEN,
+        ("c", ["distill", "--teacher", out / "teacher-mix" / "teacher", "--online-teacher", *common, "--task", "frame", *mixtures, *LISTEN,
                "--qat", "--qat-epochs", budget["qat"], "--out", out / "c"]),
     ]
     for name, args in steps:

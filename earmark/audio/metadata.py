@@ -36,6 +36,7 @@ class ModelMetadata:
     outputs: dict[str, str] = field(default_factory=lambda: {"clip": "clip_probs"})
     thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float = 0.5
+    postprocess: dict[str, float] = field(default_factory=dict)  # median, min_duration, max_gap the thresholds were tuned with
     frame_hop_seconds: float = 0.0
     precision: str = "fp32"
     source_checkpoint_sha256: str = ""

@@ -97,6 +97,7 @@ def build_metadata(loaded: LoadedModel, head: ScoresHead, precision: str, quanti
         objective=head.objective,
         thresholds={k: float(v) for k, v in extra.get("thresholds", {}).items()},
         default_threshold=float(extra.get("default_threshold", 0.5)),
+        postprocess={k: float(v) for k, v in extra.get("postprocess", {}).items()},
         frame_hop_seconds=frame_hop if head.task == "frame" else 0.0,
         precision=precision,
         source_checkpoint_sha256=loaded.sha256,

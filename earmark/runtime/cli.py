@@ -47,9 +47,10 @@ def add_event_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-label on threshold (repeatable); wins over the thresholds file and the model's calibrated ones")
     parser.add_argument("--thresholds-file", help="JSON {label: p} over the model's calibrated thresholds; `listen` re-reads it on SIGHUP")
     parser.add_argument("--off-ratio", type=RATIO, default=0.7, help="hysteresis: off threshold = ratio x on threshold")
-    parser.add_argument("--median", type=AT_LEAST_ONE, default=1, help="class-wise median filter length in segments")
-    parser.add_argument("--min-duration", type=GAP_SECONDS, default=0.0, help="shortest event in seconds")
-    parser.add_argument("--max-gap", type=GAP_SECONDS, default=0.0, help="merge events of a label separated by at most this gap")
+    tuned = " (default: what the model's thresholds were tuned with, else %s)"
+    parser.add_argument("--median", type=AT_LEAST_ONE, help="class-wise median filter length in segments" + tuned % 1)
+    parser.add_argument("--min-duration", type=GAP_SECONDS, help="shortest event in seconds" + tuned % 0)
+    parser.add_argument("--max-gap", type=GAP_SECONDS, help="merge events of a label separated by at most this gap" + tuned % 0)
 
 
 def event_settings(args: argparse.Namespace, meta):
@@ -58,7 +59,9 @@ def event_settings(args: argparse.Namespace, meta):
     from earmark.runtime.postprocess import EventSettings
 
     sources = ThresholdSources(meta.labels, meta.thresholds, args.thresholds_file, dict(args.threshold))
-    settings = EventSettings(sources.resolve(), meta.default_threshold, args.off_ratio, args.median, args.min_duration, args.max_gap)
+    chosen = lambda name, default: getattr(args, name) if getattr(args, name) is not None else meta.postprocess.get(name, default)
+    settings = EventSettings(sources.resolve(), meta.default_threshold, args.off_ratio, int(chosen("median", 1)),
+                             chosen("min_duration", 0.0), chosen("max_gap", 0.0))
     return settings, sources
 
 

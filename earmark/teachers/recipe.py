@@ -216,10 +216,13 @@ def collect_outputs(model: nn.Module, frontend: Frontend, batches: Iterable[dict
 
 
 def metrics(outputs: Outputs, objective: str) -> dict[str, float]:
-    """Frame F1 and mAP for frame outputs; mAP (and accuracy on single-label data) to detect; accuracies to classify."""
+    """Frame F1, frame mAP and clip mAP for frame outputs; mAP (and accuracy on single-label data) to detect; accuracies to classify."""
     s, t = outputs.clip_logits, outputs.targets
     if outputs.frame_logits is not None:
-        return {"frame_f1": frame_f1(probabilities(outputs.frame_logits, "detect"), outputs.frame_targets), "mAP": average_precision(s, t)}
+        frames, frame_targets = outputs.frame_logits, outputs.frame_targets
+        return {"frame_f1": frame_f1(probabilities(frames, "detect"), frame_targets),
+                "frame_mAP": average_precision(frames.reshape(-1, frames.shape[-1]), frame_targets.reshape(-1, frames.shape[-1])),
+                "mAP": average_precision(s, t)}
     if objective == "detect":
         result = {"mAP": average_precision(s, t)}
         if t.sum(1).max() > 1 or t.sum(1).min() < 1:  # several or no labels per clip: top-1 accuracy means nothing
@@ -229,8 +232,8 @@ def metrics(outputs: Outputs, objective: str) -> dict[str, float]:
 
 
 def best_metric(objective: str, task: str) -> str:
-    """The validation metric that picks the best checkpoint."""
-    return "frame_f1" if task == "frame" else "mAP" if objective == "detect" else "accuracy"
+    """The validation metric that picks the best checkpoint: threshold-free for detectors (F1 at 0.5 stays 0 while a rare event's scores rise)."""
+    return "frame_mAP" if task == "frame" else "mAP" if objective == "detect" else "accuracy"
 
 
 def validation_soundscapes(val: Manifest, backgrounds: list[Path], sample_rate: int, snr: tuple[float, float],
@@ -241,7 +244,7 @@ def validation_soundscapes(val: Manifest, backgrounds: list[Path], sample_rate: 
     if not backgrounds or not val.clips:
         return []
     mixer = SoundscapeMixer(val, backgrounds, sample_rate, MixSettings(snr=tuple(snr)))  # 10 s, 1-4 events, some without
-    return [mixer.mix(np.random.default_rng((seed, 1 << 20, k))) for k in range(max(4, len(val) // 2))]
+    return [mixer.mix(np.random.default_rng((seed, 1 << 20, k))) for k in range(max(8, 2 * len(val)))]  # each clip ~4 times
 
 
 @dataclass
@@ -261,8 +264,8 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     """Train / validation / test data by fold; with ``backgrounds``, training and validation hear the clips mixed over them.
 
     Training mixtures are window-long, new every epoch (1-2 events, a fifth of them background only); the
-    backgrounds are split by fold like the clips, so validation mixes held-out clips over held-out recordings
-    where there are enough of them. Test stays the held-out clips as they are.
+    backgrounds are split by fold like the clips, so validation and test mix held-out clips over held-out
+    recordings where there are enough of them (without ``backgrounds``, test is the held-out clips as they are).
     """
     train, val, test = data.train_val_test(val_fold, test_fold)
     held_out = lambda split, size: eval_loader(split, sample_rate, clip_seconds, size, frame_hop, workers)
@@ -281,5 +284,5 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     mixed = lambda split, files, train_mode: MixtureDataset(SoundscapeMixer(split, files, sample_rate, settings), frame_hop, train_mode, seed)
     batches = lambda dataset, size: DataLoader(dataset, batch_size=size, collate_fn=collate, num_workers=workers)
     training = mixed(train, train_backgrounds, True)
-    return Splits(training, batches(mixed(val, own[val_fold], False), 32), held_out(test, 32), batches(training, 16),
+    return Splits(training, batches(mixed(val, own[val_fold], False), 32), batches(mixed(test, own[test_fold], False), 32), batches(training, 16),
                   validation_soundscapes(val, own[val_fold], sample_rate, snr, seed))

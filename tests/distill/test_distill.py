@@ -239,7 +239,17 @@ def test_objective_detect_on_single_label_clips_makes_an_event_detector_with_tun
     assert "event" in kinds and "scene" not in kinds  # sigmoid detectors report events, whatever the clips' labelling
     from earmark.runtime.model import load_backend
 
-    assert load_backend(exported.path).metadata.thresholds == tuned
+    metadata = load_backend(exported.path).metadata
+    assert metadata.thresholds == tuned and metadata.postprocess == {"median": 3, "min_duration": 0.2, "max_gap": 0.0}
+    import argparse
+
+    from earmark.runtime.cli import configure, event_settings
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    settings = lambda *flags: event_settings(parser.parse_args([str(exported.path), *flags]), metadata)[0]
+    assert (settings().median, settings().min_duration) == (3, 0.2)  # listen decides as the thresholds were tuned
+    assert (settings("--median", "1").median, settings("--median", "1").min_duration) == (1, 0.2)  # a flag wins over the model
 
 
 def test_objective_classify_makes_a_scene_classifier(synth_data, teacher_ckpt, tmp_path):
