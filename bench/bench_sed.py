@@ -38,8 +38,8 @@ from pathlib import Path
 HELD_OUT = ("wesnoth-1.16-data", "openttd-opensfx", "lincity-ng-data")
 MIN_CLIPS = {False: 5, True: 2}  # a class is kept with at least 5 training and 2 held-out clips
 BUDGETS = {  # epochs for teacher fine-tuning, distillation and QAT; soundscapes to evaluate on real data
-    "fast": {"teacher": 2, "student": 3, "qat": 1, "clips_per_class": 12, "test_scapes": 20},
-    "full": {"teacher": 15, "student": 30, "qat": 3, "clips_per_class": 60, "test_scapes": 60},
+    "fast": {"teacher": 12, "student": 30, "qat": 2, "clips_per_class": 12, "test_scapes": 30},
+    "full": {"teacher": 40, "student": 100, "qat": 5, "clips_per_class": 60, "test_scapes": 60},
 }
 STUDENT, TEACHER = "tfsepnet40", "atst_frame_tiny"
 LISTEN = ["--median", "3", "--min-duration", "0.1", "--max-gap", "0.2"]
