@@ -50,6 +50,7 @@ class DistillConfig:
     median: int = 1  # the `earmark listen` post-processing the event thresholds are tuned for
     min_duration: float = 0.0
     max_gap: float = 0.0
+    max_false_alarms: float | None = None  # tune for the most events found within this many false alarms per hour, not F1
     student_overrides: dict = field(default_factory=dict)
     init: str = ""  # a student checkpoint to start from (e.g. `earmark convert --from tfsepnet`), else random weights
     cache: str = ""  # where the teacher-output cache lives (default: OUT/teacher-cache)
@@ -332,7 +333,8 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     tuning = None
     if objective == "detect" and splits.soundscapes:  # thresholds for the daemon, tuned as it will decide
         settings = EventSettings(median=config.median, min_duration=config.min_duration, max_gap=config.max_gap)
-        tuning = tune_model(final_model, frontend, splits.soundscapes, labels, objective, config.clip_seconds, hop, settings)
+        tuning = tune_model(final_model, frontend, splits.soundscapes, labels, objective, config.clip_seconds, hop, settings,
+                            config.max_false_alarms)
         results["thresholds"] = tuning.to_dict()
     elif objective == "detect":
         log.warning("no soundscapes to tune event thresholds on, so the model keeps 0.5 for every class; pass --backgrounds "

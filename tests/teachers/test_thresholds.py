@@ -47,3 +47,13 @@ def test_decode_and_sed_eval_f1_by_hand():
     assert [(round(on, 2), round(off, 2), label) for on, off, label in events if label == "a"] == [(2.0, 3.0, "a")]
     f1 = class_f1([[(2.0, 3.0, "a"), (5.0, 6.0, "a")]], [[(2.3, 2.9, "a"), (7.0, 8.0, "a")]], ["a"])
     assert f1["a"] == pytest.approx(0.5)  # one hit of two references and two estimates
+
+
+def test_a_false_alarm_budget_picks_the_psd_roc_operating_point():
+    timelines = [_timeline(r, spike=5.0) for r in REFERENCES]  # 5 events; one 0.9 spike per file, above every event score
+    free = tune_thresholds(timelines, REFERENCES, [10.0] * 3, LABELS, EventSettings(), max_false_alarms=1000.0)
+    assert free.thresholds["a"] == 0.85 and free.recall["a"] == 1.0  # 3 spikes in 30 s = 360/hour: inside the budget
+    assert free.false_alarms_per_hour["a"] == pytest.approx(360.0)
+    strict = tune_thresholds(timelines, REFERENCES, [10.0] * 3, LABELS, EventSettings(), max_false_alarms=100.0)
+    assert strict.no_operating_point == ["a"] and strict.thresholds["a"] == GRID[-1]  # every event costs a spike
+    assert "events found at <= 100 false alarms per hour" == strict.criterion
