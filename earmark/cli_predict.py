@@ -19,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="clips per forward pass")
     parser.add_argument("--embeddings", action="store_true", help="also store clip embeddings (feature distillation)")
     parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers decoding audio (default: from the CPU count)")
+    parser.add_argument("--skip-bad", action="store_true", help="decode every file first and leave out those that are empty, "
+                        "undecodable or hold NaN/inf samples, each named (distill then needs --skip-bad too)")
     parser.add_argument("--part-clips", type=int, default=1000, help="clips per cache part (each part is written when complete)")
 
 
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from earmark.teachers.cache import check_labels
     from earmark.teachers.predict import predict_to_cache
 
-    data = open_data(args.data)
+    data = open_data(args.data, skip_bad=args.skip_bad)
     predictors = []
     for path in args.teachers:
         predictor, labels = load_teacher(path)

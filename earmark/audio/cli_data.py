@@ -41,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     shard.add_argument("out", help="the folder of .tar shards to write")
     shard.add_argument("--clips-per-shard", type=int, default=1000, help="clips per .tar file")
     shard.add_argument("--max-shard-mb", type=float, default=0.0, help="also start a new shard before one grows past this (0: no limit)")
-    shard.add_argument("--skip-bad", action="store_true", help="report and skip bad manifest rows instead of stopping")
+    shard.add_argument("--skip-bad", action="store_true", help="report and skip bad manifest rows and files (every file is decoded) instead of stopping")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "shard":
         from earmark.audio.shards import write_shards
 
+        manifest = manifest.without_bad_files() if args.skip_bad else manifest  # shards never hold a file training would refuse
         shards = write_shards(manifest, args.out, args.clips_per_shard, args.max_shard_mb)
         print(f"wrote {len(shards.shards)} shards of {len(shards)} clips and their index to {args.out}")
         print(f"next: earmark pretrain asit --data {args.out}")
@@ -81,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(manifest, args: argparse.Namespace) -> int:
+    from earmark.audio.manifest import bad_files
+
     skipped_rows = len(manifest.skipped)
-    bad = {} if args.no_decode else _undecodable(manifest)
+    bad = {} if args.no_decode else bad_files(manifest)
     for problem in bad.values():
         print(f"{'skipped ' if args.skip_bad else ''}{problem}", file=sys.stderr)
     if bad and not args.skip_bad:
@@ -105,17 +108,3 @@ def _check(manifest, args: argparse.Namespace) -> int:
         print(f"skipped {skipped_rows} bad rows and {len(bad)} bad files")
     return 0
 
-
-def _undecodable(manifest) -> dict[str, str]:
-    """Decode every file (a progress bar on a terminal); clip id -> the sentence saying why its file cannot be used."""
-    from tqdm import tqdm
-
-    from earmark.audio.io import check_audio
-
-    problems = {}
-    for clip in tqdm(manifest.clips, desc="decoding", unit="file", disable=None):
-        try:
-            check_audio(clip.path)
-        except (ValueError, FileNotFoundError) as err:
-            problems[clip.id] = str(err)
-    return problems

@@ -12,6 +12,10 @@ import soundfile as sf
 import soxr
 
 
+SKIP_HINT = ("`earmark data check MANIFEST` lists every such file; distill, finetune, pretrain and predict leave them out "
+             "with --skip-bad")
+
+
 class AudioError(ValueError):
     """A file that cannot be used as audio, in one sentence naming it (also when raised in a DataLoader worker)."""
 
@@ -42,7 +46,7 @@ def check_audio(path: str | os.PathLike, block_seconds: float = 60.0) -> float:
     except (sf.LibsndfileError, RuntimeError) as err:
         raise _undecodable(str(path), err) from None
     if frames == 0:
-        raise AudioError(f"{path}: contains no samples; remove it from the manifest or replace the file.")
+        raise AudioError(f"{path}: contains no samples; remove it from the manifest or replace the file ({SKIP_HINT}).")
     return frames / rate
 
 
@@ -91,15 +95,15 @@ def _existing(path: str | os.PathLike) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such audio file; check the path (relative paths are read from the manifest's folder).")
     if path.stat().st_size == 0:
-        raise AudioError(f"{path}: is empty (0 bytes); replace the file or remove it from the manifest.")
+        raise AudioError(f"{path}: is empty (0 bytes); replace the file or remove it from the manifest ({SKIP_HINT}).")
     return path
 
 
 def _refuse_nonfinite(name: str, data: np.ndarray) -> None:
     if not np.isfinite(data).all():
-        raise AudioError(f"{name}: contains NaN or infinite samples; repair or remove the file "
-                         "(`earmark data check MANIFEST --skip-bad` lists every such file and skips them).")
+        raise AudioError(f"{name}: contains NaN or infinite samples; repair or remove the file ({SKIP_HINT}).")
 
 
 def _undecodable(name: str, err: Exception) -> AudioError:
-    return AudioError(f"{name}: cannot be decoded ({err}); convert it to WAV or FLAC, e.g. `ffmpeg -i {Path(name).name} out.wav`.")
+    return AudioError(f"{name}: cannot be decoded ({err}); convert it to WAV or FLAC, e.g. `ffmpeg -i {Path(name).name} out.wav` "
+                      f"({SKIP_HINT}).")

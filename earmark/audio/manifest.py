@@ -12,10 +12,12 @@ import json
 import logging
 import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
+from earmark.audio.io import SKIP_HINT, check_audio
 from earmark.audio.labels import LabelSet
 
 log = logging.getLogger(__name__)
@@ -83,8 +85,16 @@ class Manifest:
         return [c.id for c in self.clips]
 
     def files(self) -> list[Path]:
-        """The audio files (their sizes and mtimes key the teacher-output cache)."""
+        """The audio files (their sizes and mtimes key the teacher-output cache and a run folder's data)."""
         return [c.path for c in self.clips]
+
+    def without_bad_files(self, progress: bool = True) -> "Manifest":
+        """The clips whose files decode to finite audio; each file left out is logged and added to ``skipped``."""
+        bad = bad_files(self, progress)
+        for problem in bad.values():
+            log.warning("skipped %s", problem)
+        kept = self.filter(lambda clip: clip.id not in bad)
+        return replace(kept, skipped=self.skipped + list(bad.values()))
 
     def describe(self) -> str:
         """One line saying what the manifest holds."""
@@ -96,6 +106,33 @@ class Manifest:
 
     def by_id(self) -> dict[str, Clip]:
         return {c.id: c for c in self.clips}
+
+
+def file_stamps(paths: Iterable[os.PathLike]) -> str:
+    """A hash of each file's path, size and modification time: replacing audio under the same name changes it."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def bad_files(manifest: Manifest, progress: bool = True) -> dict[str, str]:
+    """Decode every file (block by block, a few at a time; a progress bar on a terminal): clip id -> the sentence saying
+    why its file cannot be used (missing, empty, undecodable, NaN or infinite samples)."""
+    from tqdm import tqdm
+
+    def problem(clip: Clip) -> str | None:
+        try:
+            check_audio(clip.path)
+        except (ValueError, FileNotFoundError) as err:
+            return str(err).replace(f" ({SKIP_HINT})", "")  # the caller says what happens to the file
+        return None
+
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:  # libsndfile and numpy release the GIL
+        found = tqdm(pool.map(problem, manifest.clips), total=len(manifest.clips), desc="decoding", unit="file",
+                     disable=None if progress else True)
+        return {clip.id: text for clip, text in zip(manifest.clips, found) if text is not None}
 
 
 def clip_fold(clip: Clip) -> int:

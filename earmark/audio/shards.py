@@ -105,6 +105,7 @@ class ShardSet:
     def __init__(self, shards: list[Shard], labels: LabelSet, multi_label: bool, task: str, source: str, source_fingerprint: str):
         self.shards, self.labels, self.multi_label, self.task = shards, labels, multi_label, task
         self.source, self.source_fingerprint = source, source_fingerprint
+        self.skipped: list[str] = []  # shards hold what `earmark data shard` packed; nothing is left out when reading them
         self.offsets = np.concatenate([[0], np.cumsum([s.count for s in shards])]).astype(int)
 
     @classmethod

@@ -5,7 +5,7 @@
     dataset = train_dataset(train, 32000, 1.0, batch_size=64, seed=0)   # for the engine's Trainer
     for batch in eval_loader(val, 32000, 1.0, workers=4): ...
 
-Both kinds have ``labels``, ``multi_label``, ``task``, ``source``, ``ids``, ``len()``, ``fingerprint()``,
+Both kinds have ``labels``, ``multi_label``, ``task``, ``source``, ``skipped``, ``ids``, ``len()``, ``fingerprint()``,
 ``files()`` and ``train_val_test()``. A manifest trains through ``ClipDataset`` (the engine's sampler batches
 it and resumes at the exact step); shards through ``ShardStream`` (it yields whole batches, the same number on
 every rank, each clip once per epoch; a resumed run replays the interrupted epoch's order).
@@ -22,19 +22,33 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from earmark.audio.datasets_torch import ClipDataset, Items, collate
 from earmark.audio.io import decode_audio, load_audio
-from earmark.audio.manifest import Clip, Manifest, read_manifest
+from earmark.audio.manifest import Clip, Manifest, file_stamps, read_manifest
 from earmark.audio.shards import ShardSet, ShardStream, looks_like_shards
 
-__all__ = ["DataSource", "PlannedBatches", "eval_loader", "first_clips", "open_data", "train_dataset"]  # public; audio's package stays torch-free, so they are named here
+__all__ = ["DataSource", "PlannedBatches", "data_identity", "eval_loader", "first_clips", "open_data", "train_dataset"]  # public; audio's package stays torch-free, so they are named here
 
 DataSource = Union[Manifest, ShardSet]
 
 
 def open_data(spec: str | os.PathLike, kind: str = "auto", skip_bad: bool = False) -> DataSource:
-    """A manifest (any format ``read_manifest`` knows) or a set of shards written by ``earmark data shard``."""
+    """A manifest (any format ``read_manifest`` knows) or a set of shards written by ``earmark data shard``.
+
+    ``skip_bad``: bad manifest rows and files that do not decode to finite audio are left out, each logged and listed
+    in the manifest's ``skipped`` (every file is decoded once, here).
+    """
     if kind in ("auto", "webdataset") and looks_like_shards(spec):
+        if skip_bad:
+            raise ValueError(f"{spec}: --skip-bad leaves out a manifest's bad files, and shards hold what was packed; repack "
+                             "them without the bad files (`earmark data shard MANIFEST OUT --skip-bad`) and drop --skip-bad.")
         return ShardSet.open(spec)
-    return read_manifest(spec, kind, skip_bad=skip_bad)
+    manifest = read_manifest(spec, kind, skip_bad=skip_bad)
+    return manifest.without_bad_files() if skip_bad else manifest
+
+
+def data_identity(data: DataSource) -> dict[str, str]:
+    """What a run folder records of its data: the clips and labels, and every file's size and modification time
+    (audio replaced under the same names is other data)."""
+    return {"clips and labels": data.fingerprint(), "file sizes and modification times": file_stamps(data.files())}
 
 
 def train_dataset(data: DataSource, sample_rate: int, clip_seconds: float, batch_size: int, seed: int = 0,

@@ -57,6 +57,7 @@ HELP = {
     "calibration_clips": "training clips that calibrate the INT8 quantizers",
     "precision": None,
     "workers": None,
+    "skip_bad": None,
     "seed": None,
 }
 

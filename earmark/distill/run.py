@@ -16,7 +16,7 @@ from earmark.audio.datasets_torch import collate
 from earmark.audio.events import EventSettings
 from earmark.audio.features_torch import Frontend
 from earmark.audio import resample as audio_resample
-from earmark.audio.sources import DataSource, open_data
+from earmark.audio.sources import DataSource, data_identity, open_data
 from earmark.audio.spec import get_frontend
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
 from earmark.engine import (Trainer, TrainConfig, barrier, class_average_precision, class_f1, plot_class_scores, plot_confusion,
@@ -84,6 +84,7 @@ class DistillConfig:
     seed: int = 0
     precision: str = "fp32"
     workers: int = 0  # DataLoader workers decoding audio
+    skip_bad: bool = False  # leave out files that do not decode to finite audio (each named, listed in OUT/skipped.txt)
     progress: bool = True
 
 
@@ -269,8 +270,8 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
 
     A folder holding the same run resumes it; another run there is refused unless ``force`` starts over.
     """
-    manifest = open_data(config.data)
-    out = start_run(config, manifest.fingerprint(), force)  # the model's initial weights are part of the run's seed
+    manifest = open_data(config.data, skip_bad=config.skip_bad)
+    out = start_run(config, data_identity(manifest), force, manifest.skipped)  # the model's initial weights are part of the run's seed
     objective = resolve_objective(config.objective, manifest, config.task)
     labels = manifest.labels.to_list()
     frame = config.task == "frame"
@@ -330,6 +331,8 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
         results["int8"] = metrics(collect_outputs(final_model, frontend, splits.test), objective)
     if chance:
         results["chance"] = chance
+    if manifest.skipped:
+        results["skipped"] = len(manifest.skipped)
     tuning = None
     if objective == "detect" and splits.soundscapes:  # thresholds for the daemon, tuned as it will decide
         settings = EventSettings(median=config.median, min_duration=config.min_duration, max_gap=config.max_gap)

@@ -29,6 +29,8 @@ SHARED_HELP = {
     "precision": "autocast precision",
     "seed": "seeds the model's initial weights, the data order and the augmentations",
     "workers": "DataLoader workers decoding audio, per process (default: from this machine's CPU count)",
+    "skip_bad": "decode every file first and leave out those that are empty, undecodable or hold NaN/inf samples (and bad "
+                "manifest rows), each named in the log and listed in OUT/skipped.txt; without it the first such file stops the run",
 }
 
 

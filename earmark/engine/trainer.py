@@ -114,31 +114,39 @@ class NonFiniteLoss(ValueError):
 
 
 _RUN_LOCKS: dict[Path, int] = {}  # run folder -> open lock file, held until the process exits
-_NOT_IDENTITY = ("out", "progress", "workers")  # config fields that do not change what a run computes
+_NOT_IDENTITY = ("out", "progress", "workers", "skip_bad")  # config fields that do not change what a run computes (what
+# --skip-bad leaves out is in the data's identity)
+SKIPPED_FILE = "skipped.txt"
 
 
-def start_run(config: Any, data_fingerprint: str = "", force: bool = False) -> Path:
+def start_run(config: Any, data_identity: str | dict[str, str] = "", force: bool = False, skipped: list[str] = ()) -> Path:
     """Lock ``config.out``, check that it holds this run (or none), record config.json and seed every RNG.
 
-    A folder is resumed only by the same run: its model, data (``data_fingerprint``), objective, seeds and
-    hyper-parameters. Anything else is refused in one sentence unless ``force`` clears the old run's state.
+    A folder is resumed only by the same run: its model, data (``data_identity``: a fingerprint, or named parts such
+    as the clips and the files' sizes and times), objective, seeds and hyper-parameters. Anything else is refused in
+    one sentence unless ``force`` clears the old run's state; a folder with no state to resume from is simply taken.
+    ``skipped`` (what the data left out, one sentence each) is written to ``OUT/skipped.txt`` and counted in the log.
     """
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) == 0:  # rank 0 speaks for a torchrun job
         lock_run(out)
         identity = json.loads(json.dumps({"config": {k: v for k, v in asdict(config).items() if k not in _NOT_IDENTITY},
-                                          "data": data_fingerprint}))
+                                          "data": data_identity}))
         record = out / "run.json"
         if record.is_file():
             previous = json.loads(record.read_text())
             if previous != identity:
-                if not force:
+                if not force and any((folder / STATE_FILE).exists() for folder in _trainer_folders(out)):  # else nothing to lose
                     raise RunFolderError(f"{out} holds another run ({_difference(previous, identity)}); pass --force to start "
                                          "over there, or another --out.")
                 _clear_run(out)
         record.write_text(json.dumps(identity, indent=2))
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+        (out / SKIPPED_FILE).unlink(missing_ok=True)
+        if skipped:
+            (out / SKIPPED_FILE).write_text("".join(f"{line}\n" for line in skipped))
+            log.warning("the data left out %d bad rows or files (each named above; listed in %s)", len(skipped), out / SKIPPED_FILE)
     seed_everything(config.seed)
     return out
 
@@ -200,21 +208,27 @@ def lock_run(folder: Path) -> None:
 
 
 def _difference(previous: dict, current: dict) -> str:
-    """The settings two runs differ in, as 'name: old -> new'."""
-    if previous.get("data") != current.get("data"):
-        changes = ["the data changed"]
-    else:
-        changes = []
+    """The settings two runs differ in, as 'name: old -> new'; for the data, which part of it changed."""
+    old_data, new_data = previous.get("data"), current.get("data")
+    changes = []
+    if old_data != new_data:
+        parts = ([k for k in new_data if old_data.get(k) != new_data[k]]
+                 if isinstance(old_data, dict) and isinstance(new_data, dict) and set(old_data) == set(new_data) else [])
+        changes.append(f"the data changed ({', '.join(parts)})" if parts else "the data changed")
     old, new = previous.get("config", {}), current["config"]
     changes += [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     return ", ".join(changes[:4]) + (" and more" if len(changes) > 4 else "")
 
 
+def _trainer_folders(out: Path) -> list[Path]:
+    """What a run left here to resume from: its trainer folders (with their state or metrics)."""
+    return [child for child in out.iterdir() if child.is_dir() and ((child / STATE_FILE).exists() or (child / "metrics.csv").exists())]
+
+
 def _clear_run(out: Path) -> None:
-    """Remove what a previous run left to resume from: its trainer folders (state and metrics)."""
-    for child in out.iterdir():
-        if child.is_dir() and ((child / STATE_FILE).exists() or (child / "metrics.csv").exists()):
-            shutil.rmtree(child)
+    """Remove what a previous run left to resume from."""
+    for folder in _trainer_folders(out):
+        shutil.rmtree(folder)
 
 
 class Trainer:

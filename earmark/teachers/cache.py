@@ -33,15 +33,6 @@ ARRAYS = ("clip_logits", "frame_logits", "embeddings")
 FORMAT = "earmark-cache/2"
 
 
-def file_stamps(paths: Iterable[os.PathLike]) -> str:
-    """A hash of each file's path, size and modification time: replacing audio under the same name changes it."""
-    digest = hashlib.sha256()
-    for path in paths:
-        stat = os.stat(path)
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 def cache_key(teacher_hashes: Iterable[str], frontend_json: str, data_fingerprint: str, clip_seconds: float, stamps: str = "") -> str:
     """The identity of a cache: which teachers (order-free), on which features, over which clips, files and crop."""
     blob = json.dumps({"teachers": sorted(teacher_hashes), "frontend": frontend_json, "data": data_fingerprint,

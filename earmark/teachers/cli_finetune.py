@@ -37,6 +37,7 @@ HELP = {
     "test_fold": None,
     "precision": None,
     "workers": None,
+    "skip_bad": None,
     "seed": None,
     "kd_cache": "a teacher-output cache (`earmark predict`): train on ACM-SSKD's KD loss against it",
     "kd_gamma": "weight of the logit MSE in the KD loss (eq. 13)",

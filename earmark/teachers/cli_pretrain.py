@@ -23,6 +23,7 @@ HELP = {
     "clip_seconds": None,
     "precision": None,
     "workers": None,
+    "skip_bad": None,
     "grad_accum": "batches accumulated per optimiser step",
     "ckpt_every": "steps between resumable state files",
     "seed": None,
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         from earmark.teachers.iterate import acmsskd_iterations
 
         kd = config_from_args(FinetuneConfig, args, prefix="kd_", teacher="", out="", batch_size=config.batch_size,
-                              precision=config.precision, progress=config.progress, workers=config.workers)
+                              precision=config.precision, progress=config.progress, workers=config.workers,
+                              skip_bad=config.skip_bad)
         path = acmsskd_iterations(config, kd, args.iterations)
         next_step = f"earmark distill --teacher {path} --student tfsepnet64 --data {kd.data} --qat"
     else:

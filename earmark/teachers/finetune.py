@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from earmark.audio.datasets_torch import collate
 from earmark.audio.features_torch import Frontend
-from earmark.audio.sources import DataSource, open_data
+from earmark.audio.sources import DataSource, data_identity, open_data
 from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed, start_run
 from earmark.teachers.cache import TeacherCache
 from earmark.teachers.checkpoint import teacher_backbone, teacher_checkpoint_meta, teacher_from_checkpoint
@@ -54,6 +54,7 @@ class FinetuneConfig:
     kd_cache: str = ""  # a teacher-output cache: train on ACM-SSKD's KD loss (eqs. 11-13) against it instead of the labels
     kd_gamma: float = 1.0  # weight of the logit MSE in the KD loss
     workers: int = 0  # DataLoader workers decoding audio
+    skip_bad: bool = False  # leave out files that do not decode to finite audio (each named, listed in OUT/skipped.txt)
 
 
 def _kd_cache(config: FinetuneConfig, manifest: DataSource, objective: str) -> TeacherCache:
@@ -67,8 +68,8 @@ def _kd_cache(config: FinetuneConfig, manifest: DataSource, objective: str) -> T
 
 def finetune(config: FinetuneConfig, force: bool = False) -> Path:
     """Fine-tune; returns the checkpoint folder of the best epoch on validation (``OUT/teacher``); ``force`` replaces another run in OUT."""
-    manifest = open_data(config.data)
-    out = start_run(config, manifest.fingerprint(), force)  # the model's initial weights are part of the run's seed
+    manifest = open_data(config.data, skip_bad=config.skip_bad)
+    out = start_run(config, data_identity(manifest), force, manifest.skipped)  # the model's initial weights are part of the run's seed
     objective = resolve_objective(config.objective, manifest, config.task)
     backbone, name, overrides = teacher_backbone(config.teacher, config.overrides)
     model = TeacherClassifier(backbone, len(manifest.labels), config.head, config.task)
@@ -115,6 +116,7 @@ def finetune(config: FinetuneConfig, force: bool = False) -> Path:
     plot_metrics(out / "run", chance)
     best, _ = teacher_from_checkpoint(path)
     test = metrics(collect_outputs(best.to(info.device), frontend, splits.test), objective)
-    results = {"objective": objective, "test": test, **({"chance": chance} if chance else {})}
+    results = {"objective": objective, "test": test, **({"chance": chance} if chance else {}),
+               **({"skipped": len(manifest.skipped)} if manifest.skipped else {})}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return path

@@ -12,12 +12,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from earmark.audio import file_stamps
 from earmark.audio.features_torch import Frontend
 from earmark.audio.sources import DataSource, PlannedBatches
 from earmark.audio.spec import FrontendSpec
 from earmark.engine import barrier, setup_distributed
 from earmark.engine.trainer import progress_interval
-from earmark.teachers.cache import CacheWriter, cache_key, cache_lock, file_stamps
+from earmark.teachers.cache import CacheWriter, cache_key, cache_lock
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """`earmark data check` opens every file; bad audio is named (and skipped with --skip-bad), long clips are read by windows."""
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -7,6 +9,7 @@ import soundfile as sf
 from earmark.audio.datasets_torch import LONG_CLIP_SECONDS, ClipDataset
 from earmark.audio.io import load_audio
 from earmark.audio.manifest import read_manifest
+from earmark.audio.sources import data_identity, open_data
 from earmark.cli import main
 
 
@@ -46,6 +49,51 @@ def test_training_refuses_a_nan_clip_naming_it(damaged, tmp_path, capsys):
             "--epochs", "1", "--batch-size", "8", "--val-fold", "1", "--test-fold", "2"]
     assert main(argv) == 1
     assert "nan.wav: contains NaN or infinite samples" in capsys.readouterr().err
+
+
+BAD = ("empty.wav", "program.wav", "nan.wav", "notes.wav")
+
+
+def _train(data, out, *extra):
+    return main(["distill", "--no-kd", "--student", "tfsepnet16", "--data", str(data), "--out", str(out), "--epochs", "1",
+                 "--batch-size", "4", "--val-fold", "1", "--test-fold", "2", "--workers", "0", "-q", *extra])
+
+
+@pytest.mark.parametrize("bad", ["empty.wav", "notes.wav"])
+def test_training_names_an_empty_or_undecodable_file_and_what_to_do(damaged, tmp_path, capsys, bad):
+    for other in {"empty.wav", "program.wav", "nan.wav"} - {bad}:
+        next(damaged.glob(f"*/{other}")).unlink()
+    if bad == "notes.wav":
+        (damaged / "rain" / bad).write_text("a text file saved as .wav\n")
+    assert _train(damaged, tmp_path / "run") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and bad in err[0] and "--skip-bad" in err[0], err
+
+
+def test_training_with_skip_bad_leaves_bad_files_out_and_lists_them(damaged, tmp_path, capsys):
+    """A NaN WAV, a 0-byte WAV, an executable and a text file named .wav: named, counted, listed; training proceeds."""
+    (damaged / "rain" / "notes.wav").write_text("a text file saved as .wav\n")
+    for label in ("dog", "rain"):
+        for i in range(3, 8):
+            _wav(damaged / label / f"{i}.wav")
+    out = tmp_path / "run"
+    assert _train(damaged, out) == 1  # without the flag the first bad file stops the run
+    capsys.readouterr()
+    assert _train(damaged, out, "--skip-bad") == 0  # the failed run left no state to resume: the folder is free
+    err = capsys.readouterr().err
+    listed = (out / "skipped.txt").read_text().splitlines()
+    assert sorted(line.split(": ")[0].rsplit("/", 1)[-1] for line in listed) == sorted(BAD)
+    assert all(f"skipped {line}" in err for line in listed) and "left out 4 bad rows or files" in err
+    assert json.loads((out / "results.json").read_text())["skipped"] == 4
+    assert (out / "student" / "model.safetensors").is_file()
+    assert json.loads((out / "run.json").read_text())["data"] == data_identity(open_data(damaged, skip_bad=True))  # the 16 good clips
+
+
+def test_skip_bad_on_shards_says_how_to_repack_them(damaged, tmp_path, capsys):
+    assert main(["data", "shard", str(damaged), str(tmp_path / "shards"), "--skip-bad"]) == 0
+    assert len(open_data(tmp_path / "shards")) == 6  # the bad files were not packed
+    with pytest.raises(ValueError, match="repack them without the bad files .*data shard MANIFEST OUT --skip-bad"):
+        open_data(tmp_path / "shards", skip_bad=True)
 
 
 def test_a_csv_saved_with_a_byte_order_mark_reads(tmp_path):

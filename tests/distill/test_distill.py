@@ -1,6 +1,8 @@
 """KD losses, mixup with teacher targets, the teacher-output cache, QAT export, and the distill run."""
 
 import json
+import os
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -186,6 +188,32 @@ def test_a_second_distill_in_the_same_folder_resumes_instead_of_retraining(synth
         with pytest.raises(ValueError, match="holds another run .*pass --force to start over there, or another --out"):
             distill(replace(config, **other))
     assert (first / "model.safetensors").read_bytes() == weights and json.loads((tmp_path / "config.json").read_text())["kd"]
+
+
+def test_audio_replaced_under_the_same_name_refuses_the_run_and_its_cache(synth_data, teacher_ckpt, tmp_path):
+    data = shutil.copytree(synth_data.root, tmp_path / "data")
+    config = DistillConfig(data=str(data / synth_data.clips_csv.name), out=str(tmp_path / "run"), teachers=[str(teacher_ckpt)],
+                           student="tfsepnet16", epochs=1, batch_size=16, progress=False)
+    distill(config)
+    cache = tmp_path / "run" / "teacher-cache"
+    old_key = json.loads((cache / "index.json").read_text())["key"]
+    clips = read_manifest(config.data).clips
+    replaced, other = clips[0], next(c for c in clips if c.labels != clips[0].labels)
+    before = TeacherCache.open(cache).lookup([replaced.id])
+    shutil.copyfile(other.path, replaced.path)  # another sound under the old name
+    stat = os.stat(replaced.path)
+    os.utime(replaced.path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    with pytest.raises(ValueError, match="holds another run \\(the data changed \\(file sizes and modification times\\)\\); "
+                                         "pass --force to start over there, or another --out"):
+        distill(config)
+    with pytest.raises(ValueError, match="or the audio files changed since .*; delete .*teacher-cache or pass --cache elsewhere"):
+        distill(config, force=True)
+    with pytest.raises(ValueError, match="or the audio files changed since"):
+        distill(replace(config, out=str(tmp_path / "other"), cache=str(cache)))
+    shutil.rmtree(cache)
+    distill(config)  # --force cleared the old state: the run starts over and rebuilds the cache from the new audio
+    assert json.loads((cache / "index.json").read_text())["key"] != old_key
+    assert not np.allclose(TeacherCache.open(cache).lookup([replaced.id]), before)
 
 
 def test_spec_augment_zeroes_one_band_per_item_no_wider_than_asked():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from earmark.audio.datasets_torch import collate
 from earmark.audio.features_torch import Frontend
-from earmark.audio.sources import open_data, train_dataset
+from earmark.audio.sources import data_identity, open_data, train_dataset
 from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed, start_run
 from earmark.teachers.checkpoint import teacher_backbone, teacher_checkpoint_meta
 from earmark.teachers.pretrain.acmsskd import ACMSSKD
@@ -43,6 +43,7 @@ class PretrainConfig:
     ckpt_every: int = 100
     seed: int = 0
     workers: int = 0  # DataLoader workers decoding audio
+    skip_bad: bool = False  # leave out files that do not decode to finite audio (each named, listed in OUT/skipped.txt)
     progress: bool = True
 
 
@@ -50,8 +51,8 @@ def pretrain(config: PretrainConfig, resume: bool = False, force: bool = False) 
     """Run the recipe; returns the teacher checkpoint folder (``OUT/teacher``); ``force`` replaces another run in OUT."""
     if config.recipe not in RECIPES:
         raise ValueError(f"unknown recipe {config.recipe!r}; choose one of {sorted(RECIPES)}.")
-    data = open_data(config.data)
-    out = start_run(config, data.fingerprint(), force)  # the model's initial weights are part of the run's seed
+    data = open_data(config.data, skip_bad=config.skip_bad)
+    out = start_run(config, data_identity(data), force, data.skipped)  # the model's initial weights are part of the run's seed
     teacher, overrides = config.teacher or DEFAULT_TEACHER[config.recipe], config.overrides
     start = None
     if config.init:
