@@ -63,6 +63,8 @@ class JsonLinesSink:
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
+        if self.stream is None:  # started with stdout closed (`>&-`): Python has no sys.stdout at all
+            raise OutputClosed("stdout is closed; pass --sink file:PATH to write the records to a file, or give the daemon a stdout.")
         self.delivery = Delivery()
 
     def emit(self, record: dict) -> None:

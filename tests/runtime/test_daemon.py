@@ -231,6 +231,9 @@ def test_busy_port_and_closed_stdout_are_one_sentence(tmp_path, model):
     stderr = process.stderr.read()
     assert process.wait(60) == 1
     assert "stdout was closed" in stderr and "Traceback" not in stderr and "Exception ignored" not in stderr
+    run = subprocess.run(" ".join(LISTEN + [str(model), "--source", str(wav), ">&-"]), shell=True, capture_output=True,
+                         text=True, timeout=60)  # started with stdout closed
+    assert run.returncode == 1 and run.stderr.count("\n") == 1 and "stdout is closed; pass --sink file:PATH" in run.stderr
 
 
 def test_nan_audio_is_replaced_by_silence_counted_and_never_printed(tmp_path, model):
