@@ -38,7 +38,7 @@ VERBS: dict[str, tuple[str, str]] = {
 
 # top-level module of an optional dependency -> the extra that installs it
 EXTRAS: dict[str, str] = {
-    **dict.fromkeys(["torch", "nncf", "torchinfo", "webdataset", "safetensors", "matplotlib", "scipy"], "train"),
+    **dict.fromkeys(["torch", "nncf", "torchinfo", "webdataset", "safetensors", "matplotlib"], "train"),
     **dict.fromkeys(["sed_eval", "sed_scores_eval", "pandas"], "eval"),
     "torchaudio": "torchaudio", "tensorrt": "tensorrt", "cuda": "tensorrt", "paho": "mqtt",
 }

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 # pyproject's dependencies and what they need in turn, installed with --no-deps so nothing else slips in
-EDGE = ["numpy", "soundfile", "soxr", "onnxruntime", "onnx", "sounddevice", "threadpoolctl", "tqdm", "prometheus-client", "psutil",
+EDGE = ["numpy", "soundfile", "soxr", "onnxruntime", "onnx", "sounddevice", "threadpoolctl", "tqdm", "prometheus-client", "psutil", "scipy",
         "cffi", "pycparser", "typing-extensions", "flatbuffers", "protobuf", "packaging", "ml-dtypes"]
 
 

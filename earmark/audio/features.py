@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy.fft import rfft
 
 from earmark.audio.melbanks import banded_banks, fft_window, window
 from earmark.audio.spec import FrontendSpec
@@ -35,6 +36,14 @@ def pad_centre(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
     return np.pad(wave, half, mode=spec.pad_mode)
 
 
+def fft_dtype(spec: FrontendSpec) -> type:
+    """float32 for mel_stft: scipy's pocketfft runs many float32 frames at once in SIMD lanes, 5-7x faster than numpy's
+    rfft in either precision, and its round-off floor (~140 dB under the peak) sits below the log offset or top_db floor.
+    kaldi_fbank keeps float64: its log floor (float32 eps on 2**15-scaled audio) keeps ~190 dB, where the float32 round-off
+    of pure tones shows (1.3e-3 after normalisation against 1e-4 in float64); its FFTs are short and cheap anyway."""
+    return np.float64 if spec.kind == "kaldi_fbank" else np.float32
+
+
 def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
     """(T, samples) frames -> (n_mels, T) log-mel energies (before window-level steps)."""
     if spec.kind == "kaldi_fbank":
@@ -46,7 +55,7 @@ def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
         frames = frames * window(spec)
     else:
         frames = frames * fft_window(spec)
-    spectrum = np.fft.rfft(frames.astype(np.float64), n=spec.n_fft, axis=1)  # numpy's float32 path is slower
+    spectrum = rfft(frames.astype(fft_dtype(spec), copy=False), n=spec.n_fft, axis=1, workers=1)
     power = spectrum.real ** 2 + spectrum.imag ** 2
     if spec.power != 2.0:
         power = power ** (spec.power / 2)

@@ -83,3 +83,13 @@ def test_banded_mel_product_equals_the_dense_filterbank(name):
     banded = banded_banks(spec).apply(power)
     assert banded.shape == dense.shape == (len(KINDS), spec.n_mels)
     assert np.abs(np.log(banded + 1e-5) - np.log(dense + 1e-5)).max() <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["tfsepnet", "cpjku", "atst"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_fft_runtime_frontend_matches_the_model_frontend(name, kind):
+    """mel_stft presets run their FFT in float32 at runtime; the students trained on the torch frontend's float64 FFT."""
+    spec = PRESETS[name]
+    wave = make_signal(kind, 1.5, spec.sample_rate)
+    model_side = Frontend(spec)(torch.from_numpy(wave[None]))[0].numpy()
+    assert np.abs(compute_features(spec, wave) - model_side).max() <= 3e-4
