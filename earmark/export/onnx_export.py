@@ -245,7 +245,7 @@ def export_onnx(
         partial.unlink()
         raise RuntimeError(
             f"ONNX Runtime disagrees with PyTorch ({precision_label}, {parity.inputs} inputs); nothing was written:\n"
-            + "\n".join(f"  {g}" for g in gates) + "\n" + _advice(precision_label, loaded.quantized)
+            + "\n".join(f"  {g}" for g in gates) + "\n" + _advice(precision_label, loaded.quantized, parity.finite)
         )
     os.replace(partial, out)
     accuracy = _accuracy(out, inputs, labelled, metadata, head, batch) if labelled else None
@@ -272,7 +272,10 @@ def _int8_scope(loaded: LoadedModel, precision: str, requested: str | None, chec
     return requested or "pointwise"
 
 
-def _advice(precision: str, qat: bool) -> str:
+def _advice(precision: str, qat: bool, finite: bool) -> str:
+    if not finite:
+        return ("The model's outputs are NaN or infinite (a NaN in its weights spreads to every output): retrain it, or export "
+                "an earlier checkpoint.")
     if precision != "int8":
         return "Report this with the checkpoint, or try another precision."
     if qat:
