@@ -127,6 +127,11 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
     convs, spatial = _convs(result.path)
     assert len(float_weights) == meta.quantization["float_convs"] == (len(spatial) if scope == "pointwise" else 0)
     assert len(int8) == meta.quantization["int8_convs"] == len(convs) - len(float_weights)
+    if scope == "pointwise":  # activations are quantized only where a pointwise conv reads them
+        constant = {t.name for t in graph.initializer}
+        readers = {i: n.op_type for n in graph.node for i in n.input}
+        activations = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in constant]
+        assert len(activations) <= len(int8) and {readers[n.output[0]] for n in activations} == {"Conv"}
     with pytest.raises(ValueError, match="quantization-aware trained in scope"):
         export_onnx(qat, tmp_path / "other.onnx", int8_scope="all" if scope == "pointwise" else "pointwise")
 
