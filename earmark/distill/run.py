@@ -22,14 +22,14 @@ from earmark.distill.losses import bce_kd, frame_kd, soft_kd
 from earmark.engine import (Trainer, TrainConfig, barrier, class_average_precision, class_f1, plot_class_scores, plot_confusion,
                             plot_metrics, read_meta, save_checkpoint, setup_distributed, start_run)
 from earmark.engine.checkpoint import update_extra
-from earmark.engine.outputs import ModelOutput
+from earmark.engine.outputs import ModelOutput, probabilities
 from earmark.students import (create_student, load_quantized_student, quantize, save_quantized_checkpoint, student_checkpoint_meta,
                               student_from_checkpoint)
 from earmark.teachers.cache import TeacherCache, check_labels
 from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
 from earmark.teachers.recipe import (Augmentation, Augmenter, Outputs, best_metric, collect_outputs, label_loss, make_splits, metrics,
-                                     probabilities, resolve_objective)
+                                     resolve_objective)
 from earmark.teachers.thresholds import tune_model, write_thresholds
 
 log = logging.getLogger(__name__)
@@ -245,12 +245,12 @@ class FeatureDistill(nn.Module):
 def plot_test(test: Outputs, labels: list[str], out: Path) -> Path:
     """The test fold's picture: a confusion matrix for one label per clip, else per-class F1 and AP bars (frame or multi-label)."""
     if test.frame_logits is not None:
-        scores = {"frame F1": class_f1(probabilities(test.frame_logits, "detect"), test.frame_targets),
+        scores = {"frame F1": class_f1(probabilities(torch.from_numpy(test.frame_logits), "detect").numpy(), test.frame_targets),
                   "clip AP": class_average_precision(test.clip_logits, test.targets)}
         return plot_class_scores(scores, labels, out / "classes.png", "test fold: frame F1 per class (threshold 0.5) and clip AP")
     if (test.targets.sum(1) == 1).all():
         return plot_confusion(test.targets.argmax(1), test.clip_logits.argmax(1), labels, out / "confusion.png")
-    scores = {"F1": class_f1(probabilities(test.clip_logits, "detect"), test.targets), "AP": class_average_precision(test.clip_logits, test.targets)}
+    scores = {"F1": class_f1(probabilities(torch.from_numpy(test.clip_logits), "detect").numpy(), test.targets), "AP": class_average_precision(test.clip_logits, test.targets)}
     return plot_class_scores(scores, labels, out / "classes.png", "test fold: F1 per class (threshold 0.5) and AP")
 
 

@@ -21,12 +21,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from earmark.engine.outputs import OBJECTIVES
 from earmark.engine.schema import check_meta
 
 CHECKPOINT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "earmark.json"
-OBJECTIVES = ("classify", "detect")
 
 
 def default_objective(task: str) -> str:

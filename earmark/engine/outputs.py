@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+OBJECTIVES = ("classify", "detect")  # what logits mean: softmax over scenes | independent sigmoid detectors (events)
+
 
 @dataclass
 class ModelOutput:
@@ -29,3 +31,14 @@ class ModelOutput:
         if value is None:
             raise ValueError(f"this model gives no {name.replace('_', ' ')}: {hint}")
         return value
+
+
+def probabilities(logits: torch.Tensor, objective: str) -> torch.Tensor:
+    """The scores the runtime sees: a sigmoid per class to ``detect``, a softmax over classes to ``classify``.
+
+    The one mapping of logits to scores: traced into exported graphs (``ScoresHead``) and used by evaluation and
+    threshold tuning. Frame logits always detect.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r} is not 'detect' (sigmoid, events) or 'classify' (softmax, scenes).")
+    return torch.sigmoid(logits) if objective == "detect" else torch.softmax(logits, dim=-1)

@@ -11,6 +11,7 @@ from torch import nn
 
 from earmark.audio.spec import FrontendSpec
 from earmark.engine.checkpoint import CheckpointMeta, checkpoint_hash, read_meta
+from earmark.engine.outputs import probabilities
 
 DEFAULT_WINDOW_SECONDS = 1.0
 
@@ -78,15 +79,12 @@ class ScoresHead(nn.Module):
         self.task = task
         self.objective = objective
 
-    def _activate(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits) if self.objective == "detect" else torch.softmax(logits, dim=-1)
-
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The graph's outputs, in ``output_names`` order."""
         out = self.model(features)
         if self.task == "frame":
-            return torch.sigmoid(out.frame_logits), self._activate(out.clip_logits)
-        return (self._activate(out.clip_logits),)
+            return probabilities(out.frame_logits, "detect"), probabilities(out.clip_logits, self.objective)
+        return (probabilities(out.clip_logits, self.objective),)
 
     @property
     def output_names(self) -> list[str]:

@@ -27,9 +27,8 @@ from earmark.audio.mixing import MixSettings, Soundscape, SoundscapeMixer, find_
 from earmark.audio.mixture_dataset import MixtureDataset
 from earmark.audio.sources import DataSource, eval_loader, train_dataset
 from earmark.engine.metrics import accuracies, average_precision, frame_f1
+from earmark.engine.outputs import OBJECTIVES, probabilities
 from earmark.teachers.layers import match_time
-
-OBJECTIVES = ("detect", "classify")
 
 
 def resolve_objective(objective: str | None, manifest: DataSource, task: str = "clip") -> str:
@@ -48,12 +47,6 @@ def label_loss(logits: torch.Tensor, target: torch.Tensor, objective: str) -> to
     if objective == "detect":
         return F.binary_cross_entropy_with_logits(logits, target)
     return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
-
-
-def probabilities(logits: torch.Tensor | np.ndarray, objective: str) -> np.ndarray:
-    """Scores as the runtime sees them: sigmoid per class (detect) or softmax over classes (classify)."""
-    logits = torch.as_tensor(logits).detach().float().cpu()
-    return (torch.sigmoid(logits) if objective == "detect" else torch.softmax(logits, dim=-1)).numpy()
 
 
 @dataclass
@@ -220,7 +213,7 @@ def metrics(outputs: Outputs, objective: str) -> dict[str, float]:
     s, t = outputs.clip_logits, outputs.targets
     if outputs.frame_logits is not None:
         frames, frame_targets = outputs.frame_logits, outputs.frame_targets
-        return {"frame_f1": frame_f1(probabilities(frames, "detect"), frame_targets),
+        return {"frame_f1": frame_f1(probabilities(torch.from_numpy(frames), "detect").numpy(), frame_targets),
                 "frame_mAP": average_precision(frames.reshape(-1, frames.shape[-1]), frame_targets.reshape(-1, frames.shape[-1])),
                 "mAP": average_precision(s, t)}
     if objective == "detect":

@@ -30,7 +30,7 @@ from torch import nn
 from earmark.audio.events import EventSettings, EventTracker, Scores
 from earmark.audio.features_torch import Frontend
 from earmark.audio.mixing import Soundscape
-from earmark.teachers.recipe import probabilities
+from earmark.engine.outputs import probabilities
 
 GRID = tuple(round(float(g), 2) for g in np.linspace(0.05, 0.95, 19))
 Events = list[tuple[float, float, str]]
@@ -51,14 +51,14 @@ def timeline(model: nn.Module, frontend: Frontend, wave: np.ndarray, window_seco
         chunk = starts[first:first + batch_size]
         windows = torch.from_numpy(np.stack([wave[s:s + window] for s in chunk])).to(device)
         out = model(frontend(windows).unsqueeze(1))
-        frames = out.frame_logits
+        clips = probabilities(out.clip_logits.float(), objective).cpu().numpy()
+        frames = None if out.frame_logits is None else probabilities(out.frame_logits.float(), "detect").cpu().numpy()
         for row, start in enumerate(chunk):
             end, is_first = (start + window) / spec.sample_rate, start == 0
             if frames is None:
-                probs = probabilities(out.clip_logits[row:row + 1], objective)[0]
-                segments.append(Scores(end - (window_seconds if is_first else hop / spec.sample_rate), end, probs))
+                segments.append(Scores(end - (window_seconds if is_first else hop / spec.sample_rate), end, clips[row]))
                 continue
-            probs = probabilities(frames[row], "detect")
+            probs = frames[row]
             step = out.frame_hop_seconds or window_seconds / len(probs)
             new = len(probs) if is_first else min(len(probs), max(1, round(hop / spec.sample_rate / step)))
             segments += [Scores(end - (new - i) * step, end - (new - i - 1) * step, probs[len(probs) - new + i]) for i in range(new)]
