@@ -13,8 +13,7 @@ from pathlib import Path
 from earmark.audio.manifest import read_manifest
 from earmark.audio.spec import get_frontend
 from earmark.audio.synth import synthesize
-from earmark.engine.checkpoint import checkpoint_hash
-from earmark.teachers import teacher_from_checkpoint
+from earmark.engine.checkpoint import checkpoint_hash, load_model
 from earmark.teachers.finetune import FinetuneConfig, finetune
 from earmark.teachers.iterate import acmsskd_iterations
 from earmark.teachers.predict import Predictor, predict_to_cache
@@ -34,7 +33,7 @@ def main() -> None:
     accuracy = lambda folder: json.loads((Path(folder) / "results.json").read_text())["test"]["accuracy"]
 
     teacher = finetune(FinetuneConfig(args.teacher, str(data.clips_csv), str(out / "teacher"), epochs=args.epochs, lr=1e-3, progress=False))
-    model, meta = teacher_from_checkpoint(teacher)
+    model, meta = load_model(teacher, "teacher")
     cache = predict_to_cache([Predictor(model, get_frontend(meta.frontend), checkpoint_hash(teacher))], read_manifest(data.clips_csv),
                              out / "teacher-cache", 1.0)
     labels_only = FinetuneConfig("acmsskd_tiny", str(data.clips_csv), str(out / "labels-only"), epochs=args.epochs, lr=1e-3, progress=False)

@@ -37,9 +37,9 @@ import torch
 import torchaudio
 
 from earmark.audio.features_torch import Frontend
-from earmark.students import student_from_checkpoint
+from earmark.engine import load_model
 from earmark.students.convert import convert_tfsepnet
-from earmark.teachers import create_teacher, teacher_from_checkpoint
+from earmark.teachers import create_teacher
 from earmark.teachers.convert import convert
 
 Row = tuple[str, str, str, float]  # reference pipeline, input, compared, max abs difference
@@ -90,7 +90,7 @@ def _converted(fmt: str, ckpt: dict, tmp: Path, **options) -> torch.nn.Module:
     src = tmp / f"{fmt}.pt"
     torch.save(ckpt, src)
     path, _ = convert(fmt, src, tmp / f"{fmt}-earmark", **options)
-    return teacher_from_checkpoint(path)[0].eval()
+    return load_model(path, "teacher")[0].eval()
 
 
 def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -190,7 +190,7 @@ def check_ssast(refs: Path, tmp: Path) -> list[Row]:
             ref = ssast.ASTModel(label_dim=5, pretrain_stage=False, input_tdim=target, load_pretrained_mdl_path=str(tmp / f"ssast{fshape}.pth"), **shape).eval()
             ref.mlp_head = torch.nn.Identity()
             seen = _final_tokens(ref.v)
-            ours, meta = teacher_from_checkpoint(converted)
+            ours, meta = load_model(converted, "teacher")
             if target != 1024:  # fine-tuning at another length: SSAST cuts its position grid around the centre
                 resized = create_teacher(meta.model, **{**meta.model_args["overrides"], "frontend": meta.frontend, "length": "resize"})
                 resized.load_state_dict(ours.state_dict())
@@ -269,7 +269,7 @@ def check_tfsepnet(refs: Path, tmp: Path) -> list[Row]:
             bn.running_mean.normal_(0, 0.2)
             bn.running_var.uniform_(0.5, 1.5)
     src = _saved({"state_dict": {f"backbone.{k}": v for k, v in ref.state_dict().items()}, "epoch": 1}, tmp / "tfsepnet.ckpt")
-    ours = student_from_checkpoint(convert_tfsepnet(src, tmp / "tfsepnet")[0])[0].eval()
+    ours = load_model(convert_tfsepnet(src, tmp / "tfsepnet")[0], "student")[0].eval()
     rows = []
     for label, seconds in (("1 s (trained length)", 1.0), ("5 s", 5.0), ("10 s", 10.0)):
         wave = waves(seconds, 32000)

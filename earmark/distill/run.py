@@ -20,11 +20,10 @@ from earmark.audio.sources import DataSource, data_identity, open_data
 from earmark.audio.spec import get_frontend
 from earmark.distill.losses import bce_kd, frame_kd, soft_kd
 from earmark.engine import (Trainer, TrainConfig, barrier, class_average_precision, class_f1, plot_class_scores, plot_confusion,
-                            plot_metrics, read_meta, save_checkpoint, setup_distributed, start_run)
+                            load_model, plot_metrics, save_checkpoint, setup_distributed, start_run)
 from earmark.engine.checkpoint import update_extra
 from earmark.engine.outputs import ModelOutput, probabilities
-from earmark.students import (create_student, load_quantized_student, quantize, save_quantized_checkpoint, student_checkpoint_meta,
-                              student_from_checkpoint)
+from earmark.students import create_student, quantize, save_quantized_checkpoint, student_checkpoint_meta
 from earmark.teachers.cache import TeacherCache, check_labels
 from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
@@ -92,15 +91,7 @@ def load_teacher(path: str) -> tuple[Predictor, list[str]]:
     """Any earmark checkpoint as a teacher, with its labels: a fine-tuned teacher, or a student (a big student can teach a small one)."""
     from earmark.engine.checkpoint import checkpoint_hash
 
-    meta = read_meta(path)
-    if meta.family == "teacher":
-        from earmark.teachers import teacher_from_checkpoint
-
-        model, meta = teacher_from_checkpoint(path)
-    else:
-        from earmark.students import student_from_checkpoint
-
-        model, meta = student_from_checkpoint(path)
+    model, meta = load_model(path)  # teachers and students both register their checkpoints (imported above)
     return Predictor(model, get_frontend(meta.frontend), checkpoint_hash(path)), meta.labels
 
 
@@ -256,7 +247,7 @@ def plot_test(test: Outputs, labels: list[str], out: Path) -> Path:
 
 def _init_weights(config: DistillConfig, student: nn.Module, labels: list[str]) -> dict[str, torch.Tensor]:
     """The weights of ``--init``, refused in one sentence when they are another student or another label set."""
-    start, meta = student_from_checkpoint(config.init)
+    start, meta = load_model(config.init, "student")
     shapes = {k: v.shape for k, v in student.state_dict().items()}
     if meta.model != config.student or {k: v.shape for k, v in start.state_dict().items()} != shapes or meta.labels != labels:
         raise ValueError(f"--init {config.init} is a {meta.model} for the labels {meta.labels[:4]}...; this run trains "
@@ -322,12 +313,12 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     chance = {} if frame or manifest.multi_label else dict.fromkeys(["accuracy", "macro_accuracy"], 1 / len(labels))
     if info.is_main:
         plot_metrics(out / "float", chance)
-    student, _ = student_from_checkpoint(best_path)
+    student, _ = load_model(best_path, "student")
     final_model, final = student.to(info.device), best_path
     results = {"objective": objective, "float": metrics(collect_outputs(final_model, frontend, splits.test), objective)}
     if config.qat:
         final = _qat(config, student, frontend, splits, step, meta, info, validate, key, chance)
-        final_model = load_quantized_student(final)[0].to(info.device)
+        final_model = load_model(final, "student")[0].to(info.device)
         results["int8"] = metrics(collect_outputs(final_model, frontend, splits.test), objective)
     if chance:
         results["chance"] = chance

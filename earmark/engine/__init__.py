@@ -6,7 +6,7 @@
 """
 
 from earmark.engine.checkpoint import (CheckpointMeta, checkpoint_hash, load_checkpoint, read_meta, save_checkpoint,
-                                       default_objective, rebuild_model, update_extra)
+                                       default_objective, load_model, register_family, update_extra)
 from earmark.engine.distributed import DistInfo, all_reduce_mean, barrier, cleanup, setup_distributed
 from earmark.engine.ema import EMA
 from earmark.engine.outputs import OBJECTIVES, ModelOutput, probabilities
@@ -21,7 +21,7 @@ from earmark.engine.schema import check_arguments, check_output_width
 
 __all__ = [
     "update_extra",
-    "default_objective", "rebuild_model", "check_format", "first_prefix", "safe_load", "strip", "check_arguments", "check_output_width", "default_workers", "progress_interval",
+    "default_objective", "load_model", "register_family", "check_format", "first_prefix", "safe_load", "strip", "check_arguments", "check_output_width", "default_workers", "progress_interval",
     "OBJECTIVES", "ModelOutput", "probabilities", "Trainer", "TrainConfig", "add_config_options", "config_from_args", "TrainState", "seed_everything", "start_run", "EMA", "lr_factor", "cosine_to", "SCHEDULES",
     "setup_distributed", "cleanup", "barrier", "all_reduce_mean", "DistInfo",
     "CheckpointMeta", "save_checkpoint", "load_checkpoint", "read_meta", "checkpoint_hash", "plot_metrics", "plot_confusion", "plot_class_scores", "results_table", "accuracies", "average_precision", "frame_f1", "class_f1",

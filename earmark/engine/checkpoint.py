@@ -1,8 +1,9 @@
 """Model checkpoints (DESIGN artifact 2): ``model.safetensors`` + ``earmark.json``; loading never unpickles.
 
 The engine knows no model: it stores tensors and a metadata dict. The metadata names the
-registry (``family``: ``student`` or ``teacher``), the registered ``model`` name and its
-``model_args``, so the owning registry can rebuild the module.
+family (``student`` or ``teacher``), the registered ``model`` name and its ``model_args``; each model
+stage registers, on import, how to build the module a checkpoint of its family describes (float, and
+with fake quantizers for a quantized checkpoint), and ``load_model`` loads any checkpoint through that.
 """
 
 from __future__ import annotations
@@ -54,8 +55,37 @@ class CheckpointMeta:
             raise ValueError(f"objective {self.objective!r} with task {self.task!r}: choose one of {OBJECTIVES} "
                              "('detect' for frame-level models).")
 
+    @property
+    def quantized(self) -> bool:
+        """Whether the weights carry fake quantizers (``extra["quantization"]``, written by quantization-aware training)."""
+        return "quantization" in self.extra
+
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+Builder = Callable[[CheckpointMeta], torch.nn.Module]
+
+
+@dataclass(frozen=True)
+class _Family:
+    build: Builder
+    build_quantized: Builder | None
+    written_by: str
+
+
+_FAMILIES: dict[str, _Family] = {}
+
+
+def register_family(family: str, build: Builder, written_by: str, build_quantized: Builder | None = None) -> None:
+    """Say how checkpoints of ``family`` are rebuilt (a model stage does this when its package is imported).
+
+    ``build(meta)`` returns the untrained module the metadata describes, ready for the weights; it checks what only
+    the stage knows (constructor arguments, output width against the labels) and raises ValueError.
+    ``build_quantized(meta)`` does the same for a quantized checkpoint, with its fake quantizers in place.
+    ``written_by`` names the verbs that write such checkpoints, for error messages.
+    """
+    _FAMILIES[family] = _Family(build, build_quantized, written_by)
 
 
 def save_checkpoint(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], meta: CheckpointMeta) -> Path:
@@ -171,16 +201,24 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], C
         raise ValueError(f"{weights}: is damaged or truncated ({err}); re-create the checkpoint or copy it again.") from None
 
 
-def rebuild_model(path: str | os.PathLike, family: str, build: Callable[[CheckpointMeta], torch.nn.Module],
-               written_by: str) -> tuple[torch.nn.Module, CheckpointMeta]:
-    """Rebuild a checkpoint's model with its family's ``build`` and load the weights (eval mode); one clear error each way.
+def load_model(path: str | os.PathLike, family: str | None = None) -> tuple[torch.nn.Module, CheckpointMeta]:
+    """Any checkpoint's model (eval mode) and metadata, built by its family's registered builder; one clear error each way.
 
-    ``build`` checks what only the registry knows (constructor arguments, output width against the labels) and
-    raises ValueError; the error is reported with the file it concerns.
+    ``family`` refuses a checkpoint of another family. A family's builder is registered when its stage is imported
+    (``earmark.students``, ``earmark.teachers``).
     """
     state, meta = load_checkpoint(path)
-    if meta.family != family:
-        raise ValueError(f"{path} holds a {meta.family} ({meta.model}), not a {family}; pass a checkpoint written by {written_by}.")
+    if family is not None and meta.family != family:
+        wanted = f"; pass a checkpoint written by {_FAMILIES[family].written_by}" if family in _FAMILIES else ""
+        raise ValueError(f"{path} holds a {meta.family} ({meta.model}), not a {family}{wanted}.")
+    if meta.family not in _FAMILIES:
+        raise ValueError(f"{Path(path) / META_FILE} names the model family {meta.family!r}, which no model stage rebuilds "
+                         f"(known: {', '.join(sorted(_FAMILIES))}; a stage registers its family when imported); "
+                         "pass a checkpoint earmark wrote.")
+    registered = _FAMILIES[meta.family]
+    build = registered.build_quantized if meta.quantized else registered.build
+    if build is None:
+        raise ValueError(f"{path}: a quantized {meta.family} cannot be rebuilt; pass a float checkpoint.")
     try:
         model = build(meta)
     except ValueError as err:

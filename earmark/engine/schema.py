@@ -10,8 +10,9 @@ import dataclasses
 import inspect
 from typing import Any, Callable
 
+from earmark.engine.outputs import OBJECTIVES
+
 TASKS = ("clip", "frame")
-FAMILIES = ("student", "teacher")
 _TYPES = {"family": str, "model": str, "model_args": dict, "frontend": dict, "labels": list, "task": str,
           "provenance": dict, "extra": dict, "format_version": int}
 
@@ -31,11 +32,9 @@ def check_meta(data: Any, meta_class: type, source: str) -> None:
     for name, kind in _TYPES.items():
         if name in data and not isinstance(data[name], kind):
             raise ValueError(f"{source}: field {name!r} must be a {kind.__name__}, not {data[name]!r}.")
-    if data["family"] not in FAMILIES:
-        raise ValueError(f"{source}: family {data['family']!r} is neither of {list(FAMILIES)}.")
     if data.get("task", "clip") not in TASKS:
         raise ValueError(f"{source}: task {data['task']!r} is neither of {list(TASKS)}.")
-    if data.get("objective", "classify") not in ("classify", "detect"):
+    if data.get("objective", "classify") not in OBJECTIVES:  # the family is checked by load_model, against the registered ones
         raise ValueError(f"{source}: objective {data['objective']!r} is neither 'classify' (scenes) nor 'detect' (events).")
     labels = data.get("labels", [])
     if not all(isinstance(label, str) for label in labels) or len(set(labels)) != len(labels):

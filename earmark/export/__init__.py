@@ -8,7 +8,7 @@ import importlib
 
 _HOMES = {
     "earmark.export.benchmark": ["BenchRow", "bench_onnx", "bench_torch", "read_metadata", "session"],
-    "earmark.export.loading": ["LoadedModel", "ScoresHead", "load_model"],
+    "earmark.export.loading": ["LoadedModel", "ScoresHead"],
     "earmark.export.onnx_export": ["ExportResult", "Parity", "export_onnx"],
     "earmark.export.tensorrt": ["Finding", "build_engine", "check_tensorrt", "engine_name"],
 }

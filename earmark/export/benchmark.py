@@ -113,9 +113,9 @@ def bench_torch(checkpoint: str | os.PathLike, batch: int = 8, runs: int = 50) -
     """PyTorch eager on the checkpoint's float model, batch 1 and batch N."""
     import torch
 
-    from earmark.export.loading import ScoresHead, load_model
+    from earmark.export.loading import LoadedModel, ScoresHead
 
-    loaded = load_model(checkpoint)
+    loaded = LoadedModel.open(checkpoint)
     head = ScoresHead(loaded.model, loaded.meta.task, loaded.objective).eval()
     rows = []
     for threads in sorted({1, os.cpu_count() or 1}):

@@ -35,9 +35,8 @@ def _batch(value: str) -> int | None:
 def default_output(checkpoint: Path, precision: str) -> Path:
     """Beside the checkpoint: a QAT folder ``student-int8/`` gives ``student-int8.onnx``; PTQ gives ``student-ptq-int8.onnx``."""
     from earmark.engine.checkpoint import read_meta
-    from earmark.students import is_quantized
 
-    if checkpoint.is_dir() and is_quantized(read_meta(checkpoint)):
+    if checkpoint.is_dir() and read_meta(checkpoint).quantized:
         return checkpoint.with_name(f"{checkpoint.name}.onnx")
     return checkpoint.with_name(f"{checkpoint.name}-{'ptq-int8' if precision == 'int8' else precision}.onnx")
 

@@ -1,4 +1,4 @@
-"""Rebuild a checkpoint's model through its registry and wrap it so its outputs are the deployed scores."""
+"""A checkpoint's model, rebuilt by ``engine.load_model``, wrapped so its outputs are the deployed scores."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from earmark.audio.spec import FrontendSpec
-from earmark.engine.checkpoint import CheckpointMeta, checkpoint_hash, read_meta
+from earmark.engine.checkpoint import CheckpointMeta, checkpoint_hash, load_model
 from earmark.engine.outputs import probabilities
 
 DEFAULT_WINDOW_SECONDS = 1.0
@@ -23,7 +23,19 @@ class LoadedModel:
     model: nn.Module
     meta: CheckpointMeta
     sha256: str
-    quantized: bool
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> LoadedModel:
+        """Any earmark checkpoint (student or teacher, float or quantized), rebuilt by the stage that registered its family."""
+        import earmark.students  # noqa: F401  (importing a model stage registers how its checkpoints are rebuilt)
+        import earmark.teachers  # noqa: F401
+
+        model, meta = load_model(path)
+        return cls(model, meta, checkpoint_hash(Path(path)))
+
+    @property
+    def quantized(self) -> bool:
+        return self.meta.quantized
 
     @property
     def frontend(self) -> FrontendSpec:
@@ -46,28 +58,6 @@ class LoadedModel:
     def objective(self) -> str:
         """``detect``: independent sigmoid detectors (events); ``classify``: softmax over scenes."""
         return self.meta.objective
-
-
-def load_model(path: str | os.PathLike) -> LoadedModel:
-    """The model of an earmark checkpoint, rebuilt by the registry its metadata names."""
-    meta = read_meta(path)
-    quantized = "quantization" in meta.extra
-    if meta.family == "student":
-        if quantized:
-            from earmark.students import load_quantized_student
-
-            model, meta = load_quantized_student(path)
-        else:
-            from earmark.students import student_from_checkpoint
-
-            model, meta = student_from_checkpoint(path)
-    elif meta.family == "teacher":
-        from earmark.teachers import teacher_from_checkpoint
-
-        model, meta = teacher_from_checkpoint(path)
-    else:
-        raise ValueError(f"{path}: unknown model family {meta.family!r} in earmark.json; expected 'student' or 'teacher'.")
-    return LoadedModel(model.eval(), meta, checkpoint_hash(Path(path)), quantized)
 
 
 class ScoresHead(nn.Module):

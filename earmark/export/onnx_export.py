@@ -17,7 +17,7 @@ import torch
 from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 from earmark.export.benchmark import session
 from earmark.export.inputs import feature_batch, manifest_features, test_signals
-from earmark.export.loading import LoadedModel, ScoresHead, load_model
+from earmark.export.loading import LoadedModel, ScoresHead
 from earmark.export.qdq import compact, conv_precisions, store_int8_weights
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -191,7 +191,7 @@ def export_onnx(
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it or --out to write elsewhere.")
-    loaded = load_model(checkpoint)
+    loaded = LoadedModel.open(checkpoint)
     if precision == "int8" and not loaded.quantized and calib is None:
         raise ValueError(
             f"{checkpoint} is a float checkpoint: int8 needs --calib MANIFEST for post-training quantization, "

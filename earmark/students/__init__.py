@@ -1,19 +1,22 @@
 """earmark.students: TF-SepNet and small ViT students, frame-level heads, DCASE complexity accounting."""
 
-from earmark.students.checkpoint import build_student, student_checkpoint_meta, student_from_checkpoint
+from earmark.engine.checkpoint import register_family
+from earmark.students.checkpoint import build_student, student_checkpoint_meta
 from earmark.students.complexity import (MAX_MACS, MAX_PARAM_BYTES, Complexity, count, format_onnx_report, format_report, frontend_flops,
                                          one_second_input, stored_bytes)
 from earmark.students.quantized import (
-    SCOPES, export_ready, fold_batchnorm, is_quantized, load_quantized_student, quantize, save_quantized_checkpoint,
+    SCOPES, build_quantized_student, export_ready, fold_batchnorm, quantize, save_quantized_checkpoint,
 )
 from earmark.students.registry import REGISTRY, create_student, list_students
 from earmark.students.tfsepnet import AdaResNorm, ResNorm, TFSepNet
 from earmark.students.vit import AudioViT
 
+register_family("student", build_student, "`earmark distill`", build_quantized_student)  # how engine.load_model rebuilds students
+
 __all__ = [
     "create_student", "list_students", "REGISTRY", "TFSepNet", "AudioViT", "ResNorm", "AdaResNorm",
     "count", "Complexity", "format_report", "frontend_flops", "one_second_input", "MAX_MACS", "MAX_PARAM_BYTES",
-    "student_checkpoint_meta", "student_from_checkpoint", "build_student",
-    "quantize", "save_quantized_checkpoint", "load_quantized_student", "export_ready", "fold_batchnorm", "is_quantized", "SCOPES",
+    "student_checkpoint_meta", "build_student",
+    "quantize", "save_quantized_checkpoint", "build_quantized_student", "export_ready", "fold_batchnorm", "SCOPES",
     "stored_bytes", "format_onnx_report",
 ]

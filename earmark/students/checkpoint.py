@@ -1,21 +1,20 @@
-"""Student checkpoints: rebuild a registered student from ``earmark.json`` and its weights."""
+"""Student checkpoints: the metadata that describes a student, and the builder ``engine.load_model`` rebuilds it with."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from torch import nn
 
 from earmark.audio.spec import get_frontend
-from earmark.engine.checkpoint import CheckpointMeta, default_objective, rebuild_model
+from earmark.engine.checkpoint import CheckpointMeta, default_objective
 from earmark.engine.schema import check_output_width
 from earmark.students.registry import create_student
 
 
 def student_checkpoint_meta(model: nn.Module, name: str, labels: list[str], task: str = "clip",
                             overrides: dict[str, Any] | None = None, objective: str | None = None, **extra: Any) -> CheckpointMeta:
-    """Metadata that lets ``student_from_checkpoint`` rebuild ``model`` (``extra`` goes to ``meta.extra``).
+    """Metadata that lets ``engine.load_model`` rebuild ``model`` (``extra`` goes to ``meta.extra``).
 
     ``objective`` defaults to ``detect`` for frame models (events) and ``classify`` for clip models (scenes).
     """
@@ -38,8 +37,3 @@ def build_student(meta: CheckpointMeta) -> nn.Module:
         raise ValueError(f"the frontend {meta.frontend.get('name')!r} is not the one {meta.model} computes "
                          f"({get_frontend(model.frontend).name!r}); restore the file earmark wrote.")
     return model
-
-
-def student_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, CheckpointMeta]:
-    """The student saved at ``path`` and its metadata (clear error when the weights do not fit the architecture)."""
-    return rebuild_model(path, "student", build_student, "`earmark distill`")

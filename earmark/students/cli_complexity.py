@@ -14,8 +14,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from earmark.students import (count, create_student, format_onnx_report, format_report, list_students, one_second_input,
-                                  student_from_checkpoint)
+    from earmark.engine import load_model
+    from earmark.students import (build_student, count, create_student, format_onnx_report, format_report, list_students,
+                                  one_second_input)
 
     if args.model and args.model.endswith(".onnx"):
         if not Path(args.model).is_file():
@@ -27,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<18} {summary}")
         return 0
     if Path(args.model).is_dir():
-        model, meta = student_from_checkpoint(args.model)
+        model, meta = load_model(args.model, "student")
+        if meta.quantized:  # DCASE counts the float model; NNCF's fake quantizers are no part of it
+            model = build_student(meta)
         name = f"{meta.model} ({args.model})"
     else:
         model, name = create_student(args.model, args.classes), args.model

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from earmark.engine.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from earmark.engine.checkpoint import CheckpointMeta, save_checkpoint
 from earmark.students.checkpoint import build_student
 from earmark.students.tfsepnet import AdaResNorm, ResNorm
 
@@ -121,24 +121,16 @@ def save_quantized_checkpoint(path: str | os.PathLike, model: nn.Module, meta: C
     save_checkpoint(path, model.state_dict(), meta)
 
 
-def is_quantized(meta: CheckpointMeta) -> bool:
-    """Whether a checkpoint holds a quantized (QAT) student."""
-    return "quantization" in meta.extra
-
-
-def load_quantized_student(path: str | os.PathLike) -> tuple[nn.Module, CheckpointMeta]:
-    """Rebuild a QAT student: the float architecture (BatchNorm folded), NNCF's quantizers from the config, then the weights."""
-    state, meta = load_checkpoint(path)
-    if not is_quantized(meta):
-        raise ValueError(f"{path} is a float checkpoint; quantize it with `earmark distill --qat` or export with --int8 --calib.")
+def build_quantized_student(meta: CheckpointMeta) -> nn.Module:
+    """The (untrained) QAT student a quantized checkpoint describes: the float architecture (BatchNorm folded), NNCF's
+    signed quantizers from the config; ``engine.load_model`` then loads the weights (quantizer states included)."""
     quantization = meta.extra["quantization"]
     model = build_student(meta).eval()
     if quantization.get("format") == FORMAT:
         model = fold_batchnorm(model)
     with _nncf() as nncf:
         model = nncf.torch.load_from_config(model, quantization["config"])
-        model.load_state_dict(state)
-    return _signed_qdq(model).eval(), meta
+    return _signed_qdq(model)
 
 
 WEIGHT_HOOK = re.compile(r".*pre_hooks\.(.+)/(?:conv[12]d|linear)/\d+__1\.\d+")  # a quantizer on input 1 (the weight)

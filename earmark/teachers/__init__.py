@@ -1,7 +1,8 @@
 """earmark.teachers: BEATs, ATST-Clip/Frame, ASiT, SSAST/AST and ACM-SSKD families (one module each), heads, outputs."""
 
 from earmark.teachers.beats import BEATs, BEATsConfig
-from earmark.teachers.checkpoint import build_teacher, teacher_backbone, teacher_checkpoint_meta, teacher_from_checkpoint
+from earmark.engine.checkpoint import register_family
+from earmark.teachers.checkpoint import build_teacher, teacher_backbone, teacher_checkpoint_meta
 from earmark.teachers.heads import HEADS, LayerWiseHead, TeacherClassifier
 from earmark.teachers.registry import Converter, TeacherFamily, converters, create_teacher, length_policy, list_teachers, register
 from earmark.teachers.ssl_heads import ASiTProjection, ASiTReconstruction, LightDecoder
@@ -12,10 +13,12 @@ from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
 from earmark.teachers.recipe import Augmentation, Augmenter, Outputs, best_metric, collect_outputs, label_loss, make_splits, metrics, resolve_objective
 from earmark.teachers.thresholds import tune_model, write_thresholds
 
+register_family("teacher", build_teacher, "`earmark convert`, `earmark pretrain` or `earmark finetune`")  # how engine.load_model rebuilds teachers
+
 __all__ = [
     "Augmentation", "Augmenter", "Outputs", "best_metric", "collect_outputs", "label_loss", "make_splits", "metrics", "resolve_objective", "tune_model", "write_thresholds",
     "TeacherCache", "check_labels", "match_time", "Predictor", "ensemble_key", "predict_to_cache",
     "create_teacher", "list_teachers", "register", "TeacherFamily", "Converter", "converters", "length_policy", "BEATs", "BEATsConfig", "ViTTeacher", "ViTConfig",
     "TeacherClassifier", "LayerWiseHead", "HEADS", "ASiTProjection", "ASiTReconstruction", "LightDecoder",
-    "teacher_checkpoint_meta", "teacher_from_checkpoint", "teacher_backbone", "build_teacher",
+    "teacher_checkpoint_meta", "teacher_backbone", "build_teacher",
 ]

@@ -1,15 +1,14 @@
-"""Teacher checkpoints: registry name + overrides + optional head, rebuilt by ``teacher_from_checkpoint``."""
+"""Teacher checkpoints: registry name + overrides + optional head, and the builder ``engine.load_model`` rebuilds them with."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from earmark.audio.spec import FrontendSpec
-from earmark.engine.checkpoint import CheckpointMeta, default_objective, rebuild_model
+from earmark.engine.checkpoint import CheckpointMeta, default_objective, load_model
 from earmark.engine.schema import check_output_width
 from earmark.teachers.heads import TeacherClassifier
 from earmark.teachers.registry import create_teacher, length_policy
@@ -17,7 +16,7 @@ from earmark.teachers.registry import create_teacher, length_policy
 
 def teacher_checkpoint_meta(frontend: FrontendSpec, name: str, overrides: dict[str, Any] | None = None, labels: list[str] | None = None,
                             task: str = "clip", head: str | None = None, objective: str | None = None, **extra: Any) -> CheckpointMeta:
-    """Metadata that lets ``teacher_from_checkpoint`` rebuild the teacher (a backbone, or a TeacherClassifier with ``head``).
+    """Metadata that lets ``engine.load_model`` rebuild the teacher (a backbone, or a TeacherClassifier with ``head``).
 
     ``model_args["length"]`` records the length policy the rebuilt teacher applies (``registry.length_policy``).
     """
@@ -38,15 +37,10 @@ def build_teacher(meta: CheckpointMeta) -> nn.Module:
     return TeacherClassifier(backbone, head["num_classes"], head["kind"], head["task"]) if head else backbone
 
 
-def teacher_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, CheckpointMeta]:
-    """The teacher saved at ``path`` and its metadata."""
-    return rebuild_model(path, "teacher", build_teacher, "`earmark convert`, `earmark pretrain` or `earmark finetune`")
-
-
 def teacher_backbone(source: str, overrides: dict[str, Any] | None = None) -> tuple[nn.Module, str, dict[str, Any]]:
     """A backbone to train further, its registry name and overrides: from a checkpoint folder (any head dropped) or fresh by name."""
     if Path(source).is_dir():
-        model, meta = teacher_from_checkpoint(source)
+        model, meta = load_model(source, "teacher")
         backbone = model.backbone if isinstance(model, TeacherClassifier) else model
         return backbone, meta.model, {**meta.model_args.get("overrides", {}), "frontend": meta.frontend}
     return create_teacher(source, **(overrides or {})), source, dict(overrides or {})

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from earmark.audio.datasets_torch import collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.sources import DataSource, data_identity, open_data
-from earmark.engine import Trainer, TrainConfig, plot_metrics, save_checkpoint, setup_distributed, start_run
+from earmark.engine import Trainer, TrainConfig, load_model, plot_metrics, save_checkpoint, setup_distributed, start_run
 from earmark.teachers.cache import TeacherCache
-from earmark.teachers.checkpoint import teacher_backbone, teacher_checkpoint_meta, teacher_from_checkpoint
+from earmark.teachers.checkpoint import teacher_backbone, teacher_checkpoint_meta
 from earmark.teachers.heads import TeacherClassifier
 from earmark.teachers.layers import match_time
 from earmark.teachers.pretrain.acmsskd import kd_loss
@@ -114,7 +114,7 @@ def finetune(config: FinetuneConfig, force: bool = False) -> Path:
     trainer.fit(resume=True)
     chance = dict.fromkeys(["accuracy", "macro_accuracy"], 1 / len(manifest.labels)) if objective == "classify" else {}  # 1 / C
     plot_metrics(out / "run", chance)
-    best, _ = teacher_from_checkpoint(path)
+    best, _ = load_model(path, "teacher")
     test = metrics(collect_outputs(best.to(info.device), frontend, splits.test), objective)
     results = {"objective": objective, "test": test, **({"chance": chance} if chance else {}),
                **({"skipped": len(manifest.skipped)} if manifest.skipped else {})}

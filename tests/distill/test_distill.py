@@ -17,8 +17,9 @@ from earmark.audio.manifest import read_manifest
 from earmark.distill import DistillConfig, distill, soft_kd, teacher_cache
 from earmark.distill.losses import bce_kd, frame_kd
 from earmark.distill.run import mixture_teacher
+from earmark.engine import load_model
 from earmark.export import ScoresHead
-from earmark.students import create_student, student_from_checkpoint
+from earmark.students import create_student
 from earmark.teachers.cache import TeacherCache
 from earmark.teachers.recipe import draw_mix, spec_augment
 
@@ -111,7 +112,7 @@ def test_distill_under_torchrun_on_two_cpu_ranks(synth_data, teacher_ckpt, tmp_p
     assert run.returncode == 0, run.stderr[-3000:]
     state = torch.load(tmp_path / "float" / "state.pt", weights_only=True)
     assert state["train_state"]["epoch"] == 2 and (tmp_path / "student" / "model.safetensors").is_file()
-    student_from_checkpoint(tmp_path / "student")  # the best checkpoint rank 0 wrote loads
+    load_model(tmp_path / "student", "student")  # the best checkpoint rank 0 wrote loads
     assert "accuracy" in json.loads((tmp_path / "results.json").read_text())["float"]
 
 
@@ -170,7 +171,7 @@ def test_feature_regression_trains_a_projection_that_stays_out_of_the_checkpoint
     final = distill(DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), teachers=[str(teacher_ckpt)], student="tfsepnet16",
                                   epochs=1, batch_size=16, feature_weight=1.0, progress=False))
     assert TeacherCache.open(tmp_path / "teacher-cache").has("embeddings")
-    model, _ = student_from_checkpoint(final)  # loads strictly: no projection keys in the student's weights
+    model, _ = load_model(final, "student")  # loads strictly: no projection keys in the student's weights
     assert not any(name.startswith("project") for name in model.state_dict())
 
 

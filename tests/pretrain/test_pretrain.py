@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from earmark.audio.synth import synthesize
-from earmark.engine import Trainer
-from earmark.teachers import teacher_from_checkpoint
+from earmark.engine import Trainer, load_model
 from earmark.teachers.pretrain import (RECIPES, PretrainConfig, block_mask_1d, gmml_mask, hog_prior, intra_patch_mask,
                                        pretrain, random_patch_mask)
 
@@ -98,7 +97,7 @@ def test_pretrain_run_writes_a_teacher_that_resumes(tmp_path, monkeypatch):
     config = lambda out: PretrainConfig("atst-frame", str(data.clips_csv), str(tmp_path / out), "atst_frame_tiny",
                                         recipe_args=dict(hidden=64, out=32), steps=4, batch_size=4, clip_seconds=1.0, ckpt_every=2,
                                         progress=False)
-    uninterrupted, _ = teacher_from_checkpoint(pretrain(config("full")))
+    uninterrupted, _ = load_model(pretrain(config("full")), "teacher")
     steps, step = [], Trainer._optimizer_step
 
     def counted(trainer):  # the first run is killed before its third step; the state of step 2 is on disk
@@ -113,7 +112,7 @@ def test_pretrain_run_writes_a_teacher_that_resumes(tmp_path, monkeypatch):
     steps.clear()
     path = pretrain(config("run"), resume=True)
     assert steps == [3, 4]  # continued where it stopped, did not start over
-    model, meta = teacher_from_checkpoint(path)
+    model, meta = load_model(path, "teacher")
     assert meta.model == "atst_frame_tiny" and meta.provenance["pretrained_with"] == "atst-frame"
     for a, b in zip(uninterrupted.state_dict().values(), model.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6)
@@ -143,7 +142,7 @@ def test_pretraining_can_start_from_a_teacher_checkpoint(tmp_path):
     init = save_checkpoint(tmp_path / "start", start.state_dict(), teacher_checkpoint_meta(start.frontend, "acmsskd_tiny", {"depth": 1}))
     config = PretrainConfig("acmsskd", str(data.clips_csv), str(tmp_path / "run"), "acmsskd_base", init=str(init), steps=2,
                             batch_size=4, lr=0.0, clip_seconds=1.0, progress=False)  # lr 0: the weights stay where they started
-    model, meta = teacher_from_checkpoint(pretrain(config))
+    model, meta = load_model(pretrain(config), "teacher")
     assert meta.model == "acmsskd_tiny" and meta.provenance["init"] == str(init)
     assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), model.state_dict().values()))
 
@@ -163,6 +162,6 @@ def test_a_two_phase_recipe_trains_under_torchrun_on_two_cpu_ranks(tmp_path):
            "--recipe-args", args, "--steps", "4", "--batch-size", "2", "--clip-seconds", "1"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]  # DDP must allow each phase's idle parameters (find_unused)
-    model, meta = teacher_from_checkpoint(tmp_path / "it2" / "teacher")
+    model, meta = load_model(tmp_path / "it2" / "teacher", "teacher")
     assert meta.provenance["pretrained_with"] == "beats-iter" and meta.extra["steps"] == 4
     assert all(torch.isfinite(v).all() for v in model.state_dict().values())

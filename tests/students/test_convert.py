@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from earmark.cli import main
-from earmark.students import count, one_second_input, student_from_checkpoint
+from earmark.engine import load_model
+from earmark.students import count, one_second_input
 from earmark.students.convert import DCASE_SCENES, convert_tfsepnet
 
 DEPTH17 = ["N", 1, 1, "N", "M", 1.5, 1.5, "N", "M", 2, 2, "N", "M", 2.5, 2.5, 2.5, "N"]  # model/backbones.py, TFSepNet cfg[17]
@@ -85,7 +86,7 @@ def test_reference_checkpoints_convert_to_a_student_with_reference_logits(tmp_pa
     ckpt = {"state_dict": {f"backbone.{k}": v for k, v in state.items()}, "epoch": 3} if lightning else state
     torch.save(ckpt, tmp_path / "tfsepnet.ckpt")
     path, name, dropped = convert_tfsepnet(tmp_path / "tfsepnet.ckpt", tmp_path / "student")
-    model, meta = student_from_checkpoint(path)
+    model, meta = load_model(path, "student")
     assert name == meta.model == "tfsepnet64" and meta.labels == DCASE_SCENES and not dropped
     x = torch.randn(3, 1, 512, 64)  # one second of the `tfsepnet` frontend
     with torch.no_grad():
@@ -131,8 +132,8 @@ def test_distill_starts_from_a_converted_student(tmp_path):
     init, _, _ = convert_tfsepnet(tmp_path / "ref.ckpt", tmp_path / "init", labels)
     config = DistillConfig(data=str(data.clips_csv), out=str(tmp_path / "run"), student="tfsepnet32", init=str(init), epochs=1,
                            batch_size=8, lr=0.0, kd=False, progress=False)
-    final, _ = student_from_checkpoint(distill(config))
-    start, _ = student_from_checkpoint(init)
+    final, _ = load_model(distill(config), "student")
+    start, _ = load_model(init, "student")
     convs = [k for k in start.state_dict() if k.endswith("0.weight") or k == "classifier.weight"]
     assert all(torch.equal(final.state_dict()[k], start.state_dict()[k]) for k in convs)  # lr 0: the converted weights, kept
     other = DistillConfig(data=str(data.clips_csv), out=str(tmp_path / "other"), student="tfsepnet16", init=str(init), progress=False)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from earmark.engine import load_model
 from earmark.export import ScoresHead
-from earmark.students import (create_student, export_ready, fold_batchnorm, load_quantized_student, quantize, save_quantized_checkpoint,
-                              student_checkpoint_meta)
+from earmark.students import create_student, export_ready, fold_batchnorm, quantize, save_quantized_checkpoint, student_checkpoint_meta
 
 
 def _student():
@@ -38,7 +38,7 @@ def test_quantized_student_reloads_exactly_and_exports_int8_weights(tmp_path):
     x = torch.randn(6, 1, 256, 64)
     qmodel = quantize(model, [x[:3], x[3:]], "all")
     save_quantized_checkpoint(tmp_path / "q", qmodel, student_checkpoint_meta(model, "tfsepnet40", list("abcd"), overrides={"base_channels": 16}), "all")
-    reloaded, meta = load_quantized_student(tmp_path / "q")
+    reloaded, meta = load_model(tmp_path / "q", "student")
     assert meta.extra["quantization"]["scope"] == "all"
     with torch.no_grad():
         assert torch.allclose(reloaded(x[:2]).clip_logits, qmodel(x[:2]).clip_logits, atol=1e-6)

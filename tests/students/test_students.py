@@ -5,10 +5,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from earmark.engine.checkpoint import save_checkpoint
+from earmark.engine.checkpoint import load_model, save_checkpoint
 from earmark.export import ScoresHead
-from earmark.students import (REGISTRY, count, create_student, format_report, one_second_input,
-                              student_checkpoint_meta, student_from_checkpoint)
+from earmark.students import REGISTRY, count, create_student, format_report, one_second_input, student_checkpoint_meta
 
 
 @pytest.mark.parametrize("name, params, macs", [
@@ -70,7 +69,7 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
     model = create_student("tfsepnet40", 3, base_channels=16)
     meta = student_checkpoint_meta(model, "tfsepnet40", ["a", "b", "c"], overrides={"base_channels": 16})
     save_checkpoint(tmp_path / "s", model.state_dict(), meta)
-    loaded, meta2 = student_from_checkpoint(tmp_path / "s")
+    loaded, meta2 = load_model(tmp_path / "s", "student")
     x = torch.randn(2, 1, 256, 64)
     with torch.no_grad():
         assert torch.equal(loaded(x).clip_logits, model.eval()(x).clip_logits)
@@ -78,7 +77,7 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
     meta.model_args["base_channels"] = 24
     save_checkpoint(tmp_path / "bad", model.state_dict(), meta)
     with pytest.raises(ValueError, match="do not fit"):
-        student_from_checkpoint(tmp_path / "bad")
+        load_model(tmp_path / "bad", "student")
 
 
 def test_vit_checkpoint_from_before_the_shared_block_still_loads(tmp_path):
@@ -87,7 +86,7 @@ def test_vit_checkpoint_from_before_the_shared_block_still_loads(tmp_path):
     old = {k.replace(".mlp.fc1.", ".mlp.0.").replace(".mlp.fc2.", ".mlp.2."): v for k, v in model.state_dict().items()}
     assert any(".mlp.0." in k for k in old)
     save_checkpoint(tmp_path / "old", old, student_checkpoint_meta(model, "vit_micro_audio", ["a", "b", "c"], "frame"))
-    loaded, _ = student_from_checkpoint(tmp_path / "old")
+    loaded, _ = load_model(tmp_path / "old", "student")
     x = torch.randn(2, 1, 256, 64)
     with torch.no_grad():
         assert torch.equal(loaded(x).frame_logits, model(x).frame_logits)

@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from earmark.cli import main
-from earmark.teachers import TeacherClassifier, create_teacher, teacher_from_checkpoint
+from earmark.engine import load_model
+from earmark.teachers import TeacherClassifier, create_teacher
 from earmark.teachers.convert import convert
 
 TINY = dict(dim=192, heads=3, depth=12)  # the released tiny width at the released depth, small enough for a CPU
 
 
 def _same_outputs(original, path, features):
-    converted, meta = teacher_from_checkpoint(path)
+    converted, meta = load_model(path, "teacher")
     with torch.no_grad():
         a, b = original.eval()(features), converted(features)
     for name in ("embedding", "tokens", "clip_logits"):
@@ -131,7 +132,7 @@ def test_ast_dataparallel_checkpoint_keeps_its_head_with_pytorch_layernorm(tmp_p
     path, mapped = convert("ast", tmp_path / "ast.pth", tmp_path / "ast")
     assert mapped.overrides["stride"] == (10, 10) and mapped.overrides["frames"] == 1024
     assert _same_outputs(ast, path, torch.randn(1, 1, 128, 1024)).objective == "detect"  # AST's heads are trained with BCE
-    converted, _ = teacher_from_checkpoint(path)
+    converted, _ = load_model(path, "teacher")
     reference_head = torch.nn.Sequential(torch.nn.LayerNorm(192), torch.nn.Linear(192, 4))  # AST's mlp_head, torch defaults
     reference_head.load_state_dict(converted.head.state_dict())
     with torch.no_grad():

@@ -10,6 +10,7 @@ import pytest
 from earmark.audio.manifest import read_manifest
 from earmark.audio.spec import PRESETS
 from earmark.audio.synth import synthesize
+from earmark.engine import load_model
 from earmark.engine.metrics import average_precision
 from earmark.teachers.cache import TeacherCache
 from earmark.teachers.finetune import FinetuneConfig, finetune
@@ -59,9 +60,7 @@ def test_frame_level_finetuning_on_strong_labels(data, tmp_path):
     path = finetune(config)
     results = json.loads((tmp_path / "results.json").read_text())["test"]
     assert 0.0 <= results["frame_f1"] <= 1.0 and "mAP" in results
-    from earmark.teachers import teacher_from_checkpoint
-
-    model, meta = teacher_from_checkpoint(path)
+    model, meta = load_model(path, "teacher")
     assert meta.task == "frame" and model.task == "frame"
 
 
@@ -89,11 +88,10 @@ def test_an_ensemble_cache_holds_the_mean_of_its_members_logits(data, tmp_path):
 def teacher_cache(teacher, data, tmp_path_factory):
     from earmark.audio.spec import get_frontend
     from earmark.engine.checkpoint import checkpoint_hash
-    from earmark.teachers import teacher_from_checkpoint
     from earmark.teachers.predict import Predictor, predict_to_cache
 
     path, _ = teacher
-    model, meta = teacher_from_checkpoint(path)
+    model, meta = load_model(path, "teacher")
     predictor = Predictor(model, get_frontend(meta.frontend), checkpoint_hash(path))
     return predict_to_cache([predictor], read_manifest(data.clips_csv), tmp_path_factory.mktemp("kd") / "cache", 1.0)
 
@@ -125,9 +123,7 @@ def test_algorithm_a1_iterates_pretraining_and_kd_with_decaying_learning_rates(t
     assert [h["ssl_lr"] for h in history] == pytest.approx([1e-3, 8e-4]) and [h["kd_lr"] for h in history] == pytest.approx([1e-4, 8e-5])
     second_ssl = json.loads((out / "iteration2" / "ssl" / "config.json").read_text())
     assert second_ssl["init"] == str(out / "iteration1" / "kd" / "teacher")  # iteration 2 starts from iteration 1's distilled model
-    from earmark.teachers import teacher_from_checkpoint
-
-    model, meta = teacher_from_checkpoint(out / "iteration2" / "kd" / "teacher")
+    model, meta = load_model(out / "iteration2" / "kd" / "teacher", "teacher")
     assert meta.model == "acmsskd_tiny" and meta.labels == read_manifest(data.clips_csv).labels.to_list()
     weights = out / "iteration1" / "ssl" / "teacher" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns

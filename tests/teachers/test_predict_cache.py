@@ -15,9 +15,9 @@ from earmark.audio.manifest import read_manifest
 from earmark.audio.sources import open_data
 from earmark.audio.synth import synthesize
 from earmark.cli import main
-from earmark.engine.checkpoint import checkpoint_hash, save_checkpoint
+from earmark.engine.checkpoint import checkpoint_hash, load_model, save_checkpoint
 from earmark.teachers.cache import TeacherCache, cache_lock
-from earmark.teachers.checkpoint import teacher_checkpoint_meta, teacher_from_checkpoint
+from earmark.teachers.checkpoint import teacher_checkpoint_meta
 from earmark.teachers.heads import TeacherClassifier
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
 from earmark.teachers.registry import create_teacher
@@ -43,7 +43,7 @@ def teacher(data, tmp_path_factory):
 
 
 def _predictor(path) -> Predictor:
-    model, _ = teacher_from_checkpoint(path)
+    model, _ = load_model(path, "teacher")
     return Predictor(model, model.frontend, checkpoint_hash(path))
 
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from earmark.engine import load_model
 from earmark.nn import Block
-from earmark.teachers.checkpoint import teacher_from_checkpoint
 from earmark.teachers.pretrain.common import Recipe, patchify
 from earmark.teachers.pretrain.masking import random_patch_mask
 from earmark.teachers.registry import create_teacher
@@ -106,7 +106,7 @@ class BEATsIterN(BEATsIter1):
         super().__init__(teacher, overrides, total_steps, ratio, codes)
         if not previous:
             raise ValueError("BEATs iterations after the first need the previous teacher: pass recipe argument previous=CHECKPOINT.")
-        self.previous, _ = teacher_from_checkpoint(previous)
+        self.previous, _ = load_model(previous, "teacher")
         self.previous.requires_grad_(False)
         self.tokenizer = AcousticTokenizer(codes=codes)
         self.estimator = nn.Sequential(nn.Linear(32, 128), Block(128, 4), nn.Linear(128, self.previous.embed_dim))
