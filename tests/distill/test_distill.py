@@ -7,19 +7,14 @@ from dataclasses import replace
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
-import torch.nn.functional as F
-from onnx import numpy_helper
 
 from earmark.audio.manifest import read_manifest
 from earmark.distill import DistillConfig, distill, soft_kd, teacher_cache
 from earmark.distill.losses import bce_kd, frame_kd
 from earmark.distill.run import mixture_teacher
 from earmark.engine import load_model
-from earmark.export import ScoresHead
-from earmark.students import create_student
 from earmark.teachers.cache import TeacherCache
 from earmark.teachers.recipe import draw_mix, spec_augment
 
