@@ -62,8 +62,8 @@ class DistillConfig:
     schedule: str = "cosine_restarts"
     restart_epochs: int = 10
     warmup_epochs: int = 1
-    temperature: float = 2.0
-    hard_weight: float = 0.02
+    temperature: float | None = None  # None: 2.0 to classify (CP-JKU's DCASE recipe), 1.0 to detect (EfficientAT's BCE KD)
+    hard_weight: float | None = None  # None: 0.02 to classify, 0.1 to detect (the same two recipes)
     feature_weight: float = 0.0  # > 0: also regress the teacher's clip embedding (ACM-SSKD eqs. 11-13)
     kl_reduction: str = "mean"
     mixup_alpha: float = 0.3
@@ -115,28 +115,33 @@ def teacher_cache(config: DistillConfig, manifest: DataSource) -> TeacherCache:
     return TeacherCache.open(path, expect_key=key)
 
 
+KD_RECIPES = {"classify": (2.0, 0.02), "detect": (1.0, 0.1)}  # objective -> (temperature, hard-label weight) by default
+
+
 class _Step:
     """One KD training step: the shared augmentations, the student, its loss against labels and teacher outputs."""
 
     def __init__(self, config: DistillConfig, frontend: Frontend, cache: TeacherCache | None, objective: str,
                  online: list[Predictor] | None = None):
         self.config, self.frontend, self.cache, self.objective = config, frontend, cache, objective
+        recipe = KD_RECIPES[objective]
+        self.temperature = recipe[0] if config.temperature is None else config.temperature
+        self.hard_weight = recipe[1] if config.hard_weight is None else config.hard_weight
         self.online = [(p.model.eval().requires_grad_(False), Frontend(p.frontend)) for p in online or []]
         self.augment = Augmenter(Augmentation(config.mixup_alpha, config.specaugment_freq, 0, config.freq_mixstyle_p,
                                               config.freq_mixstyle_alpha, config.roll_seconds, config.dir_folder, config.dir_p), frontend)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
-        c = self.config
         if teacher is None:
             return label_loss(logits, target, self.objective)
         if self.objective == "detect":
-            return bce_kd(logits, teacher, target, c.temperature, c.hard_weight)
-        return soft_kd(logits, teacher, target, c.temperature, c.hard_weight, c.kl_reduction)
+            return bce_kd(logits, teacher, target, self.temperature, self.hard_weight)
+        return soft_kd(logits, teacher, target, self.temperature, self.hard_weight, self.config.kl_reduction)
 
     def frame_loss(self, frame_logits: torch.Tensor, frames: torch.Tensor, teacher_frames: torch.Tensor | None) -> torch.Tensor:
         """Strong labels, and the teacher's frames resampled to the student's grid when there are any."""
         if teacher_frames is not None:
-            return frame_kd(frame_logits, teacher_frames, frames, self.config.temperature)
+            return frame_kd(frame_logits, teacher_frames, frames, self.temperature)
         return nn.functional.binary_cross_entropy_with_logits(frame_logits, match_time(frames, frame_logits.shape[1]))
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
