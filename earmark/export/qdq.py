@@ -59,6 +59,36 @@ def store_int8_weights(model: onnx.ModelProto) -> int:
     return len(folded)
 
 
+HALF_READERS = ("Conv", "InstanceNormalization")  # ops whose weight/bias/scale inputs may be stored as float16
+
+
+def store_float16_conv_constants(model: onnx.ModelProto) -> int:
+    """Store the float weights and biases that an INT8 graph keeps (spatial convs in scope pointwise, biases, norm scales) as float16
+    behind a Cast to float32; returns how many. ONNX Runtime folds the Casts when it loads the model, so the convs run
+    as before on weights rounded to float16 (relative error <= 2**-11, far under an INT8 step); the INT8 weights' scales
+    stay float32, so the quantization grid is exact."""
+    graph = model.graph
+    readers: dict[str, set[tuple[str, int]]] = {}
+    for node in graph.node:
+        for slot, name in enumerate(node.input):
+            readers.setdefault(name, set()).add((node.op_type, slot))
+    casts, kept = [], []
+    for tensor in graph.initializer:
+        uses = readers.get(tensor.name, set())
+        if tensor.data_type != onnx.TensorProto.FLOAT or not uses or not all(op in HALF_READERS and slot > 0 for op, slot in uses):
+            kept.append(tensor)
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), tensor.name + "_fp16")
+        kept.append(half)
+        casts.append(onnx.helper.make_node("Cast", [half.name], [tensor.name], to=onnx.TensorProto.FLOAT))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(casts)
+
+
 def conv_precisions(model: onnx.ModelProto) -> dict[str, int]:
     """How many Conv nodes read INT8 weights (through a DequantizeLinear) and how many stay float."""
     dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
@@ -94,10 +124,12 @@ def compact(model: onnx.ModelProto) -> None:
         name = alias.get(name, name)
         if not name or name in keep:
             return name
-        return short.setdefault(name, f"t{len(short)}")
+        return short.setdefault(name, _short_name(len(short)))
 
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), onnx.defs.onnx_opset_version())
     for node in nodes:
-        node.name = ""  # optional in ONNX; runtimes name nodes themselves
+        node.ClearField("name")  # optional in ONNX; runtimes name nodes themselves
+        _drop_default_attributes(node, opset)
         node.input[:] = [rename(i) for i in node.input]
         node.output[:] = [rename(o) for o in node.output]
     initializers = []
@@ -109,3 +141,37 @@ def compact(model: onnx.ModelProto) -> None:
     del graph.initializer[:]
     graph.initializer.extend(initializers)
     del graph.value_info[:]
+
+
+NAME_CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _short_name(index: int) -> str:
+    """``_0`` ... ``_Z``, ``_10`` ...: 2-3 characters for the ~1000 tensor references of a student graph."""
+    digits = ""
+    while True:
+        index, digit = divmod(index, len(NAME_CHARS))
+        digits = NAME_CHARS[digit] + digits
+        if index == 0:
+            return "_" + digits
+
+
+UNIT_LISTS = {"strides": 1, "dilations": 1, "pads": 0}  # list attributes whose ONNX default is "all ones" ("all zeros" for pads)
+
+
+def _drop_default_attributes(node: onnx.NodeProto, opset: int) -> None:
+    """Remove attributes that restate the operator's default (group=1, axis=1, keepdims=1, unit strides, zero pads)."""
+    if node.domain not in ("", "ai.onnx"):
+        return
+    schema = onnx.defs.get_schema(node.op_type, opset)
+    kept = []
+    for attribute in node.attribute:
+        default = schema.attributes[attribute.name].default_value if attribute.name in schema.attributes else None
+        restated = default is not None and default.type == attribute.type and default.type != onnx.AttributeProto.UNDEFINED and \
+            onnx.helper.get_attribute_value(default) == onnx.helper.get_attribute_value(attribute)
+        unit = attribute.name in UNIT_LISTS and "kernel_shape" in [a.name for a in node.attribute] and \
+            all(v == UNIT_LISTS[attribute.name] for v in attribute.ints)
+        if not (restated or unit):
+            kept.append(attribute)
+    del node.attribute[:]
+    node.attribute.extend(kept)
