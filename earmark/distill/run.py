@@ -141,7 +141,7 @@ class _Step:
     def frame_loss(self, frame_logits: torch.Tensor, frames: torch.Tensor, teacher_frames: torch.Tensor | None) -> torch.Tensor:
         """Strong labels, and the teacher's frames resampled to the student's grid when there are any."""
         if teacher_frames is not None:
-            return frame_kd(frame_logits, teacher_frames, frames, self.temperature)
+            return frame_kd(frame_logits, teacher_frames, frames, self.temperature, self.hard_weight)
         return nn.functional.binary_cross_entropy_with_logits(frame_logits, match_time(frames, frame_logits.shape[1]))
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
