@@ -19,6 +19,7 @@ from earmark.export.benchmark import session
 from earmark.export.inputs import feature_batch, manifest_features, test_signals
 from earmark.export.loading import LoadedModel, ScoresHead
 from earmark.export.qdq import compact, conv_precisions, store_float16_conv_constants, store_int8_weights
+from earmark.students import fold_channel_shuffles
 
 Precision = Literal["fp32", "fp16", "int8"]
 OPSET = 17
@@ -206,11 +207,12 @@ def export_onnx(
         inputs = feature_batch(spec, frames, test_signals(spec.sample_rate, loaded.window_seconds, count=16))
     head = ScoresHead(loaded.model, loaded.meta.task, loaded.objective).eval()
     example = torch.from_numpy(inputs[: batch or 1])
-    traced = head
     if loaded.quantized:
         from earmark.students import export_ready
 
         traced = ScoresHead(export_ready(loaded.model, example), loaded.meta.task, loaded.objective).eval()
+    else:  # the same function with fewer ops; parity is measured against the model as trained
+        traced = ScoresHead(fold_channel_shuffles(loaded.model), loaded.meta.task, loaded.objective).eval()
     precision_label = "int8" if loaded.quantized else precision
     quantization = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,7 @@ time axis after the stem (frequency-only pooling) and pools clip scores from fra
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -44,7 +45,8 @@ def freq_instance_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """
     n = x.shape[1] * x.shape[3]
     k = (n - 1) / n
-    return math.sqrt(k) * F.instance_norm(x.transpose(1, 2), eps=eps * k).transpose(1, 2)
+    scale = x.new_full((x.shape[2],), math.sqrt(k))  # IN's own scale input: no separate Mul in the graph
+    return F.instance_norm(x.transpose(1, 2), weight=scale, eps=eps * k).transpose(1, 2)
 
 
 class ResNorm(nn.Module):
@@ -110,6 +112,29 @@ class TFSepConvs(nn.Module):
         freq_out = self.dropout(self.freq_pw(self.freq_dw(freq).mean(dim=2, keepdim=True))) + freq
         time_out = self.dropout(self.time_pw(self.time_dw(time).mean(dim=3, keepdim=True))) + time
         return torch.cat([freq_out, time_out], dim=1)
+
+
+def fold_channel_shuffles(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` where each shuffle that follows a transition conv is folded into it, for export.
+
+    The shuffle permutes channels, and BatchNorm and ReLU act per channel, so permuting the transition conv's output
+    channels (and its BatchNorm's) computes the same tensor without the Reshape/Transpose/Reshape and the layout
+    reorders they cost ONNX Runtime. Shuffles after a block without a transition (widths equal) stay.
+    """
+    model = copy.deepcopy(model)
+    for block in model.modules():
+        if not isinstance(block, TFSepConvs) or not isinstance(block.transition, ConvBnRelu):
+            continue
+        conv, bn = block.transition[0], block.transition[1]
+        groups = block.shuffle.groups
+        order = torch.arange(conv.out_channels).reshape(-1, groups).t().reshape(-1)  # output k reads input order[k]
+        with torch.no_grad():
+            conv.weight.copy_(conv.weight[order])
+            for tensor in (conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var):
+                if tensor is not None:
+                    tensor.copy_(tensor[order])
+        block.shuffle = nn.Identity()
+    return model
 
 
 class TFSepNet(nn.Module):

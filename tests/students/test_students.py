@@ -118,3 +118,22 @@ def test_resnorm_is_one_instance_normalization_in_onnx_with_the_papers_values(no
     assert ops.count("InstanceNormalization") == 1 and "ReduceMean" not in ops and "Sqrt" not in ops
     out = ort.InferenceSession(str(tmp_path / "n.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     assert np.abs(out - reference.detach().numpy()).max() <= 1e-5
+
+
+def test_folding_the_channel_shuffles_into_the_transition_convs_keeps_the_function():
+    from earmark.students import fold_channel_shuffles
+    from earmark.students.tfsepnet import ChannelShuffle, TFSepConvs
+
+    torch.manual_seed(0)
+    model = create_student("tfsepnet40", 5).eval()
+    for m in model.modules():  # statistics and affine terms the permutation must carry along
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(-1.5, 1.5), m.bias.data.uniform_(-1, 1)
+    folded = fold_channel_shuffles(model)
+    blocks = [m for m in folded.modules() if isinstance(m, TFSepConvs)]
+    kept = [b for b in blocks if isinstance(b.shuffle, ChannelShuffle)]
+    assert 0 < len(kept) < len(blocks) and all(isinstance(b.transition, torch.nn.Identity) for b in kept)
+    assert sum(isinstance(m, ChannelShuffle) for m in model.modules()) == len(blocks)  # the original is untouched
+    x = torch.randn(2, 1, 256, 64)
+    with torch.no_grad():
+        assert (folded(x).clip_logits - model(x).clip_logits).abs().max() <= 1e-5
