@@ -7,10 +7,15 @@ and all. All sessions run interleaved in one process, one intra-op thread, spinn
 the GEMM bound is numpy's single-thread float32 matmul measured in the same run. Untrained weights on synthetic
 audio: speed and size figures, not accuracy.
 
-    python bench/bench_export.py [--runs 200] [--students tfsepnet64 tfsepnet40] [--out DIR]
+Accuracy comes from trained runs: ``--accuracy RUN ...`` takes `earmark distill --qat` folders (student/ and
+student-int8/), exports both, and measures top-1 on the run's held-out test fold through the runtime (numpy frontend,
+ONNX Runtime), as `earmark eval` does.
+
+    python bench/bench_export.py [--runs 200] [--students tfsepnet64 tfsepnet40] [--out DIR] [--accuracy RUN ...]
 """
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +24,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from earmark.audio.manifest import read_manifest
 from earmark.audio.synth import synthesize
 from earmark.engine.checkpoint import save_checkpoint
 from earmark.export import export_onnx, session
@@ -93,14 +99,39 @@ def export_student(name: str, out: Path, calib: Path, skip_nncf: bool) -> tuple[
     return files, model, count(model, *one_second_input(model)).macs
 
 
+def held_out_accuracy(run: Path, out: Path) -> None:
+    """Top-1 of the fp32 and the QAT INT8 export of a distill run on its test fold (clips it never trained or chose on)."""
+    from earmark.evaluation import clip_metrics
+
+    config = json.loads((run / "config.json").read_text())
+    test = read_manifest(config["data"]).folds([config["test_fold"]])
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"fp32": export_onnx(run / "student", out / "fp32.onnx", force=True),
+             "int8 (QAT)": export_onnx(run / "student-int8", out / "int8.onnx", force=True)}
+    top1 = {label: clip_metrics(r.path, test, out)["accuracy"] for label, r in files.items()}
+    scope = files["int8 (QAT)"].metadata.quantization.get("scope")
+    print(f"\n{run}: {config['student']}, {len(test.clips)} held-out clips (fold {config['test_fold']} of {config['data']}), "
+          f"INT8 scope {scope}; top-1 through the runtime (numpy frontend + ONNX Runtime)")
+    print(f"{'model':<12} {'file bytes':>10} {'top-1':>7}")
+    for label, result in files.items():
+        print(f"{label:<12} {result.bytes:>10,} {top1[label]:>7.1%}")
+    print(f"INT8 - fp32: {100 * (top1['int8 (QAT)'] - top1['fp32']):+.1f} points")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--students", nargs="+", default=["tfsepnet64", "tfsepnet40"])
+    parser.add_argument("--students", nargs="*", default=["tfsepnet64", "tfsepnet40"])
     parser.add_argument("--skip-nncf", action="store_true", help="post-training INT8 only (NNCF calibration is the slow part)")
     parser.add_argument("--out", default=tempfile.mkdtemp(prefix="bench-export-"))
+    parser.add_argument("--accuracy", nargs="+", default=[], metavar="RUN",
+                        help="`earmark distill --qat` run folders: top-1 of fp32 vs INT8 on their held-out test fold")
     args = parser.parse_args()
     out = Path(args.out)
+    for i, run in enumerate(args.accuracy):
+        held_out_accuracy(Path(run), out / f"accuracy-{i}")
+    if args.accuracy and not args.students:
+        return
     calib = synthesize(out / "data", clips_per_class=4, soundscapes=1).clips_csv
     torch.set_num_threads(1)
     with threadpool_limits(1):

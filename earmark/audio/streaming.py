@@ -54,6 +54,13 @@ class FeatureStream:
         self._buffer = np.concatenate([self._buffer, signal])
         return self._emit()
 
+    def samples_needed(self, frames: int) -> int:
+        """How many more samples ``push`` needs before ``frames`` frames in all have come out (0: they have)."""
+        spec = self.spec
+        span = (frames - 1) * spec.hop_length + self._frame_len - (spec.n_fft // 2 if spec.center else 0)
+        conditioned = span + (1 if spec.kind == "mel_stft" and spec.preemphasis else 0)  # pre-emphasis eats one sample
+        return max(0, conditioned - self.samples_in) if frames > 0 else 0
+
     def flush(self) -> np.ndarray:
         """The final frames that need the end of the signal (centre padding); the stream is spent afterwards."""
         spec = self.spec

@@ -90,6 +90,8 @@ class StreamingClassifier:
         self.plan = WindowPlan(self.backend, window_seconds, hop_seconds)
         self.spec = self.metadata.frontend
         self._stream = FeatureStream(self.spec)
+        self._pending: list[np.ndarray] = []  # samples held until they complete a window: frames are computed in batches
+        self._pending_size = 0
         self._frames = np.zeros((self.spec.n_mels, 0), np.float32)
         self._first_frame = 0  # absolute index of self._frames[:, 0]
         self._windows = 0
@@ -98,7 +100,7 @@ class StreamingClassifier:
 
     @property
     def seconds_processed(self) -> float:
-        return self._stream.samples_in / self.spec.sample_rate
+        return (self._stream.samples_in + self._pending_size) / self.spec.sample_rate
 
     def push(self, samples: np.ndarray, sample_rate: int) -> list[WindowResult]:
         """Add mono float samples at ``sample_rate``; returns the windows they complete."""
@@ -116,7 +118,18 @@ class StreamingClassifier:
                 self._resampler = soxr.ResampleStream(sample_rate, self.spec.sample_rate, 1, dtype="float32", quality="HQ")
             self._input_rate = sample_rate
             samples = self._resampler.resample_chunk(samples)
-        return self._add(self._stream.push(samples))
+        # The frontend's cost per call is mostly fixed (numpy calls, the FFT's setup), so the samples wait until they
+        # complete the next window and its frames are computed in one batch: same frames, same window times.
+        self._pending.append(samples)
+        self._pending_size += samples.size
+        if self._pending_size < self._stream.samples_needed(self.plan.frames + self._windows * self.plan.hop_frames):
+            return []
+        return self._add(self._stream.push(self._take_pending()))
+
+    def _take_pending(self) -> np.ndarray:
+        samples = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
+        self._pending, self._pending_size = [], 0
+        return samples
 
     def flush(self) -> list[WindowResult]:
         """End of stream: the last resampled samples and frames."""
@@ -125,7 +138,7 @@ class StreamingClassifier:
 
     def _flush(self) -> list[WindowResult]:
         tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True) if self._resampler else np.zeros(0, np.float32)
-        new = self._stream.push(tail)
+        new = self._stream.push(np.concatenate([self._take_pending(), tail]))
         return self._add(np.concatenate([new, self._stream.flush()], axis=1))
 
     def _add(self, new_frames: np.ndarray) -> list[WindowResult]:

@@ -28,6 +28,21 @@ def test_streaming_in_random_blocks_equals_offline(name):
         assert stream.frames_out == spec.num_frames(wave.size)
 
 
+@pytest.mark.parametrize("name", ["beats", "atst", "cpjku"])
+def test_samples_needed_is_exactly_what_completes_the_frames(name):
+    spec = PRESETS[name]
+    wave = make_signal("noise", 2.0, spec.sample_rate)
+    stream, pushed, out = FeatureStream(spec), 0, 0
+    for frames in (5, 6, 40):
+        needed = stream.samples_needed(frames)
+        assert needed > 0
+        out += stream.push(wave[pushed:pushed + needed - 1]).shape[1]
+        assert out == frames - 1  # one sample short
+        out += stream.push(wave[pushed + needed - 1:pushed + needed]).shape[1]
+        assert out == frames and stream.samples_needed(frames) == 0
+        pushed += needed
+
+
 def test_load_audio_resamples_and_downmixes(tmp_path):
     t = np.arange(48000) / 48000
     stereo = np.stack([np.sin(2 * np.pi * 1000 * t), np.zeros_like(t)], axis=1).astype(np.float32) * 0.5
