@@ -1,7 +1,7 @@
 """tfsepnet64 and tfsepnet40 side by side: file and weight bytes per dtype, batch-1 latency on one thread, GEMM-bound share.
 
-Rows per student: PyTorch eager fp32; ONNX Runtime fp32 with ResNorm as the reference code's ops (the graph before
-the fused InstanceNormalization) and fused; INT8 from the quantized-student format (NNCF, BatchNorm folded, untrained
+Rows per student: PyTorch eager fp32; ONNX Runtime fp32 as issue #14 found it (ResNorm as the reference code's ops,
+channel shuffles in place) and as exported now (one InstanceNormalization, shuffles folded into transition convs); INT8 from the quantized-student format (NNCF, BatchNorm folded, untrained
 quantizers calibrated on synthetic clips) and post-training INT8 (onnxruntime.quantization), each in scope pointwise
 and all. All sessions run interleaved in one process, one intra-op thread, spinning off, BLAS pinned to one thread;
 the GEMM bound is numpy's single-thread float32 matmul measured in the same run. Untrained weights on synthetic
@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 from earmark.audio.manifest import read_manifest
 from earmark.audio.synth import synthesize
 from earmark.engine.checkpoint import save_checkpoint
-from earmark.export import export_onnx, session
+from earmark.export import export_onnx, onnx_export, session
 from earmark.export.inputs import manifest_features
 from earmark.students import stored_bytes
 from earmark.students import count, create_student, one_second_input, quantize, save_quantized_checkpoint, student_checkpoint_meta
@@ -75,12 +75,12 @@ def export_student(name: str, out: Path, calib: Path, skip_nncf: bool) -> tuple[
     meta = student_checkpoint_meta(model, name, LABELS, window_seconds=1.0)
     save_checkpoint(out / "ckpt", model.state_dict(), meta)
     files = {"fp32": export_onnx(out / "ckpt", out / "fp32.onnx", force=True).path}
-    original = tfsepnet.freq_instance_norm
-    tfsepnet.freq_instance_norm = reference_resnorm
-    try:
-        files["fp32 unfused ResNorm"] = export_onnx(out / "ckpt", out / "fp32-unfused.onnx", force=True).path
+    original, fold = tfsepnet.freq_instance_norm, onnx_export.fold_channel_shuffles
+    tfsepnet.freq_instance_norm, onnx_export.fold_channel_shuffles = reference_resnorm, lambda model: model
+    try:  # the graph as issue #14 found it: ResNorm as ~10 reduce/elementwise ops, every channel shuffle in place
+        files["fp32 before #14"] = export_onnx(out / "ckpt", out / "fp32-before.onnx", force=True).path
     finally:
-        tfsepnet.freq_instance_norm = original
+        tfsepnet.freq_instance_norm, onnx_export.fold_channel_shuffles = original, fold
     spec = model.frontend
     inputs = None
     for scope in ("pointwise", "all"):

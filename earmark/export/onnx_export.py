@@ -18,7 +18,7 @@ from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 from earmark.export.benchmark import session
 from earmark.export.inputs import feature_batch, manifest_features, test_signals
 from earmark.export.loading import LoadedModel, ScoresHead
-from earmark.export.qdq import compact, conv_precisions, store_float16_conv_constants, store_int8_weights
+from earmark.export.qdq import compact, conv_precisions, store_int8_weights
 from earmark.students import fold_channel_shuffles
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -232,8 +232,6 @@ def export_onnx(
 
             model = quantize_static_int8(fp32_path, inputs, batch, scope)
             quantization = {"method": "ptq", "scope": scope, **conv_precisions(model)}
-        if precision_label == "int8":
-            quantization["float_weights"] = "float16" if store_float16_conv_constants(model) else "none"
         compact(model)
         metadata = build_metadata(loaded, head, precision_label, quantization)
         attach_metadata(model, metadata)

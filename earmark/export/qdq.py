@@ -59,36 +59,6 @@ def store_int8_weights(model: onnx.ModelProto) -> int:
     return len(folded)
 
 
-HALF_READERS = ("Conv", "InstanceNormalization")  # ops whose weight/bias/scale inputs may be stored as float16
-
-
-def store_float16_conv_constants(model: onnx.ModelProto) -> int:
-    """Store the float weights and biases that an INT8 graph keeps (spatial convs in scope pointwise, biases, norm scales) as float16
-    behind a Cast to float32; returns how many. ONNX Runtime folds the Casts when it loads the model, so the convs run
-    as before on weights rounded to float16 (relative error <= 2**-11, far under an INT8 step); the INT8 weights' scales
-    stay float32, so the quantization grid is exact."""
-    graph = model.graph
-    readers: dict[str, set[tuple[str, int]]] = {}
-    for node in graph.node:
-        for slot, name in enumerate(node.input):
-            readers.setdefault(name, set()).add((node.op_type, slot))
-    casts, kept = [], []
-    for tensor in graph.initializer:
-        uses = readers.get(tensor.name, set())
-        if tensor.data_type != onnx.TensorProto.FLOAT or not uses or not all(op in HALF_READERS and slot > 0 for op, slot in uses):
-            kept.append(tensor)
-            continue
-        half = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), tensor.name + "_fp16")
-        kept.append(half)
-        casts.append(onnx.helper.make_node("Cast", [half.name], [tensor.name], to=onnx.TensorProto.FLOAT))
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    nodes = casts + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return len(casts)
-
-
 def conv_precisions(model: onnx.ModelProto) -> dict[str, int]:
     """How many Conv nodes read INT8 weights (through a DequantizeLinear) and how many stay float."""
     dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
