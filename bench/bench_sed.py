@@ -2,7 +2,8 @@
 
     python bench/bench_sed.py                                   # demo data (synthetic), fast budget
     python bench/bench_sed.py --real /work/data/real_sfx        # and real sound effects (shared/data/build_real_sfx.py)
-    python bench/bench_sed.py --budget full --real DIR          # the budget the docs' figures name
+    python bench/bench_sed.py --budget full --real DIR          # a budget for a machine with time to spare
+    python bench/bench_sed.py --real DIR --frame-teacher tfsepnet64   # (c) distilled from a bigger student instead
 
 Systems, all with the same seed, student (tfsepnet40), teacher (atst_frame_tiny from scratch) and epochs:
   (a) clip pipeline: the teacher fine-tuned on clips (clip task, detect objective), the student distilled on
@@ -91,30 +92,46 @@ def real_split(root: Path, out: Path, scapes: int, seed: int, log: Path) -> tupl
     return out / "train_clips.csv", out / "train_backgrounds", test / "soundscapes.tsv"
 
 
-def train_systems(clips: Path, backgrounds: Path, out: Path, budget: dict, seed: int, log: Path) -> dict[str, Path]:
+def frame_teacher_step(name: str, clips: Path, mixtures: list, budget: dict, seed: int, out: Path) -> tuple[str, list, Path]:
+    """(folder, command, checkpoint) of the frame teacher for (c): a teacher family fine-tuned, or a bigger student trained
+    on the same mixtures for twice the student's epochs (`distill --no-kd`; a student checkpoint can teach)."""
+    from earmark.students import list_students
+
+    if name == TEACHER:
+        return "teacher-mix", ["finetune", name, "--data", clips, "--task", "frame", *mixtures, "--epochs", budget["teacher"],
+                               "--lr", 1e-3, "--out", out / "teacher-mix"], out / "teacher-mix" / "teacher"
+    if name not in list_students():
+        raise SystemExit(f"--frame-teacher {name}: pass {TEACHER} or a student family ({', '.join(list_students())}).")
+    folder = f"teacher-{name}"
+    return folder, ["distill", "--no-kd", "--student", name, "--data", clips, "--seed", seed, "--epochs", 2 * budget["student"],
+                    "--batch-size", 32, "--task", "frame", *mixtures, *LISTEN, *BUDGET, "--out", out / folder], out / folder / "student"
+
+
+def train_systems(clips: Path, backgrounds: Path, out: Path, budget: dict, seed: int, log: Path, frame_teacher: str = TEACHER) -> dict[str, Path]:
     """The four systems' ONNX files (each step skipped when its output exists, so a bench can be resumed)."""
     common = ["--student", STUDENT, "--data", clips, "--seed", seed, "--epochs", budget["student"], "--batch-size", 32]
     mixtures = ["--objective", "detect", "--backgrounds", backgrounds, "--mix-snr", 0, 15]
+    teacher_folder, teacher_command, teacher = frame_teacher_step(frame_teacher, clips, mixtures, budget, seed, out)
+    kd = "c" if frame_teacher == TEACHER else f"c-{frame_teacher}"
     steps = [
         ("teacher-clips", ["finetune", TEACHER, "--data", clips, "--task", "clip", "--objective", "detect", "--epochs",
                            budget["teacher"], "--lr", 1e-3, "--out", out / "teacher-clips"]),
-        ("teacher-mix", ["finetune", TEACHER, "--data", clips, "--task", "frame", *mixtures, "--epochs", budget["teacher"],
-                         "--lr", 1e-3, "--out", out / "teacher-mix"]),
+        (teacher_folder, teacher_command),
         ("a", ["distill", "--teacher", out / "teacher-clips" / "teacher", *common, "--task", "clip", "--objective", "detect",
                "--qat", "--qat-epochs", budget["qat"], "--out", out / "a"]),
         ("b", ["distill", "--no-kd", *common, "--task", "frame", *mixtures, *LISTEN, *BUDGET, "--out", out / "b"]),
-        ("c", ["distill", "--teacher", out / "teacher-mix" / "teacher", "--online-teacher", *common, "--task", "frame", *mixtures, *LISTEN,
-               *BUDGET, "--qat", "--qat-epochs", budget["qat"], "--out", out / "c"]),
+        (kd, ["distill", "--teacher", teacher, "--online-teacher", *common, "--task", "frame", *mixtures, *LISTEN,
+              *BUDGET, "--qat", "--qat-epochs", budget["qat"], "--out", out / kd]),
     ]
     for name, args in steps:
         if not (out / name / "results.json").exists():
             started = time.perf_counter()
             earmark(*args, log=log)
             print(f"    {name}: {time.perf_counter() - started:.0f} s", flush=True)
-    models = {"a": out / "a" / "student-int8", "b": out / "b" / "student", "c": out / "c" / "student", "d": out / "c" / "student-int8"}
+    models = {"a": out / "a" / "student-int8", "b": out / "b" / "student", "c": out / kd / "student", "d": out / kd / "student-int8"}
     onnx = {}
     for name, checkpoint in models.items():
-        onnx[name] = out / f"{name}.onnx"
+        onnx[name] = out / f"{checkpoint.parent.name}-{checkpoint.name}.onnx"
         if not onnx[name].exists():
             earmark("export", checkpoint, "--out", onnx[name], log=log)
     return onnx
@@ -124,22 +141,22 @@ def evaluate(models: dict[str, Path], soundscapes: Path, out: Path, log: Path) -
     """`earmark eval` of each model on the held-out soundscapes; the results.json of each."""
     results = {}
     for name, model in models.items():
-        earmark("eval", model, soundscapes, "--out", out / f"eval-{name}", "--collar", 0.2, 0.5, "--timelines", 3, *LISTEN, log=log)
-        results[name] = json.loads((out / f"eval-{name}" / "results.json").read_text())
+        earmark("eval", model, soundscapes, "--out", out / f"eval-{model.stem}", "--collar", 0.2, 0.5, "--timelines", 3, *LISTEN, log=log)
+        results[name] = json.loads((out / f"eval-{model.stem}" / "results.json").read_text())
     return results
 
 
-SYSTEMS = {"a": "(a) clip pipeline, KD + QAT INT8", "b": "(b) mixtures, no KD", "c": "(c) mixtures, frame KD",
+SYSTEMS = {"a": "(a) clip pipeline, KD + QAT INT8", "b": "(b) mixtures, no KD", "c": "(c) mixtures, frame KD from {}",
            "d": "(d) (c) QAT INT8"}
 
 
-def table(title: str, results: dict[str, dict]) -> str:
+def table(title: str, results: dict[str, dict], frame_teacher: str = TEACHER) -> str:
     """One row per system: F1 onset / onset+offset at 0.2 and 0.5 s, PSDS1, detections/events, false alarms per minute."""
     lines = [title, f"{'system':34s} {'F1 on@.2':>8s} {'+off@.2':>8s} {'F1 on@.5':>8s} {'+off@.5':>8s} {'PSDS1':>6s} "
                     f"{'det/events':>11s} {'FA/min':>7s}"]
     for name, r in results.items():
         tight, loose = r["events"]["0.2"], r["events"]["0.5"]
-        lines.append(f"{SYSTEMS[name]:34s} {tight['onset']['f1']:8.1%} {tight['onset_offset']['f1']:8.1%} "
+        lines.append(f"{SYSTEMS[name].format(frame_teacher):34s} {tight['onset']['f1']:8.1%} {tight['onset_offset']['f1']:8.1%} "
                      f"{loose['onset']['f1']:8.1%} {loose['onset_offset']['f1']:8.1%} {r['psds']['psds1']:6.3f} "
                      f"{loose['detections']:>5d}/{loose['references']:<5d} {r['false_alarms']['per_minute']:7.2f}")
     return "\n".join(lines)
@@ -152,6 +169,8 @@ def main() -> int:
     parser.add_argument("--budget", default="fast", choices=sorted(BUDGETS))
     parser.add_argument("--skip-demo", action="store_true", help="only the real data")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frame-teacher", default=TEACHER, help=f"the frame teacher of (c): {TEACHER} (fine-tuned from scratch), "
+                        "or a student family trained on the mixtures for twice the student's epochs (e.g. tfsepnet64)")
     args = parser.parse_args()
     budget, out = BUDGETS[args.budget], Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,15 +182,16 @@ def main() -> int:
 
         print("demo data (synthetic)")
         data = synthesize(out / "demo" / "data", seed=args.seed, clips_per_class=budget["clips_per_class"], soundscapes=6)
-        models = train_systems(data.clips_csv, data.backgrounds, out / "demo", budget, args.seed, log)
-        tables.append(table(f"demo data (synthetic): {data.soundscapes_tsv}", evaluate(models, data.soundscapes_tsv, out / "demo", log)))
+        models = train_systems(data.clips_csv, data.backgrounds, out / "demo", budget, args.seed, log, args.frame_teacher)
+        tables.append(table(f"demo data (synthetic): {data.soundscapes_tsv}", evaluate(models, data.soundscapes_tsv, out / "demo", log),
+                            args.frame_teacher))
     if args.real:
         print(f"real sound effects: {args.real}, held out: {', '.join(HELD_OUT)}")
         clips, backgrounds, scapes = real_split(Path(args.real), out / "real", budget["test_scapes"], args.seed, log)
-        models = train_systems(clips, backgrounds, out / "real", budget, args.seed, log)
-        tables.append(table(f"real sound effects, held-out packages: {scapes}", evaluate(models, scapes, out / "real", log)))
+        models = train_systems(clips, backgrounds, out / "real", budget, args.seed, log, args.frame_teacher)
+        tables.append(table(f"real sound effects, held-out packages: {scapes}", evaluate(models, scapes, out / "real", log), args.frame_teacher))
     print("\n" + "\n\n".join(tables))
-    (out / "tables.txt").write_text("\n\n".join(tables) + "\n")
+    (out / f"tables-{args.frame_teacher}.txt").write_text("\n\n".join(tables) + "\n")
     return 0
 
 
