@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from .models import SAMPLE_RATE, export_detector, tone_track
-from .services import LISTEN, Daemon, Subscriber, free_port
+from .services import LISTEN, Daemon, free_port
 
 @pytest.fixture
 def model(tmp_path):
