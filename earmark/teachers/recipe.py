@@ -258,8 +258,9 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
 
     Training mixtures are window-long, new every epoch, 1-2 events, half of them background only (on bench_sed's
     real split, 30 epochs, one seed, the test fold's frame mAP was 52% against 40% with a fifth). The backgrounds
-    are split by fold like the clips, so validation and test mix held-out clips over held-out recordings where
-    there are enough of them (without ``backgrounds``, test is the held-out clips as they are).
+    are split by fold like the clips, so validation mixes held-out clips over held-out recordings where there are
+    enough of them; so does test for frame models (a weak clip has no frame targets), while a clip model's test is
+    the held-out clips as they are.
     """
     train, val, test = data.train_val_test(val_fold, test_fold)
     held_out = lambda split, size: eval_loader(split, sample_rate, clip_seconds, size, frame_hop, workers)
@@ -278,5 +279,6 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     mixed = lambda split, files, train_mode: MixtureDataset(SoundscapeMixer(split, files, sample_rate, settings), frame_hop, train_mode, seed)
     batches = lambda dataset, size: DataLoader(dataset, batch_size=size, collate_fn=collate, num_workers=workers)
     training = mixed(train, train_backgrounds, True)
-    return Splits(training, batches(mixed(val, own[val_fold], False), 32), batches(mixed(test, own[test_fold], False), 32), batches(training, 16),
+    tested = batches(mixed(test, own[test_fold], False), 32) if frame_hop else held_out(test, 32)  # weak clips have no frame targets
+    return Splits(training, batches(mixed(val, own[val_fold], False), 32), tested, batches(training, 16),
                   validation_soundscapes(val, own[val_fold], sample_rate, snr, seed))
