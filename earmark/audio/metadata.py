@@ -20,7 +20,9 @@ class ModelMetadata:
     """Everything the runtime needs besides the graph: labels, task, features, timing and thresholds.
 
     ``input_name`` takes features shaped (batch, 1, n_mels, frames); ``outputs`` maps a role
-    (``clip`` for (batch, classes), ``frame`` for (batch, frames_out, classes)) to the graph's output name.
+    (``clip`` for (batch, classes), ``frame`` for (batch, frames_out, classes), ``scene`` for (batch, scenes)) to
+    the graph's output name. A model with a ``scene`` output (a second head) names its scenes in ``scene_labels``
+    and reports scenes (softmax) beside its events.
     Scores are probabilities: softmax over scenes when ``objective`` is ``classify`` (the runtime reports
     scenes), independent sigmoids when it is ``detect`` (the runtime reports events).
     """
@@ -34,6 +36,7 @@ class ModelMetadata:
     input_name: str = "features"
     input_frames: int = 0
     outputs: dict[str, str] = field(default_factory=lambda: {"clip": "clip_probs"})
+    scene_labels: tuple[str, ...] = ()
     thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float = 0.5
     postprocess: dict[str, float] = field(default_factory=dict)  # median, min_duration, max_gap the thresholds were tuned with
@@ -49,7 +52,7 @@ class ModelMetadata:
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
-        data["labels"] = list(self.labels)
+        data["labels"], data["scene_labels"] = list(self.labels), list(self.scene_labels)
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -69,5 +72,6 @@ class ModelMetadata:
         if missing or set(data) - known:
             raise ValueError(f"{source}: earmark metadata lacks {missing} or has unknown {sorted(set(data) - known)}; re-export it with `earmark export`.")
         data["labels"] = tuple(data["labels"])
+        data["scene_labels"] = tuple(data.get("scene_labels", ()))
         data["frontend"] = FrontendSpec.from_dict(data["frontend"])
         return cls(**data)

@@ -12,6 +12,7 @@ inside training (one soundscape per item, seeded by (seed, epoch, index)).
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import zlib
 from collections import Counter
@@ -25,6 +26,7 @@ from earmark.audio.io import load_audio, resample
 from earmark.audio.manifest import AUDIO_SUFFIXES, Clip, Manifest, clip_fold, read_manifest
 
 Event = tuple[float, float, str]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,18 @@ def find_backgrounds(path: str | os.PathLike) -> list[Path]:
     return files
 
 
+def background_scenes(path: str | os.PathLike) -> tuple[list[str], dict[str, str]]:
+    """The scene of every background recording: (scene labels, path -> scene) from a single-label manifest or a
+    folder with a sub-folder per scene (``BG/park/a.wav``), for a student that learns scenes beside events."""
+    manifest = read_manifest(Path(path))
+    unlabelled = [c.id for c in manifest.clips if len(c.labels) != 1]
+    if not manifest.clips or unlabelled:
+        raise ValueError(f"{path}: --scenes needs one scene label per background recording ({len(unlabelled)} of "
+                         f"{len(manifest.clips)} have none or several, e.g. {unlabelled[:3]}); pass a scene manifest "
+                         "(ESC-50 or TAU style CSV) or a folder with a sub-folder per scene.")
+    return manifest.labels.to_list(), {str(c.path): c.labels[0] for c in manifest.clips}
+
+
 def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if x.size else 0.0
 
@@ -96,8 +110,27 @@ def _concurrency(events: list[tuple[int, int]], start: int, end: int) -> int:
     return most
 
 
-def split_backgrounds(files: list[Path], folds: list[int]) -> dict[int, list[Path]]:
-    """Each fold's backgrounds, by a hash of the file name; all of them for every fold when there are fewer files than folds."""
+def split_backgrounds(files: list[Path], folds: list[int], scenes: dict[str, str] | None = None) -> dict[int, list[Path]]:
+    """Each fold's backgrounds, by a hash of the file name; all of them for every fold when there are fewer files than folds.
+
+    With ``scenes`` (path -> scene) each scene is split on its own, so every fold hears every scene; a scene with fewer
+    recordings than folds is heard by every fold (named in a warning: its held-out mixtures reuse training recordings).
+    """
+    if scenes is not None:
+        groups: dict[str, list[Path]] = {}
+        for f in files:
+            groups.setdefault(scenes[str(f)], []).append(f)
+        shared = sorted(scene for scene, members in groups.items() if len(members) < len(folds))
+        if shared:
+            log.warning("the scenes %s have fewer recordings than folds (%d), so validation and test mix them over the "
+                        "training recordings too; add recordings for scene metrics on unheard ones", shared, len(folds))
+        split = {fold: [] for fold in folds}
+        for members in groups.values():  # dealt in hash order, so each fold gets one before any gets two
+            ordered = sorted(members, key=lambda f: (zlib.crc32(f.name.encode()), f.name))
+            for k, f in enumerate(ordered):
+                for fold in (folds if len(members) < len(folds) else [folds[k % len(folds)]]):
+                    split[fold].append(f)
+        return split
     own = {fold: [f for f in files if folds[zlib.crc32(f.name.encode()) % len(folds)] == fold] for fold in folds}
     return {fold: own[fold] if len(files) >= len(folds) and own[fold] else list(files) for fold in folds}
 

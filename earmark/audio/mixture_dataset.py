@@ -18,10 +18,14 @@ class MixtureDataset(Dataset):
     Items carry the wave, the clip target (a label is on when one of its events is in the window), the frame
     target on a ``frame_hop_seconds`` grid (frame centre inside an event) when one is given, and ``event_ids``,
     the clips placed (for teacher outputs cached per clip). ``train=False`` draws the same soundscapes every time.
+    With ``scenes`` (background path -> scene, one of ``scene_labels``) items also carry ``scene_target``, the
+    one-hot scene of the soundscape's background.
     """
 
-    def __init__(self, mixer: SoundscapeMixer, frame_hop_seconds: float | None = None, train: bool = False, seed: int = 0):
+    def __init__(self, mixer: SoundscapeMixer, frame_hop_seconds: float | None = None, train: bool = False, seed: int = 0,
+                 scenes: dict[str, str] | None = None, scene_labels: list[str] = ()):
         self.mixer, self.frame_hop, self.train, self.seed = mixer, frame_hop_seconds, train, seed
+        self.scenes, self.scene_labels = scenes, list(scene_labels)
         self.epoch = EpochCounter()  # shared with DataLoader workers that persist across epochs
         self.labels = mixer.clips.labels
         self.n_frames = int(round(mixer.settings.duration / frame_hop_seconds)) if frame_hop_seconds else 0
@@ -38,6 +42,9 @@ class MixtureDataset(Dataset):
         scape = self.mixer.mix(np.random.default_rng((self.seed, epoch + 1, index)), first=index)
         target = np.zeros(len(self.labels), np.float32)
         item = {"id": f"mix-{epoch + 1}-{index}", "wave": torch.from_numpy(scape.audio), "event_ids": scape.sources}
+        if self.scenes is not None:
+            item["scene_target"] = torch.zeros(len(self.scene_labels))
+            item["scene_target"][self.scene_labels.index(self.scenes[scape.background])] = 1.0
         if self.frame_hop:
             centres = (np.arange(self.n_frames) + 0.5) * self.frame_hop
             frames = np.zeros((self.n_frames, len(self.labels)), np.float32)

@@ -163,6 +163,7 @@ class SynthPaths:
     soundscapes_tsv: Path
     scenes_tsv: Path
     backgrounds: Path
+    backgrounds_tsv: Path  # the backgrounds' scenes (filename, scene_label): `distill --scenes --backgrounds` reads it
 
 
 def synthesize(out: str | os.PathLike, seed: int = 0, clips_per_class: int = 40, soundscapes: int = 20,
@@ -212,7 +213,14 @@ def synthesize(out: str | os.PathLike, seed: int = 0, clips_per_class: int = 40,
         writer.writerow(["filename", "scene_label"])
         writer.writerows(scene_rows)
     (root / "backgrounds").mkdir(exist_ok=True)
+    background_rows = []
     for k in range(backgrounds):  # drawn last: the clips and soundscapes do not depend on how many there are
         scene = scenes[k % len(scenes)]
         _write(root / "backgrounds" / f"{scene}-{k:03d}.wav", _normalise(SCENES[scene](rng, n_scape)), rng)
-    return SynthPaths(root, root / "clips.csv", root / "soundscapes.tsv", root / "scenes.tsv", root / "backgrounds")
+        background_rows.append((f"backgrounds/{scene}-{k:03d}.wav", scene))
+    with open(root / "backgrounds.tsv", "w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t")
+        writer.writerow(["filename", "scene_label"])
+        writer.writerows(background_rows)
+    return SynthPaths(root, root / "clips.csv", root / "soundscapes.tsv", root / "scenes.tsv", root / "backgrounds",
+                      root / "backgrounds.tsv")

@@ -46,6 +46,8 @@ HELP = {
     "backgrounds": "a folder or manifest of background recordings: every epoch trains on new mixtures of the clips over them, "
                    "and event thresholds are tuned on held-out mixtures (--objective detect)",
     "mix_snr": "event-to-background dB range (LOW HIGH) of those mixtures",
+    "scenes": "the backgrounds are labelled scenes (a manifest, or a folder per scene): the student also learns each mixture's "
+              "scene in a second, softmax head, and `listen` reports scenes beside events",
     "median": "the `earmark listen --median` the event thresholds are tuned for",
     "min_duration": "... its --min-duration",
     "max_gap": "... its --max-gap",

@@ -14,6 +14,7 @@ from torch import nn
 
 from earmark.audio.datasets_torch import collate
 from earmark.audio.events import EventSettings
+from earmark.audio.mixing import background_scenes
 from earmark.audio.features_torch import Frontend
 from earmark.audio import resample as audio_resample
 from earmark.audio.sources import DataSource, data_identity, open_data
@@ -46,6 +47,7 @@ class DistillConfig:
     objective: str = ""  # "detect" (sigmoid events) | "classify" (softmax scenes); "": detect for multi-label or frame data
     backgrounds: str = ""  # a folder or manifest of background recordings: train and validate on clips mixed over them
     mix_snr: tuple[float, float] = (0.0, 15.0)  # event-to-background dB of those mixtures
+    scenes: bool = False  # the backgrounds are labelled scenes: the student also learns each mixture's scene (a second head)
     median: int = 1  # the `earmark listen` post-processing the event thresholds are tuned for
     min_duration: float = 0.0
     max_gap: float = 0.0
@@ -145,9 +147,16 @@ class _Step:
         return nn.functional.binary_cross_entropy_with_logits(frame_logits, match_time(frames, frame_logits.shape[1]))
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-        c = self.config
         augmented = self.augment(batch["wave"])
         mix, out = augmented.mix, model(augmented.features)
+        loss = self.events_loss(out, batch, augmented, model)
+        if out.scene_logits is not None:  # the second head learns the background's scene from labels (no scene teacher)
+            loss = loss + mix.loss(lambda y: label_loss(out.scene_logits, y, "classify"), batch["scene_target"])
+        return loss, {}
+
+    def events_loss(self, out: ModelOutput, batch: dict, augmented, model: nn.Module) -> torch.Tensor:
+        """The main head's loss: labels, and the teachers' outputs (online, or cached per clip) where there are any."""
+        c, mix = self.config, augmented.mix
         logits, frame_logits = out.clip_logits, out.frame_logits
         projected = out.embedding if isinstance(model, FeatureDistill) else None
         if self.online:  # the teachers hear the same mixed, augmented audio: their outputs need no mixing
@@ -155,7 +164,7 @@ class _Step:
             loss = mix.loss(lambda y: self.loss(logits, y, teacher), batch["target"])
             if frame_logits is not None:
                 loss = loss + self.frame_loss(frame_logits, mix.targets(batch["frame_target"]), teacher_frames)
-            return loss, {}
+            return loss
         targets = {"y": batch["target"]}
         if frame_logits is not None:
             targets["frames"] = batch["frame_target"]
@@ -179,7 +188,7 @@ class _Step:
                 loss = loss + c.feature_weight * nn.functional.mse_loss(projected, v["t_embedding"])
             return loss
 
-        return mix.loss(total, *targets.values()), {}
+        return mix.loss(total, *targets.values())
 
     @torch.no_grad()
     def teacher_outputs(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -271,13 +280,17 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     objective = resolve_objective(config.objective, manifest, config.task)
     labels = manifest.labels.to_list()
     frame = config.task == "frame"
-    student = create_student(config.student, len(labels), config.task, **config.student_overrides)
+    if config.scenes and not config.backgrounds:
+        raise ValueError("--scenes learns the scene of each background recording; pass --backgrounds SCENE_MANIFEST too.")
+    scene_labels = background_scenes(config.backgrounds)[0] if config.scenes else []
+    student = create_student(config.student, len(labels), config.task, **config.student_overrides,
+                             **({"scene_classes": len(scene_labels)} if scene_labels else {}))
     if config.init:
         student.load_state_dict(_init_weights(config, student, labels))
     frontend = Frontend(student.frontend)
     splits = make_splits(manifest, objective, frontend.spec.sample_rate, config.clip_seconds, student.frame_hop_seconds if frame else None,
                          config.val_fold, config.test_fold, config.batch_size, config.seed, config.backgrounds, tuple(config.mix_snr),
-                         config.workers)
+                         config.workers, config.scenes)
     online = None
     if config.online_teacher and config.kd:
         loaded = [load_teacher(t) for t in config.teachers]
@@ -292,7 +305,8 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     step = _Step(config, frontend, cache, objective, online)
     hop = config.clip_seconds / 2  # the daemon's default hop; thresholds are tuned for it
     meta = lambda **extra: student_checkpoint_meta(student, config.student, labels, config.task, config.student_overrides,
-                                                   objective=objective, window_seconds=config.clip_seconds, hop_seconds=hop, **extra)
+                                                   objective=objective, scene_labels=scene_labels, window_seconds=config.clip_seconds,
+                                                   hop_seconds=hop, **extra)
     best_path = out / "student"
     key = best_metric(objective, config.task)
     validate = lambda model: metrics(collect_outputs(getattr(model, "student", model), frontend, splits.val), objective)

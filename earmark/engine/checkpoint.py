@@ -46,6 +46,7 @@ class CheckpointMeta:
     labels: list[str] = field(default_factory=list)
     task: str = "clip"  # "clip" | "frame"
     objective: str = "classify"  # "classify": softmax over scenes | "detect": independent sigmoid detectors (events)
+    scene_labels: list[str] = field(default_factory=list)  # a student's second head: softmax scenes beside its events
     provenance: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. quantization config, window seconds
     format_version: int = CHECKPOINT_VERSION

@@ -14,7 +14,8 @@ class ModelOutput:
     """What a model gives for features (B, 1, n_mels, frames); a field the model does not produce is None.
 
     Logits are pre-activation: the checkpoint's ``objective`` says whether they mean softmax scenes
-    (``classify``) or independent sigmoid detectors (``detect``).
+    (``classify``) or independent sigmoid detectors (``detect``). A student built with ``scene_classes`` also
+    gives ``scene_logits``, always a softmax over the checkpoint's ``scene_labels``.
     """
 
     clip_logits: torch.Tensor | None = None  # (B, C)
@@ -24,6 +25,7 @@ class ModelOutput:
     tokens: torch.Tensor | None = None  # (B, N, D), a transformer's tokens after the final norm
     layers: list[torch.Tensor] = field(default_factory=list)  # per block, (B, N, D)
     frame_hop_seconds: float = 0.0  # time step of frame_logits / frame_embedding
+    scene_logits: torch.Tensor | None = None  # (B, S), a second head's softmax scenes beside the events (students only)
 
     def require(self, name: str, hint: str) -> torch.Tensor:
         """The field ``name``, or one clear error with ``hint`` when this model does not produce it."""

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_clips(r: dict) -> None:
     """Clip metrics in a few lines."""
-    print(f"{r['clips']} clips: mAP {r['map']:.3f}", end="")
+    print(f"{r['clips']} clips{' (the scene head)' if r['head'] == 'scene' else ''}: mAP {r['map']:.3f}", end="")
     if "accuracy" in r:
         print(f", accuracy {r['accuracy']:.1%}, macro accuracy {r['macro_accuracy']:.1%}; confusion matrix in {r['confusion']}")
     else:

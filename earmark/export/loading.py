@@ -61,21 +61,30 @@ class LoadedModel:
 
 
 class ScoresHead(nn.Module):
-    """Features (B, 1, n_mels, frames) -> probabilities: clip (B, C) and/or frame (B, T', C)."""
+    """Features (B, 1, n_mels, frames) -> probabilities: clip (B, C) and/or frame (B, T', C), and a scene head's (B, S)."""
 
-    def __init__(self, model: nn.Module, task: str, objective: str):
+    def __init__(self, model: nn.Module, task: str, objective: str, scenes: bool = False):
         super().__init__()
         self.model = model
         self.task = task
         self.objective = objective
+        self.scenes = scenes
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The graph's outputs, in ``output_names`` order."""
         out = self.model(features)
+        scores = (probabilities(out.clip_logits, self.objective),)
         if self.task == "frame":
-            return probabilities(out.frame_logits, "detect"), probabilities(out.clip_logits, self.objective)
-        return (probabilities(out.clip_logits, self.objective),)
+            scores = (probabilities(out.frame_logits, "detect"), *scores)
+        if self.scenes:
+            scores = (*scores, probabilities(out.require("scene_logits", "the checkpoint names scene labels; re-create it."), "classify"))
+        return scores
+
+    @property
+    def roles(self) -> list[str]:
+        """What each output is, in order: ``frame``, ``clip`` and ``scene`` (the runtime's names for them)."""
+        return (["frame"] if self.task == "frame" else []) + ["clip"] + (["scene"] if self.scenes else [])
 
     @property
     def output_names(self) -> list[str]:
-        return ["frame_probs", "clip_probs"] if self.task == "frame" else ["clip_probs"]
+        return [f"{role}_probs" for role in self.roles]

@@ -85,7 +85,6 @@ def build_metadata(loaded: LoadedModel, head: ScoresHead, precision: str, quanti
     """The runtime's view of the model, from the checkpoint's metadata."""
     extra = loaded.meta.extra
     frame_hop = float(extra.get("frame_hop_seconds", getattr(loaded.model, "frame_hop_seconds", 0.0)))
-    roles = ["frame", "clip"] if head.task == "frame" else ["clip"]
     return ModelMetadata(
         labels=tuple(loaded.meta.labels),
         task=loaded.meta.task,
@@ -94,7 +93,8 @@ def build_metadata(loaded: LoadedModel, head: ScoresHead, precision: str, quanti
         hop_seconds=loaded.hop_seconds,
         input_name=INPUT_NAME,
         input_frames=loaded.input_frames,
-        outputs=dict(zip(roles, head.output_names)),
+        outputs=dict(zip(head.roles, head.output_names)),
+        scene_labels=tuple(loaded.meta.scene_labels),
         objective=head.objective,
         thresholds={k: float(v) for k, v in extra.get("thresholds", {}).items()},
         default_threshold=float(extra.get("default_threshold", 0.5)),
@@ -155,10 +155,11 @@ def measure_parity(path: Path, head: ScoresHead, inputs: np.ndarray, batch: int 
         refs = [r.numpy() for r in ref]
         finite = finite and all(np.isfinite(o).all() and np.isfinite(r).all() for o, r in zip(ours, refs))
         diffs += [float(np.abs(o.astype(np.float32) - r).max()) for o, r in zip(ours, refs)]
+        clip = head.roles.index("clip")
         if head.objective == "detect":
-            agree.append(((ours[-1] >= thresholds) == (refs[-1] >= thresholds)).reshape(-1))
+            agree.append(((ours[clip] >= thresholds) == (refs[clip] >= thresholds)).reshape(-1))
         else:
-            agree.append(ours[-1].argmax(-1) == refs[-1].argmax(-1))
+            agree.append(ours[clip].argmax(-1) == refs[clip].argmax(-1))
     return Parity(max(diffs), float(np.concatenate(agree).mean()), len(inputs), bool(finite), head.objective == "detect")
 
 
@@ -205,14 +206,15 @@ def export_onnx(
         inputs, labelled = manifest_features(spec, frames, calib)
     else:
         inputs = feature_batch(spec, frames, test_signals(spec.sample_rate, loaded.window_seconds, count=16))
-    head = ScoresHead(loaded.model, loaded.meta.task, loaded.objective).eval()
+    scores_head = lambda model: ScoresHead(model, loaded.meta.task, loaded.objective, bool(loaded.meta.scene_labels)).eval()
+    head = scores_head(loaded.model)
     example = torch.from_numpy(inputs[: batch or 1])
     if loaded.quantized:
         from earmark.students import export_ready
 
-        traced = ScoresHead(export_ready(loaded.model, example), loaded.meta.task, loaded.objective).eval()
+        traced = scores_head(export_ready(loaded.model, example))
     else:  # the same function with fewer ops; parity is measured against the model as trained
-        traced = ScoresHead(fold_channel_shuffles(loaded.model), loaded.meta.task, loaded.objective).eval()
+        traced = scores_head(fold_channel_shuffles(loaded.model))
     precision_label = "int8" if loaded.quantized else precision
     quantization = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -291,10 +293,10 @@ def _accuracy(path: Path, inputs: np.ndarray, labels: list[list[str]], meta: Mod
     sess = session(path)
     step = batch or len(inputs)
     n = len(inputs) - len(inputs) % step
-    exported = np.concatenate([sess.run(None, {INPUT_NAME: inputs[i:i + step]})[-1] for i in range(0, n, step)])
+    clip = head.roles.index("clip")
+    exported = np.concatenate([sess.run(None, {INPUT_NAME: inputs[i:i + step]})[clip] for i in range(0, n, step)])
     with torch.no_grad():
-        reference = head(torch.from_numpy(inputs[:n]))
-    reference = reference[-1].numpy()
+        reference = head(torch.from_numpy(inputs[:n]))[clip].numpy()
     truth = np.array([meta.labels.index(l[0]) if l and l[0] in meta.labels else -1 for l in labels[:n]])
     return {
         "exported": float((exported.argmax(-1) == truth).mean()),

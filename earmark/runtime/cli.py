@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         services.append(page.service)
         log(f"live page on {page.service.url}/")
     listener.install_signals()
-    log(f"listening to {args.source} ({source.sample_rate} Hz) for {len(meta.labels)} labels, window {meta.window_seconds} s, "
+    log(f"listening to {args.source} ({source.sample_rate} Hz) for {len(meta.labels)} labels"
+        f"{f' and {len(meta.scene_labels)} scenes' if meta.scene_labels else ''}, window {meta.window_seconds} s, "
         f"hop {classifier.plan.hop_seconds:.3f} s")
     try:
         code = listener.run()

@@ -57,6 +57,7 @@ class Listener:
         settings.offset_lag = classifier.plan.offset_lag
         self.events = EventTracker(self.labels, settings)
         self.scene = SceneTracker(self.labels, hold=scene_hold)
+        self.scene_head = SceneTracker(meta.scene_labels, hold=scene_hold) if meta.scene_labels else None  # scenes beside events
         self.status_every, self.thresholds, self.k = status_every, thresholds, k
         self.metrics = metrics or Metrics()
         self.metrics.sinks.update({sink.name: sink.delivery for sink in self.sinks})
@@ -65,6 +66,7 @@ class Listener:
         self._code = 0
         self._started_wall = datetime.now(timezone.utc)
         self._latest: np.ndarray | None = None
+        self._latest_scene: np.ndarray | None = None
         self._latencies: list[float] = []
 
     def attach(self, sink: Sink, watcher: Callable[[WindowResult], None] | None = None) -> None:
@@ -110,7 +112,8 @@ class Listener:
                 self._stop, self._code = True, 1
 
     def _handle(self, result: WindowResult) -> None:
-        if not np.isfinite(result.clip).all() or not all(np.isfinite(s.probs).all() for s in result.segments):
+        scores = [result.clip, *(s.probs for s in result.segments), *([] if result.scene is None else [result.scene])]
+        if not all(np.isfinite(values).all() for values in scores):
             self.metrics.nonfinite_windows += 1  # the model itself produced NaN: never passed on as a score
             return
         self.metrics.latency.observe(result.latency_ms)
@@ -118,6 +121,10 @@ class Listener:
         self._latest = result.clip
         for watch in self.watchers:
             watch(result)
+        if self.scene_head is not None and result.scene is not None:
+            self._latest_scene = result.scene
+            if record := self.scene_head.push(result.scene, result.end):
+                self._emit({**record, "wall_time": self._wall(result.end)})
         if self.scenes:
             record = self.scene.push(result.clip, result.end)
             if record:
@@ -155,6 +162,8 @@ class Listener:
                   "sinks": {name: delivery.as_dict() for name, delivery in m.sinks.items()}}
         if self._latest is not None:
             record["hears"] = top_k(self.labels, self._latest, self.k)
+        if self._latest_scene is not None:
+            record["scene"] = top_k(self.scene_head.labels, self._latest_scene, 1)[0]
         self._latencies = self._latencies[-100:]
         return record
 

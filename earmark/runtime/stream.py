@@ -27,6 +27,7 @@ class WindowResult:
     segments: list[Scores]
     latency_ms: float
     features: np.ndarray | None = None  # (n_mels, frames) log-mel columns this window added (the whole window first)
+    scene: np.ndarray | None = None  # a scene head's probabilities over the metadata's scene_labels
 
 
 class WindowPlan:
@@ -68,7 +69,8 @@ class WindowPlan:
                         for i in range(min(new, len(frame_probs)))]
         else:
             segments = [Scores(end - (self.meta.window_seconds if first else self.hop_seconds), end, out["clip"][0])]
-        return WindowResult(end, out["clip"][0], segments, latency, frames if first else frames[:, -self.hop_frames:])
+        return WindowResult(end, out["clip"][0], segments, latency, frames if first else frames[:, -self.hop_frames:],
+                            out["scene"][0] if "scene" in out else None)
 
 
 class StreamingClassifier:

@@ -141,7 +141,8 @@ class TFSepNet(nn.Module):
     """TF-SepNet over features (B, 1, n_mels, frames); ``task="frame"`` keeps time and adds frame scores."""
 
     def __init__(self, num_classes: int, base_channels: int = 64, depth: int = 17, kernel_size: int = 3,
-                 dropout: float = 0.1, norm: str = "resnorm", task: str = "clip", frontend: str = "tfsepnet"):
+                 dropout: float = 0.1, norm: str = "resnorm", task: str = "clip", frontend: str = "tfsepnet",
+                 scene_classes: int = 0):
         super().__init__()
         if depth not in DEPTH_CONFIGS:
             raise ValueError(f"TF-SepNet depth {depth} is not defined; choose one of {sorted(DEPTH_CONFIGS)}.")
@@ -166,6 +167,7 @@ class TFSepNet(nn.Module):
         self.classifier = nn.Conv2d(width, num_classes, 1)
         if task == "frame":
             self.attention = nn.Conv1d(width, num_classes, 1)
+        self.scene_head = nn.Linear(width, scene_classes) if scene_classes else None  # scenes beside the events
 
     @property
     def frame_hop_seconds(self) -> float:
@@ -178,10 +180,11 @@ class TFSepNet(nn.Module):
     def forward(self, x: torch.Tensor) -> ModelOutput:
         h = self.features(x)
         embedding = h.mean(dim=(2, 3))
+        scenes = self.scene_head(embedding) if self.scene_head is not None else None
         if self.task == "clip":
-            return ModelOutput(clip_logits=self.classifier(h).mean(dim=(2, 3)), embedding=embedding)
+            return ModelOutput(clip_logits=self.classifier(h).mean(dim=(2, 3)), embedding=embedding, scene_logits=scenes)
         frame_logits = self.classifier(h).mean(dim=2)  # (B, classes, T')
         weights = torch.softmax(self.attention(h.mean(dim=2)), dim=2)  # attention pooling over time
         clip_logits = (weights * frame_logits).sum(dim=2)
         return ModelOutput(clip_logits=clip_logits, frame_logits=frame_logits.transpose(1, 2), embedding=embedding,
-                           frame_hop_seconds=self.frame_hop_seconds)
+                           frame_hop_seconds=self.frame_hop_seconds, scene_logits=scenes)

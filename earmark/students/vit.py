@@ -40,7 +40,7 @@ class AudioViT(nn.Module):
 
     def __init__(self, num_classes: int, dim: int = 192, depth: int = 12, heads: int = 3, patch: int = 16,
                  n_mels: int = 256, frames: int = 64, positions: str = "learned", pooling: str = "mean",
-                 task: str = "clip", frontend: str = "cpjku"):
+                 task: str = "clip", frontend: str = "cpjku", scene_classes: int = 0):
         super().__init__()
         if positions not in ("learned", "sincos") or pooling not in ("mean", "cls"):
             raise ValueError("positions must be 'learned' or 'sincos', pooling 'mean' or 'cls'.")
@@ -53,6 +53,7 @@ class AudioViT(nn.Module):
         self.blocks = nn.Sequential(*[Block(dim, heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, num_classes)
+        self.scene_head = nn.Linear(dim, scene_classes) if scene_classes else None  # scenes beside the events
         self.register_load_state_dict_pre_hook(_legacy_mlp_keys)
 
     @property
@@ -79,7 +80,8 @@ class AudioViT(nn.Module):
     def forward(self, x: torch.Tensor) -> ModelOutput:
         tokens, grid_f, grid_t = self.tokens(x)
         embedding = tokens[:, 0] if self.cls_token is not None else tokens.mean(dim=1)
-        out = ModelOutput(clip_logits=self.head(embedding), embedding=embedding)
+        out = ModelOutput(clip_logits=self.head(embedding), embedding=embedding,
+                          scene_logits=self.scene_head(embedding) if self.scene_head is not None else None)
         if self.task == "frame":
             patches = tokens[:, 1:] if self.cls_token is not None else tokens
             columns = patches.reshape(x.shape[0], grid_f, grid_t, -1).mean(dim=1)  # (B, T', dim)

@@ -23,7 +23,7 @@ from earmark.audio.datasets_torch import collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.io import load_audio
 from earmark.audio.manifest import Manifest, clip_fold
-from earmark.audio.mixing import MixSettings, Soundscape, SoundscapeMixer, find_backgrounds, split_backgrounds
+from earmark.audio.mixing import MixSettings, Soundscape, SoundscapeMixer, background_scenes, find_backgrounds, split_backgrounds
 from earmark.audio.mixture_dataset import MixtureDataset
 from earmark.audio.sources import DataSource, eval_loader, train_dataset
 from earmark.engine.metrics import accuracies, average_precision, frame_f1
@@ -188,6 +188,8 @@ class Outputs:
     targets: np.ndarray
     frame_logits: np.ndarray | None = None
     frame_targets: np.ndarray | None = None
+    scene_logits: np.ndarray | None = None  # a scene head's, on data that carries scene targets (mixtures over scenes)
+    scene_targets: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -195,7 +197,7 @@ def collect_outputs(model: nn.Module, frontend: Frontend, batches: Iterable[dict
     """Run ``model`` (eval mode) over ``batches`` in order; the one evaluation loop of fine-tuning and distillation."""
     model.eval()
     device = next(model.parameters()).device
-    ids, clips, targets, frames, frame_targets = [], [], [], [], []
+    ids, clips, targets, frames, frame_targets, scenes, scene_targets = [], [], [], [], [], [], []
     for batch in batches:
         out = model(frontend(batch["wave"].to(device)).unsqueeze(1))
         ids += batch["id"]
@@ -204,12 +206,25 @@ def collect_outputs(model: nn.Module, frontend: Frontend, batches: Iterable[dict
         if "frame_target" in batch and out.frame_logits is not None:
             frame_targets.append(batch["frame_target"].numpy())
             frames.append(match_time(out.frame_logits.float().cpu(), batch["frame_target"].shape[1]).numpy())
-    return Outputs(ids, np.concatenate(clips), np.concatenate(targets),
-                   np.concatenate(frames) if frames else None, np.concatenate(frame_targets) if frame_targets else None)
+        if "scene_target" in batch and out.scene_logits is not None:
+            scene_targets.append(batch["scene_target"].numpy())
+            scenes.append(out.scene_logits.float().cpu().numpy())
+    joined = lambda parts: np.concatenate(parts) if parts else None
+    return Outputs(ids, np.concatenate(clips), np.concatenate(targets), joined(frames), joined(frame_targets), joined(scenes),
+                   joined(scene_targets))
 
 
 def metrics(outputs: Outputs, objective: str) -> dict[str, float]:
-    """Frame F1, frame mAP and clip mAP for frame outputs; mAP (and accuracy on single-label data) to detect; accuracies to classify."""
+    """Frame F1, frame mAP and clip mAP for frame outputs; mAP (and accuracy on single-label data) to detect; accuracies to
+    classify; and a scene head's accuracies (``scene_accuracy``, ``scene_macro_accuracy``) where there are scene targets."""
+    result = _head_metrics(outputs, objective)
+    if outputs.scene_logits is not None:
+        scenes, truth = outputs.scene_logits, outputs.scene_targets
+        result.update({f"scene_{k}": v for k, v in accuracies(scenes.argmax(1), truth.argmax(1), truth.shape[1]).items()})
+    return result
+
+
+def _head_metrics(outputs: Outputs, objective: str) -> dict[str, float]:
     s, t = outputs.clip_logits, outputs.targets
     if outputs.frame_logits is not None:
         frames, frame_targets = outputs.frame_logits, outputs.frame_targets
@@ -249,18 +264,20 @@ class Splits:
     test: Iterable[dict]
     calibration: Iterable[dict]  # batches of training audio as the model hears it
     soundscapes: list[Soundscape]  # validation soundscapes with strong labels (empty: nothing to tune thresholds on)
+    scene_labels: list[str] = ()  # the backgrounds' scenes, when items carry ``scene_target``
 
 
 def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds: float, frame_hop: float | None,
                 val_fold: int, test_fold: int, batch_size: int, seed: int = 0, backgrounds: str = "",
-                snr: tuple[float, float] = (0.0, 15.0), workers: int = 0) -> Splits:
+                snr: tuple[float, float] = (0.0, 15.0), workers: int = 0, scenes: bool = False) -> Splits:
     """Train / validation / test data by fold; with ``backgrounds``, training and validation hear the clips mixed over them.
 
     Training mixtures are window-long, new every epoch, 1-2 events, half of them background only (on bench_sed's
     real split, 30 epochs, one seed, the test fold's frame mAP was 52% against 40% with a fifth). The backgrounds
     are split by fold like the clips, so validation mixes held-out clips over held-out recordings where there are
     enough of them; so does test for frame models (a weak clip has no frame targets), while a clip model's test is
-    the held-out clips as they are.
+    the held-out clips as they are. With ``scenes`` the backgrounds are a scene manifest (or a folder per scene), and
+    every mixture item also carries its background's scene.
     """
     train, val, test = data.train_val_test(val_fold, test_fold)
     held_out = lambda split, size: eval_loader(split, sample_rate, clip_seconds, size, frame_hop, workers)
@@ -273,12 +290,14 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     if not isinstance(data, Manifest):
         raise ValueError("--backgrounds mixes clips listed in a manifest; pass the manifest the shards were made from as --data.")
     folds = sorted({clip_fold(c) for c in data.clips} | {val_fold, test_fold})
-    own = split_backgrounds(find_backgrounds(backgrounds), folds)
+    scene_labels, scene_of = background_scenes(backgrounds) if scenes else ([], None)
+    own = split_backgrounds([Path(p) for p in scene_of], folds, scene_of) if scenes else split_backgrounds(find_backgrounds(backgrounds), folds)
     train_backgrounds = sorted({f for fold in folds if fold not in (val_fold, test_fold) for f in own[fold]})
     settings = MixSettings(duration=clip_seconds, events=(1, 2), snr=tuple(snr), max_overlap=2, background_only=0.5)
-    mixed = lambda split, files, train_mode: MixtureDataset(SoundscapeMixer(split, files, sample_rate, settings), frame_hop, train_mode, seed)
+    mixed = lambda split, files, train_mode: MixtureDataset(SoundscapeMixer(split, files, sample_rate, settings), frame_hop, train_mode,
+                                                            seed, scene_of, scene_labels)
     batches = lambda dataset, size: DataLoader(dataset, batch_size=size, collate_fn=collate, num_workers=workers)
     training = mixed(train, train_backgrounds, True)
     tested = batches(mixed(test, own[test_fold], False), 32) if frame_hop else held_out(test, 32)  # weak clips have no frame targets
     return Splits(training, batches(mixed(val, own[val_fold], False), 32), tested, batches(training, 16),
-                  validation_soundscapes(val, own[val_fold], sample_rate, snr, seed))
+                  validation_soundscapes(val, own[val_fold], sample_rate, snr, seed), scene_labels)
