@@ -18,7 +18,7 @@ from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 from earmark.export.benchmark import session
 from earmark.export.inputs import feature_batch, manifest_features, test_signals
 from earmark.export.loading import LoadedModel, ScoresHead
-from earmark.export.qdq import compact, conv_precisions, store_int8_weights
+from earmark.export.qdq import compact, conv_precisions, dequantize_weight_only, store_float16_exact, store_int8_weights
 from earmark.students import fold_channel_shuffles
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -223,6 +223,9 @@ def export_onnx(
         model = onnx.load(str(fp32_path))
         if loaded.quantized:
             store_int8_weights(model)
+            if scope == "pointwise":  # a CPU file (TensorRT, scope all, wants DequantizeLinear weights and initializer biases)
+                dequantize_weight_only(model)
+                store_float16_exact(model)
             quantization = {"method": "qat", "scope": scope, **conv_precisions(model)}
         elif precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16

@@ -59,12 +59,103 @@ def store_int8_weights(model: onnx.ModelProto) -> int:
     return len(folded)
 
 
+FLOAT16_MIN_ELEMENTS = 16  # below this the Cast node costs more bytes than half precision saves
+
+
+def store_float16_exact(model: onnx.ModelProto) -> int:
+    """Store every float32 initializer whose values are all float16 numbers as float16 behind a Cast; returns how many.
+
+    Exact by construction (QAT trains the biases on the float16 grid): the Cast restores the very float32 values, and
+    ONNX Runtime folds it into a constant when the session starts.
+    """
+    graph = model.graph
+    casts, kept = [], []
+    for tensor in graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        half = values.astype(np.float16)
+        if tensor.data_type == onnx.TensorProto.FLOAT and values.size >= FLOAT16_MIN_ELEMENTS and \
+                np.array_equal(half.astype(np.float32), values) and np.isfinite(half).all():
+            kept.append(numpy_helper.from_array(half, tensor.name + "_f16"))
+            casts.append(onnx.helper.make_node("Cast", [tensor.name + "_f16"], [tensor.name], to=onnx.TensorProto.FLOAT))
+        else:
+            kept.append(tensor)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)  # stays topologically sorted: the casts read initializers only
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(casts)
+
+
+def dequantize_weight_only(model: onnx.ModelProto) -> int:
+    """Rewrite the DequantizeLinear of each INT8 weight whose conv reads a float input (weight-only INT8) as
+    ``Cast(int8 -> float) * scale``; returns how many.
+
+    The same float32 products (zero points are 0), but ONNX Runtime folds a Cast and a Mul of constants when the session
+    starts, while it keeps every DequantizeLinear for QDQ fusion and so would dequantize these weights on every call and
+    leave their convs out of its NCHWc layout. Convs whose input is dequantized keep their weight's DequantizeLinear: that
+    is the INT8 Q/DQ pattern other runtimes fuse.
+    """
+    graph = model.graph
+    constants = _constants(graph)
+    producers = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    nodes, added, rewritten = [], [], 0
+    for node in graph.node:
+        weight = constants.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        users = readers.get(node.output[0], []) if weight is not None else []
+        zero = constants.get(node.input[2]) if len(node.input) > 2 else None
+        if weight is None or weight.dtype != np.int8 or zero is None or zero.any() or node.input[1] not in constants \
+                or not users or any(u.op_type != "Conv" or u.input[1] != node.output[0] or _dequantized(u.input[0], producers) for u in users):
+            nodes.append(node)
+            continue
+        scale, scale_name = constants[node.input[1]], node.input[1]
+        if scale.ndim:  # per channel: shaped to broadcast along the weight's axis
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % weight.ndim
+            shape = [1] * weight.ndim
+            shape[axis] = -1
+            scale_name = node.output[0] + "_scale"
+            added.append(numpy_helper.from_array(scale.reshape(shape), scale_name))
+        nodes += [onnx.helper.make_node("Cast", [node.input[0]], [node.output[0] + "_float"], to=onnx.TensorProto.FLOAT),
+                  onnx.helper.make_node("Mul", [node.output[0] + "_float", scale_name], [node.output[0]])]
+        rewritten += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(added)
+    return rewritten
+
+
+MOVES = {"Reshape", "Transpose", "Slice", "Split", "Squeeze", "Unsqueeze", "Flatten", "Identity", "MaxPool", "Concat"}
+
+
+def _dequantized(name: str, producers: dict[str, onnx.NodeProto]) -> bool:
+    """Whether a tensor comes from a DequantizeLinear, through ops that only move or select values (QDQ propagation)."""
+    node = producers.get(name)
+    while node is not None and node.op_type in MOVES:
+        node = producers.get(node.input[0])
+    return node is not None and node.op_type == "DequantizeLinear"
+
+
 def conv_precisions(model: onnx.ModelProto) -> dict[str, int]:
-    """How many Conv nodes read INT8 weights (through a DequantizeLinear) and how many stay float."""
-    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    """How many Conv nodes read INT8 weights (through a DequantizeLinear, or a Cast and Mul when weight-only), how many
+    of those read a float input (weight-only INT8: the spatial convs of scope pointwise), and how many stay float."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    int8_initializers = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+
+    def int8_weight(name: str) -> bool:
+        node = producers.get(name)
+        if node is not None and node.op_type == "Mul":
+            node = producers.get(node.input[0])
+            return node is not None and node.op_type == "Cast" and node.input[0] in int8_initializers
+        return node is not None and node.op_type == "DequantizeLinear"
+
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    int8 = sum(n.input[1] in dequantized for n in convs)
-    return {"int8_convs": int8, "float_convs": len(convs) - int8}
+    int8 = [n for n in convs if int8_weight(n.input[1])]
+    weight_only = sum(not _dequantized(n.input[0], producers) for n in int8)
+    return {"int8_convs": len(int8), "weight_only_convs": weight_only, "float_convs": len(convs) - len(int8)}
 
 
 def compact(model: onnx.ModelProto) -> None:
@@ -79,11 +170,13 @@ def compact(model: onnx.ModelProto) -> None:
             tensor.CopyFrom(node.attribute[0].t)
             tensor.name = node.output[0]
             tensors.append(tensor)
+    used = {name for node in graph.node for name in node.input} | keep
+    tensors = [t for t in tensors if t.name in used]  # constants no node reads (left by rewrites)
     alias, unique = {}, {}
     for tensor in tensors:
         key = (tensor.data_type, tuple(tensor.dims), numpy_helper.to_array(tensor).tobytes())
         alias[tensor.name] = unique.setdefault(key, tensor).name
-    nodes = [n for n in graph.node if not (n.op_type == "Constant" and n.output[0] in alias)]
+    nodes = [n for n in graph.node if not (n.op_type == "Constant" and (n.output[0] in alias or n.output[0] not in used))]
     for node in nodes:
         if node.op_type == "Identity" and node.output[0] not in keep:
             alias[node.output[0]] = alias.get(node.input[0], node.input[0])

@@ -40,7 +40,8 @@ class Finding:
 
 
 def check_tensorrt(path: str | os.PathLike) -> list[Finding]:
-    """List what TensorRT's parser would refuse: unsupported ops, asymmetric or unsigned Q/DQ, dynamic non-batch axes."""
+    """List what TensorRT's parser would refuse: unsupported ops, asymmetric or unsigned Q/DQ, computed conv biases,
+    dynamic non-batch axes."""
     graph = read_onnx(path).graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
@@ -53,6 +54,9 @@ def check_tensorrt(path: str | os.PathLike) -> list[Finding]:
             findings.append(Finding(name, f"op {node.domain + '::' if node.domain else ''}{node.op_type} is not supported by TensorRT's ONNX parser"))
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             findings += _check_zero_point(name, node, constants)
+        if node.op_type == "Conv" and len(node.input) > 2 and node.input[2] and node.input[2] not in constants:
+            findings.append(Finding(name, "the conv bias is computed (e.g. float16 behind a Cast, as INT8 scope pointwise stores it): "
+                                          "TensorRT takes conv biases as initializers only; export with --int8-scope all for TensorRT"))
     for value in graph.input:
         dims = value.type.tensor_type.shape.dim
         dynamic = [i for i, d in enumerate(dims) if i > 0 and not d.HasField("dim_value")]

@@ -10,7 +10,13 @@ Scopes: ``all`` quantizes every conv and linear layer (TensorRT, NPUs); ``pointw
 spatial kernel (depthwise and stem) in float, for CPU targets where ONNX Runtime's INT8 depthwise kernels
 are slower than float ones, and quantizes only the pointwise convs' inputs and weights: NNCF would also put
 activation quantizers on the inputs of means, residual adds, max-pools and concats (55 of 78 Q/DQ pairs in
-tfsepnet40), which a CPU runs as extra float work (TensorRT, in scope ``all``, fuses them).
+tfsepnet40), which a CPU runs as extra float work (TensorRT, in scope ``all``, fuses them). The spatial convs' weights
+are still stored as INT8 in ``pointwise``: QAT trains them through a weight-only fake quantizer (per tensor by default),
+so the file holds one byte per weight while their inputs and outputs stay float.
+
+Format 2 (``quantization["version"]``): every conv bias is trained on the float16 grid (straight-through), so a
+pointwise export stores it in half the bytes and computes exactly what QAT trained, and channel shuffles after a
+transition conv are folded into it before quantization. Format-1 checkpoints still load as they were written.
 """
 
 from __future__ import annotations
@@ -28,13 +34,16 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from earmark.engine.checkpoint import CheckpointMeta, save_checkpoint
 from earmark.students.checkpoint import build_student
-from earmark.students.tfsepnet import AdaResNorm, ResNorm
+from earmark.students.tfsepnet import AdaResNorm, ResNorm, fold_channel_shuffles
 
 Scope = Literal["all", "pointwise"]
 SCOPES: tuple[str, ...] = ("all", "pointwise")
 FLOAT_MODULES = (ResNorm, AdaResNorm)
 FLOAT_OPS_POINTWISE = ("add", "mean", "max_pool2d", "cat", "mul")  # NNCF op types whose inputs stay float in scope pointwise
 FORMAT = "nncf-int8-symmetric"  # checkpoints written by earlier versions (BatchNorm unfolded) lack this key
+FORMAT_VERSION = 2  # 2: shuffles folded, float16-grid biases, INT8 spatial weights in scope pointwise (absent: 1)
+SpatialWeights = Literal["per-channel", "per-tensor"]
+SPATIAL_WEIGHTS: SpatialWeights = "per-tensor"  # how scope pointwise stores the spatial convs' weights (measured: docs/export.md)
 EXTENSION_TIMEOUT_S = 900  # NNCF compiles a C++ extension on first use; its own 60 s limit is too short on 2 busy cores
 
 
@@ -50,8 +59,73 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         for conv_name, bn_name in zip(names, names[1:]):
             conv, bn = module._modules[conv_name], module._modules[bn_name]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                module._modules[conv_name] = fuse_conv_bn_eval(conv.eval(), bn.eval())
+                fused = fuse_conv_bn_eval(conv.eval(), bn.eval())
+                fused.bias.requires_grad_(conv.weight.requires_grad)  # torch copies it from the bias-free conv's zeros: frozen
+                module._modules[conv_name] = fused
                 module._modules[bn_name] = nn.Identity()
+    return model
+
+
+def _float16_grid(x: torch.Tensor) -> torch.Tensor:
+    """``x`` rounded to the nearest float16 value, with a straight-through gradient."""
+    return x + (x.detach().half().float() - x.detach())
+
+
+class QuantizedStorageConv2d(nn.Conv2d):
+    """A conv that trains on the grids its export stores: the bias on the float16 grid and, with ``spatial_weights``, the
+    weight through a weight-only symmetric INT8 fake quantizer (scale ``max |w| / 127`` per output channel or per tensor,
+    straight-through gradient); NNCF quantizes nothing else of such a conv (a spatial conv in scope pointwise). ``bake()``
+    sets the parameters to their grid points and freezes the scale, so that the export traces constants.
+    """
+
+    spatial_weights: SpatialWeights | None = None
+    frozen_scale: torch.Tensor | None = None
+    float16_bias = False  # switched on once NNCF has placed its quantizers (its bias correction wants a constant bias)
+    baked = False
+
+    @classmethod
+    def wrap(cls, conv: nn.Conv2d, spatial_weights: SpatialWeights | None) -> "QuantizedStorageConv2d":
+        conv.__class__ = cls  # same parameters and state-dict keys
+        conv.spatial_weights = spatial_weights
+        return conv
+
+    def weight_scale(self) -> torch.Tensor:
+        if self.frozen_scale is not None:
+            return self.frozen_scale
+        absmax = self.weight.detach().abs()
+        absmax = absmax.amax(dim=(1, 2, 3)) if self.spatial_weights == "per-channel" else absmax.amax()
+        return (absmax / 127).clamp_min(torch.finfo(torch.float32).tiny)
+
+    def stored_weight(self) -> torch.Tensor:
+        if self.spatial_weights is None:
+            return self.weight
+        scale = self.weight_scale()
+        zero = torch.zeros(scale.shape, dtype=torch.int32, device=scale.device)
+        if self.spatial_weights == "per-channel":
+            return torch.fake_quantize_per_channel_affine(self.weight, scale, zero, 0, -128, 127)
+        return torch.fake_quantize_per_tensor_affine(self.weight, scale, zero, -128, 127)
+
+    def bake(self) -> None:
+        with torch.no_grad():
+            self.weight.copy_(self.stored_weight())
+            self.frozen_scale = None if self.spatial_weights is None else self.weight_scale()
+            if self.bias is not None:
+                self.bias.copy_(self.bias.half().float())
+        self.baked = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = _float16_grid(self.bias) if self.float16_bias and not self.baked and self.bias is not None else self.bias
+        return self._conv_forward(x, self.stored_weight(), bias)
+
+
+def prepare_storage(model: nn.Module, scope: Scope, spatial_weights: SpatialWeights | None) -> nn.Module:
+    """Format 2, before NNCF (a copy): shuffles and BatchNorm folded into the convs, every conv a ``QuantizedStorageConv2d``
+    (in scope pointwise the spatial ones with INT8 weights, as ``spatial_weights`` says)."""
+    model = fold_batchnorm(fold_channel_shuffles(model))
+    for module in model.modules():
+        if type(module) is nn.Conv2d:
+            spatial = scope == "pointwise" and module.kernel_size != (1, 1)
+            QuantizedStorageConv2d.wrap(module, spatial_weights if spatial else None)
     return model
 
 
@@ -97,11 +171,12 @@ def _signed_qdq(model: nn.Module) -> nn.Module:
     return model
 
 
-def quantize(model: nn.Module, calibration: Iterable[torch.Tensor], scope: Scope = "pointwise", subset_size: int = 300) -> nn.Module:
-    """Fold BatchNorm, then insert INT8 fake quantizers calibrated on feature batches (B, 1, n_mels, frames)."""
+def quantize(model: nn.Module, calibration: Iterable[torch.Tensor], scope: Scope = "pointwise", subset_size: int = 300,
+             spatial_weights: SpatialWeights = SPATIAL_WEIGHTS) -> nn.Module:
+    """Fold shuffles and BatchNorm, then insert INT8 fake quantizers calibrated on feature batches (B, 1, n_mels, frames)."""
     if isinstance(model, nn.Sequential):
         raise ValueError("NNCF cannot quantize a bare nn.Sequential; wrap it in a module with its own forward.")
-    model = fold_batchnorm(copy.deepcopy(model).eval())  # the caller's float model stays as it was
+    model = prepare_storage(copy.deepcopy(model).eval(), scope, spatial_weights)  # the caller's float model stays as it was
     ignored = float_scope(model, scope)
     types = list(FLOAT_OPS_POINTWISE) if scope == "pointwise" else []
     batches = list(calibration)
@@ -109,15 +184,25 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor], scope: Scope
         quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=min(subset_size, sum(len(b) for b in batches)),
                                   preset=nncf.QuantizationPreset.PERFORMANCE,
                                   ignored_scope=nncf.IgnoredScope(patterns=ignored, types=types, validate=False))
-    return _signed_qdq(quantized)
+    return _float16_biases(_signed_qdq(quantized))
+
+
+def _float16_biases(model: nn.Module) -> nn.Module:
+    for module in model.modules():
+        if isinstance(module, QuantizedStorageConv2d):
+            module.float16_bias = True
+    return model
 
 
 def save_quantized_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointMeta, scope: Scope) -> None:
     """Weights with their quantizer states; the NNCF config, the scope ``quantize`` used and the format in ``meta.extra["quantization"]``."""
     with _nncf() as nncf:
         config = nncf.torch.get_config(model)
+    storage = [m for m in model.modules() if isinstance(m, QuantizedStorageConv2d)]
     meta.extra["quantization"] = {"backend": "nncf", "format": FORMAT, "scheme": "int8 symmetric signed, per-channel weights",
                                   "scope": scope, "config": config}
+    if storage:
+        meta.extra["quantization"].update(version=FORMAT_VERSION, spatial_weights=next((m.spatial_weights for m in storage if m.spatial_weights), None))
     save_checkpoint(path, model.state_dict(), meta)
 
 
@@ -126,11 +211,13 @@ def build_quantized_student(meta: CheckpointMeta) -> nn.Module:
     signed quantizers from the config; ``engine.load_model`` then loads the weights (quantizer states included)."""
     quantization = meta.extra["quantization"]
     model = build_student(meta).eval()
-    if quantization.get("format") == FORMAT:
+    if quantization.get("version", 1) >= 2:
+        model = prepare_storage(model, quantization["scope"], quantization["spatial_weights"])
+    elif quantization.get("format") == FORMAT:
         model = fold_batchnorm(model)
     with _nncf() as nncf:
         model = nncf.torch.load_from_config(model, quantization["config"])
-    return _signed_qdq(model)
+    return _float16_biases(_signed_qdq(model))
 
 
 WEIGHT_HOOK = re.compile(r".*pre_hooks\.(.+)/(?:conv[12]d|linear)/\d+__1\.\d+")  # a quantizer on input 1 (the weight)
@@ -158,4 +245,7 @@ def export_ready(model: nn.Module, example: torch.Tensor) -> nn.Module:
         with torch.no_grad():
             model(example)
             _bake_weights(model)
+            for module in model.modules():
+                if isinstance(module, QuantizedStorageConv2d):
+                    module.bake()
     return model.eval()

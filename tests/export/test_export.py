@@ -77,10 +77,10 @@ def _convs(path):
 
 
 def _int8_weights(path):
-    """(INT8 initializers feeding a DequantizeLinear, FLOAT conv weights) of an exported file."""
+    """(INT8 initializers read by a DequantizeLinear or, weight-only, by a Cast, FLOAT conv weights) of an exported file."""
     graph = onnx.load(str(path)).graph
     inits = {t.name: t for t in graph.initializer}
-    dequantized = {n.input[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    dequantized = {n.input[0] for n in graph.node if n.op_type in ("DequantizeLinear", "Cast") and n.input[0] in inits}
     int8 = [inits[name] for name in dequantized if inits[name].data_type == onnx.TensorProto.INT8]
     float_weights = [n.input[1] for n in graph.node if n.op_type == "Conv" and n.input[1] in inits]
     return int8, float_weights
@@ -125,15 +125,30 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
     assert not [n for n in graph.node if n.op_type in ("BatchNormalization", "FakeQuantize")]
     int8, float_weights = _int8_weights(result.path)
     meta = _metadata(result.path)
-    assert meta.quantization["scope"] == scope and check_tensorrt(result.path) == []
     convs, spatial = _convs(result.path)
-    assert len(float_weights) == meta.quantization["float_convs"] == (len(spatial) if scope == "pointwise" else 0)
-    assert len(int8) == meta.quantization["int8_convs"] == len(convs) - len(float_weights)
-    if scope == "pointwise":  # activations are quantized only where a pointwise conv reads them
+    # every conv weight is stored INT8; in pointwise the spatial convs' weights only (their inputs stay float)
+    assert not float_weights and meta.quantization["float_convs"] == 0
+    assert len(int8) == meta.quantization["int8_convs"] == len(convs)
+    assert meta.quantization["weight_only_convs"] == (len(spatial) if scope == "pointwise" else 0)
+    assert meta.quantization["scope"] == scope
+    if scope == "all":
+        assert check_tensorrt(result.path) == []
+    else:  # a CPU file: biases stored as float16 behind a Cast, which TensorRT's parser refuses (it says so)
+        assert {f.problem.split(":")[0] for f in check_tensorrt(result.path)} == {"the conv bias is computed (e.g. float16 behind a Cast, as INT8 scope pointwise stores it)"}
         constant = {t.name for t in graph.initializer}
         readers = {i: n.op_type for n in graph.node for i in n.input}
         activations = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in constant]
-        assert len(activations) <= len(int8) and {readers[n.output[0]] for n in activations} == {"Conv"}
+        # activations are quantized only where a pointwise conv reads them
+        assert len(activations) <= len(int8) - len(spatial) and {readers[n.output[0]] for n in activations} == {"Conv"}
+        producers = {o: n for n in graph.node for o in n.output}
+        kinds = {t.name: t.data_type for t in graph.initializer}
+        sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer}
+        for conv in convs:  # biases: float16 behind a Cast (short ones stay float32); spatial weights: INT8 * scale, folded by ORT at load
+            bias = conv.input[2]
+            assert bias in sizes and sizes[bias] < 16 or kinds[producers[bias].input[0]] == onnx.TensorProto.FLOAT16
+        for conv in spatial:
+            mul = producers[conv.input[1]]
+            assert mul.op_type == "Mul" and kinds[producers[mul.input[0]].input[0]] == onnx.TensorProto.INT8
     with pytest.raises(ValueError, match="quantization-aware trained in scope"):
         export_onnx(qat, tmp_path / "other.onnx", int8_scope="all" if scope == "pointwise" else "pointwise")
 
@@ -210,6 +225,51 @@ def test_a_small_fine_tuned_teacher_exports_with_parity(tmp_path):
     save_checkpoint(tmp_path / "teacher", model.state_dict(), meta)
     result = export_onnx(tmp_path / "teacher", tmp_path / "t.onnx")
     assert result.parity.max_abs_diff < 1e-4 and _metadata(result.path).frontend.name == "ast"
+
+
+def test_weight_only_int8_and_float16_storage_keep_what_the_graph_computes():
+    from earmark.export.qdq import compact, dequantize_weight_only, store_float16_exact, store_int8_weights
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+    with torch.no_grad():  # the weight on its INT8 grid and the bias on the float16 grid, as QAT leaves them
+        scale = conv.weight.abs().amax(dim=(1, 2, 3)) / 127
+        conv.weight.copy_(torch.fake_quantize_per_channel_affine(conv.weight, scale, torch.zeros(8, dtype=torch.int32), 0, -128, 127))
+        conv.bias.copy_(conv.bias.half().float())
+
+    class WeightOnly(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x):
+            weight = torch.fake_quantize_per_channel_affine(self.conv.weight, scale, torch.zeros(8, dtype=torch.int32), 0, -128, 127)
+            return torch.nn.functional.conv2d(x, weight, self.conv.bias, padding=1)
+
+    x = torch.randn(1, 4, 16, 16)
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        torch.onnx.export(WeightOnly(), (x,), f"{tmp}/m.onnx", dynamo=False, opset_version=17, input_names=["x"])
+        model = onnx.load(f"{tmp}/m.onnx")
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.disable_quant_qdq", "1")  # constant weights on both sides: the same conv kernel
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    reference = run(model)
+    assert store_int8_weights(model) == 1 and dequantize_weight_only(model) == 1 and store_float16_exact(model) == 0  # 8 < 16 elements
+    compact(model)
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Cast", "Mul", "Conv"]  # ORT folds the first two when the session starts
+    assert np.array_equal(run(model), reference)
+    assert sorted(t.data_type for t in model.graph.initializer) == sorted([onnx.TensorProto.INT8, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT])
+    with torch.no_grad():
+        wide = torch.nn.Conv2d(4, 32, 1)
+        wide.bias.copy_(wide.bias.half().float())
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        torch.onnx.export(wide, (x,), f"{tmp}/w.onnx", dynamo=False, opset_version=17, input_names=["x"])
+        model = onnx.load(f"{tmp}/w.onnx")
+    reference = run(model)
+    assert store_float16_exact(model) == 1  # the bias; the weights are not float16 numbers
+    compact(model)
+    assert [n.op_type for n in model.graph.node] == ["Cast", "Conv"] and np.array_equal(run(model), reference)
 
 
 def test_compact_keeps_what_the_graph_computes_in_fewer_bytes():

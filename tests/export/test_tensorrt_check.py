@@ -75,3 +75,12 @@ def test_build_without_tensorrt_says_how_to_get_it(tmp_path):
         pass
     with pytest.raises(RuntimeError, match="JetPack.*pip install earmark\\[tensorrt\\]"):
         build_engine(_qdq_graph(tmp_path, np.array(0, np.int8)))
+
+
+def test_conv_bias_behind_a_cast_is_flagged(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])
+    inits = [numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w"), numpy_helper.from_array(np.zeros(2, np.float16), "b16")]
+    nodes = [helper.make_node("Cast", ["b16"], ["b"], to=TensorProto.FLOAT), helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv")]
+    findings = check_tensorrt(_save(tmp_path, nodes, [x], [y], inits))
+    assert [f.node for f in findings] == ["conv"] and "initializers only" in findings[0].problem

@@ -31,15 +31,17 @@ def test_folding_batchnorm_keeps_the_function_and_removes_every_batchnorm():
         assert torch.allclose(folded(x).clip_logits, before, atol=1e-4)
 
 
-def test_quantized_student_reloads_exactly_and_exports_int8_weights(tmp_path):
+@pytest.mark.parametrize("scope", ["all", "pointwise"])
+def test_quantized_student_reloads_exactly_and_exports_int8_weights(tmp_path, scope):
     from earmark.export.qdq import store_int8_weights
 
     model = _student()
     x = torch.randn(6, 1, 256, 64)
-    qmodel = quantize(model, [x[:3], x[3:]], "all")
-    save_quantized_checkpoint(tmp_path / "q", qmodel, student_checkpoint_meta(model, "tfsepnet40", list("abcd"), overrides={"base_channels": 16}), "all")
+    qmodel = quantize(model, [x[:3], x[3:]], scope)
+    save_quantized_checkpoint(tmp_path / "q", qmodel, student_checkpoint_meta(model, "tfsepnet40", list("abcd"), overrides={"base_channels": 16}), scope)
     reloaded, meta = load_model(tmp_path / "q", "student")
-    assert meta.extra["quantization"]["scope"] == "all"
+    assert meta.extra["quantization"]["scope"] == scope and meta.extra["quantization"]["version"] == 2
+    assert meta.extra["quantization"]["spatial_weights"] == ("per-tensor" if scope == "pointwise" else None)
     with torch.no_grad():
         assert torch.allclose(reloaded(x[:2]).clip_logits, qmodel(x[:2]).clip_logits, atol=1e-6)
     ready = ScoresHead(export_ready(reloaded, x[:1]), "clip", "classify")  # ModelOutput -> the graph's outputs
@@ -54,6 +56,35 @@ def test_quantized_student_reloads_exactly_and_exports_int8_weights(tmp_path):
     dequantized = [n for n in model_proto.graph.node if n.op_type == "DequantizeLinear"]
     inits = {t.name: numpy_helper.to_array(t) for t in model_proto.graph.initializer}
     assert all(inits[n.input[0]].dtype == np.int8 for n in dequantized if n.input[0] in inits)
+
+
+def test_pointwise_qat_trains_spatial_weights_on_an_int8_grid_and_biases_on_the_float16_grid():
+    from earmark.students.quantized import QuantizedStorageConv2d
+
+    model = _student()
+    x = torch.randn(4, 1, 256, 64)
+    qmodel = quantize(model, [x], "pointwise")
+    convs = [m for m in qmodel.modules() if isinstance(m, torch.nn.Conv2d)]
+    spatial = [m for m in convs if m.kernel_size != (1, 1)]
+    assert spatial and all(isinstance(m, QuantizedStorageConv2d) for m in convs)
+    assert {m.spatial_weights for m in spatial} == {"per-tensor"} and {m.spatial_weights for m in convs if m not in spatial} == {None}
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in qmodel.modules())
+    qmodel.train()
+    qmodel(x[:2]).clip_logits.square().sum().backward()
+    for conv in spatial:  # straight-through: the float weight and bias learn although the forward sees grid points
+        assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0 and conv.bias.grad.abs().sum() > 0
+        levels = conv.stored_weight().detach() / conv.weight_scale()
+        assert torch.allclose(levels, levels.round(), atol=1e-3) and levels.abs().max() <= 127.001
+    qmodel.eval()
+    with torch.no_grad():
+        before = qmodel(x[:2]).clip_logits
+        ready = export_ready(qmodel, x[:1])  # bakes the grids into the parameters: the function stays the same
+        assert torch.equal(ready(x[:2]).clip_logits, before)
+    for conv in convs:
+        assert torch.equal(conv.bias, conv.bias.half().float())
+    for conv in spatial:
+        levels = conv.weight.detach() / conv.weight_scale()
+        assert torch.allclose(levels, levels.round(), atol=1e-4)
 
 
 def test_unknown_scope_and_bare_sequential_are_refused():
