@@ -2,8 +2,8 @@
 
 Rows per student: PyTorch eager fp32; ONNX Runtime fp32 as issue #14 found it (ResNorm as the reference code's ops,
 channel shuffles in place) and as exported now (one InstanceNormalization, shuffles folded into transition convs); INT8 from the quantized-student format (NNCF, BatchNorm folded, untrained
-quantizers calibrated on synthetic clips) and post-training INT8 (onnxruntime.quantization), each in scope pointwise
-and all. All sessions run interleaved in one process, one intra-op thread, spinning off, BLAS pinned to one thread;
+quantizers calibrated on synthetic clips) in scopes pointwise, all and weights (weight-only INT8, no NNCF), and
+post-training INT8 (onnxruntime.quantization) in scopes pointwise and all. All sessions run interleaved in one process, one intra-op thread, spinning off, BLAS pinned to one thread;
 the GEMM bound is numpy's single-thread float32 matmul measured in the same run. Untrained weights on synthetic
 audio: speed and size figures, not accuracy.
 
@@ -83,9 +83,10 @@ def export_student(name: str, out: Path, calib: Path, skip_nncf: bool) -> tuple[
         tfsepnet.freq_instance_norm, onnx_export.fold_channel_shuffles = original, fold
     spec = model.frontend
     inputs = None
-    for scope in ("pointwise", "all"):
-        files[f"int8 PTQ {scope}"] = export_onnx(out / "ckpt", out / f"ptq-{scope}.onnx", "int8", calib=str(calib), force=True,
-                                                 int8_scope=scope, min_agreement=0.0).path
+    for scope in ("pointwise", "all", "weights"):
+        if scope != "weights":  # weight-only INT8 comes from QAT only
+            files[f"int8 PTQ {scope}"] = export_onnx(out / "ckpt", out / f"ptq-{scope}.onnx", "int8", calib=str(calib), force=True,
+                                                     int8_scope=scope, min_agreement=0.0).path
         if skip_nncf:
             continue
         if inputs is None:

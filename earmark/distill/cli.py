@@ -26,7 +26,7 @@ HELP = {
     "batch_size": None,
     "lr": "peak learning rate (Adam)",
     "qat_lr": "learning rate of the QAT epochs",
-    "int8_scope": "what QAT quantizes: pointwise convs only (CPU targets) or all convs (TensorRT, NPUs)",
+    "int8_scope": "what QAT quantizes: pointwise convs (CPU targets), all convs (TensorRT, NPUs) or conv weights only (CPU, fp32 speed)",
     "schedule": "learning-rate schedule after warm-up",
     "restart_epochs": "first period of the cosine restarts",
     "warmup_epochs": "linear warm-up before the schedule",
@@ -72,7 +72,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser, DistillConfig, HELP,
                        rename={"teachers": "--teacher", "hard_weight": "--kd-lambda", "mixup_alpha": "--mixup", "kd": "--no-kd"},
                        choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
-                                "kl_reduction": ["mean", "batchmean"], "int8_scope": ["pointwise", "all"],
+                                "kl_reduction": ["mean", "batchmean"], "int8_scope": ["pointwise", "all", "weights"],
                                 "objective": ["detect", "classify"]})
     parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated
     parser.add_argument("--force", action="store_true", help="start over when --out holds another run (otherwise it is refused)")

@@ -80,7 +80,7 @@ class DistillConfig:
     qat: bool = False
     qat_epochs: int = 5
     qat_lr: float = 1e-4
-    int8_scope: str = "pointwise"  # QAT quantizes what the export stores as INT8: pointwise (CPU) or all (TensorRT)
+    int8_scope: str = "pointwise"  # QAT quantizes what the export stores as INT8: pointwise (CPU), all (TensorRT) or weights (CPU)
     calibration_clips: int = 128
     seed: int = 0
     precision: str = "fp32"

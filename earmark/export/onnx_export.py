@@ -223,7 +223,7 @@ def export_onnx(
         model = onnx.load(str(fp32_path))
         if loaded.quantized:
             store_int8_weights(model)
-            if scope == "pointwise":  # a CPU file (TensorRT, scope all, wants DequantizeLinear weights and initializer biases)
+            if scope != "all":  # a CPU file (TensorRT, scope all, wants DequantizeLinear weights and initializer biases)
                 dequantize_weight_only(model)
                 store_float16_exact(model)
             quantization = {"method": "qat", "scope": scope, **conv_precisions(model)}
@@ -276,6 +276,9 @@ def _int8_scope(loaded: LoadedModel, precision: str, requested: str | None, chec
         if requested is not None:
             raise ValueError("--int8-scope applies to INT8 only; add --int8 --calib MANIFEST.")
         return None
+    if requested == "weights":
+        raise ValueError("weight-only INT8 (scope weights) comes from quantization-aware training: "
+                         "`earmark distill --qat --int8-scope weights`; post-training INT8 takes scope pointwise or all.")
     return requested or "pointwise"
 
 

@@ -14,6 +14,11 @@ tfsepnet40), which a CPU runs as extra float work (TensorRT, in scope ``all``, f
 are still stored as INT8 in ``pointwise``: QAT trains them through a weight-only fake quantizer (per tensor by default),
 so the file holds one byte per weight while their inputs and outputs stay float.
 
+``weights`` quantizes no activation at all: every conv weight goes through the weight-only fake quantizer (per output
+channel for 1x1 convs, per tensor for spatial ones) and NNCF is not used. On a CPU its file computes in float at fp32
+speed (ONNX Runtime folds the INT8 weights at load), where pointwise's activation Q/DQ pairs cost ~15-20% of the time
+and buy nothing: ONNX Runtime has no INT8 kernel for a conv with a float bias and no output quantizer.
+
 Format 2 (``quantization["version"]``): every conv bias is trained on the float16 grid (straight-through), so a
 pointwise export stores it in half the bytes and computes exactly what QAT trained, and channel shuffles after a
 transition conv are folded into it before quantization. Format-1 checkpoints still load as they were written.
@@ -36,8 +41,8 @@ from earmark.engine.checkpoint import CheckpointMeta, save_checkpoint
 from earmark.students.checkpoint import build_student
 from earmark.students.tfsepnet import AdaResNorm, ResNorm, fold_channel_shuffles
 
-Scope = Literal["all", "pointwise"]
-SCOPES: tuple[str, ...] = ("all", "pointwise")
+Scope = Literal["all", "pointwise", "weights"]
+SCOPES: tuple[str, ...] = ("all", "pointwise", "weights")
 FLOAT_MODULES = (ResNorm, AdaResNorm)
 FLOAT_OPS_POINTWISE = ("add", "mean", "max_pool2d", "cat", "mul")  # NNCF op types whose inputs stay float in scope pointwise
 FORMAT = "nncf-int8-symmetric"  # checkpoints written by earlier versions (BatchNorm unfolded) lack this key
@@ -120,19 +125,21 @@ class QuantizedStorageConv2d(nn.Conv2d):
 
 def prepare_storage(model: nn.Module, scope: Scope, spatial_weights: SpatialWeights | None) -> nn.Module:
     """Format 2, before NNCF (a copy): shuffles and BatchNorm folded into the convs, every conv a ``QuantizedStorageConv2d``
-    (in scope pointwise the spatial ones with INT8 weights, as ``spatial_weights`` says)."""
+    (spatial ones with weight-only INT8 as ``spatial_weights`` says in scopes pointwise and weights; in weights the 1x1
+    ones per channel too)."""
     model = fold_batchnorm(fold_channel_shuffles(model))
     for module in model.modules():
         if type(module) is nn.Conv2d:
-            spatial = scope == "pointwise" and module.kernel_size != (1, 1)
-            QuantizedStorageConv2d.wrap(module, spatial_weights if spatial else None)
+            spatial = module.kernel_size != (1, 1)
+            weights = spatial_weights if spatial and scope != "all" else "per-channel" if scope == "weights" else None
+            QuantizedStorageConv2d.wrap(module, weights)
     return model
 
 
 def float_scope(model: nn.Module, scope: Scope) -> list[str]:
     """NNCF node-name patterns of the modules that stay float: the ResNorms, and in ``pointwise`` scope the spatial convs."""
     if scope not in SCOPES:
-        raise ValueError(f"unknown INT8 scope {scope!r}; use 'all' (TensorRT, NPUs) or 'pointwise' (CPU).")
+        raise ValueError(f"unknown INT8 scope {scope!r}; use 'all' (TensorRT, NPUs), 'pointwise' or 'weights' (CPU).")
     kept = [name for name, m in model.named_modules() if isinstance(m, FLOAT_MODULES)
             or (scope == "pointwise" and isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))]
     return [re.escape(name.replace(".", "/")) + "/.*" for name in kept]
@@ -176,7 +183,10 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor], scope: Scope
     """Fold shuffles and BatchNorm, then insert INT8 fake quantizers calibrated on feature batches (B, 1, n_mels, frames)."""
     if isinstance(model, nn.Sequential):
         raise ValueError("NNCF cannot quantize a bare nn.Sequential; wrap it in a module with its own forward.")
+    float_scope(model, scope)  # refuses an unknown scope
     model = prepare_storage(copy.deepcopy(model).eval(), scope, spatial_weights)  # the caller's float model stays as it was
+    if scope == "weights":
+        return _float16_biases(model)
     ignored = float_scope(model, scope)
     types = list(FLOAT_OPS_POINTWISE) if scope == "pointwise" else []
     batches = list(calibration)
@@ -196,13 +206,16 @@ def _float16_biases(model: nn.Module) -> nn.Module:
 
 def save_quantized_checkpoint(path: str | os.PathLike, model: nn.Module, meta: CheckpointMeta, scope: Scope) -> None:
     """Weights with their quantizer states; the NNCF config, the scope ``quantize`` used and the format in ``meta.extra["quantization"]``."""
-    with _nncf() as nncf:
-        config = nncf.torch.get_config(model)
     storage = [m for m in model.modules() if isinstance(m, QuantizedStorageConv2d)]
-    meta.extra["quantization"] = {"backend": "nncf", "format": FORMAT, "scheme": "int8 symmetric signed, per-channel weights",
+    config = None
+    if scope != "weights":
+        with _nncf() as nncf:
+            config = nncf.torch.get_config(model)
+    meta.extra["quantization"] = {"backend": "nncf" if config else "earmark", "format": FORMAT, "scheme": "int8 symmetric signed, per-channel weights",
                                   "scope": scope, "config": config}
     if storage:
-        meta.extra["quantization"].update(version=FORMAT_VERSION, spatial_weights=next((m.spatial_weights for m in storage if m.spatial_weights), None))
+        spatial = [m.spatial_weights for m in storage if m.spatial_weights and m.kernel_size != (1, 1)]
+        meta.extra["quantization"].update(version=FORMAT_VERSION, spatial_weights=spatial[0] if spatial else None)
     save_checkpoint(path, model.state_dict(), meta)
 
 
@@ -215,9 +228,10 @@ def build_quantized_student(meta: CheckpointMeta) -> nn.Module:
         model = prepare_storage(model, quantization["scope"], quantization["spatial_weights"])
     elif quantization.get("format") == FORMAT:
         model = fold_batchnorm(model)
-    with _nncf() as nncf:
-        model = nncf.torch.load_from_config(model, quantization["config"])
-    return _float16_biases(_signed_qdq(model))
+    if quantization["scope"] != "weights":
+        with _nncf() as nncf:
+            model = _signed_qdq(nncf.torch.load_from_config(model, quantization["config"]))
+    return _float16_biases(model)
 
 
 WEIGHT_HOOK = re.compile(r".*pre_hooks\.(.+)/(?:conv[12]d|linear)/\d+__1\.\d+")  # a quantizer on input 1 (the weight)

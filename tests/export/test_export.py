@@ -114,7 +114,7 @@ def _qat_checkpoint(path, scope):
     return path
 
 
-@pytest.mark.parametrize("scope", ["pointwise", "all"])
+@pytest.mark.parametrize("scope", ["pointwise", "all", "weights"])
 def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_path, scope):
     qat = _qat_checkpoint(tmp_path / "student-int8", scope)
     # An untrained model's classes are near ties that a one-level rounding flip reorders: gate on the difference here.
@@ -126,27 +126,28 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
     int8, float_weights = _int8_weights(result.path)
     meta = _metadata(result.path)
     convs, spatial = _convs(result.path)
-    # every conv weight is stored INT8; in pointwise the spatial convs' weights only (their inputs stay float)
+    # every conv weight is stored INT8; weight-only (a float input) for the spatial convs in pointwise, for all in weights
     assert not float_weights and meta.quantization["float_convs"] == 0
     assert len(int8) == meta.quantization["int8_convs"] == len(convs)
-    assert meta.quantization["weight_only_convs"] == (len(spatial) if scope == "pointwise" else 0)
+    assert meta.quantization["weight_only_convs"] == {"pointwise": len(spatial), "all": 0, "weights": len(convs)}[scope]
     assert meta.quantization["scope"] == scope
+    constant = {t.name for t in graph.initializer}
+    readers = {i: n.op_type for n in graph.node for i in n.input}
+    activations = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in constant]
     if scope == "all":
         assert check_tensorrt(result.path) == []
     else:  # a CPU file: biases stored as float16 behind a Cast, which TensorRT's parser refuses (it says so)
         assert {f.problem.split(":")[0] for f in check_tensorrt(result.path)} == {"the conv bias is computed (e.g. float16 behind a Cast, as INT8 scope pointwise stores it)"}
-        constant = {t.name for t in graph.initializer}
-        readers = {i: n.op_type for n in graph.node for i in n.input}
-        activations = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in constant]
-        # activations are quantized only where a pointwise conv reads them
-        assert len(activations) <= len(int8) - len(spatial) and {readers[n.output[0]] for n in activations} == {"Conv"}
+        # activations are quantized only where a pointwise conv reads them, and not at all in scope weights
+        assert {readers[n.output[0]] for n in activations} == ({"Conv"} if scope == "pointwise" else set())
+        assert len(activations) <= len(int8) - len(spatial)
         producers = {o: n for n in graph.node for o in n.output}
         kinds = {t.name: t.data_type for t in graph.initializer}
         sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer}
         for conv in convs:  # biases: float16 behind a Cast (short ones stay float32); spatial weights: INT8 * scale, folded by ORT at load
             bias = conv.input[2]
             assert bias in sizes and sizes[bias] < 16 or kinds[producers[bias].input[0]] == onnx.TensorProto.FLOAT16
-        for conv in spatial:
+        for conv in spatial if scope == "pointwise" else convs:
             mul = producers[conv.input[1]]
             assert mul.op_type == "Mul" and kinds[producers[mul.input[0]].input[0]] == onnx.TensorProto.INT8
     with pytest.raises(ValueError, match="quantization-aware trained in scope"):
@@ -162,6 +163,12 @@ def test_qat_int8_file_stores_a_quarter_of_the_fp32_weight_bytes(tmp_path):
     fp32 = stored_bytes(export_onnx(ckpt, tmp_path / "fp32.onnx").path)
     # every conv weight is one byte; what stays float32 is biases and per-channel scales
     assert int8["int8"] > 0.2 * fp32["float32"] and int8["int8"] + int8["float32"] < 0.45 * fp32["float32"]
+
+
+def test_weight_only_int8_is_refused_for_post_training(tmp_path, calib):
+    ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40", base_channels=16)
+    with pytest.raises(ValueError, match="distill --qat --int8-scope weights"):
+        export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib), int8_scope="weights")
 
 
 def test_int8_gates_refuse_disagreement_and_name_the_failed_gate(tmp_path, calib):

@@ -31,7 +31,7 @@ def test_folding_batchnorm_keeps_the_function_and_removes_every_batchnorm():
         assert torch.allclose(folded(x).clip_logits, before, atol=1e-4)
 
 
-@pytest.mark.parametrize("scope", ["all", "pointwise"])
+@pytest.mark.parametrize("scope", ["all", "pointwise", "weights"])
 def test_quantized_student_reloads_exactly_and_exports_int8_weights(tmp_path, scope):
     from earmark.export.qdq import store_int8_weights
 
@@ -41,7 +41,8 @@ def test_quantized_student_reloads_exactly_and_exports_int8_weights(tmp_path, sc
     save_quantized_checkpoint(tmp_path / "q", qmodel, student_checkpoint_meta(model, "tfsepnet40", list("abcd"), overrides={"base_channels": 16}), scope)
     reloaded, meta = load_model(tmp_path / "q", "student")
     assert meta.extra["quantization"]["scope"] == scope and meta.extra["quantization"]["version"] == 2
-    assert meta.extra["quantization"]["spatial_weights"] == ("per-tensor" if scope == "pointwise" else None)
+    assert meta.extra["quantization"]["spatial_weights"] == (None if scope == "all" else "per-tensor")
+    assert (meta.extra["quantization"]["config"] is None) == (scope == "weights")  # weight-only needs no NNCF
     with torch.no_grad():
         assert torch.allclose(reloaded(x[:2]).clip_logits, qmodel(x[:2]).clip_logits, atol=1e-6)
     ready = ScoresHead(export_ready(reloaded, x[:1]), "clip", "classify")  # ModelOutput -> the graph's outputs
@@ -85,6 +86,17 @@ def test_pointwise_qat_trains_spatial_weights_on_an_int8_grid_and_biases_on_the_
     for conv in spatial:
         levels = conv.weight.detach() / conv.weight_scale()
         assert torch.allclose(levels, levels.round(), atol=1e-4)
+
+
+def test_scope_weights_quantizes_every_conv_weight_and_no_activation():
+    from earmark.students.quantized import QuantizedStorageConv2d
+
+    qmodel = quantize(_student(), [torch.randn(2, 1, 256, 64)], "weights")
+    convs = [m for m in qmodel.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(isinstance(m, QuantizedStorageConv2d) and m.float16_bias for m in convs)
+    assert {m.spatial_weights for m in convs if m.kernel_size == (1, 1)} == {"per-channel"}
+    assert {m.spatial_weights for m in convs if m.kernel_size != (1, 1)} == {"per-tensor"}
+    assert not [m for m in qmodel.modules() if type(m).__module__.startswith("nncf")]
 
 
 def test_unknown_scope_and_bare_sequential_are_refused():
