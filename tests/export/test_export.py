@@ -144,9 +144,11 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
         producers = {o: n for n in graph.node for o in n.output}
         kinds = {t.name: t.data_type for t in graph.initializer}
         sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer}
-        for conv in convs:  # biases: float16 behind a Cast (short ones stay float32); spatial weights: INT8 * scale, folded by ORT at load
+        for conv in convs:  # biases: float16, packed behind one Cast and one Split (short ones stay float32)
             bias = conv.input[2]
-            assert bias in sizes and sizes[bias] < 16 or kinds[producers[bias].input[0]] == onnx.TensorProto.FLOAT16
+            assert bias in sizes and sizes[bias] < 16 or \
+                producers[bias].op_type == "Split" and kinds[producers[producers[bias].input[0]].input[0]] == onnx.TensorProto.FLOAT16
+        # spatial weights: INT8 * scale, folded by ORT at load
         for conv in spatial if scope == "pointwise" else convs:
             mul = producers[conv.input[1]]
             assert mul.op_type == "Mul" and kinds[producers[mul.input[0]].input[0]] == onnx.TensorProto.INT8
