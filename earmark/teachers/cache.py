@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -40,25 +41,68 @@ def cache_key(teacher_hashes: Iterable[str], frontend_json: str, data_fingerprin
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+ORPHAN_WAIT_SECONDS = 30.0  # how long a lock left to a killed predict's DataLoader workers is waited for
+
+
 @contextlib.contextmanager
 def cache_lock(path: str | os.PathLike, exclusive: bool) -> Iterator[None]:
-    """Hold the cache's advisory lock (exclusive: writing; shared: opening); a held lock is refused, not waited on."""
+    """Hold the cache's advisory lock (exclusive: writing; shared: opening); a held lock is refused, not waited on.
+
+    The writer records its process id in the lock file. Its forked DataLoader workers share the lock, and they outlive a
+    killed writer by a few seconds; a lock whose recorded writer is gone is therefore waited for (up to
+    ``ORPHAN_WAIT_SECONDS``) instead of refused, so a killed predict can be rerun at once.
+    """
     path = Path(path)
     if exclusive:
         path.mkdir(parents=True, exist_ok=True)
     elif not (path / LOCK).is_file():  # never written by this version's predict: no writer to wait for
         yield
         return
-    with open(path / LOCK, "a" if exclusive else "r") as handle:
-        try:
-            fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"{path}: another earmark predict is writing this teacher-output cache (its {LOCK} is locked); "
-                               "wait for it to finish, or pass another --out / --cache.") from None
+    with open(path / LOCK, "a+" if exclusive else "r") as handle:
+        _acquire(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, path)
+        if exclusive:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _acquire(handle, mode: int, path: Path) -> None:
+    deadline = None
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            writer = _recorded_writer(path / LOCK)
+            if writer is None or _alive(writer):
+                raise RuntimeError(f"{path}: another earmark predict is writing this teacher-output cache (its {LOCK} is locked); "
+                                   "wait for it to finish, or pass another --out / --cache.") from None
+            deadline = deadline or time.monotonic() + ORPHAN_WAIT_SECONDS
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{path}: the predict that wrote this cache (process {writer}) is gone, but processes it "
+                                   f"started still hold its {LOCK} after {ORPHAN_WAIT_SECONDS:.0f} s; end them (`fuser {path / LOCK}`) "
+                                   "and run again.") from None
+            time.sleep(0.2)
+
+
+def _recorded_writer(lock: Path) -> int | None:
+    text = lock.read_text().strip() if lock.is_file() else ""
+    return int(text) if text.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def part_name(part: int) -> str:
