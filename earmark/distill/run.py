@@ -343,20 +343,25 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
         results["chance"] = chance
     if manifest.skipped:
         results["skipped"] = len(manifest.skipped)
-    tuning = None
+    tunings = {}  # checkpoint -> its thresholds: the float student and, after QAT, the INT8 one (each exports on its own)
     if objective == "detect" and splits.soundscapes:  # thresholds for the daemon, tuned as it will decide
         settings = EventSettings(median=config.median, min_duration=config.min_duration, max_gap=config.max_gap)
-        tuning = tune_model(final_model, frontend, splits.soundscapes, labels, objective, config.clip_seconds, hop, settings,
-                            config.max_false_alarms)
-        results["thresholds"] = tuning.to_dict()
+        models = {best_path: load_model(best_path, "student")[0].to(info.device)} if config.qat else {}
+        for path, model in {**models, final: final_model}.items():
+            tunings[path] = tune_model(model, frontend, splits.soundscapes, labels, objective, config.clip_seconds, hop, settings,
+                                       config.max_false_alarms)
+        results["thresholds"] = tunings[final].to_dict()
+        if config.qat:
+            results["float_thresholds"] = tunings[best_path].to_dict()
     elif objective == "detect":
         log.warning("no soundscapes to tune event thresholds on, so the model keeps 0.5 for every class; pass --backgrounds "
                     "(or train on strong-labelled soundscapes) to tune them.")
     if info.is_main:
-        if tuning is not None:
-            update_extra(final, thresholds=tuning.thresholds,
+        for path, tuning in tunings.items():
+            update_extra(path, thresholds=tuning.thresholds,
                          postprocess={"median": config.median, "min_duration": config.min_duration, "max_gap": config.max_gap})
-            write_thresholds(out / "thresholds.json", tuning.thresholds)
+        if tunings:
+            write_thresholds(out / "thresholds.json", tunings[final].thresholds)
         plot_test(collect_outputs(final_model, frontend, splits.test), labels, out)
         (out / "results.json").write_text(json.dumps(results, indent=2))
     barrier()

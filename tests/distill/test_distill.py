@@ -279,13 +279,16 @@ def test_objective_detect_on_single_label_clips_makes_an_event_detector_with_tun
 
     final = distill(DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), teachers=[str(teacher_ckpt)], student="tfsepnet16",
                                   objective="detect", backgrounds=str(synth_data.backgrounds), epochs=1, batch_size=16,
-                                  median=3, min_duration=0.2, progress=False))
+                                  median=3, min_duration=0.2, qat=True, qat_epochs=1, progress=False))
     meta = read_meta(final)
     results = json.loads((tmp_path / "results.json").read_text())
     assert meta.objective == "detect" and results["objective"] == "detect" and not read_manifest(synth_data.clips_csv).multi_label
     tuned = results["thresholds"]["thresholds"]
+    assert final.name == "student-int8"
     assert tuned and meta.extra["thresholds"] == tuned == read_thresholds(tmp_path / "thresholds.json")  # one round trip
     assert meta.extra["postprocess"] == {"median": 3, "min_duration": 0.2, "max_gap": 0.0}
+    float_meta = read_meta(tmp_path / "student")  # the float student is tuned too: it exports on its own
+    assert float_meta.extra["thresholds"] == results["float_thresholds"]["thresholds"] and float_meta.extra["postprocess"] == meta.extra["postprocess"]
     exported = export_onnx(final, tmp_path / "detector.onnx")
     records = _listen(exported.path, synth_data.root / "audio" / "scape-000.wav", *[f"--threshold={l}=0.01" for l in meta.labels])
     kinds = {r["type"] for r in records}
