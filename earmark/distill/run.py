@@ -282,7 +282,8 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     frame = config.task == "frame"
     if config.scenes and not config.backgrounds:
         raise ValueError("--scenes learns the scene of each background recording; pass --backgrounds SCENE_MANIFEST too.")
-    scene_labels = background_scenes(config.backgrounds)[0] if config.scenes else []
+    scenes = background_scenes(config.backgrounds) if config.scenes else None  # (scene labels, recording -> scene)
+    scene_labels = scenes[0] if scenes else []
     student = create_student(config.student, len(labels), config.task, **config.student_overrides,
                              **({"scene_classes": len(scene_labels)} if scene_labels else {}))
     if config.init:
@@ -290,7 +291,7 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     frontend = Frontend(student.frontend)
     splits = make_splits(manifest, objective, frontend.spec.sample_rate, config.clip_seconds, student.frame_hop_seconds if frame else None,
                          config.val_fold, config.test_fold, config.batch_size, config.seed, config.backgrounds, tuple(config.mix_snr),
-                         config.workers, config.scenes)
+                         config.workers, scenes)
     online = None
     if config.online_teacher and config.kd:
         loaded = [load_teacher(t) for t in config.teachers]
@@ -346,8 +347,7 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     tunings = {}  # checkpoint -> its thresholds: the float student and, after QAT, the INT8 one (each exports on its own)
     if objective == "detect" and splits.soundscapes:  # thresholds for the daemon, tuned as it will decide
         settings = EventSettings(median=config.median, min_duration=config.min_duration, max_gap=config.max_gap)
-        models = {best_path: load_model(best_path, "student")[0].to(info.device)} if config.qat else {}
-        for path, model in {**models, final: final_model}.items():
+        for path, model in {best_path: student, final: final_model}.items():  # one entry without QAT (final is the float student)
             tunings[path] = tune_model(model, frontend, splits.soundscapes, labels, objective, config.clip_seconds, hop, settings,
                                        config.max_false_alarms)
         results["thresholds"] = tunings[final].to_dict()

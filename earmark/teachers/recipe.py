@@ -23,7 +23,7 @@ from earmark.audio.datasets_torch import collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.io import load_audio
 from earmark.audio.manifest import Manifest, clip_fold
-from earmark.audio.mixing import MixSettings, Soundscape, SoundscapeMixer, background_scenes, find_backgrounds, split_backgrounds
+from earmark.audio.mixing import MixSettings, Soundscape, SoundscapeMixer, find_backgrounds, split_backgrounds
 from earmark.audio.mixture_dataset import MixtureDataset
 from earmark.audio.sources import DataSource, eval_loader, train_dataset
 from earmark.engine.metrics import accuracies, average_precision, frame_f1
@@ -264,20 +264,20 @@ class Splits:
     test: Iterable[dict]
     calibration: Iterable[dict]  # batches of training audio as the model hears it
     soundscapes: list[Soundscape]  # validation soundscapes with strong labels (empty: nothing to tune thresholds on)
-    scene_labels: list[str] = ()  # the backgrounds' scenes, when items carry ``scene_target``
 
 
 def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds: float, frame_hop: float | None,
                 val_fold: int, test_fold: int, batch_size: int, seed: int = 0, backgrounds: str = "",
-                snr: tuple[float, float] = (0.0, 15.0), workers: int = 0, scenes: bool = False) -> Splits:
+                snr: tuple[float, float] = (0.0, 15.0), workers: int = 0,
+                scenes: tuple[list[str], dict[str, str]] | None = None) -> Splits:
     """Train / validation / test data by fold; with ``backgrounds``, training and validation hear the clips mixed over them.
 
     Training mixtures are window-long, new every epoch, 1-2 events, half of them background only (on bench_sed's
     real split, 30 epochs, one seed, the test fold's frame mAP was 52% against 40% with a fifth). The backgrounds
     are split by fold like the clips, so validation mixes held-out clips over held-out recordings where there are
     enough of them; so does test for frame models (a weak clip has no frame targets), while a clip model's test is
-    the held-out clips as they are. With ``scenes`` the backgrounds are a scene manifest (or a folder per scene), and
-    every mixture item also carries its background's scene.
+    the held-out clips as they are. With ``scenes`` (``audio.background_scenes`` of the backgrounds: the scene labels
+    and each recording's scene) every mixture item also carries its background's scene.
     """
     train, val, test = data.train_val_test(val_fold, test_fold)
     held_out = lambda split, size: eval_loader(split, sample_rate, clip_seconds, size, frame_hop, workers)
@@ -290,7 +290,7 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     if not isinstance(data, Manifest):
         raise ValueError("--backgrounds mixes clips listed in a manifest; pass the manifest the shards were made from as --data.")
     folds = sorted({clip_fold(c) for c in data.clips} | {val_fold, test_fold})
-    scene_labels, scene_of = background_scenes(backgrounds) if scenes else ([], None)
+    scene_labels, scene_of = scenes or ([], None)
     own = split_backgrounds([Path(p) for p in scene_of], folds, scene_of) if scenes else split_backgrounds(find_backgrounds(backgrounds), folds)
     train_backgrounds = sorted({f for fold in folds if fold not in (val_fold, test_fold) for f in own[fold]})
     settings = MixSettings(duration=clip_seconds, events=(1, 2), snr=tuple(snr), max_overlap=2, background_only=0.5)
@@ -300,4 +300,4 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     training = mixed(train, train_backgrounds, True)
     tested = batches(mixed(test, own[test_fold], False), 32) if frame_hop else held_out(test, 32)  # weak clips have no frame targets
     return Splits(training, batches(mixed(val, own[val_fold], False), 32), tested, batches(training, 16),
-                  validation_soundscapes(val, own[val_fold], sample_rate, snr, seed), scene_labels)
+                  validation_soundscapes(val, own[val_fold], sample_rate, snr, seed))
