@@ -1,7 +1,8 @@
 """`earmark listen --ui HOST:PORT`: one small page fed by server-sent events (no build step, no CDN).
 
 The page (``static/``: index.html, live.js, live.css, shipped in the package) draws the scrolling log-mel
-spectrogram, each label's current score against its threshold, the event log and the status figures. A browser
+spectrogram, each label's current score against its threshold, the event log and the status figures; a model with a
+scene head (scenes beside events) also gets its scene scores, the current scene marked. A browser
 that connects late first receives the recent past (the last spectrogram seconds, events, scores, states, status).
 Delivery: best effort per browser; a browser too slow to keep up loses messages, counted as dropped.
 """
@@ -50,7 +51,7 @@ class LivePage:
         self.labels, self.settings, self.client_buffer = meta.labels, listener.events.settings, client_buffer
         self.delivery = Delivery()
         self._hello = {"model": meta.model_name, "source": source, "labels": list(meta.labels),
-                       "mode": "scenes" if listener.scenes else "events", "n_mels": meta.frontend.n_mels,
+                       "mode": "scenes" if listener.scenes else "events", "scene_labels": list(meta.scene_labels), "n_mels": meta.frontend.n_mels,
                        "frame_seconds": meta.frontend.hop_seconds, "hop_seconds": plan.hop_seconds}
         self._lock = threading.Lock()
         self._clients: list[queue.Queue] = []
@@ -80,8 +81,10 @@ class LivePage:
 
     def window(self, result: WindowResult) -> None:
         """Every model window: its new spectrogram columns and the scores against the current thresholds."""
-        scores = message("scores", {"t": round(result.end, 3), "scores": [round(float(p), 4) for p in result.clip],
-                                    "thresholds": self._thresholds()})
+        values = {"t": round(result.end, 3), "scores": [round(float(p), 4) for p in result.clip], "thresholds": self._thresholds()}
+        if result.scene is not None:  # a scene head beside the events
+            values["scene"] = [round(float(p), 4) for p in result.scene]
+        scores = message("scores", values)
         with self._lock:
             self._latest["scores"] = scores
             mel = mel_message(result.features, result.end) if result.features is not None and np.isfinite(result.features).all() else None

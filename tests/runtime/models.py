@@ -20,6 +20,7 @@ from earmark.export.onnx_export import attach_metadata
 SPEC = PRESETS["beats"].replace(name="test16k", n_mels=64)
 LABELS = ("tone_1k", "tone_3k")
 FREQS = (1000.0, 3000.0)
+SCENE_LABELS = ("quiet", "tonal")
 SAMPLE_RATE = SPEC.sample_rate
 
 
@@ -31,11 +32,12 @@ def band_masks() -> torch.Tensor:
 
 
 class ToneDetector(nn.Module):
-    """(B, 1, n_mels, T) features -> clip (B, C) or (frame (B, T, C), clip (B, C)) probabilities."""
+    """(B, 1, n_mels, T) features -> clip (B, C) or (frame (B, T, C), clip (B, C)) probabilities; with ``scenes``
+    also a scene head's (B, 2) probabilities of ("quiet", "tonal"): tonal is the loudest tone's clip score."""
 
-    def __init__(self, frame: bool, gain: float = 20.0, bias: float = 0.3):
+    def __init__(self, frame: bool, gain: float = 20.0, bias: float = 0.3, scenes: bool = False):
         super().__init__()
-        self.frame, self.gain, self.bias = frame, gain, bias
+        self.frame, self.gain, self.bias, self.scenes = frame, gain, bias, scenes
         self.register_buffer("masks", band_masks() / band_masks().sum(1, keepdim=True))
 
     def forward(self, x):
@@ -43,19 +45,26 @@ class ToneDetector(nn.Module):
         rise = torch.einsum("cf,bft->btc", self.masks, x) - x.mean(dim=1).unsqueeze(-1)
         frames = torch.sigmoid(self.gain * (rise - self.bias))
         clip = frames.amax(dim=1)
-        return (frames, clip) if self.frame else clip
+        outputs = (frames, clip) if self.frame else (clip,)
+        if self.scenes:
+            tonal = clip.amax(dim=1, keepdim=True)
+            outputs += (torch.cat([1 - tonal, tonal], dim=1),)
+        return outputs if len(outputs) > 1 else clip
 
 
 def export_detector(path: Path, frame: bool = False, window: float = 1.0, hop: float = 0.25, thresholds=None,
-                    labels: tuple[str, str] = LABELS) -> Path:
+                    labels: tuple[str, str] = LABELS, scenes: bool = False) -> Path:
+    """A tone detector in ONNX; ``scenes`` adds a scene head over SCENE_LABELS (output ``scene_probs``)."""
     frames = SPEC.num_frames(int(window * SAMPLE_RATE))
     x = torch.zeros(1, 1, SPEC.n_mels, frames)
-    names = ["frame_probs", "clip_probs"] if frame else ["clip_probs"]
-    torch.onnx.export(ToneDetector(frame).eval(), (x,), str(path), dynamo=False, opset_version=17,
+    names = (["frame_probs", "clip_probs"] if frame else ["clip_probs"]) + (["scene_probs"] if scenes else [])
+    torch.onnx.export(ToneDetector(frame, scenes=scenes).eval(), (x,), str(path), dynamo=False, opset_version=17,
                       input_names=["features"], output_names=names)
+    roles = {"frame": names[0], "clip": names[1]} if frame else {"clip": names[0]}
     meta = ModelMetadata(labels=labels, task="frame" if frame else "clip", objective="detect", frontend=SPEC, window_seconds=window,
                          hop_seconds=hop, input_frames=frames,
-                         outputs={"frame": names[0], "clip": names[1]} if frame else {"clip": names[0]},
+                         outputs={**roles, **({"scene": "scene_probs"} if scenes else {})},
+                         scene_labels=SCENE_LABELS if scenes else (),
                          thresholds=thresholds or {}, frame_hop_seconds=SPEC.hop_seconds if frame else 0.0,
                          model_name="tone-detector")
     model = onnx.load(str(path))

@@ -43,6 +43,7 @@ def test_live_page_shows_spectrogram_scores_status_and_a_played_event(request, t
         browser.wait_for("return document.getElementById('connection').textContent === 'live'")
         names = browser.js("return [...document.querySelectorAll('#scores .row .name')].map(n => n.textContent)")
         assert names == ["tone_1k", "tone_3k"]
+        assert browser.js("return document.getElementById('scene-section').hidden")  # no scene head
         assert browser.js(EVENT_ROW) is None  # nothing heard yet
         if source == "mic":
             daemon.wait_for(lambda r: r["type"] == "status" and r["audio_seconds"] > 0.5, timeout=30)  # the stream is flowing
@@ -60,6 +61,35 @@ def test_live_page_shows_spectrogram_scores_status_and_a_played_event(request, t
             "const d = document.querySelector('#status dd[data-name=\"audio\"]'); return d && parseFloat(d.textContent) > 0 && d.textContent")
         assert audio.endswith(" s") and float(audio.split()[0]) > 0
         assert browser.js("return document.querySelector('#status dd[data-name=\"sink stdout\"]').textContent").endswith("0 dropped")
+    finally:
+        if browser:
+            browser.close()
+        assert daemon.stop() == 0
+
+
+def test_live_page_of_a_two_head_model_shows_the_scene_beside_the_events(tmp_path):
+    model = export_detector(tmp_path / "two-heads.onnx", frame=True, hop=0.1, scenes=True)
+    port = free_port()
+    daemon = Daemon([model, "--source", "-", "--rate", "16000", "--status-every", "0.3", "--ui", f"127.0.0.1:{port}"],
+                    stdin=subprocess.PIPE)
+    browser = None
+    top_scene = "const r = document.querySelector('#scene-scores .row.top'); return r && r.dataset.label === '{}';".format
+    scene_row = "const r = document.querySelector('#events tbody tr[data-type=\"scene\"][data-label=\"tonal\"]'); return r && r.innerText;"
+    try:
+        daemon.wait_for(lambda r: r["type"] == "status")
+        browser = Chromium()
+        browser.open(f"http://127.0.0.1:{port}/")
+        browser.wait_for("return document.getElementById('connection').textContent === 'live'")
+        assert not browser.js("return document.getElementById('scene-section').hidden")
+        assert browser.js("return [...document.querySelectorAll('#scene-scores .row .name')].map(n => n.textContent)") == ["quiet", "tonal"]
+        assert browser.js("return [...document.querySelectorAll('#scores .row .name')].map(n => n.textContent)") == ["tone_1k", "tone_3k"]
+        daemon.feed(tone_track(4.5, [(1.0, 4.5, 1000.0)]))  # the tone is still sounding when this chunk ends
+        assert browser.wait_for(top_scene("tonal"))
+        assert "scene" in browser.wait_for(scene_row)  # the scene head's record, held 2 s, in the log
+        assert browser.js(EVENT_ROW) is None  # the event ends with the tone
+        daemon.feed(tone_track(1.5, []))
+        assert "tone_1k" in browser.wait_for(EVENT_ROW)
+        assert browser.wait_for(top_scene("quiet"))
     finally:
         if browser:
             browser.close()

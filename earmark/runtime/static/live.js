@@ -6,6 +6,7 @@ const ctx = canvas.getContext("2d");
 const RANGE = 9; // log-mel units shown below the loudest recent frame (natural log of power: about 40 dB)
 let labels = [];
 let rows = [];
+let sceneRows = [];
 let loudest = null;
 
 // a viridis-like ramp: dark blue (quiet) to yellow (loud)
@@ -15,16 +16,9 @@ const LUT = Array.from({ length: 256 }, (_, i) => {
   return STOPS[k].map((c, j) => Math.round(c + f * (STOPS[k + 1][j] - c)));
 });
 
-function hello(h) {
-  labels = h.labels;
-  $("model").textContent = h.model ? `model ${h.model}` : "";
-  $("source").textContent = `source ${h.source}`;
-  $("span").textContent = `(${(canvas.width * h.frame_seconds).toFixed(0)} s, newest on the right)`;
-  $("scores-title").textContent = h.mode === "scenes" ? "scene scores" : "scores against thresholds";
-  const box = $("scores");
-  box.className = h.mode;
+function scoreRows(box, names) {
   box.replaceChildren();
-  rows = labels.map((label) => {
+  return names.map((label) => {
     const row = document.createElement("div");
     row.className = "row";
     row.dataset.label = label;
@@ -33,6 +27,20 @@ function hello(h) {
     box.appendChild(row);
     return row;
   });
+}
+
+function hello(h) {
+  labels = h.labels;
+  $("model").textContent = h.model ? `model ${h.model}` : "";
+  $("source").textContent = `source ${h.source}`;
+  $("span").textContent = `(${(canvas.width * h.frame_seconds).toFixed(0)} s, newest on the right)`;
+  $("scores-title").textContent = h.mode === "scenes" ? "scene scores" : "scores against thresholds";
+  const box = $("scores");
+  box.className = h.mode;
+  rows = scoreRows(box, labels);
+  const scenes = h.scene_labels || []; // a scene head beside the events
+  $("scene-section").hidden = scenes.length === 0;
+  sceneRows = scoreRows($("scene-scores"), scenes);
   $("events").tBodies[0].replaceChildren(); // the backlog that follows replays the recent events
   showScores({ scores: labels.map(() => 0), thresholds: h.thresholds });
 }
@@ -64,6 +72,13 @@ function showScores(s) {
     row.querySelector(".threshold").style.left = `${(100 * t).toFixed(1)}%`;
     row.querySelector(".value").textContent = p.toFixed(2);
     row.classList.toggle("over", p >= t);
+  });
+  if (!s.scene) return;
+  const top = s.scene.indexOf(Math.max(...s.scene));
+  sceneRows.forEach((row, i) => {
+    row.querySelector(".fill").style.width = `${(100 * s.scene[i]).toFixed(1)}%`;
+    row.querySelector(".value").textContent = s.scene[i].toFixed(2);
+    row.classList.toggle("top", i === top);
   });
 }
 
