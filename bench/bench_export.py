@@ -1,7 +1,8 @@
 """tfsepnet64 and tfsepnet40 side by side: file and weight bytes per dtype, batch-1 latency on one thread, GEMM-bound share.
 
 Rows per student: PyTorch eager fp32; ONNX Runtime fp32 as issue #14 found it (ResNorm as the reference code's ops,
-channel shuffles in place) and as exported now (one InstanceNormalization, shuffles folded into transition convs); INT8 from the quantized-student format (NNCF, BatchNorm folded, untrained
+channel shuffles in place) and as exported now (one InstanceNormalization between NHWC transposes, shuffles folded into
+transition convs, `runtime_layout`'s split stem and blocked-layout blocks where the widths allow); INT8 from the quantized-student format (NNCF, BatchNorm folded, untrained
 quantizers calibrated on synthetic clips) in scopes pointwise, all and weights (weight-only INT8, no NNCF), and
 post-training INT8 (onnxruntime.quantization) in scopes pointwise and all. All sessions run interleaved in one process, one intra-op thread, spinning off, BLAS pinned to one thread;
 the GEMM bound is numpy's single-thread float32 matmul measured in the same run. Untrained weights on synthetic
@@ -75,12 +76,12 @@ def export_student(name: str, out: Path, calib: Path, skip_nncf: bool) -> tuple[
     meta = student_checkpoint_meta(model, name, LABELS, window_seconds=1.0)
     save_checkpoint(out / "ckpt", model.state_dict(), meta)
     files = {"fp32": export_onnx(out / "ckpt", out / "fp32.onnx", force=True).path}
-    original, fold = tfsepnet.freq_instance_norm, onnx_export.fold_channel_shuffles
-    tfsepnet.freq_instance_norm, onnx_export.fold_channel_shuffles = reference_resnorm, lambda model: model
-    try:  # the graph as issue #14 found it: ResNorm as ~10 reduce/elementwise ops, every channel shuffle in place
+    original, layout = tfsepnet.freq_instance_norm, onnx_export.runtime_layout
+    tfsepnet.freq_instance_norm, onnx_export.runtime_layout = reference_resnorm, lambda model: model
+    try:  # the graph as issue #14 found it: ResNorm as ~10 reduce/elementwise ops, the modules' own ops everywhere else
         files["fp32 before #14"] = export_onnx(out / "ckpt", out / "fp32-before.onnx", force=True).path
     finally:
-        tfsepnet.freq_instance_norm, onnx_export.fold_channel_shuffles = original, fold
+        tfsepnet.freq_instance_norm, onnx_export.runtime_layout = original, layout
     spec = model.frontend
     inputs = None
     for scope in ("pointwise", "all", "weights"):

@@ -14,6 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from earmark.audio.spec import get_frontend
 from earmark.engine.outputs import ModelOutput
@@ -40,13 +41,16 @@ class ConvBnRelu(nn.Sequential):
 def freq_instance_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """``IN_freq(x) = (x - mean) / sqrt(var + eps)`` over (channel, time) per frequency bin, var unbiased as in the paper's code.
 
-    Computed as one InstanceNormalization over (B, F, C, T), which exports as one ONNX op instead of ~10. IN uses the
+    Computed as one InstanceNormalization over (B, F, T, C), which exports as one ONNX op instead of ~10. IN uses the
     biased variance ``v_b = v (n - 1) / n`` (n = C T), hence ``IN_freq(x) = sqrt(k) IN_{eps k}(x)`` with ``k = (n - 1) / n``.
+    Channels go last rather than beside time: ONNX Runtime turns NCHW -> NHWC into one reorder out of its blocked
+    (NCHWc) conv layout and NHWC -> NCHW into a 2-D transpose, where (B, F, C, T) costs two strided transposes (measured
+    in docs/export.md).
     """
     n = x.shape[1] * x.shape[3]
     k = (n - 1) / n
     scale = x.new_full((x.shape[2],), math.sqrt(k))  # IN's own scale input: no separate Mul in the graph
-    return F.instance_norm(x.transpose(1, 2), weight=scale, eps=eps * k).transpose(1, 2)
+    return F.instance_norm(x.permute(0, 2, 3, 1), weight=scale, eps=eps * k).permute(0, 3, 1, 2)
 
 
 class ResNorm(nn.Module):
@@ -134,6 +138,109 @@ def fold_channel_shuffles(model: nn.Module) -> nn.Module:
                 if tensor is not None:
                     tensor.copy_(tensor[order])
         block.shuffle = nn.Identity()
+    return model
+
+
+NCHWC_CHANNELS = 8  # ONNX Runtime's blocked conv layout groups channels by 8 (AVX2) or 16 (AVX-512); see runtime_layout
+
+
+class RuntimeTFSepConvs(TFSepConvs):
+    """TF-SepConvs computing the same function in ops ONNX Runtime keeps in its blocked (NCHWc) layout.
+
+    The frequency and time means become average pools, and the broadcast residual adds become a nearest upsample (an
+    exact copy) plus an add of equal shapes: ONNX Runtime runs a broadcast over the short time axis element by element,
+    and neither a mean nor a broadcast add stays in its blocked layout. Worth it only where the whole network can stay
+    in that layout (``runtime_layout``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.shuffle(self.transition(x))
+        freq, time = x[:, : self.half], x[:, self.half:]
+        freq_dw, time_dw = self.freq_dw(freq), self.time_dw(time)
+        f, t = freq.shape[2], time.shape[3]
+        freq_pw = self.freq_pw(F.avg_pool2d(freq_dw, (f, 1)))
+        time_pw = self.time_pw(F.avg_pool2d(time_dw, (1, t)))
+        freq_out = F.interpolate(freq_pw, scale_factor=(float(f), 1.0), mode="nearest") + freq
+        time_out = F.interpolate(time_pw, scale_factor=(1.0, float(t)), mode="nearest") + time
+        return torch.cat([freq_out, time_out], dim=1)
+
+
+class SplitStemConv(nn.Module):
+    """The stem's grouped conv (each input channel feeds ``m`` outputs), BatchNorm folded, ReLU, as ``m`` depthwise convs.
+
+    Depthwise conv ``j`` computes outputs ``g m + j`` for every group ``g``, and the results are concatenated, so output
+    channel ``j c + g`` holds the grouped conv's channel ``g m + j`` (``channel_order``). ONNX Runtime runs a grouped conv
+    with one input channel per group through a generic im2col path, about 3x slower than these depthwise convs.
+    """
+
+    def __init__(self, block: ConvBnRelu):
+        super().__init__()
+        conv, bn = block[0], block[1]
+        c = conv.in_channels
+        self.m = conv.out_channels // c
+        fused = fuse_conv_bn_eval(conv, bn)
+        self.convs = nn.ModuleList()
+        for j in range(self.m):
+            dw = nn.Conv2d(c, c, conv.kernel_size, conv.stride, conv.padding, groups=c)
+            with torch.no_grad():
+                dw.weight.copy_(fused.weight[j::self.m])
+                dw.bias.copy_(fused.bias[j::self.m])
+            self.convs.append(dw)
+        self.channel_order = torch.arange(conv.out_channels).reshape(c, self.m).t().reshape(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.relu(dw(x)) for dw in self.convs], dim=1)
+
+
+def _split_stem(model: TFSepNet) -> None:
+    """Replace the stem's grouped conv by a ``SplitStemConv`` and relabel its channels up to the first conv that reads them.
+
+    ResNorm, AdaResNorm (its per-channel parameters permuted) and max-pooling act on each channel alike, so the new
+    channel order passes through them; the first transition conv absorbs it in its input weights. Without such a
+    conv before anything else the stem is left as it is.
+    """
+    grouped = model.stem[-1]
+    if not (isinstance(grouped, ConvBnRelu) and 1 < grouped[0].groups == grouped[0].in_channels < grouped[0].out_channels):
+        return
+    split = SplitStemConv(grouped.eval())
+    order = split.channel_order
+    for layer in model.body:
+        if isinstance(layer, TFSepConvs) and isinstance(layer.transition, ConvBnRelu):
+            break
+        if not isinstance(layer, (ResNorm, AdaResNorm, nn.MaxPool2d)):
+            return
+    else:
+        return
+    with torch.no_grad():
+        for norm in model.body:
+            if norm is layer:
+                break
+            if isinstance(norm, AdaResNorm):
+                for p in (norm.rho, norm.gamma, norm.beta):
+                    p.copy_(p[:, order])
+        weight = layer.transition[0].weight
+        weight.copy_(weight[:, order])
+    model.stem[-1] = split
+
+
+def runtime_layout(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` computing the same function in the ops ONNX Runtime's CPU kernels run fastest, for export.
+
+    Channel shuffles after transition convs are folded (``fold_channel_shuffles``). ONNX Runtime's blocked conv layout
+    (NCHWc) takes channel counts in multiples of ``NCHWC_CHANNELS``; where the stem's width is one, its grouped conv is
+    split into depthwise convs (``SplitStemConv``), and where every block's half is one, the blocks pool and broadcast
+    in that layout (``RuntimeTFSepConvs``). tfsepnet64 meets both; tfsepnet40 (halves of 20, 30, 40 and 50 channels)
+    meets neither, and measured no faster with them (docs/export.md). Models other than TF-SepNet come back as a plain copy.
+    """
+    model = fold_channel_shuffles(model)
+    if not isinstance(model, TFSepNet):
+        return model
+    if model.stem[-1][0].in_channels % NCHWC_CHANNELS == 0:
+        _split_stem(model)
+    blocks = [m for m in model.modules() if type(m) is TFSepConvs]
+    if all(block.half % NCHWC_CHANNELS == 0 for block in blocks):
+        for block in blocks:
+            block.__class__ = RuntimeTFSepConvs
     return model
 
 

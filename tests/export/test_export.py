@@ -54,6 +54,17 @@ def test_every_student_exports_with_metadata_and_parity(name, task, tmp_path):
         assert meta.frame_hop_seconds > 0 and meta.objective == "detect"
 
 
+def test_a_student_in_onnx_runtimes_blocked_layout_exports_with_parity_for_tensorrt_too(tmp_path, calib):
+    ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40", base_channels=32)  # widths that runtime_layout rewrites, as tfsepnet64's
+    result = export_onnx(ckpt, tmp_path / "m.onnx")
+    ops = [n.op_type for n in onnx.load(str(result.path)).graph.node]
+    assert {"Resize", "AveragePool"} <= set(ops) and ops.count("ReduceMean") == 1  # the classifier's mean only
+    assert result.parity.max_abs_diff <= 1e-5 and result.parity.top1_agreement == 1.0
+    assert check_tensorrt(result.path) == []
+    ptq = export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib), int8_scope="all", min_agreement=0.0)
+    assert check_tensorrt(ptq.path) == [] and _metadata(ptq.path).quantization["float_convs"] == 0
+
+
 def test_fp16_and_dynamic_batch(tmp_path):
     ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40")
     result = export_onnx(ckpt, tmp_path / "h.onnx", "fp16", batch=None)

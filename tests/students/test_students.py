@@ -137,3 +137,74 @@ def test_folding_the_channel_shuffles_into_the_transition_convs_keeps_the_functi
     x = torch.randn(2, 1, 256, 64)
     with torch.no_grad():
         assert (folded(x).clip_logits - model(x).clip_logits).abs().max() <= 1e-5
+
+
+def _randomise_norm_statistics(model):
+    for m in model.modules():  # statistics and affine terms a relabelling or a fold must carry along
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(-1.5, 1.5), m.bias.data.uniform_(-1, 1)
+        if hasattr(m, "rho"):
+            m.rho.data.uniform_(0, 1), m.gamma.data.uniform_(0.5, 1.5), m.beta.data.uniform_(-1, 1)
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out = self.model(x)
+        return (out.clip_logits,) if out.frame_logits is None else (out.clip_logits, out.frame_logits)
+
+
+@pytest.mark.parametrize("norm, task", [("resnorm", "clip"), ("adaresnorm", "frame")])
+def test_runtime_layout_computes_the_same_function_in_ops_onnx_runtime_keeps_blocked(norm, task, tmp_path):
+    import onnx
+
+    from earmark.students import TFSepNet, runtime_layout
+    from earmark.students.tfsepnet import RuntimeTFSepConvs, SplitStemConv, TFSepConvs
+
+    torch.manual_seed(0)
+    model = TFSepNet(5, base_channels=32, depth=16, norm=norm, task=task).eval()  # stem 16, halves 16/24/32/40: multiples of 8
+    _randomise_norm_statistics(model)
+    fast = runtime_layout(model)
+    blocks = [m for m in fast.modules() if isinstance(m, TFSepConvs)]
+    assert isinstance(fast.stem[-1], SplitStemConv) and all(type(b) is RuntimeTFSepConvs for b in blocks)
+    assert not any(isinstance(m, (SplitStemConv, RuntimeTFSepConvs)) for m in model.modules())  # the original is untouched
+    x = torch.randn(2, 1, 128, 32) * 2
+    with torch.no_grad():
+        ours, reference = _Logits(fast)(x), _Logits(model)(x)
+        assert max((a - b).abs().max().item() for a, b in zip(ours, reference)) <= 1e-5
+        torch.onnx.export(_Logits(fast), (x,), tmp_path / "m.onnx", dynamo=False, opset_version=17, input_names=["x"])
+    ops = [n.op_type for n in onnx.load(tmp_path / "m.onnx").graph.node]
+    # the block means are average pools and the broadcast adds an exact nearest upsample; no grouped stem conv is left
+    assert ops.count("AveragePool") == ops.count("Resize") == 2 * len(blocks) and ops.count("InstanceNormalization") == 5
+    groups = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in onnx.load(tmp_path / "m.onnx").graph.node if n.op_type == "Conv"]
+    assert groups[:6] == [1, 16, 16, 16, 16, 1]  # the stem's 16 -> 64 grouped conv as four 16-channel depthwise convs
+    outs = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})
+    assert max(np.abs(o - r.numpy()).max() for o, r in zip(outs, reference)) <= 1e-5
+
+
+def test_runtime_layout_leaves_what_onnx_runtime_cannot_keep_blocked():
+    from earmark.students import runtime_layout
+    from earmark.students.tfsepnet import ConvBnRelu, RuntimeTFSepConvs
+
+    torch.manual_seed(0)
+    model = create_student("tfsepnet40", 5).eval()  # stem 20, halves 20/30/40/50
+    _randomise_norm_statistics(model)
+    fast = runtime_layout(model)
+    assert isinstance(fast.stem[-1], ConvBnRelu) and not any(isinstance(m, RuntimeTFSepConvs) for m in fast.modules())
+    x = torch.randn(2, 1, 256, 64)
+    with torch.no_grad():
+        assert (fast(x).clip_logits - model(x).clip_logits).abs().max() <= 1e-5
+
+
+def test_resnorm_keeps_its_epsilon_on_a_near_constant_input():
+    from earmark.students import ResNorm
+
+    torch.manual_seed(0)
+    x = 0.01 + 1e-3 * torch.randn(1, 40, 32, 8)  # variance 1e-6, below eps: without eps inside the root the output is 3x larger
+    mean, var = x.double().mean(dim=(1, 3), keepdim=True), x.double().var(dim=(1, 3), keepdim=True)
+    reference = 0.1 * x.double() + (x.double() - mean) / torch.sqrt(var + 1e-5)
+    with torch.no_grad():
+        assert (ResNorm(40)(x).double() - reference).abs().max() <= 1e-5
