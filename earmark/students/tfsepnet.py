@@ -142,27 +142,55 @@ def fold_channel_shuffles(model: nn.Module) -> nn.Module:
 
 
 NCHWC_CHANNELS = 8  # ONNX Runtime's blocked conv layout groups channels by 8 (AVX2) or 16 (AVX-512); see runtime_layout
+NCHWC_DEPTHWISE_CHANNELS = 4  # ... and takes a depthwise conv there when its channels are a multiple of 4 (padding the rest)
 
 
 class RuntimeTFSepConvs(TFSepConvs):
-    """TF-SepConvs computing the same function in ops ONNX Runtime keeps in its blocked (NCHWc) layout.
+    """TF-SepConvs computing the same function in ops that ONNX Runtime's CPU kernels run fast (``runtime_layout``).
 
-    The frequency and time means become average pools, and the broadcast residual adds become a nearest upsample (an
-    exact copy) plus an add of equal shapes: ONNX Runtime runs a broadcast over the short time axis element by element,
-    and neither a mean nor a broadcast add stays in its blocked layout. Worth it only where the whole network can stay
-    in that layout (``runtime_layout``).
+    - The broadcast residual adds become a nearest upsample (an exact copy) plus an add of equal shapes: ONNX Runtime
+      runs a broadcast over the short time axis element by element.
+    - With ``pooled``, the frequency and time means are average pools, which stay in ONNX Runtime's blocked (NCHWc)
+      layout where a mean leaves it; worth it only where every tensor can stay there (``runtime_layout``).
+    - With ``joint_depthwise``, the frequency (k x 1) and time (1 x k) depthwise convs run as one k x k depthwise conv
+      over both halves, each kernel padded with zeros (the zero taps add exact zeros). ONNX Runtime takes a depthwise
+      conv into its blocked layout only when its channels are a multiple of ``NCHWC_DEPTHWISE_CHANNELS``; a half of
+      30 or 50 channels otherwise runs through a generic path about 3x slower than the joint conv of 60 or 100.
     """
+
+    pooled: bool
+    joint_depthwise: nn.Conv2d | None  # set by runtime_layout (a class default would hide the registered module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.shuffle(self.transition(x))
         freq, time = x[:, : self.half], x[:, self.half:]
-        freq_dw, time_dw = self.freq_dw(freq), self.time_dw(time)
+        if self.joint_depthwise is not None:
+            both = F.relu(self.joint_depthwise(x))
+            freq_dw, time_dw = both[:, : self.half], both[:, self.half:]
+        else:
+            freq_dw, time_dw = self.freq_dw(freq), self.time_dw(time)
         f, t = freq.shape[2], time.shape[3]
-        freq_pw = self.freq_pw(F.avg_pool2d(freq_dw, (f, 1)))
-        time_pw = self.time_pw(F.avg_pool2d(time_dw, (1, t)))
-        freq_out = F.interpolate(freq_pw, scale_factor=(float(f), 1.0), mode="nearest") + freq
-        time_out = F.interpolate(time_pw, scale_factor=(1.0, float(t)), mode="nearest") + time
+        if self.pooled:
+            freq_mean, time_mean = F.avg_pool2d(freq_dw, (f, 1)), F.avg_pool2d(time_dw, (1, t))
+        else:
+            freq_mean, time_mean = freq_dw.mean(dim=2, keepdim=True), time_dw.mean(dim=3, keepdim=True)
+        freq_out = F.interpolate(self.freq_pw(freq_mean), scale_factor=(float(f), 1.0), mode="nearest") + freq
+        time_out = F.interpolate(self.time_pw(time_mean), scale_factor=(1.0, float(t)), mode="nearest") + time
         return torch.cat([freq_out, time_out], dim=1)
+
+
+def _joint_depthwise(block: TFSepConvs) -> nn.Conv2d:
+    """The block's two depthwise convs (BatchNorm folded) as one k x k depthwise conv over both halves, zeros elsewhere."""
+    freq = fuse_conv_bn_eval(block.freq_dw[0], block.freq_dw[1])
+    time = fuse_conv_bn_eval(block.time_dw[0], block.time_dw[1])
+    k, h = freq.kernel_size[0], block.half
+    joint = nn.Conv2d(2 * h, 2 * h, k, padding=k // 2, groups=2 * h)
+    with torch.no_grad():
+        joint.weight.zero_()
+        joint.weight[:h, :, :, k // 2] = freq.weight[:, :, :, 0]
+        joint.weight[h:, :, k // 2, :] = time.weight[:, :, 0, :]
+        joint.bias.copy_(torch.cat([freq.bias, time.bias]))
+    return joint
 
 
 class SplitStemConv(nn.Module):
@@ -226,11 +254,14 @@ def _split_stem(model: TFSepNet) -> None:
 def runtime_layout(model: nn.Module) -> nn.Module:
     """A copy of ``model`` computing the same function in the ops ONNX Runtime's CPU kernels run fastest, for export.
 
-    Channel shuffles after transition convs are folded (``fold_channel_shuffles``). ONNX Runtime's blocked conv layout
-    (NCHWc) takes channel counts in multiples of ``NCHWC_CHANNELS``; where the stem's width is one, its grouped conv is
-    split into depthwise convs (``SplitStemConv``), and where every block's half is one, the blocks pool and broadcast
-    in that layout (``RuntimeTFSepConvs``). tfsepnet64 meets both; tfsepnet40 (halves of 20, 30, 40 and 50 channels)
-    meets neither, and measured no faster with them (docs/export.md). Models other than TF-SepNet come back as a plain copy.
+    Channel shuffles after transition convs are folded (``fold_channel_shuffles``) and every block broadcasts its
+    residuals as ``RuntimeTFSepConvs`` does. ONNX Runtime's blocked conv layout (NCHWc) takes channel counts in multiples
+    of ``NCHWC_CHANNELS``: where the stem's width is one, its grouped conv is split into depthwise convs
+    (``SplitStemConv``), and where every block's half is one, the blocks pool in that layout. Blocks whose halves are
+    not a multiple of ``NCHWC_DEPTHWISE_CHANNELS`` run their depthwise convs jointly. tfsepnet64 (stem 32, halves 32, 48,
+    64, 80) gets the split stem and the pools; tfsepnet40 (stem 20, halves 20, 30, 40, 50) the joint depthwise convs
+    of its 30- and 50-channel halves. Each was measured on its own (docs/export.md). Models other than TF-SepNet come
+    back as a plain copy.
     """
     model = fold_channel_shuffles(model)
     if not isinstance(model, TFSepNet):
@@ -238,9 +269,12 @@ def runtime_layout(model: nn.Module) -> nn.Module:
     if model.stem[-1][0].in_channels % NCHWC_CHANNELS == 0:
         _split_stem(model)
     blocks = [m for m in model.modules() if type(m) is TFSepConvs]
-    if all(block.half % NCHWC_CHANNELS == 0 for block in blocks):
-        for block in blocks:
-            block.__class__ = RuntimeTFSepConvs
+    pooled = all(block.half % NCHWC_CHANNELS == 0 for block in blocks)
+    for block in blocks:
+        joint = block.half % NCHWC_DEPTHWISE_CHANNELS and 2 * block.half % NCHWC_DEPTHWISE_CHANNELS == 0
+        block.joint_depthwise = _joint_depthwise(block.eval()) if joint else None
+        block.__class__ = RuntimeTFSepConvs
+        block.pooled = pooled
     return model
 
 

@@ -185,18 +185,30 @@ def test_runtime_layout_computes_the_same_function_in_ops_onnx_runtime_keeps_blo
     assert max(np.abs(o - r.numpy()).max() for o, r in zip(outs, reference)) <= 1e-5
 
 
-def test_runtime_layout_leaves_what_onnx_runtime_cannot_keep_blocked():
+def test_runtime_layout_of_tfsepnet40_runs_its_odd_halves_depthwise_convs_jointly(tmp_path):
+    import onnx
+
     from earmark.students import runtime_layout
     from earmark.students.tfsepnet import ConvBnRelu, RuntimeTFSepConvs
 
     torch.manual_seed(0)
-    model = create_student("tfsepnet40", 5).eval()  # stem 20, halves 20/30/40/50
+    model = create_student("tfsepnet40", 5).eval()  # stem 20, halves 20/30/40/50: no pools, no split stem
     _randomise_norm_statistics(model)
     fast = runtime_layout(model)
-    assert isinstance(fast.stem[-1], ConvBnRelu) and not any(isinstance(m, RuntimeTFSepConvs) for m in fast.modules())
+    blocks = [m for m in fast.modules() if isinstance(m, RuntimeTFSepConvs)]
+    assert isinstance(fast.stem[-1], ConvBnRelu) and len(blocks) == 9 and not any(b.pooled for b in blocks)
+    assert sorted(b.half for b in blocks if b.joint_depthwise is not None) == [30, 30, 50, 50, 50]
+    joint = next(b.joint_depthwise for b in blocks if b.joint_depthwise is not None)
+    assert joint.weight[:30, 0, :, [0, 2]].abs().sum() == 0 and joint.weight[30:, 0, [0, 2], :].abs().sum() == 0
     x = torch.randn(2, 1, 256, 64)
     with torch.no_grad():
-        assert (fast(x).clip_logits - model(x).clip_logits).abs().max() <= 1e-5
+        reference = model(x).clip_logits
+        assert (fast(x).clip_logits - reference).abs().max() <= 1e-5
+        torch.onnx.export(_Logits(fast), (x,), tmp_path / "m.onnx", dynamo=False, opset_version=17, input_names=["x"])
+    ops = [n.op_type for n in onnx.load(tmp_path / "m.onnx").graph.node]
+    assert ops.count("Resize") == 2 * len(blocks) and "AveragePool" not in ops
+    out = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert np.abs(out - reference.numpy()).max() <= 1e-5
 
 
 def test_resnorm_keeps_its_epsilon_on_a_near_constant_input():
