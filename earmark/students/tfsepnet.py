@@ -278,6 +278,20 @@ def runtime_layout(model: nn.Module) -> nn.Module:
     return model
 
 
+def upsample_residuals(model: nn.Module) -> nn.Module:
+    """``model`` itself, its TF-SepConvs blocks broadcasting their residuals as ``RuntimeTFSepConvs`` does and nothing else.
+
+    The one rewrite of ``runtime_layout`` that leaves every weight and op a quantized model trained in place (no pools,
+    no joint or split convs), for CPU exports of QAT checkpoints.
+    """
+    for block in model.modules():
+        if type(block) is TFSepConvs:
+            block.joint_depthwise = None
+            block.__class__ = RuntimeTFSepConvs
+            block.pooled = False
+    return model
+
+
 class TFSepNet(nn.Module):
     """TF-SepNet over features (B, 1, n_mels, frames); ``task="frame"`` keeps time and adds frame scores."""
 

@@ -104,3 +104,17 @@ def test_unknown_scope_and_bare_sequential_are_refused():
         quantize(_student(), [torch.randn(2, 1, 256, 64)], "depthwise")
     with pytest.raises(ValueError, match="bare nn.Sequential"):
         quantize(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1)), [torch.randn(2, 1, 8, 8)])
+
+
+def test_upsampling_the_residuals_of_a_quantized_student_changes_no_output():
+    from earmark.students import quantize, upsample_residuals
+    from earmark.students.tfsepnet import RuntimeTFSepConvs
+
+    torch.manual_seed(0)
+    model = create_student("tfsepnet40", 4, base_channels=16).eval()
+    quantized = quantize(model, [torch.randn(4, 1, 256, 64)], "weights").eval()
+    x = torch.randn(3, 1, 256, 64)
+    with torch.no_grad():
+        before = quantized(x).clip_logits
+        after = upsample_residuals(quantized)(x).clip_logits
+    assert any(isinstance(m, RuntimeTFSepConvs) for m in quantized.modules()) and torch.equal(before, after)
