@@ -46,6 +46,7 @@ SCOPES: tuple[str, ...] = ("all", "pointwise", "weights")
 FLOAT_MODULES = (ResNorm, AdaResNorm)
 FLOAT_OPS_POINTWISE = ("add", "mean", "max_pool2d", "cat", "mul")  # NNCF op types whose inputs stay float in scope pointwise
 FORMAT = "nncf-int8-symmetric"  # checkpoints written by earlier versions (BatchNorm unfolded) lack this key
+WEIGHT_ONLY_FORMAT = "int8-symmetric-weight-only"  # scope weights: earmark's own weight quantizers, no NNCF
 FORMAT_VERSION = 2  # 2: shuffles folded, float16-grid biases, INT8 spatial weights in scope pointwise (absent: 1)
 SpatialWeights = Literal["per-channel", "per-tensor"]
 SPATIAL_WEIGHTS: SpatialWeights = "per-tensor"  # how scope pointwise stores the spatial convs' weights (measured: docs/export.md)
@@ -211,8 +212,8 @@ def save_quantized_checkpoint(path: str | os.PathLike, model: nn.Module, meta: C
     if scope != "weights":
         with _nncf() as nncf:
             config = nncf.torch.get_config(model)
-    meta.extra["quantization"] = {"backend": "nncf" if config else "earmark", "format": FORMAT, "scheme": "int8 symmetric signed, per-channel weights",
-                                  "scope": scope, "config": config}
+    meta.extra["quantization"] = {"backend": "nncf" if config else "earmark", "format": FORMAT if config else WEIGHT_ONLY_FORMAT,
+                                  "scheme": "int8 symmetric signed, per-channel weights", "scope": scope, "config": config}
     if storage:
         spatial = [m.spatial_weights for m in storage if m.spatial_weights and m.kernel_size != (1, 1)]
         meta.extra["quantization"].update(version=FORMAT_VERSION, spatial_weights=spatial[0] if spatial else None)

@@ -194,44 +194,54 @@ def _joint_depthwise(block: TFSepConvs) -> nn.Conv2d:
 
 
 class SplitStemConv(nn.Module):
-    """The stem's grouped conv (each input channel feeds ``m`` outputs), BatchNorm folded, ReLU, as ``m`` depthwise convs.
+    """The stem's grouped conv (each of its ``c`` input channels feeds ``m`` outputs), BatchNorm folded, ReLU, as
+    ``m / r`` depthwise convs over ``r`` copies of its input (``r c`` channels, which the stem's first conv computes).
 
-    Depthwise conv ``j`` computes outputs ``g m + j`` for every group ``g``, and the results are concatenated, so output
-    channel ``j c + g`` holds the grouped conv's channel ``g m + j`` (``channel_order``). ONNX Runtime runs a grouped conv
-    with one input channel per group through a generic im2col path, about 3x slower than these depthwise convs.
+    Depthwise conv ``q`` computes, from copy ``p`` of input channel ``g``, the grouped conv's output ``g m + q r + p``;
+    the results are concatenated, and ``channel_order`` says which grouped-conv channel each output channel holds.
+    ONNX Runtime runs a grouped conv with one input channel per group through a generic im2col path, several times
+    slower than depthwise convs in its blocked layout, which takes ``r c`` channels in multiples of ``NCHWC_CHANNELS``.
     """
 
-    def __init__(self, block: ConvBnRelu):
+    def __init__(self, block: ConvBnRelu, copies: int):
         super().__init__()
         conv, bn = block[0], block[1]
-        c = conv.in_channels
-        self.m = conv.out_channels // c
+        c, self.copies = conv.in_channels, copies
+        m = conv.out_channels // c
         fused = fuse_conv_bn_eval(conv, bn)
-        self.convs = nn.ModuleList()
-        for j in range(self.m):
-            dw = nn.Conv2d(c, c, conv.kernel_size, conv.stride, conv.padding, groups=c)
+        outputs = torch.arange(conv.out_channels).reshape(c, m)  # outputs[g, j] = g m + j
+        self.convs, order = nn.ModuleList(), []
+        for q in range(m // copies):
+            rows = torch.cat([outputs[:, q * copies + p] for p in range(copies)])
+            dw = nn.Conv2d(copies * c, copies * c, conv.kernel_size, conv.stride, conv.padding, groups=copies * c)
             with torch.no_grad():
-                dw.weight.copy_(fused.weight[j::self.m])
-                dw.bias.copy_(fused.bias[j::self.m])
+                dw.weight.copy_(fused.weight[rows])
+                dw.bias.copy_(fused.bias[rows])
             self.convs.append(dw)
-        self.channel_order = torch.arange(conv.out_channels).reshape(c, self.m).t().reshape(-1)
+            order.append(rows)
+        self.channel_order = torch.cat(order)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([F.relu(dw(x)) for dw in self.convs], dim=1)
 
 
-def _split_stem(model: TFSepNet) -> None:
+def _stem_copies(model: TFSepNet) -> int:
+    """How many copies of the stem's first conv output make its grouped conv's split blocked-layout friendly (0: none)."""
+    grouped = model.stem[-1][0]
+    c, m = grouped.in_channels, grouped.out_channels // grouped.in_channels
+    if not (1 < grouped.groups == c and m > 1):
+        return 0
+    return next((r for r in range(1, m + 1) if m % r == 0 and r * c % NCHWC_CHANNELS == 0), 0)
+
+
+def _split_stem(model: TFSepNet, copies: int) -> None:
     """Replace the stem's grouped conv by a ``SplitStemConv`` and relabel its channels up to the first conv that reads them.
 
+    With ``copies`` > 1 the stem's first conv computes each of its channels that many times (its weights repeated).
     ResNorm, AdaResNorm (its per-channel parameters permuted) and max-pooling act on each channel alike, so the new
     channel order passes through them; the first transition conv absorbs it in its input weights. Without such a
     conv before anything else the stem is left as it is.
     """
-    grouped = model.stem[-1]
-    if not (isinstance(grouped, ConvBnRelu) and 1 < grouped[0].groups == grouped[0].in_channels < grouped[0].out_channels):
-        return
-    split = SplitStemConv(grouped.eval())
-    order = split.channel_order
     for layer in model.body:
         if isinstance(layer, TFSepConvs) and isinstance(layer.transition, ConvBnRelu):
             break
@@ -239,6 +249,8 @@ def _split_stem(model: TFSepNet) -> None:
             return
     else:
         return
+    split = SplitStemConv(model.stem[-1].eval(), copies)
+    order = split.channel_order
     with torch.no_grad():
         for norm in model.body:
             if norm is layer:
@@ -248,6 +260,15 @@ def _split_stem(model: TFSepNet) -> None:
                     p.copy_(p[:, order])
         weight = layer.transition[0].weight
         weight.copy_(weight[:, order])
+        first = model.stem[0]
+        if copies > 1:
+            conv, bn = first[0], first[1]
+            wide = ConvBnRelu(conv.in_channels, copies * conv.out_channels, conv.kernel_size, conv.stride, conv.groups).eval()
+            wide[0].weight.copy_(conv.weight.repeat(copies, 1, 1, 1))
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(wide[1], name).copy_(getattr(bn, name).repeat(copies))
+            wide[1].eps = bn.eps
+            model.stem[0] = wide
     model.stem[-1] = split
 
 
@@ -256,18 +277,19 @@ def runtime_layout(model: nn.Module) -> nn.Module:
 
     Channel shuffles after transition convs are folded (``fold_channel_shuffles``) and every block broadcasts its
     residuals as ``RuntimeTFSepConvs`` does. ONNX Runtime's blocked conv layout (NCHWc) takes channel counts in multiples
-    of ``NCHWC_CHANNELS``: where the stem's width is one, its grouped conv is split into depthwise convs
-    (``SplitStemConv``), and where every block's half is one, the blocks pool in that layout. Blocks whose halves are
-    not a multiple of ``NCHWC_DEPTHWISE_CHANNELS`` run their depthwise convs jointly. tfsepnet64 (stem 32, halves 32, 48,
-    64, 80) gets the split stem and the pools; tfsepnet40 (stem 20, halves 20, 30, 40, 50) the joint depthwise convs
-    of its 30- and 50-channel halves. Each was measured on its own (docs/export.md). Models other than TF-SepNet come
-    back as a plain copy.
+    of ``NCHWC_CHANNELS``: the stem's grouped conv is split into depthwise convs of such widths (``SplitStemConv``), and
+    where every block's half is one, the blocks pool in that layout. Blocks whose halves are not a multiple of
+    ``NCHWC_DEPTHWISE_CHANNELS`` run their depthwise convs jointly. tfsepnet64 (stem 32, halves 32, 48, 64, 80) gets
+    four 32-channel stem convs and the pools; tfsepnet40 (stem 20, halves 20, 30, 40, 50) two 40-channel stem convs
+    over its first conv computed twice, and joint depthwise convs in its 30- and 50-channel halves. Each rewrite was
+    measured (docs/export.md). Models other than TF-SepNet come back as a plain copy.
     """
     model = fold_channel_shuffles(model)
     if not isinstance(model, TFSepNet):
         return model
-    if model.stem[-1][0].in_channels % NCHWC_CHANNELS == 0:
-        _split_stem(model)
+    copies = _stem_copies(model)
+    if copies:
+        _split_stem(model, copies)
     blocks = [m for m in model.modules() if type(m) is TFSepConvs]
     pooled = all(block.half % NCHWC_CHANNELS == 0 for block in blocks)
     for block in blocks:

@@ -43,6 +43,7 @@ def test_quantized_student_reloads_exactly_and_exports_int8_weights(tmp_path, sc
     assert meta.extra["quantization"]["scope"] == scope and meta.extra["quantization"]["version"] == 2
     assert meta.extra["quantization"]["spatial_weights"] == (None if scope == "all" else "per-tensor")
     assert (meta.extra["quantization"]["config"] is None) == (scope == "weights")  # weight-only needs no NNCF
+    assert meta.extra["quantization"]["format"] == ("int8-symmetric-weight-only" if scope == "weights" else "nncf-int8-symmetric")
     with torch.no_grad():
         assert torch.allclose(reloaded(x[:2]).clip_logits, qmodel(x[:2]).clip_logits, atol=1e-6)
     ready = ScoresHead(export_ready(reloaded, x[:1]), "clip", "classify")  # ModelOutput -> the graph's outputs

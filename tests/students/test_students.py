@@ -185,18 +185,20 @@ def test_runtime_layout_computes_the_same_function_in_ops_onnx_runtime_keeps_blo
     assert max(np.abs(o - r.numpy()).max() for o, r in zip(outs, reference)) <= 1e-5
 
 
-def test_runtime_layout_of_tfsepnet40_runs_its_odd_halves_depthwise_convs_jointly(tmp_path):
+def test_runtime_layout_of_tfsepnet40_doubles_its_stem_and_runs_its_odd_halves_depthwise_convs_jointly(tmp_path):
     import onnx
 
     from earmark.students import runtime_layout
-    from earmark.students.tfsepnet import ConvBnRelu, RuntimeTFSepConvs
+    from earmark.students.tfsepnet import RuntimeTFSepConvs, SplitStemConv
 
     torch.manual_seed(0)
-    model = create_student("tfsepnet40", 5).eval()  # stem 20, halves 20/30/40/50: no pools, no split stem
+    model = create_student("tfsepnet40", 5).eval()  # stem 20 (-> 80), halves 20/30/40/50: no pools
     _randomise_norm_statistics(model)
     fast = runtime_layout(model)
     blocks = [m for m in fast.modules() if isinstance(m, RuntimeTFSepConvs)]
-    assert isinstance(fast.stem[-1], ConvBnRelu) and len(blocks) == 9 and not any(b.pooled for b in blocks)
+    assert len(blocks) == 9 and not any(b.pooled for b in blocks)
+    # the stem's first conv computes its 20 channels twice, so its grouped conv splits into two 40-channel depthwise convs
+    assert isinstance(fast.stem[-1], SplitStemConv) and fast.stem[0][0].out_channels == 40 and len(fast.stem[-1].convs) == 2
     assert sorted(b.half for b in blocks if b.joint_depthwise is not None) == [30, 30, 50, 50, 50]
     joint = next(b.joint_depthwise for b in blocks if b.joint_depthwise is not None)
     assert joint.weight[:30, 0, :, [0, 2]].abs().sum() == 0 and joint.weight[30:, 0, [0, 2], :].abs().sum() == 0
