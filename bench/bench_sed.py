@@ -108,8 +108,11 @@ def frame_teacher_step(name: str, clips: Path, mixtures: list, budget: dict, see
                     "--batch-size", 32, "--task", "frame", *mixtures, *LISTEN, *BUDGET, "--out", out / folder], out / folder / "student"
 
 
-def train_systems(clips: Path, backgrounds: Path, out: Path, budget: dict, seed: int, log: Path, frame_teacher: str = TEACHER) -> dict[str, Path]:
-    """The four systems' ONNX files (each step skipped when its output exists, so a bench can be resumed)."""
+def train_systems(clips: Path, backgrounds: Path, out: Path, budget: dict, seed: int, log: Path, frame_teacher: str = TEACHER,
+                  retune: bool = False) -> dict[str, Path]:
+    """The four systems' ONNX files (each step skipped when its output exists, so a bench can be resumed); ``retune``
+    tunes the detectors' thresholds again with BUDGET (`earmark tune`, for runs trained under an older rule) and
+    exports them again."""
     common = ["--student", STUDENT, "--data", clips, "--seed", seed, "--epochs", budget["student"], "--batch-size", 32]
     mixtures = ["--objective", "detect", "--backgrounds", backgrounds, "--mix-snr", 0, 15]
     teacher_folder, teacher_command, teacher = frame_teacher_step(frame_teacher, clips, mixtures, budget, seed, out)
@@ -130,9 +133,14 @@ def train_systems(clips: Path, backgrounds: Path, out: Path, budget: dict, seed:
             earmark(*args, log=log)
             print(f"    {name}: {time.perf_counter() - started:.0f} s", flush=True)
     models = {"a": out / "a" / "student-int8", "b": out / "b" / "student", "c": out / kd / "student", "d": out / kd / "student-int8"}
+    if retune:
+        for folder in ("b", kd):
+            earmark("tune", out / folder, *BUDGET, log=log)
     onnx = {}
     for name, checkpoint in models.items():
         onnx[name] = out / f"{checkpoint.parent.name}-{checkpoint.name}.onnx"
+        if retune and name != "a":
+            onnx[name].unlink(missing_ok=True)
         if not onnx[name].exists():
             earmark("export", checkpoint, "--out", onnx[name], log=log)
     return onnx
@@ -173,6 +181,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-scapes", type=int, help="held-out real soundscapes to evaluate on (default: the budget's); "
                         "trained models in --out are reused, so a larger test set costs only the evaluation")
+    parser.add_argument("--retune", action="store_true", help="tune the trained detectors' thresholds again with this bench's "
+                        "criterion (`earmark tune`) and export them again before evaluating; nothing is trained again")
     parser.add_argument("--frame-teacher", default=TEACHER, help=f"the frame teacher of (c): {TEACHER} (fine-tuned from scratch), "
                         "or a student family trained on the mixtures for twice the student's epochs (e.g. tfsepnet64)")
     args = parser.parse_args()
@@ -186,13 +196,13 @@ def main() -> int:
 
         print("demo data (synthetic)")
         data = synthesize(out / "demo" / "data", seed=args.seed, clips_per_class=budget["clips_per_class"], soundscapes=6)
-        models = train_systems(data.clips_csv, data.backgrounds, out / "demo", budget, args.seed, log, args.frame_teacher)
+        models = train_systems(data.clips_csv, data.backgrounds, out / "demo", budget, args.seed, log, args.frame_teacher, args.retune)
         tables.append(table(f"demo data (synthetic): {data.soundscapes_tsv}", evaluate(models, data.soundscapes_tsv, out / "demo", log),
                             args.frame_teacher))
     if args.real:
         print(f"real sound effects: {args.real}, held out: {', '.join(HELD_OUT)}")
         clips, backgrounds, scapes = real_split(Path(args.real), out / "real", args.test_scapes or budget["test_scapes"], args.seed, log)
-        models = train_systems(clips, backgrounds, out / "real", budget, args.seed, log, args.frame_teacher)
+        models = train_systems(clips, backgrounds, out / "real", budget, args.seed, log, args.frame_teacher, args.retune)
         tables.append(table(f"real sound effects, held-out packages: {scapes}", evaluate(models, scapes, out / "real", log), args.frame_teacher))
     print("\n" + "\n\n".join(tables))
     (out / f"tables-{args.frame_teacher}-{args.test_scapes or budget['test_scapes']}.txt").write_text("\n\n".join(tables) + "\n")

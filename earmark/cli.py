@@ -29,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "finetune": ("earmark.teachers.cli_finetune", "fine-tune a teacher on a labelled manifest"),
     "predict": ("earmark.cli_predict", "write a teacher-output cache for a manifest"),
     "distill": ("earmark.distill.cli", "distil a teacher into a student, optionally with QAT"),
+    "tune": ("earmark.distill.cli_tune", "tune a detector run's event thresholds again (criterion, one or per class)"),
     "export": ("earmark.export.cli_export", "export a checkpoint to ONNX or a TensorRT engine"),
     "bench": ("earmark.export.cli_bench", "latency and throughput of exported models"),
     "eval": ("earmark.evaluation.cli", "accuracy/mAP on clips, event F1 and PSDS on soundscapes, of a checkpoint or .onnx"),

@@ -51,8 +51,10 @@ HELP = {
     "median": "the `earmark listen --median` the event thresholds are tuned for",
     "min_duration": "... its --min-duration",
     "max_gap": "... its --max-gap",
-    "max_false_alarms": "tune each class's threshold for the most events found with at most this many false alarms per hour "
-                        "of validation audio (a PSD-ROC operating point) instead of the best event F1",
+    "max_false_alarms": "tune the event thresholds for the most events found with at most this many false alarms per hour "
+                        "of validation audio per class (a PSD-ROC operating point) instead of the best event F1",
+    "per_class_thresholds": "tune one event threshold per class instead of one shared by all (needs many validation events "
+                            "per class; see docs/distill.md)",
     "clip_seconds": None,
     "val_fold": None,
     "test_fold": None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +30,8 @@ from earmark.teachers.cache import TeacherCache, check_labels
 from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
 from earmark.teachers.recipe import (Augmentation, Augmenter, Outputs, best_metric, collect_outputs, label_loss, make_splits, metrics,
-                                     resolve_objective)
-from earmark.teachers.thresholds import tune_model, write_thresholds
+                                     resolve_objective, tuning_soundscapes)
+from earmark.teachers.thresholds import Tuning, tune_model, write_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class DistillConfig:
     min_duration: float = 0.0
     max_gap: float = 0.0
     max_false_alarms: float | None = None  # tune for the most events found within this many false alarms per hour, not F1
+    per_class_thresholds: bool = False  # one event threshold per class instead of one shared by all
     student_overrides: dict = field(default_factory=dict)
     init: str = ""  # a student checkpoint to start from (e.g. `earmark convert --from tfsepnet`), else random weights
     cache: str = ""  # where the teacher-output cache lives (default: OUT/teacher-cache)
@@ -346,26 +348,67 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
         results["skipped"] = len(manifest.skipped)
     tunings = {}  # checkpoint -> its thresholds: the float student and, after QAT, the INT8 one (each exports on its own)
     if objective == "detect" and splits.soundscapes:  # thresholds for the daemon, tuned as it will decide
-        settings = EventSettings(median=config.median, min_duration=config.min_duration, max_gap=config.max_gap)
-        for path, model in {best_path: student, final: final_model}.items():  # one entry without QAT (final is the float student)
-            tunings[path] = tune_model(model, frontend, splits.soundscapes, labels, objective, config.clip_seconds, hop, settings,
-                                       config.max_false_alarms)
-        results["thresholds"] = tunings[final].to_dict()
-        if config.qat:
-            results["float_thresholds"] = tunings[best_path].to_dict()
+        tunings = tune_checkpoints(config, {best_path: student, final: final_model}, frontend, splits.soundscapes, labels, objective)
     elif objective == "detect":
         log.warning("no soundscapes to tune event thresholds on, so the model keeps 0.5 for every class; pass --backgrounds "
                     "(or train on strong-labelled soundscapes) to tune them.")
     if info.is_main:
-        for path, tuning in tunings.items():
-            update_extra(path, thresholds=tuning.thresholds,
-                         postprocess={"median": config.median, "min_duration": config.min_duration, "max_gap": config.max_gap})
-        if tunings:
-            write_thresholds(out / "thresholds.json", tunings[final].thresholds)
+        save_tunings(config, tunings, final, results)
         plot_test(collect_outputs(final_model, frontend, splits.test), labels, out)
         (out / "results.json").write_text(json.dumps(results, indent=2))
     barrier()
     return final
+
+
+def tune_checkpoints(config: DistillConfig, models: dict[Path, nn.Module], frontend: Frontend, soundscapes: list,
+                     labels: list[str], objective: str) -> dict[Path, Tuning]:
+    """Event thresholds for each checkpoint's model as `listen` will run it: its window, the default hop, the run's
+    post-processing, criterion (``max_false_alarms``) and scope (``per_class_thresholds``)."""
+    settings = EventSettings(median=config.median, min_duration=config.min_duration, max_gap=config.max_gap)
+    return {path: tune_model(model, frontend, soundscapes, labels, objective, config.clip_seconds, config.clip_seconds / 2, settings,
+                             config.max_false_alarms, config.per_class_thresholds) for path, model in models.items()}
+
+
+def save_tunings(config: DistillConfig, tunings: dict[Path, Tuning], final: Path, results: dict) -> None:
+    """Thresholds and post-processing into each checkpoint (export writes them into the model), the final checkpoint's
+    into OUT/thresholds.json and ``results["thresholds"]``, the float student's after QAT into ``float_thresholds``."""
+    out = Path(config.out)
+    for path, tuning in tunings.items():
+        update_extra(path, thresholds=tuning.thresholds,
+                     postprocess={"median": config.median, "min_duration": config.min_duration, "max_gap": config.max_gap})
+    if not tunings:
+        return
+    write_thresholds(out / "thresholds.json", tunings[final].thresholds)
+    results["thresholds"] = tunings[final].to_dict()
+    if len(tunings) > 1:
+        results["float_thresholds"] = tunings[out / "student"].to_dict()
+
+
+def retune(run: str | os.PathLike, max_false_alarms: float | None = None, per_class: bool = False) -> dict[Path, Tuning]:
+    """Tune a finished detector run's event thresholds again on its validation soundscapes, with this criterion and
+    scope: written into its checkpoints, thresholds.json and results.json (`earmark tune`). No training is repeated."""
+    run = Path(run)
+    if not (run / "config.json").is_file() or not (run / "student" / "earmark.json").is_file():
+        raise ValueError(f"{run} holds no finished distill run (config.json and student/); pass the --out of `earmark distill`.")
+    saved = json.loads((run / "config.json").read_text())
+    config = DistillConfig(**{**saved, "out": str(run), "max_false_alarms": max_false_alarms, "per_class_thresholds": per_class})
+    manifest = open_data(config.data, skip_bad=config.skip_bad)
+    objective = resolve_objective(config.objective, manifest, config.task)
+    if objective != "detect":
+        raise ValueError(f"{run} trained a scene classifier (objective {objective}): it reports scenes and has no event thresholds.")
+    final = run / "student-int8" if (run / "student-int8" / "earmark.json").is_file() else run / "student"
+    models = {path: load_model(path, "student")[0].eval() for path in dict.fromkeys([run / "student", final])}
+    frontend = Frontend(next(iter(models.values())).frontend)
+    scenes = background_scenes(config.backgrounds) if config.scenes else None
+    soundscapes = tuning_soundscapes(manifest, frontend.spec.sample_rate, config.val_fold, config.test_fold, config.seed,
+                                     config.backgrounds, tuple(config.mix_snr), scenes)
+    if not soundscapes:
+        raise ValueError(f"{run} has no validation soundscapes to tune on: it was trained without --backgrounds on clips.")
+    tunings = tune_checkpoints(config, models, frontend, soundscapes, manifest.labels.to_list(), objective)
+    results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
+    save_tunings(config, tunings, final, results)
+    (run / "results.json").write_text(json.dumps(results, indent=2))
+    return tunings
 
 
 def _qat(config, student, frontend, splits, step, meta, info, validate, key: str, chance: dict[str, float]) -> Path:

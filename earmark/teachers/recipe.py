@@ -266,6 +266,25 @@ class Splits:
     soundscapes: list[Soundscape]  # validation soundscapes with strong labels (empty: nothing to tune thresholds on)
 
 
+def fold_backgrounds(data: Manifest, backgrounds: str, val_fold: int, test_fold: int,
+                     scenes: tuple[list[str], dict[str, str]] | None = None) -> tuple[list[int], dict[int, list[Path]]]:
+    """The folds, and the background recordings of each (split per scene when ``scenes`` labels them)."""
+    folds = sorted({clip_fold(c) for c in data.clips} | {val_fold, test_fold})
+    if scenes:
+        return folds, split_backgrounds([Path(p) for p in scenes[1]], folds, scenes[1])
+    return folds, split_backgrounds(find_backgrounds(backgrounds), folds)
+
+
+def tuning_soundscapes(data: DataSource, sample_rate: int, val_fold: int, test_fold: int, seed: int = 0, backgrounds: str = "",
+                       snr: tuple[float, float] = (0.0, 15.0), scenes: tuple[list[str], dict[str, str]] | None = None) -> list[Soundscape]:
+    """The validation soundscapes that `make_splits` gives a run with these settings (event thresholds are tuned on them)."""
+    _, val, _ = data.train_val_test(val_fold, test_fold)
+    if not isinstance(val, Manifest):
+        return []
+    own = fold_backgrounds(data, backgrounds, val_fold, test_fold, scenes)[1][val_fold] if backgrounds else []
+    return validation_soundscapes(val, own, sample_rate, snr, seed)
+
+
 def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds: float, frame_hop: float | None,
                 val_fold: int, test_fold: int, batch_size: int, seed: int = 0, backgrounds: str = "",
                 snr: tuple[float, float] = (0.0, 15.0), workers: int = 0,
@@ -283,15 +302,14 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     held_out = lambda split, size: eval_loader(split, sample_rate, clip_seconds, size, frame_hop, workers)
     if not backgrounds:
         return Splits(train_dataset(train, sample_rate, clip_seconds, batch_size, seed, frame_hop), held_out(val, 32), held_out(test, 32),
-                      held_out(train, 16), validation_soundscapes(val, [], sample_rate, snr, seed) if isinstance(val, Manifest) else [])
+                      held_out(train, 16), tuning_soundscapes(data, sample_rate, val_fold, test_fold, seed))
     if objective != "detect":
         raise ValueError("--backgrounds mixes events over background recordings to train detectors; pass --objective detect "
                          "(scene classifiers train on the recordings as they are).")
     if not isinstance(data, Manifest):
         raise ValueError("--backgrounds mixes clips listed in a manifest; pass the manifest the shards were made from as --data.")
-    folds = sorted({clip_fold(c) for c in data.clips} | {val_fold, test_fold})
+    folds, own = fold_backgrounds(data, backgrounds, val_fold, test_fold, scenes)
     scene_labels, scene_of = scenes or ([], None)
-    own = split_backgrounds([Path(p) for p in scene_of], folds, scene_of) if scenes else split_backgrounds(find_backgrounds(backgrounds), folds)
     train_backgrounds = sorted({f for fold in folds if fold not in (val_fold, test_fold) for f in own[fold]})
     settings = MixSettings(duration=clip_seconds, events=(1, 2), snr=tuple(snr), max_overlap=2, background_only=0.5)
     mixed = lambda split, files, train_mode: MixtureDataset(SoundscapeMixer(split, files, sample_rate, settings), frame_hop, train_mode,
@@ -300,4 +318,4 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     training = mixed(train, train_backgrounds, True)
     tested = batches(mixed(test, own[test_fold], False), 32) if frame_hop else held_out(test, 32)  # weak clips have no frame targets
     return Splits(training, batches(mixed(val, own[val_fold], False), 32), tested, batches(training, 16),
-                  validation_soundscapes(val, own[val_fold], sample_rate, snr, seed))
+                  tuning_soundscapes(data, sample_rate, val_fold, test_fold, seed, backgrounds, snr, scenes))

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from earmark.audio.manifest import read_manifest
+from earmark.cli import main
 from earmark.distill import DistillConfig, distill, soft_kd, teacher_cache
 from earmark.distill.losses import bce_kd, frame_kd
 from earmark.distill.run import mixture_teacher
@@ -159,7 +160,10 @@ def test_a_frame_level_student_distils_from_a_frame_teachers_cache(tmp_path):
     assert "frame_f1" in results["float"] and "chance" not in results  # 1/C says nothing about frame F1
     meta = json.loads((final / "earmark.json").read_text())
     seen = {label for clip in read_manifest(data.soundscapes_tsv).folds([1]).clips for *_, label in clip.events}
-    assert meta["task"] == "frame" and meta["objective"] == "detect" and set(meta["extra"]["thresholds"]) == seen  # tuned where heard
+    assert meta["task"] == "frame" and meta["objective"] == "detect"
+    thresholds = meta["extra"]["thresholds"]  # one shared threshold, tuned on the classes heard, also for those unheard
+    assert set(thresholds) == set(meta["labels"]) and len(set(thresholds.values())) == 1
+    assert set(results["thresholds"]["unseen"]) == set(meta["labels"]) - seen and seen
 
 
 def test_frame_kd_pulls_a_frame_student_towards_its_frame_teacher(tmp_path):
@@ -306,6 +310,20 @@ def test_objective_detect_on_single_label_clips_makes_an_event_detector_with_tun
     settings = lambda *flags: event_settings(parser.parse_args([str(exported.path), *flags]), metadata)[0]
     assert (settings().median, settings().min_duration) == (3, 0.2)  # listen decides as the thresholds were tuned
     assert (settings("--median", "1").median, settings("--median", "1").min_duration) == (1, 0.2)  # a flag wins over the model
+    assert len(set(tuned.values())) == 1 and results["thresholds"]["criterion"] == "one threshold for all classes: event F1"
+    assert main(["tune", str(tmp_path)]) == 0  # the run's own settings again: the same validation soundscapes, the same thresholds
+    assert json.loads((tmp_path / "results.json").read_text())["thresholds"]["thresholds"] == tuned
+    assert main(["tune", str(tmp_path), "--max-false-alarms", "60"]) == 0  # docs/distill.md's two `earmark tune` commands
+    budget = json.loads((tmp_path / "results.json").read_text())["thresholds"]
+    assert budget["criterion"] == "one threshold for all classes: events found at <= 60 false alarms per hour per class"
+    assert len(set(budget["thresholds"].values())) == 1
+    assert main(["tune", str(tmp_path), "--per-class-thresholds"]) == 0
+    retuned = json.loads((tmp_path / "results.json").read_text())
+    criterion = "one threshold per class: event F1"
+    assert retuned["thresholds"]["criterion"] == retuned["float_thresholds"]["criterion"] == criterion
+    assert read_meta(final).extra["thresholds"] == retuned["thresholds"]["thresholds"] == read_thresholds(tmp_path / "thresholds.json")
+    assert read_meta(tmp_path / "student").extra["thresholds"] == retuned["float_thresholds"]["thresholds"]
+    assert retuned["int8"] == results["int8"]  # only the thresholds changed
 
 
 def test_objective_classify_makes_a_scene_classifier(synth_data, teacher_ckpt, tmp_path):
