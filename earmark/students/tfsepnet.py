@@ -304,7 +304,7 @@ def upsample_residuals(model: nn.Module) -> nn.Module:
     """``model`` itself, its TF-SepConvs blocks broadcasting their residuals as ``RuntimeTFSepConvs`` does and nothing else.
 
     The one rewrite of ``runtime_layout`` that leaves every weight and op a quantized model trained in place (no pools,
-    no joint or split convs), for CPU exports of QAT checkpoints.
+    no joint or split convs), for exports of weight-only QAT checkpoints (scope ``weights``).
     """
     for block in model.modules():
         if type(block) is TFSepConvs:

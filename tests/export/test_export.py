@@ -145,8 +145,8 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
     constant = {t.name for t in graph.initializer}
     readers = {i: n.op_type for n in graph.node for i in n.input}
     activations = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in constant]
-    # CPU files broadcast the blocks' residuals by an exact upsample (upsample_residuals); scope all keeps the traced adds
-    assert sum(n.op_type == "Resize" for n in graph.node) == (0 if scope == "all" else 2 * 9)
+    # scope weights broadcasts the blocks' residuals by an exact upsample (upsample_residuals); the others keep the traced adds
+    assert sum(n.op_type == "Resize" for n in graph.node) == (2 * 9 if scope == "weights" else 0)
     if scope == "all":
         assert check_tensorrt(result.path) == []
     else:  # a CPU file: biases stored as float16 behind a Cast, which TensorRT's parser refuses (it says so)
