@@ -139,36 +139,50 @@ def _operating_point(curve: list[dict[str, float]], chance: float, hours: float,
     return pick if pick is not None and found[pick] > 0 else None
 
 
-def tune_thresholds(timelines: list[list[Scores]], references: list[Events], durations: list[float], labels: list[str],
-                    settings: EventSettings, collar: float = 0.5, grid: tuple[float, ...] = GRID,
-                    max_false_alarms: float | None = None, per_class: bool = False) -> Tuning:
+@dataclass
+class Curves:
+    """sed_eval's counts (Ntp, Nfp, Nref, f1) per class at every grid threshold and for an always-on detector, the
+    hours of audio they come from, and the classes with reference events."""
+
+    grid: tuple[float, ...]
+    counts: dict[str, list[dict[str, float]]]
+    always_on: dict[str, dict[str, float]]
+    hours: float
+    seen: list[str]
+
+
+def threshold_curves(timelines: list[list[Scores]], references: list[Events], durations: list[float], labels: list[str],
+                     settings: EventSettings, collar: float = 0.5, grid: tuple[float, ...] = GRID) -> Curves:
+    """Decode every timeline at every grid threshold (the daemon's decoder) and count hits per class."""
+    counts = {label: [] for label in labels}
+    for g in grid:
+        decoded = [decode(t, labels, replace(settings, thresholds={l: g for l in labels}), d) for t, d in zip(timelines, durations)]
+        for label, row in class_counts(references, decoded, labels, collar).items():
+            counts[label].append(row)
+    always_on = class_counts(references, [[(0.0, d, label) for label in labels] for d in durations], labels, collar)
+    seen = [label for label in labels if any(e[2] == label for events in references for e in events)]
+    return Curves(tuple(grid), counts, always_on, sum(durations) / 3600, seen)
+
+
+def pick_thresholds(curves: Curves, max_false_alarms: float | None = None, per_class: bool = False) -> Tuning:
     """One threshold for every class (default) or one per class (``per_class``): the grid threshold with the best
     event F1, or with the most events found within ``max_false_alarms`` false alarms per hour per class (see the
     module docstring). The shared threshold pools the classes' counts (micro F1; a budget of ``max_false_alarms`` x
     the classes seen) and also applies to classes the validation soundscapes lack."""
-    curves = {label: [] for label in labels}
-    for g in grid:
-        decoded = [decode(t, labels, replace(settings, thresholds={l: g for l in labels}), d) for t, d in zip(timelines, durations)]
-        for label, counts in class_counts(references, decoded, labels, collar).items():
-            curves[label].append(counts)
-    always_on = class_counts(references, [[(0.0, d, label) for label in labels] for d in durations], labels, collar)
-    hours = sum(durations) / 3600
-    seen = [label for label in labels if any(e[2] == label for events in references for e in events)]
+    grid, counts, always_on, hours, seen = curves.grid, curves.counts, curves.always_on, curves.hours, curves.seen
+    labels = list(counts)
     unseen = [label for label in labels if label not in seen]
     if per_class:
-        picks = {label: _operating_point(curves[label], always_on[label]["f1"], hours, max_false_alarms) for label in seen}
+        picks = {label: _operating_point(counts[label], always_on[label]["f1"], hours, max_false_alarms) for label in seen}
     else:
         pool = lambda rows: {k: sum(row[k] for row in rows) for k in ("Ntp", "Nfp", "Nref")}
-        pooled = [pool([curves[label][i] for label in seen]) for i in range(len(grid))]
+        pooled = [pool([counts[label][i] for label in seen]) for i in range(len(grid))]
         budget = None if max_false_alarms is None else max_false_alarms * len(seen)
         shared = _operating_point(pooled, _f1(pool([always_on[label] for label in seen])), hours, budget) if seen else None
         picks = dict.fromkeys(labels, shared)
     stuck = [label for label in seen if picks[label] is None]
     index = {label: len(grid) - 1 if pick is None else pick for label, pick in picks.items()}
-    thresholds = {label: grid[i] for label, i in index.items()}
-    best = {label: _f1(curves[label][index[label]]) for label in seen}
-    recall = {label: curves[label][index[label]]["Ntp"] / curves[label][index[label]]["Nref"] for label in seen}
-    alarms = {label: curves[label][index[label]]["Nfp"] / hours for label in seen}
+    at = {label: counts[label][index[label]] for label in seen}
     scope = "one threshold per class" if per_class else "one threshold for all classes"
     criterion = (f"{scope}: event F1" if max_false_alarms is None
                  else f"{scope}: events found at <= {max_false_alarms:g} false alarms per hour per class")
@@ -180,7 +194,16 @@ def tune_thresholds(timelines: list[list[Scores]], references: list[Events], dur
     if unseen:
         kept = "stay at the default" if per_class else "are the shared one"
         print(f"warning: the validation soundscapes hold no {unseen} event; their thresholds {kept}", file=sys.stderr)
-    return Tuning(thresholds, best, {l: always_on[l]["f1"] for l in labels}, stuck, unseen, criterion, recall, alarms)
+    return Tuning({label: grid[i] for label, i in index.items()}, {label: _f1(c) for label, c in at.items()},
+                  {label: always_on[label]["f1"] for label in labels}, stuck, unseen, criterion,
+                  {label: c["Ntp"] / c["Nref"] for label, c in at.items()}, {label: c["Nfp"] / hours for label, c in at.items()})
+
+
+def tune_thresholds(timelines: list[list[Scores]], references: list[Events], durations: list[float], labels: list[str],
+                    settings: EventSettings, collar: float = 0.5, grid: tuple[float, ...] = GRID,
+                    max_false_alarms: float | None = None, per_class: bool = False) -> Tuning:
+    """``pick_thresholds`` on these timelines' ``threshold_curves``."""
+    return pick_thresholds(threshold_curves(timelines, references, durations, labels, settings, collar, grid), max_false_alarms, per_class)
 
 
 def write_thresholds(path: str | os.PathLike, thresholds: dict[str, float]) -> Path:

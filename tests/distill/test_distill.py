@@ -332,3 +332,8 @@ def test_objective_classify_makes_a_scene_classifier(synth_data, teacher_ckpt, t
     exported = export_onnx(teacher_ckpt, tmp_path / "scenes.onnx")  # distilled without --objective from single-label clips
     records = _listen(exported.path, synth_data.root / "audio" / "scape-000.wav")
     assert {r["type"] for r in records} == {"status", "scene"}
+
+
+def test_tune_refuses_a_folder_without_a_finished_detector_run(tmp_path, capsys):
+    assert main(["tune", str(tmp_path)]) == 1
+    assert "holds no finished distill run (config.json and student/); pass the --out of `earmark distill`" in capsys.readouterr().err
