@@ -56,15 +56,20 @@ def gemm_gflops(size: int = 512, runs: int = 20) -> float:
 
 
 def interleaved(calls: dict[str, object], runs: int) -> dict[str, np.ndarray]:
-    """Milliseconds per call, taking turns so that machine noise falls on every row alike."""
+    """Milliseconds per call, taking turns so that machine noise falls on every row alike.
+
+    The order is shuffled on every turn: in a fixed order the row after PyTorch's eager call (~20 ms, which evicts the
+    caches) always ran cold, which cost tfsepnet40's fp32 row 10-15% against the rows after it (docs/export.md).
+    """
     for call in calls.values():
         for _ in range(3):
             call()
     times = {name: np.empty(runs) for name in calls}
+    names, rng = list(calls), np.random.default_rng(0)
     for i in range(runs):
-        for name, call in calls.items():
+        for name in rng.permutation(names):
             start = time.perf_counter()
-            call()
+            calls[name]()
             times[name][i] = 1000 * (time.perf_counter() - start)
     return times
 

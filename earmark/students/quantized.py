@@ -15,9 +15,10 @@ are still stored as INT8 in ``pointwise``: QAT trains them through a weight-only
 so the file holds one byte per weight while their inputs and outputs stay float.
 
 ``weights`` quantizes no activation at all: every conv weight goes through the weight-only fake quantizer (per output
-channel for 1x1 convs, per tensor for spatial ones) and NNCF is not used. On a CPU its file computes in float at fp32
-speed (ONNX Runtime folds the INT8 weights at load), where pointwise's activation Q/DQ pairs cost ~15-20% of the time
-and buy nothing: ONNX Runtime has no INT8 kernel for a conv with a float bias and no output quantizer.
+channel for 1x1 convs, per tensor for spatial ones) and NNCF is not used. On a CPU its file computes in float (ONNX
+Runtime folds the INT8 weights at load) near fp32's speed (the float export's graph is rewritten further by
+``runtime_layout``), where pointwise's activation Q/DQ pairs cost more and buy nothing: ONNX Runtime has no INT8
+kernel for a conv with a float bias and no output quantizer.
 
 Format 2 (``quantization["version"]``): every conv bias is trained on the float16 grid (straight-through), so a
 pointwise export stores it in half the bytes and computes exactly what QAT trained, and channel shuffles after a
