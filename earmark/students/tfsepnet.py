@@ -151,7 +151,9 @@ class RuntimeTFSepConvs(TFSepConvs):
     - The broadcast residual adds become a nearest upsample (an exact copy) plus an add of equal shapes: ONNX Runtime
       runs a broadcast over the short time axis element by element.
     - With ``pooled``, the frequency and time means are average pools, which stay in ONNX Runtime's blocked (NCHWc)
-      layout where a mean leaves it; worth it only where every tensor can stay there (``runtime_layout``).
+      layout where a mean leaves it; worth it only where every tensor can stay there (``runtime_layout``). With
+      ``mean_convs`` they are depthwise convs of weights ``1 / n`` (``_depthwise_mean``), which stay there for widths
+      that are a multiple of ``NCHWC_DEPTHWISE_CHANNELS`` only.
     - With ``joint_depthwise``, the frequency (k x 1) and time (1 x k) depthwise convs run as one k x k depthwise conv
       over both halves, each kernel padded with zeros (the zero taps add exact zeros). ONNX Runtime takes a depthwise
       conv into its blocked layout only when its channels are a multiple of ``NCHWC_DEPTHWISE_CHANNELS``; a half of
@@ -159,6 +161,7 @@ class RuntimeTFSepConvs(TFSepConvs):
     """
 
     pooled: bool
+    mean_convs: bool
     joint_depthwise: nn.Conv2d | None  # set by runtime_layout (a class default would hide the registered module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,14 +172,24 @@ class RuntimeTFSepConvs(TFSepConvs):
             freq_dw, time_dw = both[:, : self.half], both[:, self.half:]
         else:
             freq_dw, time_dw = self.freq_dw(freq), self.time_dw(time)
-        f, t = freq.shape[2], time.shape[3]
+        f, t = int(freq.shape[2]), int(time.shape[3])  # sizes are fixed at export: constants in the graph
         if self.pooled:
             freq_mean, time_mean = F.avg_pool2d(freq_dw, (f, 1)), F.avg_pool2d(time_dw, (1, t))
+        elif self.mean_convs:
+            freq_mean, time_mean = _depthwise_mean(freq_dw, (f, 1)), _depthwise_mean(time_dw, (1, t))
         else:
             freq_mean, time_mean = freq_dw.mean(dim=2, keepdim=True), time_dw.mean(dim=3, keepdim=True)
         freq_out = F.interpolate(self.freq_pw(freq_mean), scale_factor=(float(f), 1.0), mode="nearest") + freq
         time_out = F.interpolate(self.time_pw(time_mean), scale_factor=(1.0, float(t)), mode="nearest") + time
         return torch.cat([freq_out, time_out], dim=1)
+
+
+def _depthwise_mean(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
+    """The mean over ``window`` (all of one axis) as a depthwise conv of weights ``1 / n``, which ONNX Runtime runs in its
+    blocked layout where a ReduceMean or (for widths not a multiple of 8) an average pool leaves it."""
+    channels = int(x.shape[1])
+    weight = torch.full((channels, 1, *window), 1.0 / (window[0] * window[1]), dtype=x.dtype, device=x.device)
+    return F.conv2d(x, weight, groups=channels)
 
 
 def _joint_depthwise(block: TFSepConvs) -> nn.Conv2d:
@@ -279,10 +292,11 @@ def runtime_layout(model: nn.Module) -> nn.Module:
     residuals as ``RuntimeTFSepConvs`` does. ONNX Runtime's blocked conv layout (NCHWc) takes channel counts in multiples
     of ``NCHWC_CHANNELS``: the stem's grouped conv is split into depthwise convs of such widths (``SplitStemConv``), and
     where every block's half is one, the blocks pool in that layout. Blocks whose halves are not a multiple of
-    ``NCHWC_DEPTHWISE_CHANNELS`` run their depthwise convs jointly. tfsepnet64 (stem 32, halves 32, 48, 64, 80) gets
-    four 32-channel stem convs and the pools; tfsepnet40 (stem 20, halves 20, 30, 40, 50) two 40-channel stem convs
-    over its first conv computed twice, and joint depthwise convs in its 30- and 50-channel halves. Each rewrite was
-    measured (docs/export.md). Models other than TF-SepNet come back as a plain copy.
+    ``NCHWC_DEPTHWISE_CHANNELS`` run their depthwise convs jointly, and the others without pools take their means as
+    depthwise convs. tfsepnet64 (stem 32, halves 32, 48, 64, 80) gets four 32-channel stem convs and the pools;
+    tfsepnet40 (stem 20, halves 20, 30, 40, 50) two 40-channel stem convs over its first conv computed twice, joint
+    depthwise convs in its 30- and 50-channel halves and mean convs in the others. Each rewrite was measured
+    (docs/export.md). Models other than TF-SepNet come back as a plain copy.
     """
     model = fold_channel_shuffles(model)
     if not isinstance(model, TFSepNet):
@@ -297,6 +311,7 @@ def runtime_layout(model: nn.Module) -> nn.Module:
         block.joint_depthwise = _joint_depthwise(block.eval()) if joint else None
         block.__class__ = RuntimeTFSepConvs
         block.pooled = pooled
+        block.mean_convs = not pooled and block.half % NCHWC_DEPTHWISE_CHANNELS == 0
     return model
 
 
@@ -310,7 +325,7 @@ def upsample_residuals(model: nn.Module) -> nn.Module:
         if type(block) is TFSepConvs:
             block.joint_depthwise = None
             block.__class__ = RuntimeTFSepConvs
-            block.pooled = False
+            block.pooled = block.mean_convs = False  # the mean kernels would be float32 bytes in an INT8 file
     return model
 
 

@@ -200,6 +200,7 @@ def test_runtime_layout_of_tfsepnet40_doubles_its_stem_and_runs_its_odd_halves_d
     # the stem's first conv computes its 20 channels twice, so its grouped conv splits into two 40-channel depthwise convs
     assert isinstance(fast.stem[-1], SplitStemConv) and fast.stem[0][0].out_channels == 40 and len(fast.stem[-1].convs) == 2
     assert sorted(b.half for b in blocks if b.joint_depthwise is not None) == [30, 30, 50, 50, 50]
+    assert sorted(b.half for b in blocks if b.mean_convs) == [20, 20, 40, 40]  # the others' means stay ReduceMean
     joint = next(b.joint_depthwise for b in blocks if b.joint_depthwise is not None)
     assert joint.weight[:30, 0, :, [0, 2]].abs().sum() == 0 and joint.weight[30:, 0, [0, 2], :].abs().sum() == 0
     x = torch.randn(2, 1, 256, 64)
@@ -208,7 +209,7 @@ def test_runtime_layout_of_tfsepnet40_doubles_its_stem_and_runs_its_odd_halves_d
         assert (fast(x).clip_logits - reference).abs().max() <= 1e-5
         torch.onnx.export(_Logits(fast), (x,), tmp_path / "m.onnx", dynamo=False, opset_version=17, input_names=["x"])
     ops = [n.op_type for n in onnx.load(tmp_path / "m.onnx").graph.node]
-    assert ops.count("Resize") == 2 * len(blocks) and "AveragePool" not in ops
+    assert ops.count("Resize") == 2 * len(blocks) and "AveragePool" not in ops and ops.count("ReduceMean") == 2 * 5 + 1
     out = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     assert np.abs(out - reference.numpy()).max() <= 1e-5
 
