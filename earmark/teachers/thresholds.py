@@ -13,7 +13,7 @@ with sed_eval's event-based counts (onsets within a collar). Two criteria:
 Scope: one threshold shared by all classes (default: the classes' counts pooled, micro F1), or one per
 class. Validation mixtures hold a few events per class and ambiences other than the ones the model will
 hear; on bench_sed's real held-out soundscapes (3 seeds, 3 detectors) per-class thresholds tuned for F1 fit
-those few events and fired 53-65 false alarms per background minute, where one shared threshold kept the
+those few events and fired 43-65 false alarms per background minute, where one shared threshold kept the
 detectors' event F1 (docs/evaluation.md, "Threshold scope"). A class without an operating point (F1 no
 better than an always-on detector, or no threshold inside the budget that finds an event) is reported, and
 keeps the highest threshold of the grid.
