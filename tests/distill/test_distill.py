@@ -1,6 +1,7 @@
 """KD losses, mixup with teacher targets, the teacher-output cache, QAT export, and the distill run."""
 
 import json
+import math
 import os
 import shutil
 from dataclasses import replace
@@ -179,7 +180,8 @@ def test_frame_kd_pulls_a_frame_student_towards_its_frame_teacher(tmp_path):
     common = dict(data=str(data.soundscapes_tsv), teachers=[str(teacher)], student="tfsepnet16", task="frame", clip_seconds=10.0,
                   epochs=20, batch_size=2, lr=1e-2, mixup_alpha=0.0, freq_mixstyle_p=0.0, val_fold=1, test_fold=2, progress=False)
     cache = teacher_cache(DistillConfig(**common, out=str(tmp_path / "cache-owner")), read_manifest(data.soundscapes_tsv))
-    train = read_manifest(data.soundscapes_tsv).filter(lambda c: c.fold not in (1, 2)).clips
+    manifest = read_manifest(data.soundscapes_tsv)
+    train, labels = manifest.filter(lambda c: c.fold not in (1, 2)).clips, manifest.labels.to_list()
     gaps = {}
     for name, kd in (("labels", False), ("kd", True)):  # the same seeds; only the loss differs
         final = distill(DistillConfig(**common, out=str(tmp_path / name), kd=kd, hard_weight=0.0, cache=str(tmp_path / "cache-owner" / "teacher-cache")))
@@ -190,9 +192,16 @@ def test_frame_kd_pulls_a_frame_student_towards_its_frame_teacher(tmp_path):
             ours = torch.sigmoid(student.eval()(frontend(waves).unsqueeze(1)).frame_logits)
         theirs = torch.sigmoid(match_time(torch.from_numpy(cache.lookup([c.id for c in train], "frame_logits")), ours.shape[1]))
         gaps[name] = float(((ours - theirs) ** 2).mean())
-    # KD alone (hard weight 0) follows the teacher's frames: 0.018 against 0.110 from the labels alone; with the softmax
-    # recipe's T = 2 and a fixed frame hard weight of 0.5 (before) it stayed at 0.032
-    assert gaps["kd"] < 0.2 * gaps["labels"], gaps
+    step = 10.0 / ours.shape[1]
+    truth = torch.zeros_like(ours)  # the strong labels on the same frames
+    for row, clip in enumerate(train):
+        for onset, offset, label in clip.events:
+            truth[row, int(onset / step):math.ceil(offset / step), labels.index(label)] = 1.0
+    teacher_to_labels = float(((theirs - truth) ** 2).mean())
+    # KD alone (hard weight 0) reproduces the teacher's frames: 0.018 from the teacher, which is 0.25 from the labels. The
+    # labels-only student lands 0.025-0.11 from the teacher depending on float summation order (it predicts little, as
+    # this 1-epoch teacher does), so it is a bound, not a ratio.
+    assert gaps["kd"] < gaps["labels"] and gaps["kd"] < 0.15 * teacher_to_labels, (gaps, teacher_to_labels)
 
 
 def test_feature_regression_trains_a_projection_that_stays_out_of_the_checkpoint(synth_data, teacher_ckpt, tmp_path):
