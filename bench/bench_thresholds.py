@@ -39,7 +39,7 @@ from earmark.audio.sources import open_data  # noqa: E402
 from earmark.engine import load_model  # noqa: E402
 from earmark.evaluation.events import false_alarms  # noqa: E402
 from earmark.teachers import tuning_soundscapes  # noqa: E402
-from earmark.teachers.thresholds import class_counts, decode, pick_thresholds, threshold_curves, timeline  # noqa: E402
+from earmark.teachers.thresholds import class_counts, decode, event_f1, pick_thresholds, threshold_curves, timeline  # noqa: E402
 
 import earmark.students  # noqa: E402,F401  (registers the student families with load_model)
 
@@ -57,9 +57,9 @@ def test_scores(items: list, labels: list[str], settings: EventSettings, thresho
     """(event F1, detections, events, false alarms per background minute) of these thresholds on the test items."""
     decoded = [decode(t, labels, replace(settings, thresholds=thresholds), d) for t, _, d in items]
     counts = class_counts([r for _, r, _ in items], decoded, labels, COLLAR)
-    tp, fp, refs = (sum(c[k] for c in counts.values()) for k in ("Ntp", "Nfp", "Nref"))
+    pooled = {k: sum(c[k] for c in counts.values()) for k in ("Ntp", "Nfp", "Nref")}
     alarms = false_alarms({k: r for k, (_, r, _) in enumerate(items)}, dict(enumerate(decoded)), {k: d for k, (*_, d) in enumerate(items)}, COLLAR)
-    return 2 * tp / (2 * tp + fp + refs - tp), int(tp + fp), int(refs), alarms["per_minute"]
+    return event_f1(pooled), int(pooled["Ntp"] + pooled["Nfp"]), int(pooled["Nref"]), alarms["per_minute"]
 
 
 def bench_folder(folder: Path, test_scapes: int, kd: str) -> list[str]:

@@ -97,11 +97,6 @@ def class_counts(references: list[Events], estimates: list[Events], labels: list
                     "f1": float(np.nan_to_num(scores[label]["f_measure"]["f_measure"]))} for label in labels}
 
 
-def class_f1(references: list[Events], estimates: list[Events], labels: list[str], collar: float = 0.5) -> dict[str, float]:
-    """sed_eval's event-based F1 per class, onsets within ``collar`` seconds, over several files."""
-    return {label: counts["f1"] for label, counts in class_counts(references, estimates, labels, collar).items()}
-
-
 @dataclass
 class Tuning:
     """Tuned thresholds, the event F1, recall and false alarms per hour each reaches, an always-on detector's F1,
@@ -120,7 +115,7 @@ class Tuning:
         return dict(self.__dict__)
 
 
-def _f1(counts: dict[str, float]) -> float:
+def event_f1(counts: dict[str, float]) -> float:
     """Event F1 from sed_eval's counts: 2 TP / (2 TP + FP + FN)."""
     hits = 2 * counts["Ntp"]
     return hits / (hits + counts["Nfp"] + counts["Nref"] - counts["Ntp"]) if counts["Nref"] else 0.0
@@ -128,7 +123,7 @@ def _f1(counts: dict[str, float]) -> float:
 
 def _operating_point(curve: list[dict[str, float]], chance: float, hours: float, max_false_alarms: float | None) -> int | None:
     """The grid index to use on one counts curve (see the module docstring), or None when no point is usable."""
-    f1 = np.array([_f1(c) for c in curve])
+    f1 = np.array([event_f1(c) for c in curve])
     found = np.array([c["Ntp"] / c["Nref"] for c in curve])
     if max_false_alarms is None:
         pick = int(np.flatnonzero(f1 == f1.max())[-1])  # the highest threshold among the best
@@ -178,7 +173,7 @@ def pick_thresholds(curves: Curves, max_false_alarms: float | None = None, per_c
         pool = lambda rows: {k: sum(row[k] for row in rows) for k in ("Ntp", "Nfp", "Nref")}
         pooled = [pool([counts[label][i] for label in seen]) for i in range(len(grid))]
         budget = None if max_false_alarms is None else max_false_alarms * len(seen)
-        shared = _operating_point(pooled, _f1(pool([always_on[label] for label in seen])), hours, budget) if seen else None
+        shared = _operating_point(pooled, event_f1(pool([always_on[label] for label in seen])), hours, budget) if seen else None
         picks = dict.fromkeys(labels, shared)
     stuck = [label for label in seen if picks[label] is None]
     index = {label: len(grid) - 1 if pick is None else pick for label, pick in picks.items()}
@@ -194,7 +189,7 @@ def pick_thresholds(curves: Curves, max_false_alarms: float | None = None, per_c
     if unseen:
         kept = "stay at the default" if per_class else "are the shared one"
         print(f"warning: the validation soundscapes hold no {unseen} event; their thresholds {kept}", file=sys.stderr)
-    return Tuning({label: grid[i] for label, i in index.items()}, {label: _f1(c) for label, c in at.items()},
+    return Tuning({label: grid[i] for label, i in index.items()}, {label: event_f1(c) for label, c in at.items()},
                   {label: always_on[label]["f1"] for label in labels}, stuck, unseen, criterion,
                   {label: c["Ntp"] / c["Nref"] for label, c in at.items()}, {label: c["Nfp"] / hours for label, c in at.items()})
 

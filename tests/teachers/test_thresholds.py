@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from earmark.audio.events import EventSettings, Scores
-from earmark.teachers.thresholds import GRID, class_f1, decode, tune_thresholds
+from earmark.teachers.thresholds import GRID, class_counts, decode, tune_thresholds
 
 LABELS = ["a", "b"]
 
@@ -45,8 +45,8 @@ def test_a_class_without_an_operating_point_above_chance_is_reported(capsys):
 def test_decode_and_sed_eval_f1_by_hand():
     events = decode(_timeline([(2.0, 3.0, "a")]), LABELS, EventSettings(thresholds={"a": 0.5, "b": 0.5}), 10.0)
     assert [(round(on, 2), round(off, 2), label) for on, off, label in events if label == "a"] == [(2.0, 3.0, "a")]
-    f1 = class_f1([[(2.0, 3.0, "a"), (5.0, 6.0, "a")]], [[(2.3, 2.9, "a"), (7.0, 8.0, "a")]], ["a"])
-    assert f1["a"] == pytest.approx(0.5)  # one hit of two references and two estimates
+    counts = class_counts([[(2.0, 3.0, "a"), (5.0, 6.0, "a")]], [[(2.3, 2.9, "a"), (7.0, 8.0, "a")]], ["a"])
+    assert counts["a"]["f1"] == pytest.approx(0.5)  # one hit of two references and two estimates
 
 
 def test_a_false_alarm_budget_picks_the_psd_roc_operating_point():
