@@ -7,10 +7,9 @@ holds the per-window steps: ATST's top_db floor against the window's maximum, th
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy.fft import rfft
 
-from earmark.audio.melbanks import banded_banks, fft_window, window
+from earmark.audio.melbanks import fft_window, interleaved_banks, window
 from earmark.audio.spec import FrontendSpec
 
 KALDI_EPS = float(np.finfo(np.float32).eps)
@@ -44,8 +43,19 @@ def fft_dtype(spec: FrontendSpec) -> type:
     return np.float64 if spec.kind == "kaldi_fbank" else np.float32
 
 
-def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
-    """(T, samples) frames -> (n_mels, T) log-mel energies (before window-level steps)."""
+def frame_view(signal: np.ndarray, frame_length: int, hop: int, count: int) -> np.ndarray:
+    """(count, frame_length) read-only view of a 1-D signal, frame i from sample i * hop: sliding_window_view's frames
+    without its ~50 µs of argument checks, which a live stream would pay on every hop."""
+    signal = np.ascontiguousarray(signal)
+    if count and (count - 1) * hop + frame_length > signal.size:
+        raise ValueError(f"{count} frames of {frame_length} samples every {hop} need {(count - 1) * hop + frame_length} samples, not {signal.size}.")
+    frames = np.ndarray((count, frame_length), signal.dtype, signal, 0, (hop * signal.itemsize, signal.itemsize))
+    frames.flags.writeable = False
+    return frames
+
+
+def taper(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
+    """(T, samples) frames -> windowed frames in the FFT's dtype (Kaldi's per-frame DC removal and pre-emphasis first)."""
     if spec.kind == "kaldi_fbank":
         if spec.remove_dc_offset:
             frames = frames - frames.mean(axis=1, keepdims=True)
@@ -55,16 +65,38 @@ def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
         frames = frames * window(spec)
     else:
         frames = frames * fft_window(spec)
-    spectrum = rfft(frames.astype(fft_dtype(spec), copy=False), n=spec.n_fft, axis=1, workers=1)
-    power = spectrum.real ** 2 + spectrum.imag ** 2
-    if spec.power != 2.0:
-        power = power ** (spec.power / 2)
-    energies = banded_banks(spec).apply(power.astype(np.float32, copy=False)).T
+    return frames.astype(fft_dtype(spec), copy=False)
+
+
+def squared_parts(spec: FrontendSpec, windowed: np.ndarray) -> np.ndarray:
+    """Windowed frames -> (T, 2 * bins) float32: each bin's squared real and imaginary parts, side by side as the
+    complex spectrum lies in memory (re^2, im^2, ...); for ``power`` p != 2, |X|^p and 0."""
+    spectrum = rfft(windowed, n=spec.n_fft, axis=1, workers=1, overwrite_x=True)
+    squares = spectrum.view(spectrum.real.dtype)
+    np.square(squares, out=squares)
+    if spec.power != 2.0:  # |X|^p = (re^2 + im^2)^(p/2)
+        squares[:, 0::2] = (squares[:, 0::2] + squares[:, 1::2]) ** (spec.power / 2)
+        squares[:, 1::2] = 0.0
+    return squares.astype(np.float32, copy=False)
+
+
+def mel_energies(spec: FrontendSpec, squares: np.ndarray) -> np.ndarray:
+    """(T, 2 * bins) squared parts -> (n_mels, T) mel energies: one sparse product sums re^2 and im^2 of each bin."""
+    return interleaved_banks(spec) @ squares.T
+
+
+def compress(spec: FrontendSpec, energies: np.ndarray) -> np.ndarray:
+    """Mel energies -> the spec's log (Kaldi's log with an eps floor, log(x + offset), or decibels)."""
     if spec.log == "log_eps":
         return np.log(np.maximum(energies, KALDI_EPS))
     if spec.log == "log":
         return np.log(energies + np.float32(spec.log_offset))
     return 10.0 * np.log10(np.maximum(energies, np.float32(1e-10)))
+
+
+def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
+    """(T, samples) frames -> (n_mels, T) log-mel energies (before window-level steps)."""
+    return compress(spec, mel_energies(spec, squared_parts(spec, taper(spec, frames))))
 
 
 def frame_features(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
@@ -78,7 +110,7 @@ def frame_features(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
     if spec.center:
         signal = pad_centre(spec, signal)
     frame_len = spec.n_fft if spec.center else spec.win_length
-    frames = sliding_window_view(signal, frame_len)[:: spec.hop_length][:n_frames]
+    frames = frame_view(signal, frame_len, spec.hop_length, n_frames)
     return frames_to_log_mel(spec, frames).astype(np.float32)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy import sparse
 
 from earmark.audio.spec import FrontendSpec
 
@@ -59,41 +59,22 @@ def mel_banks(spec: FrontendSpec) -> np.ndarray:
     return _banks(spec)
 
 
-BAND_FILTERS = 32  # filters per band: ~8 small products for 256 mels, with ~13% of the dense multiplies
-
-
-@dataclass(frozen=True)
-class BandedBanks:
-    """A filterbank cut into bands of consecutive filters, each kept only over the bins it touches.
-
-    Each bin falls in at most two triangles, so a dense (n_mels, bins) product spends ~99% of its
-    multiplies on zeros; the banded product does a few small dense ones, ``E[:, band] = P[:, lo:hi] @ W_band``.
-    """
-
-    bands: tuple[tuple[int, int, np.ndarray], ...]  # (lo, hi, (hi - lo, filters) float32 weights), filter order
-
-    def apply(self, power: np.ndarray) -> np.ndarray:
-        """(T, bins) power -> (T, n_mels) mel energies."""
-        return np.concatenate([power[:, lo:hi] @ weights for lo, hi, weights in self.bands], axis=1)
-
-
 @lru_cache(maxsize=16)
-def _banded(spec: FrontendSpec) -> BandedBanks:
-    dense = mel_banks(spec)
-    bands = []
-    for first in range(0, spec.n_mels, BAND_FILTERS):
-        band = dense[first:first + BAND_FILTERS]
-        touched = np.flatnonzero(band.any(axis=0))
-        lo, hi = (int(touched[0]), int(touched[-1]) + 1) if touched.size else (0, 0)
-        weights = np.ascontiguousarray(band[:, lo:hi].T)
-        weights.setflags(write=False)
-        bands.append((lo, hi, weights))
-    return BandedBanks(tuple(bands))
+def _interleaved(spec: FrontendSpec) -> sparse.csr_array:
+    banks = sparse.csr_array(np.repeat(mel_banks(spec), 2, axis=1))
+    for part in (banks.data, banks.indices, banks.indptr):
+        part.setflags(write=False)
+    return banks
 
 
-def banded_banks(spec: FrontendSpec) -> BandedBanks:
-    """The spec's filterbank in bands (the numpy runtime's form), cached."""
-    return _banded(spec)
+def interleaved_banks(spec: FrontendSpec) -> sparse.csr_array:
+    """The filterbank with each bin's weight twice, (n_mels, 2 * bins) CSR, cached: the numpy runtime's form.
+
+    ``banks @ squares`` with the squared real and imaginary parts of a spectrum, interleaved as complex numbers lie in
+    memory, is the mel product of the power spectrum with no power array; each bin falls in at most two triangles, so
+    the sparse product skips the ~99% of a dense product's multiplies that are zeros (bench/bench_frontend.py).
+    """
+    return _interleaved(spec)
 
 
 @lru_cache(maxsize=16)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from earmark.audio.features import frame_features, frames_to_log_mel
+from earmark.audio.features import frame_features, frame_view, frames_to_log_mel
 from earmark.audio.spec import FrontendSpec
 
 
@@ -29,7 +29,9 @@ class FeatureStream:
 
     def _condition(self, block: np.ndarray) -> np.ndarray:
         spec = self.spec
-        block = np.asarray(block, np.float32).reshape(-1) * np.float32(spec.waveform_scale)
+        block = np.asarray(block, np.float32).reshape(-1)
+        if spec.waveform_scale != 1.0:
+            block = block * np.float32(spec.waveform_scale)
         if spec.kind == "mel_stft" and spec.preemphasis and block.size:
             prev = block if self._last_sample is None else np.concatenate([[self._last_sample], block])
             self._last_sample = block[-1]
@@ -82,7 +84,7 @@ class FeatureStream:
             count = min(count, limit)
         if count == 0:
             return self._empty()
-        windows = np.lib.stride_tricks.sliding_window_view(self._buffer, self._frame_len)[:: spec.hop_length][:count]
+        windows = frame_view(self._buffer, self._frame_len, spec.hop_length, count)
         out = frames_to_log_mel(spec, windows).astype(np.float32)
         self._buffer = self._buffer[count * spec.hop_length:]
         self.frames_out += count

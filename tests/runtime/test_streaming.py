@@ -1,5 +1,9 @@
 """Streaming equals offline, post-processing rules, event F1 on a known soundscape, and clear refusals."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -113,9 +117,6 @@ def test_a_model_without_earmark_metadata_is_refused(tmp_path):
 
 
 def test_runtime_imports_without_torch():
-    import subprocess
-    import sys
-
     code = "import sys; sys.modules['torch'] = None; import earmark.runtime, earmark.runtime.cli, earmark.runtime.daemon"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -143,3 +144,12 @@ def test_numpy_blas_runs_on_the_classifier_threads_while_it_works(tmp_path):
         assert blas_threads() == {2}  # restored for the rest of the process
     with pytest.raises(ValueError, match="threads must be at least 1"):
         StreamingClassifier(tmp_path / "m.onnx", threads=0)
+
+
+def test_bench_frontend_times_each_step_of_one_hop_against_the_model(tmp_path):
+    model = export_detector(tmp_path / "m.onnx")
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_frontend.py"
+    out = subprocess.run([sys.executable, str(bench), "--model", str(model), "--rounds", "3"], capture_output=True, text=True, check=True).stdout
+    rows = {line[:22].strip(): line[22:].split() for line in out.splitlines()[2:]}
+    assert list(rows) == ["window", "rfft + squares", "mel product", "log", "frontend", "of which rfft alone", "model"]
+    assert all(float(ms) > 0 for ms, _ in rows.values()) and rows["model"][1] == "1.00"

@@ -1,0 +1,67 @@
+"""Where the runtime frontend's time goes: each step of ``frames_to_log_mel`` for one hop's frames, against the model.
+
+Each round runs the model once, then the frontend's steps in order, as the live stream does: the model has just
+evicted the frontend's data and FFT tables from the caches. Medians over the rounds; numpy BLAS and ONNX Runtime
+pinned to one thread. scipy's rfft alone is timed on the same windowed frames, so the FFT's share is the floor
+the other steps are measured against.
+
+    python bench/bench_frontend.py --model M.onnx [--audio FILE] [--rounds 300]
+"""
+
+import argparse
+import time
+
+import numpy as np
+from scipy.fft import rfft
+from threadpoolctl import threadpool_limits
+
+from earmark.audio.features import compress, frame_view, mel_energies, squared_parts, taper
+from earmark.audio.io import load_audio
+from earmark.runtime.model import load_backend
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True, help="an exported .onnx student (its metadata names the frontend)")
+    parser.add_argument("--audio", help="a recording to take the frames from (default: white noise)")
+    parser.add_argument("--rounds", type=int, default=300)
+    args = parser.parse_args()
+    backend = load_backend(args.model, threads=1)
+    meta, spec = backend.metadata, backend.metadata.frontend
+    hop_frames = max(1, round(meta.hop_seconds / spec.hop_seconds))
+    frame_len = spec.n_fft if spec.center else spec.win_length
+    need = (hop_frames - 1) * spec.hop_length + frame_len
+    signal = (load_audio(args.audio, spec.sample_rate)[:need] if args.audio
+              else np.random.default_rng(0).standard_normal(need).astype(np.float32) * 0.1)
+    frames = frame_view(signal, frame_len, spec.hop_length, hop_frames)
+    features = np.zeros((1, 1, spec.n_mels, meta.input_frames), np.float32)
+    steps = {"window": lambda x: taper(spec, x), "rfft + squares": lambda x: squared_parts(spec, x),
+             "mel product": lambda x: mel_energies(spec, x), "log": lambda x: compress(spec, x)}
+    times = {name: [] for name in [*steps, "frontend", "of which rfft alone", "model"]}
+    with threadpool_limits(1, user_api="blas"):
+        for _ in range(args.rounds):
+            started = time.perf_counter()
+            backend.run(features)
+            times["model"].append(time.perf_counter() - started)
+            value, total = frames, 0.0
+            for name, step in steps.items():
+                started = time.perf_counter()
+                value = step(value)
+                times[name].append(time.perf_counter() - started)
+                total += times[name][-1]
+            times["frontend"].append(total)
+            windowed = taper(spec, frames)
+            backend.run(features)
+            started = time.perf_counter()
+            rfft(windowed, n=spec.n_fft, axis=1, workers=1)
+            times["of which rfft alone"].append(time.perf_counter() - started)
+    ms = {name: 1000 * float(np.median(values)) for name, values in times.items()}
+    print(f"{args.model}: frontend {spec.name!r}, {hop_frames} frames per {meta.hop_seconds:g}-s hop, "
+          f"{'a recording' if args.audio else 'white noise'}, {args.rounds} rounds, 1 thread (BLAS and ONNX Runtime)")
+    print(f"{'step':<22} {'ms per hop':>10} {'x model':>8}")
+    for name, value in ms.items():
+        print(f"{name:<22} {value:>10.3f} {value / ms['model']:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
