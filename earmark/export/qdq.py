@@ -59,6 +59,39 @@ def store_int8_weights(model: onnx.ModelProto) -> int:
     return len(folded)
 
 
+UNIFORM_MIN_ELEMENTS = 16  # below this the Expand node and its shape cost more bytes than the values
+
+
+def store_uniform_constants(model: onnx.ModelProto) -> int:
+    """Store each float32 initializer whose elements are all one value as that value expanded to its shape; returns how many.
+
+    Exact, and ONNX Runtime folds the Expand into a constant when the session starts (convs reading one keep their blocked
+    layout). What it catches: ``runtime_layout``'s mean kernels (weights 1/n), InstanceNormalization's constant scale and
+    zero bias, per-channel weight scales that are one per-tensor scale repeated. A CPU-file pass: TensorRT's parser
+    wants conv weights as initializers.
+    """
+    graph = model.graph
+    added, expands = [], []
+
+    def expanded(tensor: onnx.TensorProto, name: str) -> bool:
+        values = numpy_helper.to_array(tensor)
+        if tensor.data_type != onnx.TensorProto.FLOAT or values.size < UNIFORM_MIN_ELEMENTS or (values != values.flat[0]).any():
+            return False
+        added.extend([numpy_helper.from_array(np.array(values.flat[0], np.float32), name + "_value"),
+                       numpy_helper.from_array(np.array(values.shape, np.int64), name + "_shape")])
+        expands.append(onnx.helper.make_node("Expand", [name + "_value", name + "_shape"], [name]))
+        return True
+
+    kept = [t for t in graph.initializer if not expanded(t, t.name)]
+    nodes = [n for n in graph.node if not (n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"
+                                           and expanded(n.attribute[0].t, n.output[0]))]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + added)
+    del graph.node[:]
+    graph.node.extend(expands + nodes)  # stays topologically sorted: the expands read initializers only
+    return len(expands)
+
+
 FLOAT16_MIN_ELEMENTS = 16  # below this the Cast node costs more bytes than half precision saves
 
 

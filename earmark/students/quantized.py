@@ -16,9 +16,9 @@ so the file holds one byte per weight while their inputs and outputs stay float.
 
 ``weights`` quantizes no activation at all: every conv weight goes through the weight-only fake quantizer (per output
 channel for 1x1 convs, per tensor for spatial ones) and NNCF is not used. On a CPU its file computes in float (ONNX
-Runtime folds the INT8 weights at load) near fp32's speed (the float export's graph is rewritten further by
-``runtime_layout``), where pointwise's activation Q/DQ pairs cost more and buy nothing: ONNX Runtime has no INT8
-kernel for a conv with a float bias and no output quantizer.
+Runtime folds the INT8 weights at load) in the float export's graph (``runtime_layout`` regroups its INT8 weights), at
+fp32's speed, where pointwise's activation Q/DQ pairs cost more and buy nothing: ONNX Runtime has no INT8 kernel for a
+conv with a float bias and no output quantizer.
 
 Format 2 (``quantization["version"]``): every conv bias is trained on the float16 grid (straight-through), so a
 pointwise export stores it in half the bytes and computes exactly what QAT trained, and channel shuffles after a
@@ -95,6 +95,20 @@ class QuantizedStorageConv2d(nn.Conv2d):
         conv.__class__ = cls  # same parameters and state-dict keys
         conv.spatial_weights = spatial_weights
         return conv
+
+    @classmethod
+    def on_grid(cls, conv: nn.Conv2d, scales: torch.Tensor) -> "QuantizedStorageConv2d":
+        """``conv``, whose weights are points of the INT8 grid with one scale per output channel ``scales``, as a baked
+        weight-only conv (``runtime_layout`` regroups a quantized student's convs so)."""
+        conv = cls.wrap(conv, "per-channel")
+        conv.frozen_scale, conv.baked = scales.detach().clone(), True
+        return conv
+
+    def channel_scales(self) -> torch.Tensor | None:
+        """The scale of each output channel's INT8 weight grid (a per-tensor scale repeated); None for a float weight."""
+        if self.spatial_weights is None:
+            return None
+        return torch.broadcast_to(self.weight_scale(), (self.out_channels,))
 
     def weight_scale(self) -> torch.Tensor:
         if self.frozen_scale is not None:

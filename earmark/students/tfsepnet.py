@@ -127,8 +127,8 @@ def fold_channel_shuffles(model: nn.Module) -> nn.Module:
     """
     model = copy.deepcopy(model)
     for block in model.modules():
-        if not isinstance(block, TFSepConvs) or not isinstance(block.transition, ConvBnRelu):
-            continue
+        if not isinstance(block, TFSepConvs) or not isinstance(block.transition, ConvBnRelu) or not isinstance(block.shuffle, ChannelShuffle):
+            continue  # no transition, or folded already (quantized students)
         conv, bn = block.transition[0], block.transition[1]
         groups = block.shuffle.groups
         order = torch.arange(conv.out_channels).reshape(-1, groups).t().reshape(-1)  # output k reads input order[k]
@@ -192,18 +192,38 @@ def _depthwise_mean(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
     return F.conv2d(x, weight, groups=channels)
 
 
+def _folded(layers: nn.Sequential) -> nn.Conv2d:
+    """The conv of a conv-BatchNorm-ReLU with its BatchNorm folded in; a quantized student's (BatchNorm folded already) as it is."""
+    conv, bn = layers[0], layers[1]
+    return fuse_conv_bn_eval(conv, bn) if isinstance(bn, nn.BatchNorm2d) else conv
+
+
+def _regrouped(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor, sources: list[tuple[nn.Conv2d, torch.Tensor]]) -> nn.Conv2d:
+    """``conv`` holding ``weight`` and ``bias``, its output channels taken from the given output channels of ``sources``.
+
+    Where the sources store their weights on an INT8 grid (a weight-only quantized student, ``channel_scales``), ``conv``
+    comes back on the same grid, one scale per output channel: the weights regrouped, each with its own scale.
+    """
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        conv.bias.copy_(bias)
+    scales = [getattr(source, "channel_scales", lambda: None)() for source, _ in sources]
+    if any(scale is None for scale in scales):
+        return conv
+    return type(sources[0][0]).on_grid(conv, torch.cat([scale[rows] for scale, (_, rows) in zip(scales, sources)]))
+
+
 def _joint_depthwise(block: TFSepConvs) -> nn.Conv2d:
     """The block's two depthwise convs (BatchNorm folded) as one k x k depthwise conv over both halves, zeros elsewhere."""
-    freq = fuse_conv_bn_eval(block.freq_dw[0], block.freq_dw[1])
-    time = fuse_conv_bn_eval(block.time_dw[0], block.time_dw[1])
+    freq, time = _folded(block.freq_dw), _folded(block.time_dw)
     k, h = freq.kernel_size[0], block.half
-    joint = nn.Conv2d(2 * h, 2 * h, k, padding=k // 2, groups=2 * h)
     with torch.no_grad():
-        joint.weight.zero_()
-        joint.weight[:h, :, :, k // 2] = freq.weight[:, :, :, 0]
-        joint.weight[h:, :, k // 2, :] = time.weight[:, :, 0, :]
-        joint.bias.copy_(torch.cat([freq.bias, time.bias]))
-    return joint
+        weight = freq.weight.new_zeros(2 * h, 1, k, k)
+        weight[:h, :, :, k // 2] = freq.weight[:, :, :, 0]
+        weight[h:, :, k // 2, :] = time.weight[:, :, 0, :]
+    rows = torch.arange(h)
+    return _regrouped(nn.Conv2d(2 * h, 2 * h, k, padding=k // 2, groups=2 * h), weight, torch.cat([freq.bias, time.bias]),
+                      [(freq, rows), (time, rows)])
 
 
 class SplitStemConv(nn.Module):
@@ -218,19 +238,15 @@ class SplitStemConv(nn.Module):
 
     def __init__(self, block: ConvBnRelu, copies: int):
         super().__init__()
-        conv, bn = block[0], block[1]
+        conv = _folded(block)
         c, self.copies = conv.in_channels, copies
         m = conv.out_channels // c
-        fused = fuse_conv_bn_eval(conv, bn)
         outputs = torch.arange(conv.out_channels).reshape(c, m)  # outputs[g, j] = g m + j
         self.convs, order = nn.ModuleList(), []
         for q in range(m // copies):
             rows = torch.cat([outputs[:, q * copies + p] for p in range(copies)])
             dw = nn.Conv2d(copies * c, copies * c, conv.kernel_size, conv.stride, conv.padding, groups=copies * c)
-            with torch.no_grad():
-                dw.weight.copy_(fused.weight[rows])
-                dw.bias.copy_(fused.bias[rows])
-            self.convs.append(dw)
+            self.convs.append(_regrouped(dw, conv.weight[rows], conv.bias[rows], [(conv, rows)]))
             order.append(rows)
         self.channel_order = torch.cat(order)
 
@@ -273,15 +289,11 @@ def _split_stem(model: TFSepNet, copies: int) -> None:
                     p.copy_(p[:, order])
         weight = layer.transition[0].weight
         weight.copy_(weight[:, order])
-        first = model.stem[0]
-        if copies > 1:
-            conv, bn = first[0], first[1]
-            wide = ConvBnRelu(conv.in_channels, copies * conv.out_channels, conv.kernel_size, conv.stride, conv.groups).eval()
-            wide[0].weight.copy_(conv.weight.repeat(copies, 1, 1, 1))
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                getattr(wide[1], name).copy_(getattr(bn, name).repeat(copies))
-            wide[1].eps = bn.eps
-            model.stem[0] = wide
+    if copies > 1:
+        conv = _folded(model.stem[0].eval())
+        rows = torch.arange(conv.out_channels).repeat(copies)
+        wide = nn.Conv2d(conv.in_channels, len(rows), conv.kernel_size, conv.stride, conv.padding, groups=conv.groups)
+        model.stem[0] = nn.Sequential(_regrouped(wide, conv.weight[rows], conv.bias[rows], [(conv, rows)]), nn.ReLU())
     model.stem[-1] = split
 
 
@@ -297,6 +309,10 @@ def runtime_layout(model: nn.Module) -> nn.Module:
     tfsepnet40 (stem 20, halves 20, 30, 40, 50) two 40-channel stem convs over its first conv computed twice, joint
     depthwise convs in its 30- and 50-channel halves and mean convs in the others. Each rewrite was measured
     (docs/export.md). Models other than TF-SepNet come back as a plain copy.
+
+    A weight-only quantized student (scope weights, BatchNorm folded, weights baked on their INT8 grid by ``export_ready``)
+    gets the same rewrites: its regrouped convs keep each weight's INT8 value and scale (``_regrouped``), the joint convs'
+    zero taps are exact INT8 zeros, and the mean kernels are float constants as in a float model.
     """
     model = fold_channel_shuffles(model)
     if not isinstance(model, TFSepNet):
@@ -312,20 +328,6 @@ def runtime_layout(model: nn.Module) -> nn.Module:
         block.__class__ = RuntimeTFSepConvs
         block.pooled = pooled
         block.mean_convs = not pooled and block.half % NCHWC_DEPTHWISE_CHANNELS == 0
-    return model
-
-
-def upsample_residuals(model: nn.Module) -> nn.Module:
-    """``model`` itself, its TF-SepConvs blocks broadcasting their residuals as ``RuntimeTFSepConvs`` does and nothing else.
-
-    The one rewrite of ``runtime_layout`` that leaves every weight and op a quantized model trained in place (no pools,
-    no joint or split convs), for exports of weight-only QAT checkpoints (scope ``weights``).
-    """
-    for block in model.modules():
-        if type(block) is TFSepConvs:
-            block.joint_depthwise = None
-            block.__class__ = RuntimeTFSepConvs
-            block.pooled = block.mean_convs = False  # the mean kernels would be float32 bytes in an INT8 file
     return model
 
 

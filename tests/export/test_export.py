@@ -140,15 +140,22 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
     int8, float_weights = _int8_weights(result.path)
     meta = _metadata(result.path)
     convs, spatial = _convs(result.path)
-    # every conv weight is stored INT8; weight-only (a float input) for the spatial convs in pointwise, for all in weights
-    assert not float_weights and meta.quantization["float_convs"] == 0
+    producers = {o: n for n in graph.node for o in n.output}
+    # scope weights is traced in runtime_layout's graph, whose block means are depthwise convs of a constant 1/n kernel,
+    # stored as one value expanded to its shape; every other conv weight is stored INT8
+    means = [c for c in convs if producers.get(c.input[1]) is not None and producers[c.input[1]].op_type == "Expand"]
+    assert len(means) == (2 * 9 if scope == "weights" else 0) and not float_weights
+    assert meta.quantization["float_convs"] == len(means)
+    convs = [c for c in convs if c not in means]
+    spatial = [c for c in spatial if c not in means]
+    # weight-only (a float input) for the spatial convs in pointwise, for all in weights
     assert len(int8) == meta.quantization["int8_convs"] == len(convs)
     assert meta.quantization["weight_only_convs"] == {"pointwise": len(spatial), "all": 0, "weights": len(convs)}[scope]
     assert meta.quantization["scope"] == scope
     constant = {t.name for t in graph.initializer}
     readers = {i: n.op_type for n in graph.node for i in n.input}
     activations = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in constant]
-    # scope weights broadcasts the blocks' residuals by an exact upsample (upsample_residuals); the others keep the traced adds
+    # scope weights broadcasts the blocks' residuals by an exact upsample (runtime_layout); the others keep the traced adds
     assert sum(n.op_type == "Resize" for n in graph.node) == (2 * 9 if scope == "weights" else 0)
     if scope == "all":
         assert check_tensorrt(result.path) == []
@@ -157,7 +164,6 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
         # activations are quantized only where a pointwise conv reads them, and not at all in scope weights
         assert {readers[n.output[0]] for n in activations} == ({"Conv"} if scope == "pointwise" else set())
         assert len(activations) <= len(int8) - len(spatial)
-        producers = {o: n for n in graph.node for o in n.output}
         kinds = {t.name: t.data_type for t in graph.initializer}
         sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer}
         for conv in convs:  # biases: float16, packed behind one Cast and one Split (short ones stay float32)
@@ -168,8 +174,41 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
         for conv in spatial if scope == "pointwise" else convs:
             mul = producers[conv.input[1]]
             assert mul.op_type == "Mul" and kinds[producers[mul.input[0]].input[0]] == onnx.TensorProto.INT8
+            scale = producers.get(mul.input[1])  # a per-channel scale that is one value repeated is stored once
+            assert mul.input[1] in kinds or scale.op_type == "Expand"
     with pytest.raises(ValueError, match="quantization-aware trained in scope"):
         export_onnx(qat, tmp_path / "other.onnx", int8_scope="all" if scope == "pointwise" else "pointwise")
+
+
+def _optimized_ops(path, tmp_path):
+    """The op types ONNX Runtime runs for a file (its optimized graph, this CPU's blocked layout), with their counts."""
+    from collections import Counter
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / (path.stem + "-optimized.onnx"))
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
+
+
+def test_weight_only_int8_runs_the_fp32_graph_op_for_op_in_a_third_of_its_bytes(tmp_path):
+    from earmark.students import quantize, save_quantized_checkpoint
+
+    torch.manual_seed(0)
+    model = create_student("tfsepnet40", len(LABELS)).eval()  # a doubled stem, joint depthwise convs and mean convs
+    for m in model.modules():  # BatchNorm statistics and biases, so that no two biases deduplicate
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.bias.data.uniform_(-0.5, 0.5)
+    ckpt = tmp_path / "ckpt"
+    save_checkpoint(ckpt, model.state_dict(), student_checkpoint_meta(model, "tfsepnet40", LABELS, window_seconds=1.0))
+    save_quantized_checkpoint(tmp_path / "student-int8", quantize(model, [torch.randn(4, 1, 256, 64)], "weights"),
+                              student_checkpoint_meta(model, "tfsepnet40", LABELS, window_seconds=1.0), "weights")
+    fp32 = export_onnx(ckpt, tmp_path / "fp32.onnx")
+    int8 = export_onnx(tmp_path / "student-int8", tmp_path / "int8.onnx", min_agreement=0.0)
+    assert int8.parity.max_abs_diff <= 1e-5  # against the fake-quantized model, through the regrouped convs
+    # ONNX Runtime folds every INT8 weight (Cast * scale) and every expanded constant at load: what runs is fp32's graph
+    ops = _optimized_ops(int8.path, tmp_path)
+    assert ops == _optimized_ops(fp32.path, tmp_path) and not {"Cast", "Expand", "DequantizeLinear"} & set(ops)
+    assert int8.bytes <= 0.35 * fp32.bytes
 
 
 def test_qat_int8_file_stores_a_quarter_of_the_fp32_weight_bytes(tmp_path):

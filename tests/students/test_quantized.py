@@ -107,15 +107,32 @@ def test_unknown_scope_and_bare_sequential_are_refused():
         quantize(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1)), [torch.randn(2, 1, 8, 8)])
 
 
-def test_upsampling_the_residuals_of_a_quantized_student_changes_no_output():
-    from earmark.students import quantize, upsample_residuals
-    from earmark.students.tfsepnet import RuntimeTFSepConvs
+def test_runtime_layout_regroups_a_weight_only_student_on_its_int8_grid():
+    from earmark.students import runtime_layout
+    from earmark.students.quantized import QuantizedStorageConv2d
+    from earmark.students.tfsepnet import RuntimeTFSepConvs, SplitStemConv
 
     torch.manual_seed(0)
-    model = create_student("tfsepnet40", 4, base_channels=16).eval()
-    quantized = quantize(model, [torch.randn(4, 1, 256, 64)], "weights").eval()
+    model = create_student("tfsepnet40", 4).eval()  # a doubled stem, joint depthwise convs (halves 30, 50) and mean convs
     x = torch.randn(3, 1, 256, 64)
+    quantized = export_ready(quantize(model, [x], "weights"), x)
+    fast = runtime_layout(quantized)
     with torch.no_grad():
-        before = quantized(x).clip_logits
-        after = upsample_residuals(quantized)(x).clip_logits
-    assert any(isinstance(m, RuntimeTFSepConvs) for m in quantized.modules()) and torch.equal(before, after)
+        assert (fast(x).clip_logits - quantized(x).clip_logits).abs().max() <= 1e-5
+    blocks = [m for m in fast.modules() if isinstance(m, RuntimeTFSepConvs)]
+    joint = [b for b in blocks if b.joint_depthwise is not None]
+    assert len(joint) == 5 and isinstance(fast.stem[-1], SplitStemConv)
+    # every conv the export traces holds INT8 levels times its scale: the regrouped ones one scale per output channel
+    regrouped = [fast.stem[0][0], *fast.stem[-1].convs, *(b.joint_depthwise for b in joint)]
+    for conv in [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]:
+        assert isinstance(conv, QuantizedStorageConv2d) and conv.baked
+        scale = conv.weight_scale().reshape(-1, 1, 1, 1)
+        levels = conv.weight.detach() / scale
+        assert torch.equal(levels.round(), levels.round().clamp(-127, 127)) and torch.allclose(levels, levels.round(), atol=1e-4)
+        assert conv not in regrouped or conv.spatial_weights == "per-channel"
+    for block in joint:  # freq channels keep the freq conv's scale, time channels the time conv's; the zero taps are INT8 zeros
+        conv, h = block.joint_depthwise, block.half
+        assert torch.equal(conv.weight_scale(), torch.cat([block.freq_dw[0].channel_scales(), block.time_dw[0].channel_scales()]))
+        assert torch.equal(conv.weight[:h, 0, :, 1], block.freq_dw[0].weight[:, 0, :, 0])
+        assert conv.weight[:h, 0, :, [0, 2]].abs().sum() == 0 and conv.weight[h:, 0, [0, 2], :].abs().sum() == 0
+    assert torch.equal(fast.stem[0][0].weight_scale(), quantized.stem[0][0].channel_scales().repeat(2))
