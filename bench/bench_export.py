@@ -8,11 +8,16 @@ post-training INT8 (onnxruntime.quantization) in scopes pointwise and all. All s
 the GEMM bound is numpy's single-thread float32 matmul measured in the same run. Untrained weights on synthetic
 audio: speed and size figures, not accuracy.
 
+``--qlinear-bound`` adds the best case for INT8 pointwise convs on ONNX Runtime's CPU kernels: the fp32 file with only its
+1x1 convs (and the ReLU after each) quantized by onnxruntime.quantization, inputs and outputs (U8S8 and S8S8, per-channel
+weights, INT32 biases), so that ONNX Runtime fuses every one into a QLinearConv (the rows say how many it fused). Not a
+deployable export (no parity gate): a bound on what QAT output quantizers could buy.
+
 Accuracy comes from trained runs: ``--accuracy RUN ...`` takes `earmark distill --qat` folders (student/ and
 student-int8/), exports both, and measures top-1 on the run's held-out test fold through the runtime (numpy frontend,
 ONNX Runtime), as `earmark eval` does.
 
-    python bench/bench_export.py [--runs 200] [--students tfsepnet64 tfsepnet40] [--out DIR] [--accuracy RUN ...]
+    python bench/bench_export.py [--runs 200] [--students tfsepnet64 tfsepnet40] [--out DIR] [--accuracy RUN ...] [--qlinear-bound]
 """
 
 import argparse
@@ -106,6 +111,49 @@ def export_student(name: str, out: Path, calib: Path, skip_nncf: bool) -> tuple[
     return files, model, count(model, *one_second_input(model)).macs
 
 
+def qlinear_bound(fp32: Path, calib: Path, activations: str) -> tuple[Path, int]:
+    """``fp32`` with its 1x1 convs and their ReLUs quantized in and out (QDQ; ``activations`` "u8s8" or "s8s8"), and how
+    many QLinearConv ONNX Runtime forms from it (its optimized graph)."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from earmark.audio.metadata import METADATA_KEY, ModelMetadata
+
+    model = onnx.load(str(fp32))
+    meta = ModelMetadata.from_json(next(p.value for p in model.metadata_props if p.key == METADATA_KEY))
+    features = manifest_features(meta.frontend, meta.input_frames, str(calib), limit=16)[0]
+    initializers, seen, nodes = {t.name: t for t in model.graph.initializer}, set(), []
+    for i, node in enumerate(model.graph.node):
+        node.name = f"n{i}"
+        for j, name in enumerate(node.input):  # the exporter shares equal constants; the quantizer wants one per reader
+            if name in initializers and name in seen:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(initializers[name])
+                copy.name = node.input[j] = f"{name}_{i}_{j}"
+                model.graph.initializer.append(copy)
+            seen.add(name)
+    readers = {name: [n for n in model.graph.node if name in n.input] for n in model.graph.node for name in n.output}
+    for node in model.graph.node:
+        if node.op_type == "Conv" and next(list(a.ints) for a in node.attribute if a.name == "kernel_shape") == [1, 1]:
+            after = readers[node.output[0]]
+            nodes += [node.name] + [after[0].name for _ in after[:1] if len(after) == 1 and after[0].op_type == "Relu"]
+    source, out = fp32.with_name(f"{fp32.stem}-named.onnx"), fp32.with_name(f"qlinear-{activations}.onnx")
+    onnx.save(model, str(source))
+    batches = iter([{"features": features[i:i + 1]} for i in range(len(features))])
+    reader = type("Reader", (CalibrationDataReader,), {"get_next": lambda self: next(batches, None)})()
+    signed = activations == "s8s8"
+    quantize_static(str(source), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8 if signed else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Conv", "Relu"], nodes_to_quantize=nodes,
+                    extra_options={"ActivationSymmetric": signed, "WeightSymmetric": True})
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # saving an NCHWc-optimized graph warns that it is machine-specific: it is only counted
+    options.optimized_model_filepath = str(out.with_suffix(".optimized.onnx"))
+    ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
+    return out, sum(n.op_type == "QLinearConv" for n in onnx.load(options.optimized_model_filepath).graph.node)
+
+
 def held_out_accuracy(run: Path, out: Path) -> None:
     """Top-1 of the fp32 and the QAT INT8 export of a distill run on its test fold (clips it never trained or chose on)."""
     from earmark.evaluation import clip_metrics
@@ -131,6 +179,8 @@ def main() -> None:
     parser.add_argument("--students", nargs="*", default=["tfsepnet64", "tfsepnet40"])
     parser.add_argument("--skip-nncf", action="store_true", help="post-training INT8 only (NNCF calibration is the slow part)")
     parser.add_argument("--out", default=tempfile.mkdtemp(prefix="bench-export-"))
+    parser.add_argument("--qlinear-bound", action="store_true",
+                        help="add the fp32 file with only its 1x1 convs quantized in and out (fused into QLinearConv)")
     parser.add_argument("--accuracy", nargs="+", default=[], metavar="RUN",
                         help="`earmark distill --qat` run folders: top-1 of fp32 vs INT8 on their held-out test fold")
     args = parser.parse_args()
@@ -146,6 +196,9 @@ def main() -> None:
         print(f"single-thread float32 GEMM bound: {gflops:.1f} GFLOP/s (numpy, 512 x 512, BLAS pinned to 1 thread)")
         for name in args.students:
             files, model, macs = export_student(name, out / name, calib, args.skip_nncf)
+            for activations in ("u8s8", "s8s8") if args.qlinear_bound else ():
+                path, fused = qlinear_bound(files["fp32"], calib, activations)
+                files[f"QLinearConv {activations} ({fused})"] = path
             x = np.random.default_rng(0).standard_normal((1, 1, *one_second_input(model))).astype(np.float32)
             sessions = {label: session(path, 1) for label, path in files.items()}
             calls = {"pytorch fp32": lambda: model(torch.from_numpy(x))}
