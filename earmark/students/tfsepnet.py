@@ -127,7 +127,7 @@ def fold_channel_shuffles(model: nn.Module) -> nn.Module:
     """
     model = copy.deepcopy(model)
     for block in model.modules():
-        if not isinstance(block, TFSepConvs) or not isinstance(block.transition, ConvBnRelu) or not isinstance(block.shuffle, ChannelShuffle):
+        if not (isinstance(block, TFSepConvs) and isinstance(block.transition, ConvBnRelu) and isinstance(block.shuffle, ChannelShuffle)):
             continue  # no transition, or folded already (quantized students)
         conv, bn = block.transition[0], block.transition[1]
         groups = block.shuffle.groups

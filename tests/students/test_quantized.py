@@ -107,23 +107,36 @@ def test_unknown_scope_and_bare_sequential_are_refused():
         quantize(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1)), [torch.randn(2, 1, 8, 8)])
 
 
-def test_runtime_layout_regroups_a_weight_only_student_on_its_int8_grid():
-    from earmark.students import runtime_layout
+@pytest.mark.parametrize("args, joint_blocks", [
+    ({}, 5),  # tfsepnet40: a doubled stem, joint depthwise convs (halves 30, 50) and mean convs
+    ({"base_channels": 32, "depth": 16, "norm": "adaresnorm", "task": "frame"}, 0),  # halves of 8k: pools, AdaResNorm relabelled
+])
+def test_runtime_layout_regroups_a_weight_only_student_on_its_int8_grid(args, joint_blocks):
+    from earmark.students import TFSepNet, runtime_layout
     from earmark.students.quantized import QuantizedStorageConv2d
     from earmark.students.tfsepnet import RuntimeTFSepConvs, SplitStemConv
 
     torch.manual_seed(0)
-    model = create_student("tfsepnet40", 4).eval()  # a doubled stem, joint depthwise convs (halves 30, 50) and mean convs
+    model = TFSepNet(4, **args).eval() if args else create_student("tfsepnet40", 4).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.bias.data.uniform_(-0.5, 0.5)
+        if hasattr(m, "rho"):  # AdaResNorm's per-channel parameters, which the split stem's channel order permutes
+            m.rho.data.uniform_(0, 1), m.beta.data.uniform_(-0.5, 0.5)
     x = torch.randn(3, 1, 256, 64)
     quantized = export_ready(quantize(model, [x], "weights"), x)
     fast = runtime_layout(quantized)
     with torch.no_grad():
-        assert (fast(x).clip_logits - quantized(x).clip_logits).abs().max() <= 1e-5
+        ours, reference = fast(x), quantized(x)
+        assert (ours.clip_logits - reference.clip_logits).abs().max() <= 1e-5
+        assert reference.frame_logits is None or (ours.frame_logits - reference.frame_logits).abs().max() <= 1e-5
     blocks = [m for m in fast.modules() if isinstance(m, RuntimeTFSepConvs)]
     joint = [b for b in blocks if b.joint_depthwise is not None]
-    assert len(joint) == 5 and isinstance(fast.stem[-1], SplitStemConv)
+    assert len(joint) == joint_blocks and isinstance(fast.stem[-1], SplitStemConv)
+    assert all(b.pooled for b in blocks) == (joint_blocks == 0)
     # every conv the export traces holds INT8 levels times its scale: the regrouped ones one scale per output channel
-    regrouped = [fast.stem[0][0], *fast.stem[-1].convs, *(b.joint_depthwise for b in joint)]
+    doubled = fast.stem[0][0].out_channels == 2 * quantized.stem[0][0].out_channels  # tfsepnet40's first conv, computed twice
+    regrouped = [*fast.stem[-1].convs, *(b.joint_depthwise for b in joint)] + [fast.stem[0][0]] * doubled
     for conv in [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]:
         assert isinstance(conv, QuantizedStorageConv2d) and conv.baked
         scale = conv.weight_scale().reshape(-1, 1, 1, 1)
@@ -135,4 +148,5 @@ def test_runtime_layout_regroups_a_weight_only_student_on_its_int8_grid():
         assert torch.equal(conv.weight_scale(), torch.cat([block.freq_dw[0].channel_scales(), block.time_dw[0].channel_scales()]))
         assert torch.equal(conv.weight[:h, 0, :, 1], block.freq_dw[0].weight[:, 0, :, 0])
         assert conv.weight[:h, 0, :, [0, 2]].abs().sum() == 0 and conv.weight[h:, 0, [0, 2], :].abs().sum() == 0
-    assert torch.equal(fast.stem[0][0].weight_scale(), quantized.stem[0][0].channel_scales().repeat(2))
+    if doubled:  # each copy on the same grid
+        assert torch.equal(fast.stem[0][0].weight_scale(), quantized.stem[0][0].channel_scales().repeat(2))
