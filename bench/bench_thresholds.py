@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import sys
 from dataclasses import replace
@@ -34,11 +33,11 @@ from earmark.audio.events import EventSettings  # noqa: E402
 from earmark.audio.features_torch import Frontend  # noqa: E402
 from earmark.audio.io import load_audio  # noqa: E402
 from earmark.audio.manifest import read_manifest  # noqa: E402
-from earmark.audio.mixing import background_scenes  # noqa: E402
+from earmark.audio.metadata import default_hop_seconds  # noqa: E402
 from earmark.audio.sources import open_data  # noqa: E402
+from earmark.distill.run import DistillConfig, event_settings, run_config, validation_soundscapes  # noqa: E402
 from earmark.engine import load_model  # noqa: E402
 from earmark.evaluation.events import false_alarms  # noqa: E402
-from earmark.teachers import tuning_soundscapes  # noqa: E402
 from earmark.teachers.thresholds import class_counts, decode, event_f1, pick_thresholds, threshold_curves, timeline  # noqa: E402
 
 import earmark.students  # noqa: E402,F401  (registers the student families with load_model)
@@ -48,9 +47,9 @@ RULES = {"per class, F1": {"per_class": True}, "per class, <= 60 FA/h": {"per_cl
 COLLAR = 0.5
 
 
-def heard(model, frontend: Frontend, config: dict, audio, objective: str = "detect"):
+def heard(model, frontend: Frontend, config: DistillConfig, audio, objective: str = "detect"):
     """The daemon's timeline of one recording."""
-    return timeline(model, frontend, audio, config["clip_seconds"], config["clip_seconds"] / 2, objective)
+    return timeline(model, frontend, audio, config.clip_seconds, default_hop_seconds(config.clip_seconds), objective)
 
 
 def test_scores(items: list, labels: list[str], settings: EventSettings, thresholds: dict[str, float]) -> tuple[float, int, int, float]:
@@ -67,15 +66,13 @@ def bench_folder(folder: Path, test_scapes: int, kd: str) -> list[str]:
     tests = read_manifest(folder / f"test_scapes-{test_scapes}" / "soundscapes.tsv")
     rows = []
     for system, checkpoint in {"b": folder / "b" / "student", "c": folder / kd / "student", "d": folder / kd / "student-int8"}.items():
-        config = json.loads((checkpoint.parent / "config.json").read_text())
+        config = run_config(checkpoint.parent)
         model, meta = load_model(checkpoint, "student")
         model.eval()
         frontend, labels = Frontend(model.frontend), list(meta.labels)
         rate = frontend.spec.sample_rate
-        scenes = background_scenes(config["backgrounds"]) if config.get("scenes") else None
-        validation = tuning_soundscapes(open_data(config["data"]), rate, config["val_fold"], config["test_fold"], config["seed"],
-                                        config["backgrounds"], tuple(config["mix_snr"]), scenes)
-        settings = EventSettings(median=config["median"], min_duration=config["min_duration"], max_gap=config["max_gap"])
+        validation = validation_soundscapes(config, open_data(config.data), rate)
+        settings = event_settings(config)
         curves = threshold_curves([heard(model, frontend, config, s.audio) for s in validation], [s.events for s in validation],
                                   [s.audio.size / rate for s in validation], labels, settings, COLLAR)
         items = []

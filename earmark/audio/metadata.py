@@ -15,6 +15,12 @@ Task = Literal["clip", "frame"]
 Objective = Literal["classify", "detect"]
 
 
+def default_hop_seconds(window_seconds: float) -> float:
+    """The hop `listen` moves a model's window by unless its export says otherwise: half a window (distill tunes the
+    event thresholds for it)."""
+    return window_seconds / 2
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     """Everything the runtime needs besides the graph: labels, task, features, timing and thresholds.

@@ -15,6 +15,7 @@ from torch import nn
 
 from earmark.audio.datasets_torch import collate
 from earmark.audio.events import EventSettings
+from earmark.audio.metadata import default_hop_seconds
 from earmark.audio.mixing import background_scenes
 from earmark.audio.features_torch import Frontend
 from earmark.audio import resample as audio_resample
@@ -306,7 +307,7 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     info = setup_distributed()
     frontend = frontend.to(info.device)
     step = _Step(config, frontend, cache, objective, online)
-    hop = config.clip_seconds / 2  # the daemon's default hop; thresholds are tuned for it
+    hop = default_hop_seconds(config.clip_seconds)
     meta = lambda **extra: student_checkpoint_meta(student, config.student, labels, config.task, config.student_overrides,
                                                    objective=objective, scene_labels=scene_labels, window_seconds=config.clip_seconds,
                                                    hop_seconds=hop, **extra)
@@ -364,9 +365,28 @@ def tune_checkpoints(config: DistillConfig, models: dict[Path, nn.Module], front
                      labels: list[str], objective: str) -> dict[Path, Tuning]:
     """Event thresholds for each checkpoint's model as `listen` will run it: its window, the default hop, the run's
     post-processing, criterion (``max_false_alarms``) and scope (``per_class_thresholds``)."""
-    settings = EventSettings(median=config.median, min_duration=config.min_duration, max_gap=config.max_gap)
-    return {path: tune_model(model, frontend, soundscapes, labels, objective, config.clip_seconds, config.clip_seconds / 2, settings,
-                             config.max_false_alarms, config.per_class_thresholds) for path, model in models.items()}
+    return {path: tune_model(model, frontend, soundscapes, labels, objective, config.clip_seconds, default_hop_seconds(config.clip_seconds),
+                             event_settings(config), config.max_false_alarms, config.per_class_thresholds) for path, model in models.items()}
+
+
+def event_settings(config: DistillConfig) -> EventSettings:
+    """The run's post-processing (median filter, minimum duration, gap merging), as its thresholds are tuned with it."""
+    return EventSettings(median=config.median, min_duration=config.min_duration, max_gap=config.max_gap)
+
+
+def run_config(run: str | os.PathLike, **overrides) -> DistillConfig:
+    """A finished run's settings from its config.json, with ``overrides``."""
+    run = Path(run)
+    if not (run / "config.json").is_file() or not (run / "student" / "earmark.json").is_file():
+        raise ValueError(f"{run} holds no finished distill run (config.json and student/); pass the --out of `earmark distill`.")
+    return DistillConfig(**{**json.loads((run / "config.json").read_text()), **overrides})
+
+
+def validation_soundscapes(config: DistillConfig, manifest: DataSource, sample_rate: int) -> list:
+    """The run's validation soundscapes, mixed again from its config exactly as make_splits mixed them."""
+    scenes = background_scenes(config.backgrounds) if config.scenes else None
+    return tuning_soundscapes(manifest, sample_rate, config.val_fold, config.test_fold, config.seed, config.backgrounds,
+                              tuple(config.mix_snr), scenes)
 
 
 def save_tunings(config: DistillConfig, tunings: dict[Path, Tuning], final: Path, results: dict) -> None:
@@ -388,10 +408,7 @@ def retune(run: str | os.PathLike, max_false_alarms: float | None = None, per_cl
     """Tune a finished detector run's event thresholds again on its validation soundscapes, with this criterion and
     scope: written into its checkpoints, thresholds.json and results.json (`earmark tune`). No training is repeated."""
     run = Path(run)
-    if not (run / "config.json").is_file() or not (run / "student" / "earmark.json").is_file():
-        raise ValueError(f"{run} holds no finished distill run (config.json and student/); pass the --out of `earmark distill`.")
-    saved = json.loads((run / "config.json").read_text())
-    config = DistillConfig(**{**saved, "out": str(run), "max_false_alarms": max_false_alarms, "per_class_thresholds": per_class})
+    config = run_config(run, out=str(run), max_false_alarms=max_false_alarms, per_class_thresholds=per_class)
     manifest = open_data(config.data, skip_bad=config.skip_bad)
     objective = resolve_objective(config.objective, manifest, config.task)
     if objective != "detect":
@@ -399,9 +416,7 @@ def retune(run: str | os.PathLike, max_false_alarms: float | None = None, per_cl
     final = run / "student-int8" if (run / "student-int8" / "earmark.json").is_file() else run / "student"
     models = {path: load_model(path, "student")[0].eval() for path in dict.fromkeys([run / "student", final])}
     frontend = Frontend(next(iter(models.values())).frontend)
-    scenes = background_scenes(config.backgrounds) if config.scenes else None
-    soundscapes = tuning_soundscapes(manifest, frontend.spec.sample_rate, config.val_fold, config.test_fold, config.seed,
-                                     config.backgrounds, tuple(config.mix_snr), scenes)
+    soundscapes = validation_soundscapes(config, manifest, frontend.spec.sample_rate)
     if not soundscapes:
         raise ValueError(f"{run} has no validation soundscapes to tune on: it was trained without --backgrounds on clips.")
     tunings = tune_checkpoints(config, models, frontend, soundscapes, manifest.labels.to_list(), objective)

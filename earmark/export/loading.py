@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from earmark.audio.metadata import default_hop_seconds
 from earmark.audio.spec import FrontendSpec
 from earmark.engine.checkpoint import CheckpointMeta, checkpoint_hash, load_model
 from earmark.engine.outputs import probabilities
@@ -47,7 +48,7 @@ class LoadedModel:
 
     @property
     def hop_seconds(self) -> float:
-        return float(self.meta.extra.get("hop_seconds", self.window_seconds / 2))
+        return float(self.meta.extra.get("hop_seconds", default_hop_seconds(self.window_seconds)))
 
     @property
     def input_frames(self) -> int:
