@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.fft import rfft
 
-from earmark.audio.melbanks import fft_window, interleaved_banks, window
+from earmark.audio.melbanks import fft_window, sparse_banks, window
 from earmark.audio.spec import FrontendSpec
 
 KALDI_EPS = float(np.finfo(np.float32).eps)
@@ -55,34 +55,40 @@ def frame_view(signal: np.ndarray, frame_length: int, hop: int, count: int) -> n
 
 
 def taper(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
-    """(T, samples) frames -> windowed frames in the FFT's dtype (Kaldi's per-frame DC removal and pre-emphasis first)."""
+    """(T, samples) frames -> (T, n_fft) windowed frames in the FFT's dtype, zeros past the window (Kaldi pads its
+    win_length to n_fft), after Kaldi's per-frame DC removal and pre-emphasis."""
     if spec.kind == "kaldi_fbank":
         if spec.remove_dc_offset:
             frames = frames - frames.mean(axis=1, keepdims=True)
         if spec.preemphasis:
             previous = np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
             frames = frames - np.float32(spec.preemphasis) * previous
-        frames = frames * window(spec)
+        weights = window(spec)
     else:
-        frames = frames * fft_window(spec)
-    return frames.astype(fft_dtype(spec), copy=False)
+        weights = fft_window(spec)
+    windowed = np.zeros((len(frames), spec.n_fft), fft_dtype(spec))
+    np.multiply(frames, weights, out=windowed[:, :weights.size])
+    return windowed
 
 
-def squared_parts(spec: FrontendSpec, windowed: np.ndarray) -> np.ndarray:
-    """Windowed frames -> (T, 2 * bins) float32: each bin's squared real and imaginary parts, side by side as the
-    complex spectrum lies in memory (re^2, im^2, ...); for ``power`` p != 2, |X|^p and 0."""
-    spectrum = rfft(windowed, n=spec.n_fft, axis=1, workers=1, overwrite_x=True)
-    squares = spectrum.view(spectrum.real.dtype)
-    np.square(squares, out=squares)
-    if spec.power != 2.0:  # |X|^p = (re^2 + im^2)^(p/2)
-        squares[:, 0::2] = (squares[:, 0::2] + squares[:, 1::2]) ** (spec.power / 2)
-        squares[:, 1::2] = 0.0
-    return squares.astype(np.float32, copy=False)
+def power_spectrum(spec: FrontendSpec, windowed: np.ndarray) -> np.ndarray:
+    """(T, n_fft) windowed frames -> (bins, T) float32 |X|^power.
+
+    The FFT runs down the columns of the (n_fft, T) transposed view, where each frame is contiguous, and its output
+    lands bins-first: the layout the sparse filterbank product reads, with no transposed copy.
+    """
+    spectrum = rfft(windowed.T, axis=0, workers=1, overwrite_x=True)
+    parts = spectrum.view(spectrum.real.dtype)  # (bins, 2T): re, im, re, im, ...
+    np.square(parts, out=parts)
+    power = parts[:, 0::2] + parts[:, 1::2]
+    if spec.power != 2.0:
+        power **= spec.power / 2
+    return power.astype(np.float32, copy=False)
 
 
-def mel_energies(spec: FrontendSpec, squares: np.ndarray) -> np.ndarray:
-    """(T, 2 * bins) squared parts -> (n_mels, T) mel energies: one sparse product sums re^2 and im^2 of each bin."""
-    return interleaved_banks(spec) @ squares.T
+def mel_energies(spec: FrontendSpec, power: np.ndarray) -> np.ndarray:
+    """(bins, T) power -> (n_mels, T) mel energies (a sparse product)."""
+    return sparse_banks(spec) @ power
 
 
 def compress(spec: FrontendSpec, energies: np.ndarray) -> np.ndarray:
@@ -96,7 +102,7 @@ def compress(spec: FrontendSpec, energies: np.ndarray) -> np.ndarray:
 
 def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
     """(T, samples) frames -> (n_mels, T) log-mel energies (before window-level steps)."""
-    return compress(spec, mel_energies(spec, squared_parts(spec, taper(spec, frames))))
+    return compress(spec, mel_energies(spec, power_spectrum(spec, taper(spec, frames))))
 
 
 def frame_features(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:

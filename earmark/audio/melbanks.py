@@ -60,21 +60,17 @@ def mel_banks(spec: FrontendSpec) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _interleaved(spec: FrontendSpec) -> sparse.csr_array:
-    banks = sparse.csr_array(np.repeat(mel_banks(spec), 2, axis=1))
+def _sparse(spec: FrontendSpec) -> sparse.csr_array:
+    banks = sparse.csr_array(mel_banks(spec))
     for part in (banks.data, banks.indices, banks.indptr):
         part.setflags(write=False)
     return banks
 
 
-def interleaved_banks(spec: FrontendSpec) -> sparse.csr_array:
-    """The filterbank with each bin's weight twice, (n_mels, 2 * bins) CSR, cached: the numpy runtime's form.
-
-    ``banks @ squares`` with the squared real and imaginary parts of a spectrum, interleaved as complex numbers lie in
-    memory, is the mel product of the power spectrum with no power array; each bin falls in at most two triangles, so
-    the sparse product skips the ~99% of a dense product's multiplies that are zeros (bench/bench_frontend.py).
-    """
-    return _interleaved(spec)
+def sparse_banks(spec: FrontendSpec) -> sparse.csr_array:
+    """The spec's filterbank as a CSR matrix, cached: the numpy runtime's form. Each bin falls in at most two
+    triangles, so a dense (n_mels, bins) product would spend ~99% of its multiplies on zeros."""
+    return _sparse(spec)
 
 
 @lru_cache(maxsize=16)

@@ -151,5 +151,5 @@ def test_bench_frontend_times_each_step_of_one_hop_against_the_model(tmp_path):
     bench = Path(__file__).resolve().parents[2] / "bench" / "bench_frontend.py"
     out = subprocess.run([sys.executable, str(bench), "--model", str(model), "--rounds", "3"], capture_output=True, text=True, check=True).stdout
     rows = {line[:22].strip(): line[22:].split() for line in out.splitlines()[2:]}
-    assert list(rows) == ["window", "rfft + squares", "mel product", "log", "frontend", "of which rfft alone", "model"]
+    assert list(rows) == ["window", "rfft + power", "mel product", "log", "frontend", "of which rfft alone", "model"]
     assert all(float(ms) > 0 for ms, _ in rows.values()) and rows["model"][1] == "1.00"
