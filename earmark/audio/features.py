@@ -66,8 +66,9 @@ def taper(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
         weights = window(spec)
     else:
         weights = fft_window(spec)
-    windowed = np.zeros((len(frames), spec.n_fft), fft_dtype(spec))
+    windowed = np.empty((len(frames), spec.n_fft), fft_dtype(spec))
     np.multiply(frames, weights, out=windowed[:, :weights.size])
+    windowed[:, weights.size:] = 0.0
     return windowed
 
 
@@ -92,12 +93,15 @@ def mel_energies(spec: FrontendSpec, power: np.ndarray) -> np.ndarray:
 
 
 def compress(spec: FrontendSpec, energies: np.ndarray) -> np.ndarray:
-    """Mel energies -> the spec's log (Kaldi's log with an eps floor, log(x + offset), or decibels)."""
+    """Mel energies -> the spec's log, in place (Kaldi's log with an eps floor, log(x + offset), or decibels)."""
     if spec.log == "log_eps":
-        return np.log(np.maximum(energies, KALDI_EPS))
-    if spec.log == "log":
-        return np.log(energies + np.float32(spec.log_offset))
-    return 10.0 * np.log10(np.maximum(energies, np.float32(1e-10)))
+        np.maximum(energies, np.float32(KALDI_EPS), out=energies)
+    elif spec.log == "log":
+        np.add(energies, np.float32(spec.log_offset), out=energies)
+    else:
+        np.maximum(energies, np.float32(1e-10), out=energies)
+        return np.multiply(np.log10(energies, out=energies), np.float32(10.0), out=energies)
+    return np.log(energies, out=energies)
 
 
 def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:

@@ -32,10 +32,15 @@ class FeatureStream:
         block = np.asarray(block, np.float32).reshape(-1)
         if spec.waveform_scale != 1.0:
             block = block * np.float32(spec.waveform_scale)
-        if spec.kind == "mel_stft" and spec.preemphasis and block.size:
-            prev = block if self._last_sample is None else np.concatenate([[self._last_sample], block])
+        if spec.kind == "mel_stft" and spec.preemphasis and block.size:  # y[n] = x[n] - a x[n-1], written in place
+            a, last = np.float32(spec.preemphasis), self._last_sample
+            out = np.empty(block.size - (last is None), np.float32)  # the stream's first sample has no x[n-1]: dropped
+            tail = out[last is not None:]
+            np.subtract(block[1:], np.multiply(block[:-1], a, out=tail), out=tail)
+            if last is not None:
+                out[0] = block[0] - a * last
             self._last_sample = block[-1]
-            return prev[1:] - np.float32(spec.preemphasis) * prev[:-1]
+            return out
         return block
 
     def push(self, samples: np.ndarray) -> np.ndarray:
