@@ -34,6 +34,7 @@ from earmark.audio.manifest import read_manifest
 from earmark.audio.synth import synthesize
 from earmark.engine.checkpoint import save_checkpoint
 from earmark.export import export_onnx, onnx_export, session
+from earmark.export.benchmark import interleaved_ms
 from earmark.export.inputs import manifest_features
 from earmark.students import stored_bytes
 from earmark.students import count, create_student, one_second_input, quantize, save_quantized_checkpoint, student_checkpoint_meta
@@ -58,25 +59,6 @@ def gemm_gflops(size: int = 512, runs: int = 20) -> float:
         a @ b
         times.append(time.perf_counter() - start)
     return 2 * size**3 / float(np.median(times)) / 1e9
-
-
-def interleaved(calls: dict[str, object], runs: int) -> dict[str, np.ndarray]:
-    """Milliseconds per call, taking turns so that machine noise falls on every row alike.
-
-    The order is shuffled on every turn: in a fixed order the row after PyTorch's eager call (~20 ms, which evicts the
-    caches) always ran cold, which cost tfsepnet40's fp32 row 10-15% against the rows after it (docs/export.md).
-    """
-    for call in calls.values():
-        for _ in range(3):
-            call()
-    times = {name: np.empty(runs) for name in calls}
-    names, rng = list(calls), np.random.default_rng(0)
-    for i in range(runs):
-        for name in rng.permutation(names):
-            start = time.perf_counter()
-            calls[name]()
-            times[name][i] = 1000 * (time.perf_counter() - start)
-    return times
 
 
 def export_student(name: str, out: Path, calib: Path, skip_nncf: bool) -> tuple[dict[str, Path], torch.nn.Module, int]:
@@ -204,7 +186,7 @@ def main() -> None:
             calls = {"pytorch fp32": lambda: model(torch.from_numpy(x))}
             calls.update({label: (lambda s=s: s.run(None, {"features": x})) for label, s in sessions.items()})
             with torch.inference_mode():
-                times = interleaved(calls, args.runs)
+                times = interleaved_ms(calls, args.runs)
             fp32_bytes, fp32_ms = files["fp32"].stat().st_size, float(np.median(times["fp32"]))
             print(f"\n{name}: {macs:,} MACs per 1-s window; batch 1, one thread, {args.runs} interleaved runs")
             print(f"{'variant':<24} {'file bytes':>10} {'x fp32':>6}  {'weight bytes per dtype':<42} {'p50 ms':>7} {'p99 ms':>7} {'x fp32':>6} {'GEMM %':>6}")

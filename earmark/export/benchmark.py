@@ -45,6 +45,25 @@ def _time(call: Callable[[], object], runs: int, warmup: int = 3) -> np.ndarray:
     return times
 
 
+def interleaved_ms(calls: dict[str, Callable[[], object]], runs: int) -> dict[str, np.ndarray]:
+    """Milliseconds per call of each of ``calls``, taking turns so that machine noise falls on every one alike.
+
+    The order is shuffled on every turn: in a fixed order the call after a large one (PyTorch's eager call, ~20 ms,
+    evicts the caches) always runs cold, which cost tfsepnet40's fp32 file 10-15% in bench_export (docs/export.md).
+    """
+    for call in calls.values():
+        for _ in range(3):
+            call()
+    times = {name: np.empty(runs) for name in calls}
+    names, rng = list(calls), np.random.default_rng(0)
+    for i in range(runs):
+        for name in rng.permutation(names):
+            start = time.perf_counter()
+            calls[name]()
+            times[name][i] = 1000 * (time.perf_counter() - start)
+    return times
+
+
 def _row(model: str, backend: str, precision: str, threads: int, batch: int, make: Callable[[], Callable[[], object]], runs: int) -> BenchRow:
     rss = psutil.Process().memory_info().rss
     call = make()

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -145,11 +144,3 @@ def test_numpy_blas_runs_on_the_classifier_threads_while_it_works(tmp_path):
     with pytest.raises(ValueError, match="threads must be at least 1"):
         StreamingClassifier(tmp_path / "m.onnx", threads=0)
 
-
-def test_bench_frontend_times_each_step_of_one_hop_against_the_model(tmp_path):
-    model = export_detector(tmp_path / "m.onnx")
-    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_frontend.py"
-    out = subprocess.run([sys.executable, str(bench), "--model", str(model), "--rounds", "3"], capture_output=True, text=True, check=True).stdout
-    rows = {line[:22].strip(): line[22:].split() for line in out.splitlines()[2:]}
-    assert list(rows) == ["window", "rfft + power", "mel product", "log", "frontend", "of which rfft alone", "model"]
-    assert all(float(ms) > 0 for ms, _ in rows.values()) and rows["model"][1] == "1.00"

@@ -1,0 +1,69 @@
+"""Which of several ONNX files runs faster on this machine: each file's p50 / p90 latency, the calls interleaved in a
+shuffled order on every turn, as a ratio to the first file's p50; with ``--profile``, where each file's time goes by
+op type (ONNX Runtime's own profiler, kernel time per run).
+
+    python bench/bench_onnx_latency.py REFERENCE.onnx OTHER.onnx... [--runs 300] [--profile]
+
+ONNX Runtime sessions only, as the runtime opens them (earmark.export.benchmark.session: one intra-op thread,
+spinning off); one random batch of 1 shaped as the first file's input, the same for every file.
+"""
+
+import argparse
+import json
+import os
+import tempfile
+from collections import defaultdict
+
+import numpy as np
+import onnxruntime as ort
+
+from earmark.export.benchmark import interleaved_ms, session
+
+
+def kernel_ms_by_op(path: str, feed: dict[str, np.ndarray], runs: int) -> dict[str, float]:
+    """Milliseconds per run that ONNX Runtime's profiler records for each op type's kernels (the first run, which
+    packs weights and allocates, is left out)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    with tempfile.TemporaryDirectory() as tmp:
+        options.enable_profiling, options.profile_file_prefix = True, os.path.join(tmp, "profile")
+        profiled = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        for _ in range(runs + 1):
+            profiled.run(None, feed)
+        events = json.loads(open(profiled.end_profiling()).read())
+    second_run = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")[1]
+    totals: dict[str, float] = defaultdict(float)
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] >= second_run:
+            totals[event["args"]["op_name"]] += event["dur"] / 1000 / runs
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", help="ONNX files taking the same input; ratios are to the first")
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--profile", action="store_true", help="also each file's kernel time by op type")
+    args = parser.parse_args()
+    sessions = {path: session(path) for path in args.files}
+    first = sessions[args.files[0]].get_inputs()[0]
+    shape = [dim if isinstance(dim, int) else 1 for dim in first.shape]
+    feed = {first.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    times = interleaved_ms({path: (lambda s=s: s.run(None, feed)) for path, s in sessions.items()}, args.runs)
+    reference = float(np.median(times[args.files[0]]))
+    print(f"{args.runs} interleaved runs, batch 1 of {shape}, one ONNX Runtime thread")
+    print(f"{'file':<48} {'bytes':>9} {'p50 ms':>8} {'p90 ms':>8} {'x first':>8}")
+    for path, ms in times.items():
+        print(f"{path:<48} {os.path.getsize(path):>9,} {np.median(ms):>8.3f} {np.percentile(ms, 90):>8.3f} {np.median(ms) / reference:>8.3f}")
+    if args.profile:
+        for path in args.files:
+            by_op = kernel_ms_by_op(path, feed, args.runs)
+            total = sum(by_op.values())
+            print(f"\n{path}: kernel time {total:.3f} ms per run")
+            for op, ms in by_op.items():
+                print(f"  {op:<28} {ms:>7.3f} ms {ms / total:>6.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The bench scripts the docs quote run, on the tests' tone detector, and print the rows the docs read."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .runtime.models import export_detector
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _bench(script: str, *args: str) -> list[str]:
+    run = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout.splitlines()
+
+
+def test_bench_frontend_times_each_step_of_one_hop_against_the_model(tmp_path):
+    lines = _bench("bench_frontend.py", "--model", str(export_detector(tmp_path / "m.onnx")), "--rounds", "3")
+    rows = {line[:22].strip(): line[22:].split() for line in lines[2:]}
+    assert list(rows) == ["window", "rfft + power", "mel product", "log", "frontend", "of which rfft alone", "model"]
+    assert all(float(ms) > 0 for ms, _ in rows.values()) and rows["model"][1] == "1.00"
+
+
+def test_bench_onnx_latency_compares_files_to_the_first_and_profiles_them_by_op_type(tmp_path):
+    first, second = export_detector(tmp_path / "a.onnx"), export_detector(tmp_path / "b.onnx", frame=True)
+    lines = _bench("bench_onnx_latency.py", str(first), str(second), "--runs", "5", "--profile")
+    table = [line.split() for line in lines[2:4]]
+    assert [row[0] for row in table] == [str(first), str(second)] and table[0][-1] == "1.000" and float(table[1][-1]) > 0
+    start = lines.index(next(line for line in lines if line.startswith(f"{first}: kernel time")))
+    end = lines.index("", start) if "" in lines[start:] else len(lines)
+    shares = [float(line.split()[-1].rstrip("%")) for line in lines[start + 1:end]]
+    assert shares and abs(sum(shares) - 100) < 1.5  # every op type's kernel time, as shares of the file's total
