@@ -15,7 +15,6 @@ import tempfile
 from collections import defaultdict
 
 import numpy as np
-import onnxruntime as ort
 
 from earmark.export.benchmark import interleaved_ms, session
 
@@ -23,12 +22,8 @@ from earmark.export.benchmark import interleaved_ms, session
 def kernel_ms_by_op(path: str, feed: dict[str, np.ndarray], runs: int) -> dict[str, float]:
     """Milliseconds per run that ONNX Runtime's profiler records for each op type's kernels (the first run, which
     packs weights and allocates, is left out)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with tempfile.TemporaryDirectory() as tmp:
-        options.enable_profiling, options.profile_file_prefix = True, os.path.join(tmp, "profile")
-        profiled = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        profiled = session(path, profile_prefix=os.path.join(tmp, "profile"))
         for _ in range(runs + 1):
             profiled.run(None, feed)
         events = json.loads(open(profiled.end_profiling()).read())

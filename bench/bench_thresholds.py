@@ -38,7 +38,8 @@ from earmark.audio.sources import open_data  # noqa: E402
 from earmark.distill.run import DistillConfig, event_settings, run_config, validation_soundscapes  # noqa: E402
 from earmark.engine import load_model  # noqa: E402
 from earmark.evaluation.events import false_alarms  # noqa: E402
-from earmark.teachers.thresholds import class_counts, decode, event_f1, pick_thresholds, threshold_curves, timeline  # noqa: E402
+from earmark.teachers.thresholds import (class_counts, decode, event_f1, pick_thresholds, pooled_counts, threshold_curves,  # noqa: E402
+                                         timeline)
 
 import earmark.students  # noqa: E402,F401  (registers the student families with load_model)
 
@@ -55,8 +56,7 @@ def heard(model, frontend: Frontend, config: DistillConfig, audio, objective: st
 def test_scores(items: list, labels: list[str], settings: EventSettings, thresholds: dict[str, float]) -> tuple[float, int, int, float]:
     """(event F1, detections, events, false alarms per background minute) of these thresholds on the test items."""
     decoded = [decode(t, labels, replace(settings, thresholds=thresholds), d) for t, _, d in items]
-    counts = class_counts([r for _, r, _ in items], decoded, labels, COLLAR)
-    pooled = {k: sum(c[k] for c in counts.values()) for k in ("Ntp", "Nfp", "Nref")}
+    pooled = pooled_counts(list(class_counts([r for _, r, _ in items], decoded, labels, COLLAR).values()))
     alarms = false_alarms({k: r for k, (_, r, _) in enumerate(items)}, dict(enumerate(decoded)), {k: d for k, (*_, d) in enumerate(items)}, COLLAR)
     return event_f1(pooled), int(pooled["Ntp"] + pooled["Nfp"]), int(pooled["Nref"]), alarms["per_minute"]
 

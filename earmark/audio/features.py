@@ -105,7 +105,7 @@ def compress(spec: FrontendSpec, energies: np.ndarray) -> np.ndarray:
 
 
 def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
-    """(T, samples) frames -> (n_mels, T) log-mel energies (before window-level steps)."""
+    """(T, samples) frames -> (n_mels, T) float32 log-mel energies (before window-level steps)."""
     return compress(spec, mel_energies(spec, power_spectrum(spec, taper(spec, frames))))
 
 
@@ -121,7 +121,7 @@ def frame_features(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
         signal = pad_centre(spec, signal)
     frame_len = spec.n_fft if spec.center else spec.win_length
     frames = frame_view(signal, frame_len, spec.hop_length, n_frames)
-    return frames_to_log_mel(spec, frames).astype(np.float32)
+    return frames_to_log_mel(spec, frames)
 
 
 def finish_window(spec: FrontendSpec, log_mel: np.ndarray) -> np.ndarray:

@@ -90,7 +90,7 @@ class FeatureStream:
         if count == 0:
             return self._empty()
         windows = frame_view(self._buffer, self._frame_len, spec.hop_length, count)
-        out = frames_to_log_mel(spec, windows).astype(np.float32)
+        out = frames_to_log_mel(spec, windows)
         self._buffer = self._buffer[count * spec.hop_length:]
         self.frames_out += count
         return out

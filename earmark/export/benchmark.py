@@ -73,12 +73,15 @@ def _row(model: str, backend: str, precision: str, threads: int, batch: int, mak
                     1000 * np.percentile(times, 99), batch / float(np.median(times)), grown)
 
 
-def session(path: str | os.PathLike, threads: int = 1) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with few threads and spinning disabled (edge settings)."""
+def session(path: str | os.PathLike, threads: int = 1, profile_prefix: str | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with few threads and spinning disabled (edge settings); with ``profile_prefix``,
+    ONNX Runtime's profiler writes its trace there (``end_profiling()`` returns the file)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such model; export one with `earmark export CHECKPOINT`.")
     try:

@@ -121,6 +121,11 @@ def event_f1(counts: dict[str, float]) -> float:
     return hits / (hits + counts["Nfp"] + counts["Nref"] - counts["Ntp"]) if counts["Nref"] else 0.0
 
 
+def pooled_counts(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Several classes' sed_eval counts summed (Ntp, Nfp, Nref): what micro-averaged event F1 is computed from."""
+    return {k: sum(row[k] for row in rows) for k in ("Ntp", "Nfp", "Nref")}
+
+
 def _operating_point(curve: list[dict[str, float]], chance: float, hours: float, max_false_alarms: float | None) -> int | None:
     """The grid index to use on one counts curve (see the module docstring), or None when no point is usable."""
     f1 = np.array([event_f1(c) for c in curve])
@@ -170,10 +175,9 @@ def pick_thresholds(curves: Curves, max_false_alarms: float | None = None, per_c
     if per_class:
         picks = {label: _operating_point(counts[label], always_on[label]["f1"], hours, max_false_alarms) for label in seen}
     else:
-        pool = lambda rows: {k: sum(row[k] for row in rows) for k in ("Ntp", "Nfp", "Nref")}
-        pooled = [pool([counts[label][i] for label in seen]) for i in range(len(grid))]
+        pooled = [pooled_counts([counts[label][i] for label in seen]) for i in range(len(grid))]
         budget = None if max_false_alarms is None else max_false_alarms * len(seen)
-        shared = _operating_point(pooled, event_f1(pool([always_on[label] for label in seen])), hours, budget) if seen else None
+        shared = _operating_point(pooled, event_f1(pooled_counts([always_on[label] for label in seen])), hours, budget) if seen else None
         picks = dict.fromkeys(labels, shared)
     stuck = [label for label in seen if picks[label] is None]
     index = {label: len(grid) - 1 if pick is None else pick for label, pick in picks.items()}
