@@ -1,7 +1,7 @@
 """numpy log-mel frontends (the runtime's): ``compute_features = finish_window(frame_features(...))``.
 
 ``frame_features`` is everything that depends on one frame only (streamable); ``finish_window``
-holds the per-window steps: ATST's top_db floor against the window's maximum, then normalisation.
+holds the per-window steps: ATST's top_db floor against the window's maximum, the dB clamp, then normalisation.
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ def finish_window(spec: FrontendSpec, log_mel: np.ndarray) -> np.ndarray:
     """Per-window steps on (n_mels, frames): the top_db floor (as AmplitudeToDB per item), then normalisation."""
     if spec.top_db is not None and log_mel.size:
         log_mel = np.maximum(log_mel, log_mel.max() - np.float32(spec.top_db))
+    if spec.db_min is not None or spec.db_max is not None:
+        log_mel = np.clip(log_mel, spec.db_min, spec.db_max)
     return ((log_mel - np.float32(spec.norm_mean)) / np.float32(spec.norm_scale)).astype(np.float32)
 
 

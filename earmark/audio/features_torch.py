@@ -57,6 +57,8 @@ class Frontend(nn.Module):
         if spec.top_db is not None:
             peak = log_mel.amax(dim=(1, 2), keepdim=True)
             log_mel = torch.maximum(log_mel, peak - spec.top_db)
+        if spec.db_min is not None or spec.db_max is not None:
+            log_mel = log_mel.clamp(spec.db_min, spec.db_max)
         return (log_mel - spec.norm_mean) / spec.norm_scale
 
     def _kaldi_power(self, wave: torch.Tensor) -> torch.Tensor:

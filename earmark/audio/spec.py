@@ -20,8 +20,8 @@ class FrontendSpec:
     per-frame DC removal and pre-emphasis, an FFT of the next power of two, Kaldi mel banks,
     ``log(max(x, eps))``. ``mel_stft`` follows ``torch.stft``/``torchaudio.transforms.MelSpectrogram``:
     optional signal-level pre-emphasis (kernel ``[-preemphasis, 1]``, one sample shorter), a centred STFT,
-    power spectrum, mel banks of ``mel_scale``, then ``log(x + log_offset)`` or decibels with ``top_db``.
-    Both end with ``(x - norm_mean) / norm_scale``.
+    power spectrum, mel banks of ``mel_scale``, then ``log(x + log_offset)`` or decibels with ``top_db``, then
+    decibels clamped to [``db_min``, ``db_max``] where given. Both end with ``(x - norm_mean) / norm_scale``.
     """
 
     name: str
@@ -46,6 +46,8 @@ class FrontendSpec:
     log: Literal["log", "log_eps", "db"] = "log"
     log_offset: float = 1e-5
     top_db: float | None = None
+    db_min: float | None = None  # decibels clamped after top_db (ATST-SED / PretrainedSED: [-50, 80])
+    db_max: float | None = None
     norm_mean: float = 0.0
     norm_scale: float = 1.0
 
@@ -137,6 +139,8 @@ PRESETS: dict[str, FrontendSpec] = {
     "tfsepnet": _cpmel("tfsepnet", 512),
     "cpjku": _cpmel("cpjku", 256),
 }
+# ATST-SED and PretrainedSED (ATSTMel) clamp ATST's decibels to [-50, 80] before the min-max scaling.
+PRESETS["atst_sed"] = PRESETS["atst"].replace(name="atst_sed", db_min=-50.0, db_max=80.0)
 # ASiT's released pretraining code hard-codes 32 kHz (its paper says 16 kHz); both are offered.
 PRESETS["asit32k"] = PRESETS["ast"].replace(name="asit32k", sample_rate=32000, win_length=800, hop_length=320, n_fft=1024)
 

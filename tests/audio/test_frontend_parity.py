@@ -26,9 +26,11 @@ def reference(name: str, wave: np.ndarray) -> np.ndarray:
         fb = torchaudio.compliance.kaldi.fbank(x - x.mean(), htk_compat=True, sample_frequency=16000, use_energy=False,
                                                window_type="hanning", num_mel_bins=128, dither=0.0, frame_shift=10)
         return ((fb + 4.2677393) / (2 * 4.5689974)).T.numpy()
-    if name == "atst":
+    if name in ("atst", "atst_sed"):
         mel = torchaudio.transforms.MelSpectrogram(16000, f_min=60, f_max=7800, hop_length=160, win_length=1024, n_fft=1024, n_mels=64).double()
         db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=80)(mel(x))
+        if name == "atst_sed":  # PretrainedSED's ATSTMel.amp2db, ATST-SED's normalisation
+            db = db.clamp(min=-50, max=80)
         return ((db - (-79.6482)) / (50.6842 - (-79.6482)) * 2 - 1)[0].numpy()
     n_mels = 512 if name == "tfsepnet" else 256
     y = torch.nn.functional.conv1d(x.unsqueeze(1), torch.tensor([[[-0.97, 1.0]]], dtype=torch.float64)).squeeze(1)
@@ -38,7 +40,7 @@ def reference(name: str, wave: np.ndarray) -> np.ndarray:
     return (((banks @ stft.abs().square() + 1e-5).log() + 4.5) / 5)[0].numpy()
 
 
-@pytest.mark.parametrize("name", ["beats", "ast", "atst", "tfsepnet", "cpjku"])
+@pytest.mark.parametrize("name", ["beats", "ast", "atst", "atst_sed", "tfsepnet", "cpjku"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_numpy_torch_and_reference_agree(name, kind):
     spec = PRESETS[name]
@@ -49,6 +51,15 @@ def test_numpy_torch_and_reference_agree(name, kind):
     assert ours.shape == ref.shape == batched.shape
     assert np.abs(ours - ref).max() < TOL
     assert np.abs(batched - ref).max() < TOL
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.0005])
+def test_the_atst_sed_clamp_matters_on_quiet_audio_and_matches_its_reference(scale):
+    """At x0.0005 most bins sit under -50 dB: the plain atst preset and atst_sed part there, each equal to its reference."""
+    wave = make_signal("tones", 2.0, 16000) * np.float32(scale)
+    clamped, plain = compute_features(PRESETS["atst_sed"], wave), compute_features(PRESETS["atst"], wave)
+    assert np.abs(clamped - reference("atst_sed", wave)).max() < TOL and np.abs(plain - reference("atst", wave)).max() < TOL
+    assert (np.abs(clamped - plain).max() > 0.1) == (scale < 1)
 
 
 @pytest.mark.parametrize("name", ["beats", "ast", "atst", "tfsepnet"])
