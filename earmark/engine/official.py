@@ -1,7 +1,8 @@
 """Third-party checkpoints (.pt / .ckpt / .pth pickles) read without unpickling arbitrary objects.
 
 ``torch.load(weights_only=True)`` with a small allow-list; every way a file can fail becomes one sentence:
-missing, holding a pickled object outside the allow-list (named), or corrupt / truncated. The stages that
+missing, holding a pickled call to a blocked function (code: named, and nothing ran), holding a pickled object
+outside the allow-list (named), or corrupt / truncated. The stages that
 convert official checkpoints (teachers, students) share these helpers; they know no model.
 """
 
@@ -19,14 +20,18 @@ import torch
 SAFE_GLOBALS = [argparse.Namespace]  # ASiT stores its argparse namespace beside the weights
 
 
-def safe_load(path: str | os.PathLike) -> dict:
-    """The file's tensors and plain values; a refused global or a damaged file is one clear error."""
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """The file's tensors and plain values; a pickled call, a refused global or a damaged file is one clear error."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file.")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        call = re.search(r"unsupported GLOBAL ([\w.]+) whose module [\w.]+ is blocked", str(err), re.IGNORECASE)
+        if call is not None:  # torch refused it before anything ran
+            raise ValueError(f"{path}: holds a pickled call to {call.group(1)}; earmark never unpickles code, so nothing ran, "
+                             "and this file is not a plain checkpoint: get the weights from a source you trust.") from None
         refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
         if refused is None:  # "Unsupported operand", "invalid load key": not a pickle torch wrote
             raise ValueError(f"{path}: is corrupt or truncated (not a valid checkpoint pickle); download or copy it again.") from None

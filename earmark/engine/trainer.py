@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 from tqdm import tqdm
 
 from earmark.engine.distributed import DistInfo, all_reduce_mean, setup_distributed
+from earmark.engine.official import safe_load
 from earmark.engine.schedules import lr_factor
 
 StepFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
@@ -315,7 +316,7 @@ class Trainer:
         path = self.run_dir / STATE_FILE
         if not path.exists():
             return False
-        payload = torch.load(path, map_location=self.dist.device, weights_only=True)
+        payload = safe_load(path, self.dist.device)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])

@@ -18,7 +18,9 @@ from earmark.teachers.vit import ViTConfig, ViTTeacher
 
 _ATST = dict(layout="atst", patch=(64, 4), stride=(64, 4), n_mels=64, frames=1001, qkv_bias=False, frontend="atst", length="any")
 _PREFIXES = ("model.teacher.encoder.", "encoder.encoder.", "teacher.encoder.", "module.backbone.", "backbone.")
-_FRAME_ONLY = ("avg_blocks", "symmetric")  # FrameATSTLightningModule's own hyper-parameters
+# Only FrameATST's parser defines avg_blocks; "symmetric" (its BYOL loss flag) also reaches Clip files through **kwargs,
+# so it tells nothing, and a hint from it would convert a Clip model as Frame and drop its cls token.
+_FRAME_ONLY = ("avg_blocks",)
 
 
 def _encoder(ckpt: dict) -> tuple[str | None, dict]:
@@ -27,7 +29,7 @@ def _encoder(ckpt: dict) -> tuple[str | None, dict]:
 
 
 def _frame_evidence(ckpt: dict, prefix: str, state: dict) -> bool:
-    """ATST-Frame for sure: its norm_frame, no cls token, ATST-SED's prefix, or FrameATST hyper-parameters."""
+    """ATST-Frame for sure: its norm_frame, no cls token, ATST-SED's prefix, or FrameATST's own hyper-parameter."""
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt.get("hyper_parameters"), dict) else {}
     return (prefix + "norm_frame.weight" in state or prefix + "cls_token" not in state or prefix == "encoder.encoder."
             or any(k in hparams for k in _FRAME_ONLY))
@@ -56,6 +58,8 @@ def _read(ckpt: dict, frame: bool) -> Mapped:
     _, overrides = vit_size(encoder["patch_embed.patch_embed.weight"].shape[0])
     overrides["depth"] = block_count(encoder, "blocks.", RELEASED_DEPTH, "every released ATST model has")
     overrides["frames"] = (encoder["pos_embed"].shape[1] - 1) * 4 + 1
+    if prefix == "encoder.encoder.":  # ATST-SED's own files: its pipeline clamps the decibels
+        overrides["frontend"] = "atst_sed"
     return Mapped(f"atst_{'frame' if frame else 'clip'}_base", overrides, encoder, dropped=dropped)
 
 

@@ -119,3 +119,37 @@ def test_export_refuses_a_model_whose_outputs_are_not_finite(tmp_path, capsys):
     finite = [l for l in err.splitlines() if "finite outputs" in l]
     assert finite and "FAIL" in finite[0] and "outputs are NaN or infinite" in err and "Report this" not in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+class _Call:
+    """A pickle payload: unpickling it would call os.system (torch refuses its global before anything runs)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo unpickled > pwned.txt",))
+
+
+@pytest.mark.parametrize("reader", ["teacher convert", "student convert", "training resume"])
+def test_a_pickled_call_is_named_as_code_by_every_loader(tmp_path, reader, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / ("float/state.pt" if reader == "training resume" else "evil.pt")
+    path.parent.mkdir(exist_ok=True)
+    torch.save({"model": {"w": torch.zeros(2)}, "payload": _Call()}, path)
+    if reader == "training resume":
+        from torch import nn
+
+        from earmark.engine import Trainer, TrainConfig
+
+        trainer = Trainer(TrainConfig(run_dir=str(path.parent), progress=False), nn.Linear(2, 1), lambda *a: None, [])
+        with pytest.raises(ValueError) as err:
+            trainer.load_state()
+        message = str(err.value)
+    else:
+        fmt = "beats" if reader == "teacher convert" else "tfsepnet"
+        assert main(["convert", "--from", fmt, str(path), str(tmp_path / "out")]) == 1
+        message = capsys.readouterr().err
+    assert "holds a pickled call to posix.system; earmark never unpickles code" in message and "corrupt" not in message
+    assert not (tmp_path / "pwned.txt").exists()

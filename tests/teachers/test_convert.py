@@ -88,7 +88,20 @@ def test_atst_frame_as_atst_sed_stores_it_converts_as_frame_only(tmp_path):
         convert("atst-clip", tmp_path / "atst_as2M.ckpt", tmp_path / "clip")
     torch.save({f"encoder.encoder.{k[len('model.teacher.encoder.'):]}": v for k, v in state.items()
                 if k.startswith("model.teacher.encoder.")}, tmp_path / "sed.ckpt")  # ATST-SED's fine-tuned prefix
-    _same_outputs(model, convert("atst-frame", tmp_path / "sed.ckpt", tmp_path / "sed")[0], torch.randn(1, 1, 64, 101))
+    meta = _same_outputs(model, convert("atst-frame", tmp_path / "sed.ckpt", tmp_path / "sed")[0], torch.randn(1, 1, 64, 101))
+    assert meta.frontend["name"] == "atst_sed" and meta.frontend["db_min"] == -50.0  # ATST-SED clamps its decibels
+
+
+def test_an_atst_clip_file_mentioning_symmetric_stays_clip_and_no_hint_drops_its_cls_token(tmp_path):
+    torch.manual_seed(1)
+    model = create_teacher("atst_clip_base", **TINY)
+    torch.save({"state_dict": _atst_lightning(model, frame_norm=False), "hyper_parameters": {"arch": "base", "symmetric": True}},
+               tmp_path / "clip.ckpt")
+    path, mapped = convert("atst-clip", tmp_path / "clip.ckpt", tmp_path / "out")
+    assert "model.teacher.encoder.cls_token" not in mapped.dropped
+    _same_outputs(model, path, torch.randn(1, 1, 64, 401))
+    with pytest.raises(ValueError, match=r"clip.ckpt: is not a atst-frame checkpoint; its keys are those of the atst-clip format"):
+        convert("atst-frame", tmp_path / "clip.ckpt", tmp_path / "frame")
 
 
 def test_asit_checkpoint_with_args_namespace(tmp_path):
