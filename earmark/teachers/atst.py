@@ -4,7 +4,8 @@ A pre-LN ViT whose tokens are 64 mel bins x 4 frames (40 ms) through one linear 
 cls token. Positions cover 10 s and are taken from the start for shorter input (``pos_type="cut"``), so any
 length up to 10 s is the reference's own policy. Readers take the EMA teacher of the Lightning checkpoints
 (``model.teacher.encoder.*``), the DINO-style legacy layout, and ATST-Frame as ATST-SED stores it
-(``encoder.encoder.*``, or ``model.teacher.encoder.*`` with an unused cls token and the final norm named ``norm``).
+(``encoder.encoder.*``, or ``model.teacher.encoder.*`` with an unused cls token and the final norm named ``norm``),
+and PretrainedSED's ATST-F files (``model.atst.*`` with its frame heads, on the ``atst_sed`` frontend).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from earmark.engine.official import first_prefix, strip
 from earmark.teachers.convert import RELEASED_DEPTH, Mapped, block_count, vit_size
+from earmark.teachers.pretrainedsed import split_wrapper, with_heads
 from earmark.teachers.registry import Converter, TeacherFamily, build_config, register
 from earmark.teachers.vit import ViTConfig, ViTTeacher
 
@@ -21,6 +23,7 @@ _PREFIXES = ("model.teacher.encoder.", "encoder.encoder.", "teacher.encoder.", "
 # Only FrameATST's parser defines avg_blocks; "symmetric" (its BYOL loss flag) also reaches Clip files through **kwargs,
 # so it tells nothing, and a hint from it would convert a Clip model as Frame and drop its cls token.
 _FRAME_ONLY = ("avg_blocks",)
+_SED_PREFIX = "model.atst."  # PretrainedSED's PredictionsWrapper(ATSTWrapper())
 
 
 def _encoder(ckpt: dict) -> tuple[str | None, dict]:
@@ -47,9 +50,17 @@ def _looks_like_frame(ckpt: dict) -> bool:
 
 def _read(ckpt: dict, frame: bool) -> Mapped:
     prefix, state = _encoder(ckpt)
-    encoder = strip(state, prefix)
-    dropped = [k for k in state if not k.startswith(prefix)] + [prefix + "mask_embed"] * ("mask_embed" in encoder)
-    encoder.pop("mask_embed", None)
+    mapped = _mapped(strip(state, prefix), frame, prefix, [k for k in state if not k.startswith(prefix)])
+    if prefix == "encoder.encoder.":  # ATST-SED's own files: its pipeline clamps the decibels
+        mapped.overrides["frontend"] = "atst_sed"
+    return mapped
+
+
+def _mapped(encoder: dict, frame: bool, prefix: str, dropped: list[str]) -> Mapped:
+    """An encoder's tensors (prefix stripped) as ``atst_*_base`` with the file's width, depth and positions."""
+    if "mask_embed" in encoder:
+        dropped.append(prefix + "mask_embed")
+        encoder.pop("mask_embed")
     if frame:
         if "cls_token" in encoder:  # ATST-SED's layout: the frame model never reads it
             dropped.append(prefix + "cls_token")
@@ -58,8 +69,6 @@ def _read(ckpt: dict, frame: bool) -> Mapped:
     _, overrides = vit_size(encoder["patch_embed.patch_embed.weight"].shape[0])
     overrides["depth"] = block_count(encoder, "blocks.", RELEASED_DEPTH, "every released ATST model has")
     overrides["frames"] = (encoder["pos_embed"].shape[1] - 1) * 4 + 1
-    if prefix == "encoder.encoder.":  # ATST-SED's own files: its pipeline clamps the decibels
-        overrides["frontend"] = "atst_sed"
     return Mapped(f"atst_{'frame' if frame else 'clip'}_base", overrides, encoder, dropped=dropped)
 
 
@@ -71,6 +80,18 @@ def convert_clip(ckpt: dict, **_: Any) -> Mapped:
 def convert_frame(ckpt: dict, **_: Any) -> Mapped:
     """ATST-Frame: the encoder with ``norm_frame`` (or ATST-SED's ``norm``) as its final norm; a stray cls token dropped."""
     return _read(ckpt, frame=True)
+
+
+def _looks_like_pretrainedsed(ckpt: dict) -> bool:
+    return _SED_PREFIX + "patch_embed.patch_embed.weight" in ckpt
+
+
+def convert_pretrainedsed(ckpt: dict, **_: Any) -> Mapped:
+    """PretrainedSED's ``ATSTWrapper`` (``model.atst.*``): ATST-Frame on ATSTMel's clamped decibels, with its heads."""
+    encoder, heads, dropped = split_wrapper(ckpt, _SED_PREFIX)  # ATSTMel's filterbank buffers (model.atst_mel.*) are dropped
+    mapped = _mapped(encoder, True, _SED_PREFIX, dropped)
+    mapped.overrides["frontend"] = "atst_sed"
+    return with_heads(mapped, heads, "tokens")
 
 
 _TINY = dict(dim=64, depth=2, heads=4)
@@ -87,5 +108,7 @@ register(TeacherFamily(
     formats={
         "atst-clip": Converter(convert_clip, _looks_like_clip, "audiossl ATST-Clip Lightning .ckpt"),
         "atst-frame": Converter(convert_frame, _looks_like_frame, "audiossl ATST-Frame .ckpt or ATST-SED's atst_as2M.ckpt"),
+        "pretrainedsed-atst": Converter(convert_pretrainedsed, _looks_like_pretrainedsed,
+                                        "PretrainedSED ATST-F_{ssl,weak,strong_1}.pt (model.atst.*, strong/weak heads)"),
     },
 ))

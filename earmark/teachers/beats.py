@@ -1,7 +1,7 @@
 """BEATs (Chen et al., ICML 2023): conv patches, a grouped positional convolution, post-LN deep-norm layers
 with a gated relative-position bias shared by all layers. Module names follow microsoft/unilm so the
 official checkpoints map key for key (weight norm folded). The whole family: model, variants, the ``beats``
-frontend, any input length (relative positions), and the ``--from beats`` reader."""
+frontend, any input length (relative positions), and the ``--from beats`` and ``--from pretrainedsed-beats`` readers."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from earmark.audio.spec import get_frontend
-from earmark.teachers.convert import Mapped, block_count, fold_weight_norm
+from earmark.teachers.convert import RELEASED_DEPTH, Mapped, block_count, fold_weight_norm
+from earmark.teachers.pretrainedsed import split_wrapper, with_heads
 from earmark.teachers.registry import Converter, TeacherFamily, build_config, register
 from earmark.engine.outputs import ModelOutput
+
+_SED_PREFIXES = ("model.beats.", "model.model.")  # PretrainedSED's BEATsWrapper, and the names in its release files
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,31 @@ def convert_official(ckpt: dict, **_: Any) -> Mapped:
     return Mapped("beats_base", overrides, state, labels, head, objective="detect")  # AudioSet heads: sigmoid per class
 
 
+def _looks_like_pretrainedsed(ckpt: dict) -> bool:
+    return any(p + "encoder.layers.0.self_attn.grep_a" in ckpt for p in _SED_PREFIXES)
+
+
+def _cfg_from_shapes(state: dict) -> dict[str, Any]:
+    """The BEATs cfg a state dict's shapes imply (PretrainedSED stores none; it builds the iter3 config)."""
+    dim, conv_dim = state["post_extract_proj.weight"].shape
+    pos = next(state[k] for k in ("encoder.pos_conv.0.weight", "encoder.pos_conv.0.weight_v",
+                                  "encoder.pos_conv.0.parametrizations.weight.original1") if k in state)
+    return {"embed_dim": conv_dim, "encoder_embed_dim": dim, "encoder_attention_heads": state["encoder.layers.0.self_attn.grep_a"].shape[1],
+            "encoder_ffn_embed_dim": state["encoder.layers.0.fc1.weight"].shape[0], "input_patch_size": state["patch_embedding.weight"].shape[-1],
+            "conv_pos": pos.shape[-1], "conv_pos_groups": dim // pos.shape[1],
+            "num_buckets": state["encoder.layers.0.self_attn.relative_attention_bias.weight"].shape[0],
+            "encoder_layers": RELEASED_DEPTH if dim == 768 else 1 + max(int(k.split(".")[2]) for k in state if k.startswith("encoder.layers."))}
+
+
+def convert_pretrainedsed(ckpt: dict, **_: Any) -> Mapped:
+    """PretrainedSED's ``BEATsWrapper`` (``model.beats.*``, the release's ``model.model.*``) with its heads."""
+    prefix = next(p for p in _SED_PREFIXES if p + "encoder.layers.0.self_attn.grep_a" in ckpt)
+    backbone, heads, dropped = split_wrapper(ckpt, prefix)
+    mapped = convert_official({"cfg": _cfg_from_shapes(backbone), "model": backbone})
+    mapped.dropped += dropped
+    return with_heads(mapped, heads, "tokens")  # all 62 x 8 tokens, time-major, as the wrapper hands them on
+
+
 def _build(args: dict[str, Any]) -> BEATs:
     args = dict(args)
     frontend = args.pop("frontend", "beats")
@@ -182,5 +210,7 @@ register(TeacherFamily(
         "beats_base": {"frontend": "beats"},
         "beats_tiny": dict(frontend="beats", conv_dim=32, dim=64, depth=2, heads=4, ffn=128, pos_conv=16, pos_groups=4),
     },
-    formats={"beats": Converter(convert_official, _looks_like, "microsoft/unilm {cfg, model, label_dict?}")},
+    formats={"beats": Converter(convert_official, _looks_like, "microsoft/unilm {cfg, model, label_dict?}"),
+             "pretrainedsed-beats": Converter(convert_pretrainedsed, _looks_like_pretrainedsed,
+                                              "PretrainedSED BEATs_{ssl,weak,strong_1}.pt (model.model.* / model.beats.*, strong/weak heads)")},
 ))

@@ -15,14 +15,16 @@ from earmark.teachers.registry import create_teacher, length_policy
 
 
 def teacher_checkpoint_meta(frontend: FrontendSpec, name: str, overrides: dict[str, Any] | None = None, labels: list[str] | None = None,
-                            task: str = "clip", head: str | None = None, objective: str | None = None, **extra: Any) -> CheckpointMeta:
+                            task: str = "clip", head: str | None = None, objective: str | None = None,
+                            head_options: dict[str, Any] | None = None, **extra: Any) -> CheckpointMeta:
     """Metadata that lets ``engine.load_model`` rebuild the teacher (a backbone, or a TeacherClassifier with ``head``).
 
+    ``head_options`` are the TeacherClassifier's further arguments (the sequence head's ``steps``, ``sequence``, ``clip_head``).
     ``model_args["length"]`` records the length policy the rebuilt teacher applies (``registry.length_policy``).
     """
     args: dict[str, Any] = {"overrides": dict(overrides or {}), "length": length_policy(name, overrides)}
     if head is not None:
-        args["head"] = {"kind": head, "num_classes": len(labels or []), "task": task}
+        args["head"] = {"kind": head, "num_classes": len(labels or []), "task": task, **(head_options or {})}
     return CheckpointMeta(family="teacher", model=name, model_args=args, frontend=frontend.to_dict(),
                           labels=list(labels or []), task=task, objective=objective or default_objective(task), extra=dict(extra))
 
@@ -34,7 +36,10 @@ def build_teacher(meta: CheckpointMeta) -> nn.Module:
     head = meta.model_args.get("head")
     if head:
         check_output_width(meta.labels, head["num_classes"])
-    return TeacherClassifier(backbone, head["num_classes"], head["kind"], head["task"]) if head else backbone
+    if not head:
+        return backbone
+    options = {k: v for k, v in head.items() if k not in ("kind", "num_classes", "task")}
+    return TeacherClassifier(backbone, head["num_classes"], head["kind"], head["task"], **options)
 
 
 def teacher_backbone(source: str, overrides: dict[str, Any] | None = None) -> tuple[nn.Module, str, dict[str, Any]]:

@@ -36,6 +36,8 @@ class Mapped:
     head: str | None = None
     dropped: list[str] = field(default_factory=list)  # known keys not needed by the teacher (pretraining heads, optimizer)
     objective: str = "classify"  # what the head's logits mean: softmax classes, or independent sigmoid detectors ("detect")
+    task: str = "clip"  # "frame" when the head gives frame logits
+    head_options: dict[str, Any] = field(default_factory=dict)  # the TeacherClassifier's further arguments
 
 
 def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -89,8 +91,8 @@ def convert(fmt: str, src: str | os.PathLike, out: str | os.PathLike, sample_rat
     if labels:
         mapped.labels = list(labels)
     frontend = get_frontend(arguments(mapped.name, mapped.overrides)["frontend"])  # every family names its FrontendSpec
-    meta = teacher_checkpoint_meta(frontend, mapped.name, mapped.overrides, mapped.labels, "clip", mapped.head,
-                                   objective=mapped.objective, dropped_keys=len(mapped.dropped))
+    meta = teacher_checkpoint_meta(frontend, mapped.name, mapped.overrides, mapped.labels, mapped.task, mapped.head,
+                                   objective=mapped.objective, head_options=mapped.head_options, dropped_keys=len(mapped.dropped))
     model = build_teacher(meta)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(mapped.state))

@@ -30,3 +30,11 @@ def match_time(frames: torch.Tensor, length: int) -> torch.Tensor:
     if frames.shape[1] == length:
         return frames
     return F.interpolate(frames.transpose(1, 2), size=length, mode="linear", align_corners=False).transpose(1, 2)
+
+
+def pool_or_stretch(sequence: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, N, D) to ``steps`` steps as PretrainedSED's prediction wrapper does: adaptive average pooling when longer,
+    linear interpolation when shorter (so 496 BEATs tokens, flattened time-major, pool across frequency patches too)."""
+    if sequence.shape[1] > steps:
+        return F.adaptive_avg_pool1d(sequence.transpose(1, 2), steps).transpose(1, 2)
+    return match_time(sequence, steps)
