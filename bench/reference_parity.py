@@ -8,6 +8,7 @@ Clone the references side by side, give timm 0.4.5 and einops a private folder, 
     git clone https://github.com/YuanGongND/ssast        REFS/ssast
     git clone https://github.com/YuanGongND/ast          REFS/ast
     git clone https://github.com/yqcai888/easy_dcase_task1 REFS/easy_dcase_task1
+    git clone https://github.com/fschmid56/PretrainedSED REFS/PretrainedSED
     pip install --no-deps --target REFS/deps einops timm==0.4.5
     python bench/reference_parity.py --refs REFS
 
@@ -281,7 +282,41 @@ def check_tfsepnet(refs: Path, tmp: Path) -> list[Row]:
     return rows
 
 
-CHECKS = {"beats": check_beats, "asit": check_asit, "atst": check_atst, "ssast": check_ssast, "ast": check_ast, "tfsepnet": check_tfsepnet}
+def check_pretrainedsed(refs: Path, tmp: Path) -> list[Row]:
+    """PredictionsWrapper over each wrapper, with its own mel_forward, saved as its release files name the keys."""
+    root = refs / "PretrainedSED"
+    sys.path.insert(0, str(root))
+    for name in [m for m in sys.modules if m == "models" or m.startswith("models.")]:  # other references' ``models``
+        del sys.modules[name]
+    from models.asit.ASIT_wrapper import ASiTWrapper
+    from models.atstframe.ATSTF_wrapper import ATSTWrapper
+    from models.beats.BEATs_wrapper import BEATsWrapper
+    from models.prediction_wrapper import PredictionsWrapper
+
+    release = {"atst": ("pretrainedsed-atst", ATSTWrapper, "model.atst."), "beats": ("pretrainedsed-beats", BEATsWrapper, "model.model."),
+               "asit": ("pretrainedsed-asit", ASiTWrapper, "model.")}  # how load_checkpoint's renames undo in the release files
+    rows = []
+    for family, (fmt, wrapper, prefix) in release.items():
+        ref = _perturb(PredictionsWrapper(wrapper()), 0.01)
+        inner = f"model.{family}."
+        state = {(prefix + k[len(inner):] if k.startswith(inner) else k): v for k, v in ref.state_dict().items()}
+        ours = _converted(fmt, state, tmp / family)
+        frontend = Frontend(ours.frontend)
+        lengths = [("10 s (trained length)", 10.0, 1.0), ("5 s", 5.0, 1.0), ("5 s at x0.0005 (dB clamp)", 5.0, 5e-4),
+                   (f"{_kaldi_seconds(592, 16000):.3f} s (592 frames)", _kaldi_seconds(592, 16000), 1.0)]
+        for label, seconds, gain in lengths:
+            wave = gain * waves(seconds, 16000)
+            with torch.no_grad():  # one clip per call: ATSTMel's top_db takes one maximum over its whole batch
+                strong, weak = zip(*(ref(ref.mel_forward(w[None])) for w in wave))
+                out = ours(frontend(wave).unsqueeze(1))
+            name = f"fschmid56/PretrainedSED PredictionsWrapper({wrapper.__name__}()) + mel_forward, keys {prefix}*"
+            rows += [(name, label, "strong (frame) logits, 250 steps", _diff(torch.cat(strong).transpose(1, 2), out.frame_logits)),
+                     ("", "", "weak (clip) logits", _diff(torch.cat(weak), out.clip_logits))]
+    return rows
+
+
+CHECKS = {"beats": check_beats, "asit": check_asit, "atst": check_atst, "ssast": check_ssast, "ast": check_ast, "tfsepnet": check_tfsepnet,
+          "pretrainedsed": check_pretrainedsed}
 
 
 def main() -> None:

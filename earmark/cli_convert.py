@@ -45,5 +45,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path}: {mapped.name} {mapped.overrides}, {len(mapped.state)} tensors"
           f"{f', head for {len(mapped.labels)} classes' if mapped.head else ''}"
           f"{f'; not needed by the teacher and dropped: {len(mapped.dropped)} keys (e.g. {mapped.dropped[:3]})' if mapped.dropped else ''}")
-    print(f"next: earmark finetune {path} --data MANIFEST")
+    if mapped.task == "frame":  # a frame teacher with its own strong heads teaches as it is, on data with its labels
+        print(f"next: earmark distill --teacher {path} --data MANIFEST --task frame --objective detect --online-teacher "
+              f"(MANIFEST labelled with its classes)   or   earmark predict {path} --data MANIFEST --out CACHE")
+    else:
+        print(f"next: earmark finetune {path} --data MANIFEST")
     return 0
