@@ -52,7 +52,8 @@ def with_heads(mapped: Mapped, heads: dict[str, torch.Tensor], sequence: str) ->
         state["head.weight"], state["head.bias"] = heads["weak_head.weight"], heads["weak_head.bias"]
     else:
         mapped.dropped += sorted(k for k in heads if k.startswith("weak_head."))
-    labels = strong_labels() if classes == len(strong_labels()) else [f"class_{i}" for i in range(classes)]
+    names = strong_labels()
+    labels = names if classes == len(names) else [f"class_{i}" for i in range(classes)]
     mapped.state, mapped.labels, mapped.head, mapped.objective, mapped.task = state, labels, "sequence", "detect", "frame"
     mapped.head_options = {"steps": STEPS, "sequence": sequence, "clip_head": clip_head}
     return mapped
