@@ -130,8 +130,8 @@ class Listener:
             if record:
                 self._emit({**record, "wall_time": self._wall(result.end)})
             return
-        for segment in result.segments:
-            self._publish(*self.events.push(segment))
+        for segment in result.segments:  # decided when the window's last sample was heard
+            self._publish(*self.events.push(segment, result.end))
 
     def _publish(self, events, changes) -> None:
         for label, on in changes:

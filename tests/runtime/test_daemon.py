@@ -34,6 +34,8 @@ def test_file_source_reports_events_as_json_lines(tmp_path, model):
     assert [e["label"] for e in events] == ["tone_1k", "tone_3k"]
     assert abs(events[0]["onset"] - 1.0) <= 0.1 and abs(events[0]["offset"] - 2.0) <= 0.15
     assert {"onset_time", "offset_time", "score"} <= set(events[0])
+    for event in events:  # ON announced when the 0.1-s hop that holds the onset was heard
+        assert event["latency"] == pytest.approx(event["detected"] - event["onset"], abs=1e-3) and 0 < event["latency"] <= 0.12
     assert records[-1]["type"] == "status" and records[-1]["audio_seconds"] == pytest.approx(5.0, abs=0.2)
 
 
