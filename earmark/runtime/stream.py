@@ -40,6 +40,9 @@ class WindowPlan:
             raise ValueError(f"the model was exported for {meta.window_seconds} s windows, not {window_seconds}; "
                              "re-export it for another window.")
         self.frames = meta.input_frames
+        if meta.stateful and hop_seconds is not None and abs(hop_seconds - meta.hop_seconds) > 1e-6:
+            raise ValueError(f"a stateful model runs hop by hop on the {meta.hop_seconds} s hop it was exported with, "
+                             f"not {hop_seconds}; drop --hop.")
         self.hop_seconds = hop_seconds or meta.hop_seconds
         self.hop_frames = max(1, round(self.hop_seconds / self.spec.hop_seconds))
         self.hop_seconds = self.hop_frames * self.spec.hop_seconds
@@ -99,6 +102,13 @@ class StreamingClassifier:
         self._windows = 0
         self._resampler: soxr.ResampleStream | None = None
         self._input_rate: int | None = None
+        self.state_resets = 0
+
+    def reset_state(self) -> None:
+        """A stateful model starts again from zero state (after a gap in the source); counted in ``state_resets``."""
+        if self.metadata.stateful:
+            self.backend.reset_state()
+            self.state_resets += 1
 
     @property
     def seconds_processed(self) -> float:
