@@ -90,8 +90,6 @@ def parity_inputs(loaded: LoadedModel, count: int = 6) -> np.ndarray:
 
 def export_stateful(loaded: LoadedModel, out: Path, precision: str, min_agreement: float | None) -> ExportResult:
     """Write the stateful ONNX file of a causal student (fp32) after streaming parity; nothing is written when a gate fails."""
-    from earmark.students.crnn import STEP
-
     if loaded.objective != "detect":
         raise ValueError(f"{loaded.meta.model} is a causal frame model trained to {loaded.objective}; the stateful export "
                          "streams event scores: distil it with --objective detect.")
@@ -100,7 +98,7 @@ def export_stateful(loaded: LoadedModel, out: Path, precision: str, min_agreemen
                          "checkpoint (OUT/student) without --fp16 or --int8.")
     model = loaded.model.eval()
     head = ScoresHead(model, "frame", "detect")
-    metadata = stateful_metadata(loaded, build_metadata(loaded, head, precision), STEP, model.initial_state(1))
+    metadata = stateful_metadata(loaded, build_metadata(loaded, head, precision), model.step_frames, model.initial_state(1))
     partial = out.with_name(out.name + ".partial")
     with tempfile.TemporaryDirectory() as tmp:
         graph = trace_stateful(model, metadata, Path(tmp) / "model.onnx")

@@ -41,6 +41,7 @@ class CausalCRNN(nn.Module):
     """Causal conv blocks + GRU over (B, 1, n_mels, frames); one output frame per ``STEP`` input frames."""
 
     causal = True
+    step_frames = STEP  # the shortest hop it streams: feature frames per output frame
 
     def __init__(self, num_classes: int, channels: tuple[int, ...] = (32, 32, 48, 64, 64), hidden: int = 64,
                  kernel: int = 3, dropout: float = 0.1, task: str = "frame", frontend: str = "cpjku"):
