@@ -229,12 +229,7 @@ def export_onnx(
         _trace(traced, example, fp32_path, head.output_names, dynamic_batch=batch is None)
         model = onnx.load(str(fp32_path))
         if loaded.quantized:
-            store_int8_weights(model)
-            if scope != "all":  # a CPU file (TensorRT, scope all, wants DequantizeLinear weights and initializer biases)
-                dequantize_weight_only(model)
-                store_uniform_constants(model)
-                store_float16_exact(model)
-            quantization = {"method": "qat", "scope": scope, **conv_precisions(model)}
+            quantization = store_qat(model, scope)
         elif precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -266,6 +261,16 @@ def export_onnx(
     accuracy = _accuracy(out, inputs, labelled, metadata, head, batch) if labelled else None
     return ExportResult(out, out.stat().st_size, precision_label, OPSET, parity,
                         measure_latency(out, inputs[: batch or 1]), metadata, accuracy, gates)
+
+
+def store_qat(model: onnx.ModelProto, scope: str) -> dict:
+    """A traced QAT graph's weights stored as INT8 (in place); returns its quantization metadata."""
+    store_int8_weights(model)
+    if scope != "all":  # a CPU file (TensorRT, scope all, wants DequantizeLinear weights and initializer biases)
+        dequantize_weight_only(model)
+        store_uniform_constants(model)
+        store_float16_exact(model)
+    return {"method": "qat", "scope": scope, **conv_precisions(model)}
 
 
 def _int8_scope(loaded: LoadedModel, precision: str, requested: str | None, checkpoint: str | os.PathLike) -> str | None:

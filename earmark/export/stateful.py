@@ -21,7 +21,8 @@ from earmark.audio.metadata import ModelMetadata
 from earmark.export.benchmark import session
 from earmark.export.inputs import feature_batch, test_signals
 from earmark.export.loading import LoadedModel, ScoresHead
-from earmark.export.onnx_export import OPSET, TOLERANCE, ExportResult, Parity, attach_metadata, build_metadata, measure_latency
+from earmark.export.onnx_export import (OPSET, TOLERANCE, ExportResult, Parity, attach_metadata, build_metadata, measure_latency,
+                                        store_qat)
 from earmark.export.qdq import compact
 
 PARITY_SECONDS = 4.0  # long enough for the state to matter: 64 hops of 62.5 ms
@@ -89,25 +90,34 @@ def parity_inputs(loaded: LoadedModel, count: int = 6) -> np.ndarray:
 
 
 def export_stateful(loaded: LoadedModel, out: Path, precision: str, min_agreement: float | None) -> ExportResult:
-    """Write the stateful ONNX file of a causal student (fp32) after streaming parity; nothing is written when a gate fails."""
+    """Write the stateful ONNX file of a causal student (fp32, or INT8 weights from weight-only QAT) after streaming parity
+    against the PyTorch model (QAT: fake-quantized); nothing is written when a gate fails."""
     if loaded.objective != "detect":
         raise ValueError(f"{loaded.meta.model} is a causal frame model trained to {loaded.objective}; the stateful export "
                          "streams event scores: distil it with --objective detect.")
-    if loaded.quantized or precision != "fp32":
-        raise ValueError(f"{loaded.meta.model} is causal and exports as a stateful fp32 file for now; export the float "
-                         "checkpoint (OUT/student) without --fp16 or --int8.")
+    scope = loaded.meta.extra["quantization"]["scope"] if loaded.quantized else None
+    if scope not in (None, "weights") or (not loaded.quantized and precision != "fp32"):
+        raise ValueError(f"{loaded.meta.model} is causal: it exports stateful in fp32 from its float checkpoint, or in INT8 from "
+                         "weight-only QAT (`earmark distill --qat --int8-scope weights`), whose modules stream as they train.")
+    inputs = parity_inputs(loaded)
     model = loaded.model.eval()
+    if loaded.quantized:
+        from earmark.students import export_ready
+
+        model, precision = export_ready(model, torch.from_numpy(inputs[:1])), "int8"
     head = ScoresHead(model, "frame", "detect")
     metadata = stateful_metadata(loaded, build_metadata(loaded, head, precision), model.step_frames, model.initial_state(1))
     partial = out.with_name(out.name + ".partial")
     with tempfile.TemporaryDirectory() as tmp:
         graph = trace_stateful(model, metadata, Path(tmp) / "model.onnx")
+    if loaded.quantized:
+        metadata = dataclasses.replace(metadata, quantization=store_qat(graph, scope))
     compact(graph)
     attach_metadata(graph, metadata)
     onnx.checker.check_model(graph)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(graph, str(partial))
-    parity = stream_parity(partial, metadata, model, parity_inputs(loaded))
+    parity = stream_parity(partial, metadata, model, inputs)
     max_diff, default_agreement = TOLERANCE[precision]
     gates = parity.gates(max_diff, default_agreement if min_agreement is None else min_agreement)
     if not all(g.passed for g in gates):
