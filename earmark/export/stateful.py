@@ -41,10 +41,11 @@ class StreamStep(nn.Module):
         return (frame, frame.amax(dim=1), *new_state)
 
 
-def stateful_metadata(loaded: LoadedModel, metadata: ModelMetadata, hop_frames: int, state: list[torch.Tensor]) -> ModelMetadata:
-    """The windowed metadata made stateful: a window is one hop, and the state tensors are named with their shapes."""
-    hop = hop_frames * loaded.frontend.hop_seconds
-    return dataclasses.replace(metadata, window_seconds=hop, hop_seconds=hop, input_frames=hop_frames, stateful=True,
+def stateful_metadata(metadata: ModelMetadata, model: nn.Module) -> ModelMetadata:
+    """Windowed metadata made stateful for a causal ``model``: a window is one hop of its ``step_frames``, and its state
+    tensors are named with their shapes."""
+    hop, state = model.step_frames * metadata.frontend.hop_seconds, model.initial_state(1)
+    return dataclasses.replace(metadata, window_seconds=hop, hop_seconds=hop, input_frames=model.step_frames, stateful=True,
                                state_inputs=tuple(f"state_in_{i}" for i in range(len(state))),
                                state_outputs=tuple(f"state_out_{i}" for i in range(len(state))),
                                state_shapes=tuple(tuple(s.shape) for s in state))
@@ -106,7 +107,7 @@ def export_stateful(loaded: LoadedModel, out: Path, precision: str, min_agreemen
 
         model, precision = export_ready(model, torch.from_numpy(inputs[:1])), "int8"
     head = ScoresHead(model, "frame", "detect")
-    metadata = stateful_metadata(loaded, build_metadata(loaded, head, precision), model.step_frames, model.initial_state(1))
+    metadata = stateful_metadata(build_metadata(loaded, head, precision), model)
     partial = out.with_name(out.name + ".partial")
     with tempfile.TemporaryDirectory() as tmp:
         graph = trace_stateful(model, metadata, Path(tmp) / "model.onnx")
