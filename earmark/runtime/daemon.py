@@ -131,7 +131,7 @@ class Listener:
                 self._emit({**record, "wall_time": self._wall(result.end)})
             return
         for segment in result.segments:  # decided when the window's last sample was heard
-            self._publish(*self.events.push(segment, result.end))
+            self._publish(*self.events.push(segment, result.heard))
 
     def _publish(self, events, changes) -> None:
         for label, on in changes:

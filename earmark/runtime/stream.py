@@ -28,6 +28,7 @@ class WindowResult:
     latency_ms: float
     features: np.ndarray | None = None  # (n_mels, frames) log-mel columns this window added (the whole window first)
     scene: np.ndarray | None = None  # a scene head's probabilities over the metadata's scene_labels
+    heard: float = 0.0  # stream time of the last sample the window depends on: the earliest its scores can be known
 
 
 class WindowPlan:
@@ -73,7 +74,14 @@ class WindowPlan:
         else:
             segments = [Scores(end - (self.meta.window_seconds if first else self.hop_seconds), end, out["clip"][0])]
         return WindowResult(end, out["clip"][0], segments, latency, frames if first else frames[:, -self.hop_frames:],
-                            out["scene"][0] if "scene" in out else None)
+                            out["scene"][0] if "scene" in out else None, self.heard(end_frame))
+
+    def heard(self, end_frame: int) -> float:
+        """Stream seconds of audio the window ending at ``end_frame`` needs: its last frame reaches half an FFT past its
+        centre (centred frames) or a window length past its start."""
+        spec = self.spec
+        reach = spec.n_fft // 2 if spec.center else spec.win_length
+        return ((end_frame - 1) * spec.hop_length + reach) / spec.sample_rate
 
 
 class StreamingClassifier:
