@@ -162,15 +162,22 @@ SYSTEMS = {"a": "(a) clip pipeline, KD + QAT INT8", "b": "(b) mixtures, no KD", 
            "d": "(d) (c) QAT INT8"}
 
 
+def latency_cell(latency: dict) -> str:
+    """Median / p90 detection latency in ms, or "-" without hits."""
+    return "-" if not latency["hits"] else f"{latency['median'] * 1000:.0f} / {latency['p90'] * 1000:.0f}"
+
+
 def table(title: str, results: dict[str, dict], frame_teacher: str = TEACHER) -> str:
-    """One row per system: F1 onset / onset+offset at 0.2 and 0.5 s, PSDS1, detections/events, false alarms per minute."""
+    """One row per system: F1 onset / onset+offset at 0.2 and 0.5 s, PSDS1, detections/events, false alarms per minute,
+    and the detection latency (reference onset -> ON in stream time, hits at the 0.5-s collar) median / p90 in ms."""
     lines = [title, f"{'system':34s} {'F1 on@.2':>8s} {'+off@.2':>8s} {'F1 on@.5':>8s} {'+off@.5':>8s} {'PSDS1':>6s} "
-                    f"{'det/events':>11s} {'FA/min':>7s}"]
+                    f"{'det/events':>11s} {'FA/min':>7s} {'latency ms p50/p90':>18s}"]
     for name, r in results.items():
         tight, loose = r["events"]["0.2"], r["events"]["0.5"]
         lines.append(f"{SYSTEMS[name].format(frame_teacher):34s} {tight['onset']['f1']:8.1%} {tight['onset_offset']['f1']:8.1%} "
                      f"{loose['onset']['f1']:8.1%} {loose['onset_offset']['f1']:8.1%} {r['psds']['psds1']:6.3f} "
-                     f"{loose['detections']:>5d}/{loose['references']:<5d} {r['false_alarms']['per_minute']:7.2f}")
+                     f"{loose['detections']:>5d}/{loose['references']:<5d} {r['false_alarms']['per_minute']:7.2f} "
+                     f"{latency_cell(r['latency']):>18s}")
     return "\n".join(lines)
 
 

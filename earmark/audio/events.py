@@ -23,16 +23,21 @@ class Scores:
 
 @dataclass
 class Event:
-    """A detected sound event in stream seconds."""
+    """A detected sound event in stream seconds; ``detected`` is the stream time its ON state was announced (the
+    audio heard by then, so the window lag and the post-processing delay are in it)."""
 
     label: str
     onset: float
     offset: float
     score: float
+    detected: float | None = None
 
     def to_record(self) -> dict:
-        return {"type": "event", "label": self.label, "onset": round(self.onset, 3), "offset": round(self.offset, 3),
-                "score": round(self.score, 4)}
+        record = {"type": "event", "label": self.label, "onset": round(self.onset, 3), "offset": round(self.offset, 3),
+                  "score": round(self.score, 4)}
+        if self.detected is not None:
+            record.update(detected=round(self.detected, 3), latency=round(self.detected - self.onset, 3))
+        return record
 
 
 @dataclass
@@ -42,6 +47,7 @@ class _Track:
     off_since: float | None = None
     peak: float = 0.0
     announced: bool = False
+    announced_at: float | None = None  # stream time of the ON announcement
 
 
 @dataclass
@@ -72,17 +78,18 @@ class EventTracker:
     def update_thresholds(self, thresholds: dict[str, float]) -> None:
         self.settings.thresholds = dict(thresholds)
 
-    def push(self, segment: Scores) -> tuple[list[Event], list[tuple[str, bool]]]:
-        """Add one segment; returns finished events and (label, on) state changes."""
+    def push(self, segment: Scores, now: float | None = None) -> tuple[list[Event], list[tuple[str, bool]]]:
+        """Add one segment; returns finished events and (label, on) state changes. ``now`` is the stream time the
+        decision is made at (default: the segment's end): an ON announced now is stamped with it."""
         self._history.append(segment.probs)
         self._times.append((segment.start, segment.end))
         if len(self._history) < self._history.maxlen:
             return [], []
         probs = np.median(np.stack(self._history), axis=0)  # class-wise median over the last segments
-        start, end = self._times[len(self._times) // 2]  # the median's centre segment
-        return self._step(probs, start, end)
+        start, end = self._times[len(self._times) // 2]  # the median's centre segment: its delay shows in ``now``
+        return self._step(probs, start, end, segment.end if now is None else now)
 
-    def _step(self, probs: np.ndarray, start: float, end: float) -> tuple[list[Event], list[tuple[str, bool]]]:
+    def _step(self, probs: np.ndarray, start: float, end: float, now: float) -> tuple[list[Event], list[tuple[str, bool]]]:
         s, events, changes = self.settings, [], []
         for label, track, p in zip(self.labels, self.tracks, probs):
             on = s.on(label)
@@ -92,18 +99,19 @@ class EventTracker:
                 track.off_since = None
                 track.peak = max(track.peak, float(p))
                 if not track.announced and end - track.onset >= s.min_duration:
-                    track.announced = True
+                    track.announced, track.announced_at = True, now
                     changes.append((label, True))
             elif track.active:
                 if track.off_since is None:
                     track.off_since = start
                 if end - track.off_since > s.max_gap:
-                    events += self._close(label, track, changes)
+                    events += self._close(label, track, changes, now)
         return events, changes
 
-    def _close(self, label: str, track: _Track, changes: list) -> list[Event]:
+    def _close(self, label: str, track: _Track, changes: list, now: float) -> list[Event]:
         offset = max(track.off_since - self.settings.offset_lag, track.onset + 1e-3)
-        event = Event(label, track.onset, offset, track.peak)
+        detected = track.announced_at if track.announced else now  # never announced ON: first reported now
+        event = Event(label, track.onset, offset, track.peak, detected)
         done = [event] if event.offset - event.onset >= self.settings.min_duration else []
         if track.announced:
             changes.append((label, False))
@@ -116,5 +124,5 @@ class EventTracker:
         for label, track in zip(self.labels, self.tracks):
             if track.active:
                 track.off_since = track.off_since if track.off_since is not None else end
-                events += self._close(label, track, changes)
+                events += self._close(label, track, changes, end)
         return events, changes

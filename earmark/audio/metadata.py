@@ -27,7 +27,10 @@ class ModelMetadata:
 
     ``input_name`` takes features shaped (batch, 1, n_mels, frames); ``outputs`` maps a role
     (``clip`` for (batch, classes), ``frame`` for (batch, frames_out, classes), ``scene`` for (batch, scenes)) to
-    the graph's output name. A model with a ``scene`` output (a second head) names its scenes in ``scene_labels``
+    the graph's output name. A ``stateful`` model (a causal student) takes one hop of ``input_frames`` frames plus its
+    state tensors ``state_inputs`` (zeros at the start, shapes ``state_shapes``) and returns its scores plus the next
+    state ``state_outputs``, in the same order: the runtime feeds each hop the state the previous one returned.
+    A model with a ``scene`` output (a second head) names its scenes in ``scene_labels``
     and reports scenes (softmax) beside its events.
     Scores are probabilities: softmax over scenes when ``objective`` is ``classify`` (the runtime reports
     scenes), independent sigmoids when it is ``detect`` (the runtime reports events).
@@ -51,6 +54,10 @@ class ModelMetadata:
     source_checkpoint_sha256: str = ""
     model_name: str = ""
     quantization: dict[str, Any] = field(default_factory=dict)  # INT8: method (qat/ptq), scope, convs left float
+    stateful: bool = False
+    state_inputs: tuple[str, ...] = ()
+    state_outputs: tuple[str, ...] = ()
+    state_shapes: tuple[tuple[int, ...], ...] = ()
     format_version: int = METADATA_VERSION
 
     def threshold(self, label: str) -> float:
@@ -79,5 +86,8 @@ class ModelMetadata:
             raise ValueError(f"{source}: earmark metadata lacks {missing} or has unknown {sorted(set(data) - known)}; re-export it with `earmark export`.")
         data["labels"] = tuple(data["labels"])
         data["scene_labels"] = tuple(data.get("scene_labels", ()))
+        for name in ("state_inputs", "state_outputs"):
+            data[name] = tuple(data.get(name, ()))
+        data["state_shapes"] = tuple(tuple(shape) for shape in data.get("state_shapes", ()))
         data["frontend"] = FrontendSpec.from_dict(data["frontend"])
         return cls(**data)

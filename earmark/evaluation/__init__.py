@@ -5,7 +5,7 @@ Soundscapes go through `listen`'s own streaming pipeline; the metrics come from 
 """
 
 from earmark.evaluation.clips import clip_metrics, clip_scores
-from earmark.evaluation.events import PSDS1, PSDS2, ScoreTrack, event_metrics, false_alarms, psds
+from earmark.evaluation.events import PSDS1, PSDS2, ScoreTrack, detection_latency, event_metrics, false_alarms, psds
 from earmark.evaluation.models import deployable
 from earmark.evaluation.soundscapes import Heard, evaluate_soundscapes, listen_to_file
 

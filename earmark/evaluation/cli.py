@@ -74,6 +74,10 @@ def print_soundscapes(r: dict) -> None:
     p, fa = r["psds"], r["false_alarms"]
     psds2 = "-" if p["psds2"] is None else f"{p['psds2']:.3f}"
     print(f"PSDS1 {p['psds1']:.3f}, PSDS2 {psds2} (sed_scores_eval, DCASE Task 4 settings; classes without events left out: {p['excluded'] or 'none'})")
+    lat = r["latency"]
+    if lat["hits"]:
+        print(f"detection latency (reference onset -> ON, stream time): median {lat['median'] * 1000:.0f} ms, "
+              f"p90 {lat['p90'] * 1000:.0f} ms over {lat['hits']} hits (onset collar {lat['collar']} s)")
     print(f"false alarms: {fa['false_alarms']} in {fa['background_minutes']:.1f} min of background-only audio ({fa['per_minute']:.2f}/min)")
     first = next(iter(r["events"].values()))
     rows = [(label, str(c["references"]), str(c["detections"]), percent(c["onset_f1"]), percent(c["onset_offset_f1"]),

@@ -128,3 +128,29 @@ def false_alarms(reference: EventsByFile, detections: EventsByFile, durations: d
         count += sum(1 for on, _, _ in detections.get(file_id, []) if not any(start <= on <= end for start, end in busy))
     minutes = background / 60
     return {"false_alarms": count, "background_minutes": minutes, "per_minute": count / minutes if minutes else 0.0}
+
+
+Detection = tuple[float, float, str, float]  # (onset, offset, label, detected): the stream time its ON was announced
+
+
+def detection_latency(reference: EventsByFile, detections: dict[str, list[Detection]], collar: float = 0.2) -> dict:
+    """For each hit, the stream time from the reference onset to the ON announcement: median, p90 and the hits.
+
+    A hit pairs a reference event with a detection of its label whose onset is within ``collar`` (onset F1's rule),
+    each used once, the closest onsets first. The announcement's stream time counts everything the listener waited
+    for: the window (or hop) of audio, the median filter's centre lag and the minimum duration.
+    """
+    latencies = []
+    for file_id, events in reference.items():
+        found = detections.get(file_id, [])
+        pairs = sorted((abs(d[0] - r[0]), i, j) for i, r in enumerate(events) for j, d in enumerate(found)
+                       if d[2] == r[2] and abs(d[0] - r[0]) <= collar)
+        used_ref, used_det = set(), set()
+        for _, i, j in pairs:
+            if i not in used_ref and j not in used_det:
+                used_ref.add(i), used_det.add(j)
+                latencies.append(found[j][3] - events[i][0])
+    if not latencies:
+        return {"collar": collar, "hits": 0, "median": None, "p90": None}
+    return {"collar": collar, "hits": len(latencies), "median": float(np.median(latencies)),
+            "p90": float(np.percentile(latencies, 90))}

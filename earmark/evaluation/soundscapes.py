@@ -12,7 +12,7 @@ import soundfile as sf
 
 from earmark.audio.manifest import Manifest
 from earmark.audio.spec import FrontendSpec
-from earmark.evaluation.events import ScoreTrack, event_metrics, false_alarms, psds
+from earmark.evaluation.events import ScoreTrack, detection_latency, event_metrics, false_alarms, psds
 from earmark.runtime.daemon import Listener
 from earmark.runtime.model import load_backend
 from earmark.runtime.postprocess import EventSettings
@@ -66,12 +66,13 @@ def evaluate_soundscapes(model: str | os.PathLike, manifest: Manifest, settings:
     if unknown:
         raise ValueError(f"{manifest.source}: reference labels {unknown} are not among the model's labels {labels}; "
                          "evaluate a model trained on these labels.")
-    reference, detections, scores, durations, files = {}, {}, {}, {}, []
+    reference, detections, announced, scores, durations, files = {}, {}, {}, {}, {}, []
     busy = 0.0
     for index, clip in enumerate(manifest.clips):
         heard = listen_to_file(model, clip.path, settings, hop)
         timeline = heard.timeline
         reference[clip.id], detections[clip.id] = list(clip.events), timeline.triples()
+        announced[clip.id] = [(e.onset, e.offset, e.label, e.detected) for e in timeline.events]
         scores[clip.id] = ScoreTrack(*timeline.grid())
         durations[clip.id], busy = heard.duration, busy + heard.busy
         row = {"id": clip.id, "path": str(clip.path), "events": len(clip.events), "detections": len(timeline.events)}
@@ -86,5 +87,6 @@ def evaluate_soundscapes(model: str | os.PathLike, manifest: Manifest, settings:
         "events": {str(c): event_metrics(reference, detections, labels, c, offset_ratio) for c in collars},
         "psds": psds(scores, reference, durations, labels),
         "false_alarms": false_alarms(reference, detections, durations, min(collars)),
+        "latency": detection_latency(reference, announced, max(collars)),
         "per_file": files,
     }

@@ -118,12 +118,13 @@ def bench_onnx(path: str | os.PathLike, batch: int = 8, runs: int = 50) -> list[
     dynamic = not isinstance(first, int)  # a named or unknown batch dimension
     rng = np.random.default_rng(0)
     features = lambda n: rng.standard_normal((n, 1, meta.frontend.n_mels, meta.input_frames)).astype(np.float32)
+    state = {name: np.zeros(shape, np.float32) for name, shape in zip(meta.state_inputs, meta.state_shapes)}  # one hop of a stateful model
     rows = []
     for threads in sorted({1, os.cpu_count() or 1}):
         sess = session(path, threads)
         one = features(1 if dynamic else first)
         rows.append(_row(Path(path).name, "onnxruntime", meta.precision, threads, len(one),
-                         lambda: (lambda: sess.run(None, {meta.input_name: one})), runs))
+                         lambda: (lambda: sess.run(None, {meta.input_name: one, **state})), runs))
         if dynamic and batch > 1:
             many = features(batch)
             rows.append(_row(Path(path).name, "onnxruntime", meta.precision, threads, batch,

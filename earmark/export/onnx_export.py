@@ -164,14 +164,15 @@ def measure_parity(path: Path, head: ScoresHead, inputs: np.ndarray, batch: int 
     return Parity(max(diffs), float(np.concatenate(agree).mean()), len(inputs), bool(finite), head.objective == "detect")
 
 
-def measure_latency(path: Path, example: np.ndarray, runs: int = 30) -> float:
-    """Median ONNX Runtime latency in milliseconds for one call on ``example`` (one thread)."""
+def measure_latency(path: Path, example: np.ndarray, runs: int = 30, state: dict[str, np.ndarray] | None = None) -> float:
+    """Median ONNX Runtime latency in milliseconds for one call on ``example`` (one thread; a stateful model's ``state``)."""
     sess = session(path)
-    sess.run(None, {INPUT_NAME: example})
+    feeds = {INPUT_NAME: example, **(state or {})}
+    sess.run(None, feeds)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        sess.run(None, {INPUT_NAME: example})
+        sess.run(None, feeds)
         times.append(time.perf_counter() - start)
     return 1000 * float(np.median(times))
 
@@ -195,6 +196,10 @@ def export_onnx(
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it or --out to write elsewhere.")
     loaded = LoadedModel.open(checkpoint)
+    if getattr(loaded.model, "causal", False) and loaded.meta.task == "frame":  # a causal detector streams with state, no windows
+        from earmark.export.stateful import export_stateful
+
+        return export_stateful(loaded, out, precision, min_agreement)
     if precision == "int8" and not loaded.quantized and calib is None:
         raise ValueError(
             f"{checkpoint} is a float checkpoint: int8 needs --calib MANIFEST for post-training quantization, "
@@ -224,12 +229,7 @@ def export_onnx(
         _trace(traced, example, fp32_path, head.output_names, dynamic_batch=batch is None)
         model = onnx.load(str(fp32_path))
         if loaded.quantized:
-            store_int8_weights(model)
-            if scope != "all":  # a CPU file (TensorRT, scope all, wants DequantizeLinear weights and initializer biases)
-                dequantize_weight_only(model)
-                store_uniform_constants(model)
-                store_float16_exact(model)
-            quantization = {"method": "qat", "scope": scope, **conv_precisions(model)}
+            quantization = store_qat(model, scope)
         elif precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -261,6 +261,16 @@ def export_onnx(
     accuracy = _accuracy(out, inputs, labelled, metadata, head, batch) if labelled else None
     return ExportResult(out, out.stat().st_size, precision_label, OPSET, parity,
                         measure_latency(out, inputs[: batch or 1]), metadata, accuracy, gates)
+
+
+def store_qat(model: onnx.ModelProto, scope: str) -> dict:
+    """A traced QAT graph's weights stored as INT8 (in place); returns its quantization metadata."""
+    store_int8_weights(model)
+    if scope != "all":  # a CPU file (TensorRT, scope all, wants DequantizeLinear weights and initializer biases)
+        dequantize_weight_only(model)
+        store_uniform_constants(model)
+        store_float16_exact(model)
+    return {"method": "qat", "scope": scope, **conv_precisions(model)}
 
 
 def _int8_scope(loaded: LoadedModel, precision: str, requested: str | None, checkpoint: str | os.PathLike) -> str | None:

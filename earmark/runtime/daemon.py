@@ -130,8 +130,8 @@ class Listener:
             if record:
                 self._emit({**record, "wall_time": self._wall(result.end)})
             return
-        for segment in result.segments:
-            self._publish(*self.events.push(segment))
+        for segment in result.segments:  # decided when the window's last sample was heard
+            self._publish(*self.events.push(segment, result.heard))
 
     def _publish(self, events, changes) -> None:
         for label, on in changes:
@@ -159,6 +159,7 @@ class Listener:
                   "overruns": getattr(self.source, "overruns", 0), "reconnects": getattr(self.source, "reconnects", 0),
                   "latency_ms_p50": round(float(np.median(self._latencies)), 3) if self._latencies else None,
                   "nonfinite_samples": m.nonfinite_samples,
+                  **({"stateful": True, "state_resets": self.classifier.state_resets} if self.classifier.metadata.stateful else {}),
                   "sinks": {name: delivery.as_dict() for name, delivery in m.sinks.items()}}
         if self._latest is not None:
             record["hears"] = top_k(self.labels, self._latest, self.k)
@@ -179,6 +180,12 @@ class Listener:
             block = self.source.read(0.5)
             if block is None:
                 break
+            reconnects = getattr(self.source, "reconnects", 0)
+            if reconnects != self.metrics.reconnects:  # a gap in the source: a stateful model must not carry its past over it
+                self.classifier.reset_state()
+                self.metrics.reconnects = reconnects
+                if self.classifier.metadata.stateful:
+                    log("the source was reopened: the stateful model starts again from zero state (state_resets in status)")
             if block.size:
                 block = self._finite(block)
                 started = time.perf_counter()
@@ -188,7 +195,6 @@ class Listener:
                 self.metrics.audio_seconds += block.size / rate
                 self.metrics.last_audio = time.monotonic()
             self.metrics.overruns = getattr(self.source, "overruns", 0)
-            self.metrics.reconnects = getattr(self.source, "reconnects", 0)
             if time.monotonic() >= next_status:
                 self._emit(self.status())
                 next_status = time.monotonic() + self.status_every

@@ -19,6 +19,8 @@ class Backend(Protocol):
 
     def run(self, features: np.ndarray) -> dict[str, np.ndarray]: ...
 
+    def reset_state(self) -> None: ...
+
 
 class OnnxBackend:
     """ONNX Runtime on the CPU with few threads and no spinning (edge settings)."""
@@ -42,11 +44,20 @@ class OnnxBackend:
             raise ValueError(f"{path}: has no earmark metadata (labels, frontend, window); export it with `earmark export`, "
                              "which writes them into the file.")
         self.metadata = ModelMetadata.from_json(text, str(path))
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        """A stateful model starts again from zero state (a new stream, or a gap in this one)."""
+        meta = self.metadata
+        self.state = {name: np.zeros(shape, np.float32) for name, shape in zip(meta.state_inputs, meta.state_shapes)}
 
     def run(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        names = list(self.metadata.outputs.values())
-        values = self.session.run(names, {self.metadata.input_name: features})
-        return dict(zip(self.metadata.outputs, values))
+        """The scores of ``features``; a stateful model continues from the previous call's state and keeps the new one."""
+        meta = self.metadata
+        names = [*meta.outputs.values(), *meta.state_outputs]
+        values = self.session.run(names, {meta.input_name: features, **self.state})
+        self.state = dict(zip(meta.state_inputs, values[len(meta.outputs):]))
+        return dict(zip(meta.outputs, values))
 
 
 class TensorRTBackend:
@@ -67,6 +78,9 @@ class TensorRTBackend:
         if not meta_path.is_file():
             raise ValueError(f"{path}: the metadata {meta_path.name} is missing beside the engine; rebuild with `earmark export --format engine`.")
         self.metadata = ModelMetadata.from_json(meta_path.read_text(), str(meta_path))
+        if self.metadata.stateful:
+            raise ValueError(f"{path}: a stateful (causal) model runs on ONNX Runtime only for now; use --backend onnxruntime "
+                             "with its .onnx file.")
         self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise ValueError(f"{path}: TensorRT cannot deserialize it; engines run only on the GPU and TensorRT version that built them.")
@@ -74,6 +88,9 @@ class TensorRTBackend:
         self.cudart = cudart
         self.stream = self._check(cudart.cudaStreamCreate())
         self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+
+    def reset_state(self) -> None:
+        """Stateless: nothing to reset."""
 
     def _check(self, result):
         err, *value = result

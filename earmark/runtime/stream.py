@@ -28,6 +28,7 @@ class WindowResult:
     latency_ms: float
     features: np.ndarray | None = None  # (n_mels, frames) log-mel columns this window added (the whole window first)
     scene: np.ndarray | None = None  # a scene head's probabilities over the metadata's scene_labels
+    heard: float = 0.0  # stream time of the last sample the window depends on: the earliest its scores can be known
 
 
 class WindowPlan:
@@ -40,6 +41,9 @@ class WindowPlan:
             raise ValueError(f"the model was exported for {meta.window_seconds} s windows, not {window_seconds}; "
                              "re-export it for another window.")
         self.frames = meta.input_frames
+        if meta.stateful and hop_seconds is not None and abs(hop_seconds - meta.hop_seconds) > 1e-6:
+            raise ValueError(f"a stateful model runs hop by hop on the {meta.hop_seconds} s hop it was exported with, "
+                             f"not {hop_seconds}; drop --hop.")
         self.hop_seconds = hop_seconds or meta.hop_seconds
         self.hop_frames = max(1, round(self.hop_seconds / self.spec.hop_seconds))
         self.hop_seconds = self.hop_frames * self.spec.hop_seconds
@@ -70,7 +74,14 @@ class WindowPlan:
         else:
             segments = [Scores(end - (self.meta.window_seconds if first else self.hop_seconds), end, out["clip"][0])]
         return WindowResult(end, out["clip"][0], segments, latency, frames if first else frames[:, -self.hop_frames:],
-                            out["scene"][0] if "scene" in out else None)
+                            out["scene"][0] if "scene" in out else None, self.heard(end_frame))
+
+    def heard(self, end_frame: int) -> float:
+        """Stream seconds of audio the window ending at ``end_frame`` needs: its last frame reaches half an FFT past its
+        centre (centred frames) or a window length past its start."""
+        spec = self.spec
+        reach = spec.n_fft // 2 if spec.center else spec.win_length
+        return ((end_frame - 1) * spec.hop_length + reach) / spec.sample_rate
 
 
 class StreamingClassifier:
@@ -99,6 +110,13 @@ class StreamingClassifier:
         self._windows = 0
         self._resampler: soxr.ResampleStream | None = None
         self._input_rate: int | None = None
+        self.state_resets = 0
+
+    def reset_state(self) -> None:
+        """A stateful model starts again from zero state (after a gap in the source); counted in ``state_resets``."""
+        if self.metadata.stateful:
+            self.backend.reset_state()
+            self.state_resets += 1
 
     @property
     def seconds_processed(self) -> float:

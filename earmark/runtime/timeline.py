@@ -41,7 +41,7 @@ class Timeline:
 
     def emit(self, record: dict) -> None:
         if record["type"] == "event":
-            self.events.append(Event(record["label"], record["onset"], record["offset"], record["score"]))
+            self.events.append(Event(record["label"], record["onset"], record["offset"], record["score"], record.get("detected")))
             self.delivery.add("sent")
 
     def state(self, label: str, on: bool) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Callable
 from torch import nn
 
 from earmark.engine.schema import check_arguments
+from earmark.students.crnn import CausalCRNN
 from earmark.students.tfsepnet import TFSepNet
 from earmark.students.vit import AudioViT
 
@@ -32,6 +33,10 @@ REGISTRY: dict[str, StudentSpec] = {
                               "TF-SepNet-32, depth 17"),
     "tfsepnet16": StudentSpec(TFSepNet, dict(base_channels=16, depth=16, frontend="cpjku"),
                               "TF-SepNet-16, a micro budget for microcontroller-class devices"),
+    "crnn_causal": StudentSpec(CausalCRNN, dict(channels=(32, 32, 48, 64, 64), hidden=64, frontend="cpjku"),
+                               "causal CRNN (4 causal separable blocks + GRU 64), streams 62.5-ms hops with state"),
+    "crnn_causal_tiny": StudentSpec(CausalCRNN, dict(channels=(16, 16, 24, 32, 32), hidden=32, frontend="cpjku"),
+                                    "causal CRNN at a quarter of the width, for microcontroller-class budgets"),
     "vit_tiny_audio": StudentSpec(AudioViT, dict(dim=192, depth=12, heads=3), "ViT 192x12x3 (CED-Tiny size)"),
     "vit_nano_audio": StudentSpec(AudioViT, dict(dim=96, depth=4, heads=2), "ViT 96x4x2"),
     "vit_micro_audio": StudentSpec(AudioViT, dict(dim=64, depth=2, heads=2), "ViT 64x2x2 (~120k parameters)"),

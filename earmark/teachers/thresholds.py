@@ -47,6 +47,8 @@ def timeline(model: nn.Module, frontend: Frontend, wave: np.ndarray, window_seco
     """The segments the daemon would see for ``wave``: windows every hop, each adding its new stretch of scores."""
     spec, device = frontend.spec, next(model.parameters()).device
     window = int(round(window_seconds * spec.sample_rate))
+    if getattr(model, "causal", False):  # a causal model streams with state: all of it at once is what the daemon sees
+        window = max(window, wave.size)
     hop = max(1, round(hop_seconds / spec.hop_seconds)) * spec.hop_length  # the daemon's hop is whole feature frames
     wave = np.pad(wave, (0, max(0, window - wave.size)))
     starts = range(0, wave.size - window + 1, hop)

@@ -46,6 +46,9 @@ def test_eval_of_a_tone_detector_on_tone_soundscapes(tmp_path, capsys):
     assert r["false_alarms"]["false_alarms"] == 0 and r["false_alarms"]["background_minutes"] > 6 / 60
     assert r["psds"]["psds1"] > 0.9 and r["psds"]["psds2"] is not None
     assert r["postprocess"]["median"] == 3
+    # frames of 10 ms decided every 0.1-s hop, median over 3 frames: each ON is announced within a hop (+ a frame)
+    assert r["latency"]["hits"] == 4 and 0 < r["latency"]["median"] <= r["latency"]["p90"] <= 0.13
+    assert "detection latency" in printed
     for row in r["per_file"]:
         assert row["timeline"].endswith(".png") and open(row["timeline"], "rb").read(4) == b"\x89PNG"
     assert "PSDS1" in printed and "tone_1k" in printed and "tone_3k" in printed

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from earmark.evaluation import ScoreTrack, event_metrics, false_alarms, psds
+from earmark.evaluation import ScoreTrack, detection_latency, event_metrics, false_alarms, psds
 
 LABELS = ["a", "b"]
 REFERENCE = {"f1": [(1.0, 3.0, "a"), (5.0, 7.0, "b")], "f2": []}
@@ -87,3 +87,13 @@ def test_a_class_never_detected_counts_as_zero_in_the_class_mean():
 def test_detections_for_unlisted_files_are_refused():
     with pytest.raises(ValueError, match="no reference"):
         event_metrics({"f1": []}, {"f9": [(0.0, 1.0, "a")]}, ["a"])
+
+
+def test_detection_latency_pairs_hits_by_label_and_onset_collar():
+    reference = {"f": [(1.0, 2.0, "a"), (3.0, 4.0, "b"), (6.0, 7.0, "a")], "g": [(0.5, 1.0, "a")]}
+    detections = {"f": [(1.1, 2.0, "a", 1.25), (3.05, 4.0, "a", 3.2), (6.0, 6.5, "a", 6.4)],  # wrong label for b: no hit
+                  "g": [(1.5, 2.0, "a", 1.6)]}  # outside the collar
+    latency = detection_latency(reference, detections, collar=0.2)
+    assert latency["hits"] == 2
+    assert latency["median"] == pytest.approx(0.325) and latency["p90"] == pytest.approx(0.385)
+    assert detection_latency({"f": [(1.0, 2.0, "a")]}, {"f": []})["median"] is None

@@ -49,7 +49,8 @@ def test_every_student_exports_with_metadata_and_parity(name, task, tmp_path):
     assert meta.frontend == create_student(name, 2).frontend and meta.source_checkpoint_sha256
     assert result.parity.max_abs_diff < 1e-4 and result.parity.top1_agreement == 1.0
     outputs = [o.name for o in onnx.load(str(result.path)).graph.output]
-    assert outputs == (["frame_probs", "clip_probs"] if task == "frame" else ["clip_probs"])
+    # a causal frame model (stateful) returns its next state after its scores
+    assert outputs == (["frame_probs", "clip_probs"] if task == "frame" else ["clip_probs"]) + list(meta.state_outputs)
     if task == "frame":
         assert meta.frame_hop_seconds > 0 and meta.objective == "detect"
 

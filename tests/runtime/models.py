@@ -40,10 +40,13 @@ class ToneDetector(nn.Module):
         self.frame, self.gain, self.bias, self.scenes = frame, gain, bias, scenes
         self.register_buffer("masks", band_masks() / band_masks().sum(1, keepdim=True))
 
-    def forward(self, x):
+    def rise(self, x):
+        """(B, T, C): how far each label's band rises above the frame's mean."""
         x = x[:, 0]  # (B, F, T)
-        rise = torch.einsum("cf,bft->btc", self.masks, x) - x.mean(dim=1).unsqueeze(-1)
-        frames = torch.sigmoid(self.gain * (rise - self.bias))
+        return torch.einsum("cf,bft->btc", self.masks, x) - x.mean(dim=1).unsqueeze(-1)
+
+    def forward(self, x):
+        frames = torch.sigmoid(self.gain * (self.rise(x) - self.bias))
         clip = frames.amax(dim=1)
         outputs = (frames, clip) if self.frame else (clip,)
         if self.scenes:
@@ -70,6 +73,41 @@ def export_detector(path: Path, frame: bool = False, window: float = 1.0, hop: f
     model = onnx.load(str(path))
     attach_metadata(model, meta)
     onnx.save(model, str(path))
+    return path
+
+
+class CausalToneDetector(ToneDetector):
+    """The tone detector as a causal streaming model: each 4-frame hop's mean rise, averaged with the state (the previous
+    hop's), so ``stream`` hop by hop equals one call on the whole signal."""
+
+    causal, step_frames = True, 4
+
+    def __init__(self):
+        super().__init__(frame=True)
+
+    def initial_state(self, batch=1):
+        return [torch.zeros(batch, len(LABELS))]
+
+    def stream(self, x, previous):
+        rise = self.rise(x).unflatten(1, (-1, self.step_frames)).mean(dim=2)  # (B, hops, C)
+        smoothed = []
+        for hop in range(rise.shape[1]):
+            previous = 0.5 * (previous + rise[:, hop])
+            smoothed.append(previous)
+        return self.gain * (torch.stack(smoothed, dim=1) - self.bias), [previous]
+
+
+def export_causal_detector(path: Path) -> Path:
+    """The causal tone detector as a stateful ONNX file (40-ms hops of 4 frames), through earmark's stateful tracer."""
+    from earmark.export.stateful import stateful_metadata, trace_stateful
+
+    model = CausalToneDetector().eval()
+    meta = stateful_metadata(ModelMetadata(labels=LABELS, task="frame", objective="detect", frontend=SPEC, window_seconds=1.0,
+                                              hop_seconds=0.5, outputs={"frame": "frame_probs", "clip": "clip_probs"},
+                                              frame_hop_seconds=4 * SPEC.hop_seconds, model_name="causal-tone-detector"), model)
+    graph = trace_stateful(model, meta, path)
+    attach_metadata(graph, meta)
+    onnx.save(graph, str(path))
     return path
 
 

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 import soundfile as sf
 
-from .models import SAMPLE_RATE, export_detector, tone_track
+from .models import SAMPLE_RATE, export_causal_detector, export_detector, tone_track
 from .services import LISTEN, Daemon, free_port
 
 @pytest.fixture
@@ -34,6 +34,8 @@ def test_file_source_reports_events_as_json_lines(tmp_path, model):
     assert [e["label"] for e in events] == ["tone_1k", "tone_3k"]
     assert abs(events[0]["onset"] - 1.0) <= 0.1 and abs(events[0]["offset"] - 2.0) <= 0.15
     assert {"onset_time", "offset_time", "score"} <= set(events[0])
+    for event in events:  # ON announced when the 0.1-s hop that holds the onset was heard
+        assert event["latency"] == pytest.approx(event["detected"] - event["onset"], abs=1e-3) and 0 < event["latency"] <= 0.12
     assert records[-1]["type"] == "status" and records[-1]["audio_seconds"] == pytest.approx(5.0, abs=0.2)
 
 
@@ -44,6 +46,26 @@ def test_stdin_pcm_like_ffmpeg_pipes_it(model):
     events = [json.loads(l) for l in run.stdout.decode().splitlines() if '"event"' in l]
     assert [e["label"] for e in events] == ["tone_1k"]
     assert b"stdin ended" in run.stderr
+
+
+def test_a_stateful_model_reports_a_tone_on_within_150_ms_through_stdin_in_real_time(tmp_path):
+    """40-ms hops with state instead of windows: the ON is announced (stream time) within 150 ms of the tone's start."""
+    model = export_causal_detector(tmp_path / "causal.onnx")
+    pcm = (tone_track(3.0, [(1.0, 2.0, 1000.0)]) * 32767).astype("<i2").tobytes()
+    daemon = subprocess.Popen(LISTEN + [str(model), "--source", "-", "--rate", "16000"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    block = SAMPLE_RATE // 50 * 2  # 20 ms of s16le, written at the pace a capture would
+    for start in range(0, len(pcm), block):
+        daemon.stdin.write(pcm[start:start + block])
+        daemon.stdin.flush()
+        time.sleep(0.02)
+    out, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, err
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    (event,) = [r for r in records if r["type"] == "event"]
+    assert event["label"] == "tone_1k" and abs(event["onset"] - 1.0) <= 0.05
+    assert 0 < event["detected"] - 1.0 <= 0.15 and event["latency"] <= 0.15
+    assert records[-1]["stateful"] is True and records[-1]["state_resets"] == 0
 
 
 def test_bad_arguments_get_one_clear_sentence(tmp_path, model):

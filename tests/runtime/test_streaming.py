@@ -88,6 +88,20 @@ def test_hysteresis_min_duration_and_gap_merging():
     assert changes == [("a", True), ("a", False)]
 
 
+def test_an_event_is_stamped_with_the_stream_time_its_on_was_announced():
+    """The median filter's centre lag and the minimum duration both delay the ON, and the record says by how much."""
+    tracker = EventTracker(("a",), EventSettings(median=3, min_duration=0.2))
+    events = []
+    for i, p in enumerate([0.0, 0.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.0, 0.0, 0.0]):
+        events += tracker.push(_seg(i / 10, p), now=i / 10 + 0.15)[0]
+    (event,) = events
+    # onset 0.2 (the centre of 0.1-0.3 first has a median above threshold at 0.4); min duration 0.2 is met by the
+    # centre segment ending at 0.4, which the median sees when the segment ending at 0.5 arrives: now = 0.4 + 0.15.
+    assert event.onset == pytest.approx(0.2) and event.detected == pytest.approx(0.55)
+    record = event.to_record()
+    assert record["detected"] == 0.55 and record["latency"] == 0.35
+
+
 def test_median_filter_removes_a_one_segment_spike():
     tracker = EventTracker(("a",), EventSettings(median=3))
     events = []

@@ -1,0 +1,113 @@
+"""A causal student exported stateful: one hop plus state in ONNX Runtime equals the PyTorch model on the whole signal."""
+
+import io
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from earmark.audio.features import compute_features
+from earmark.engine.checkpoint import save_checkpoint
+from earmark.export import export_onnx
+from earmark.runtime import StreamingClassifier
+from earmark.runtime.daemon import Listener
+from earmark.runtime.postprocess import EventSettings
+from earmark.runtime.sinks import JsonLinesSink
+from earmark.students import create_student, student_checkpoint_meta
+
+LABELS = ["alarm", "knock"]
+
+
+def causal_checkpoint(path, name="crnn_causal_tiny", seed=0):
+    """An untrained causal student with BatchNorm statistics that are not the identity, saved as a frame detector."""
+    torch.manual_seed(seed)
+    model = create_student(name, len(LABELS), "frame").eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.3)
+            module.running_var.uniform_(0.5, 2.0)
+    save_checkpoint(path, model.state_dict(), student_checkpoint_meta(model, name, LABELS, "frame", objective="detect",
+                                                                       window_seconds=1.0, hop_seconds=0.5))
+    return model
+
+
+def signal(seconds=3.0, rate=32000, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.05 * rng.standard_normal(t.size) + 0.3 * np.sin(2 * np.pi * 1500 * t) * (t > 1.2)
+    return wave.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("causal")
+    model = causal_checkpoint(folder / "student")
+    return model, export_onnx(folder / "student", folder / "causal.onnx")
+
+
+def test_the_file_says_it_is_stateful_and_names_its_state(exported):
+    _, result = exported
+    meta = result.metadata
+    assert meta.stateful and meta.input_frames == 4 and meta.hop_seconds == meta.window_seconds == pytest.approx(0.0625)
+    sess = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    inputs = {i.name: i.shape for i in sess.get_inputs()}
+    outputs = [o.name for o in sess.get_outputs()]
+    assert list(inputs) == ["features", *meta.state_inputs] and outputs == ["frame_probs", "clip_probs", *meta.state_outputs]
+    assert [tuple(inputs[name]) for name in meta.state_inputs] == [tuple(s) for s in meta.state_shapes]
+    assert all(g.passed for g in result.gates)
+
+
+def test_streaming_hop_by_hop_in_onnx_runtime_equals_pytorch_on_the_whole_file(exported):
+    model, result = exported
+    wave = signal()
+    classifier = StreamingClassifier(result.path)
+    rng = np.random.default_rng(1)
+    segments, start = [], 0
+    while start < wave.size:  # microphone-like blocks of random size
+        size = int(rng.integers(100, 4000))
+        segments += [s for r in classifier.push(wave[start:start + size], 32000) for s in r.segments]
+        start += size
+    segments += [s for r in classifier.flush() for s in r.segments]
+    streamed = np.stack([s.probs for s in segments])
+    with torch.no_grad():
+        whole = torch.sigmoid(model(torch.from_numpy(compute_features(model.frontend, wave))[None, None]).frame_logits[0]).numpy()
+    assert len(streamed) == len(whole) == int(3.0 / 0.0625)
+    assert np.abs(streamed - whole).max() < 1e-5
+    assert [round(s.end, 4) for s in segments[:3]] == [0.0625, 0.125, 0.1875]  # each hop's frame at its own time
+
+
+class GappySource:
+    """A source protocol stand-in that was reopened (a gap) after its second block, as the microphone source counts it."""
+
+    sample_rate = 32000
+
+    def __init__(self, wave):
+        self.blocks, self.reconnects, self.overruns = list(np.array_split(wave, 4)), 0, 0
+
+    def read(self, timeout):
+        if not self.blocks:
+            return None
+        self.reconnects = int(len(self.blocks) <= 2)
+        return self.blocks.pop(0)
+
+    def close(self):
+        pass
+
+
+def test_a_gap_in_the_source_resets_the_state_and_the_status_says_so(exported):
+    _, result = exported
+    out = io.StringIO()
+    Listener(StreamingClassifier(result.path), GappySource(signal(seconds=2.0)), [JsonLinesSink(out)], EventSettings()).run()
+    status = json.loads(out.getvalue().splitlines()[-1])
+    assert status["type"] == "status" and status["stateful"] is True and status["state_resets"] == 1
+    assert all(not state.any() for state in StreamingClassifier(result.path).backend.state.values())  # a new stream: zeros
+
+
+def test_bench_runs_a_stateful_file_one_hop_at_a_time(exported):
+    from earmark.export.benchmark import bench_onnx
+
+    _, result = exported
+    rows = bench_onnx(result.path, runs=5)
+    assert rows and all(row.batch == 1 for row in rows)
