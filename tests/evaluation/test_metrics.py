@@ -87,3 +87,10 @@ def test_a_class_never_detected_counts_as_zero_in_the_class_mean():
 def test_detections_for_unlisted_files_are_refused():
     with pytest.raises(ValueError, match="no reference"):
         event_metrics({"f1": []}, {"f9": [(0.0, 1.0, "a")]}, ["a"])
+
+
+def test_a_misnamed_detection_is_a_miss_by_label_and_a_hit_for_any_label():
+    misnamed = {"f1": [(1.0, 3.0, "b"), (5.0, 7.0, "b")], "f2": []}  # a heard at the right time, called b
+    m = event_metrics(REFERENCE, misnamed, LABELS)
+    assert m["onset"]["f1"] == pytest.approx(0.5) and m["any_label"]["onset"]["f1"] == 1.0
+    assert m["any_label"]["onset_offset"]["recall"] == 1.0
