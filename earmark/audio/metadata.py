@@ -51,6 +51,7 @@ class ModelMetadata:
     source_checkpoint_sha256: str = ""
     model_name: str = ""
     quantization: dict[str, Any] = field(default_factory=dict)  # INT8: method (qat/ptq), scope, convs left float
+    adaptation: dict[str, Any] = field(default_factory=dict)  # `earmark adapt`: the base model, examples and site it was adapted with
     format_version: int = METADATA_VERSION
 
     def threshold(self, label: str) -> float:
