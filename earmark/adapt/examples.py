@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from earmark.audio.io import load_audio
-from earmark.audio.manifest import AUDIO_SUFFIXES, Manifest, read_manifest
-from earmark.audio.mixing import active_span
+from earmark.audio import Manifest, active_span, find_backgrounds, read_manifest
 
 MIN_EXAMPLES = 3  # per label: fewer leave no held-out example to tune the thresholds on
 MIN_EXAMPLE_SECONDS = 0.05  # a sound shorter than this (after trimming quiet ends) is a click, not an example
@@ -86,7 +85,7 @@ def read_background(paths: list[str | os.PathLike], sample_rate: int) -> np.ndar
     """The site recordings (files or folders of them) end to end; under MIN_BACKGROUND_SECONDS is refused."""
     files = []
     for path in map(Path, paths):
-        files += sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES) if path.is_dir() else [path]
+        files += find_backgrounds(path) if path.is_dir() else [path]
     if not files:
         raise ValueError(f"{', '.join(map(str, paths))}: no recordings of the site; record one with "
                          "`earmark listen MODEL --record-background 120 --record-to site.wav`.")
