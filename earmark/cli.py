@@ -32,6 +32,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "tune": ("earmark.distill.cli_tune", "tune a detector run's event thresholds again (criterion, one or per class)"),
     "export": ("earmark.export.cli_export", "export a checkpoint to ONNX or a TensorRT engine"),
     "bench": ("earmark.export.cli_bench", "latency and throughput of exported models"),
+    "adapt": ("earmark.adapt.cli", "teach a deployed detector your own sounds and site from a few examples (enrolment)"),
     "eval": ("earmark.evaluation.cli", "accuracy/mAP on clips, event F1 and PSDS on soundscapes, of a checkpoint or .onnx"),
     "listen": ("earmark.runtime.cli", "live scene and event detection from a microphone, file or stdin"),
     "demo": ("earmark.demo", "teacher -> student -> INT8 ONNX -> live detection on synthetic data"),

@@ -58,6 +58,7 @@ class ModelMetadata:
     state_inputs: tuple[str, ...] = ()
     state_outputs: tuple[str, ...] = ()
     state_shapes: tuple[tuple[int, ...], ...] = ()
+    adaptation: dict[str, Any] = field(default_factory=dict)  # `earmark adapt`: the base model, examples and site it was adapted with
     format_version: int = METADATA_VERSION
 
     def threshold(self, label: str) -> float:

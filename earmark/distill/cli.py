@@ -52,7 +52,8 @@ HELP = {
     "min_duration": "... its --min-duration",
     "max_gap": "... its --max-gap",
     "max_false_alarms": "tune the event thresholds for the most events found with at most this many false alarms per hour "
-                        "of validation audio per class (a PSD-ROC operating point) instead of the best event F1",
+                        "of validation audio, all classes together (each class's own with --per-class-thresholds; a PSD-ROC operating point) "
+                        "instead of the best event F1",
     "per_class_thresholds": "tune one event threshold per class instead of one shared by all (needs many validation events "
                             "per class; see docs/distill.md)",
     "clip_seconds": None,

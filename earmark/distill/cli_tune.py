@@ -9,7 +9,8 @@ from pathlib import Path
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="the --out folder of an `earmark distill --objective detect` run")
     parser.add_argument("--max-false-alarms", type=float, help="the most events found with at most this many false alarms per hour "
-                        "of validation audio per class (a PSD-ROC operating point), instead of the best event F1")
+                        "of validation audio, all classes together (each class's own with --per-class-thresholds; a PSD-ROC operating point), "
+                        "instead of the best event F1")
     parser.add_argument("--per-class-thresholds", action="store_true",
                         help="one threshold per class instead of one shared by all (needs many validation events per class)")
 

@@ -71,6 +71,9 @@ def print_soundscapes(r: dict) -> None:
         print(f"event F1 (collar {collar} s): onset {percent(on['f1'])} (P {percent(on['precision'])}, R {percent(on['recall'])}), "
               f"onset+offset {percent(both['f1'])}; class-wise mean {percent(on['macro_f1'])} / {percent(both['macro_f1'])}; "
               f"{m['detections']} detections for {m['references']} events")
+        heard = m["any_label"]
+        print(f"  any label (heard, named or not): onset {percent(heard['onset']['f1'])} (P {percent(heard['onset']['precision'])}, "
+              f"R {percent(heard['onset']['recall'])}), onset+offset {percent(heard['onset_offset']['f1'])}")
     p, fa = r["psds"], r["false_alarms"]
     psds2 = "-" if p["psds2"] is None else f"{p['psds2']:.3f}"
     print(f"PSDS1 {p['psds1']:.3f}, PSDS2 {psds2} (sed_scores_eval, DCASE Task 4 settings; classes without events left out: {p['excluded'] or 'none'})")

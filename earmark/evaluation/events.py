@@ -14,6 +14,7 @@ import numpy as np
 
 Event = tuple[float, float, str]
 EventsByFile = dict[str, list[Event]]
+ANY_LABEL = "any sound"  # the one label of class-agnostic scoring
 
 # DCASE Task 4 (2022-2023) operating settings of the PSDS; max eFPR is 100 false positives per hour.
 PSDS1 = {"dtc_threshold": 0.7, "gtc_threshold": 0.7, "cttc_threshold": None, "alpha_ct": 0.0, "alpha_st": 1.0, "max_efpr": 100.0}
@@ -48,6 +49,17 @@ def _scores(f: dict, references: int) -> dict[str, float | None]:
     return {"f1": undefined(f["f_measure"]) or 0.0, "precision": undefined(f["precision"]), "recall": float(f["recall"])}
 
 
+def _event_based(reference: EventsByFile, detections: EventsByFile, labels: list[str], collar: float, offset_ratio: float,
+                 offsets: bool):
+    """sed_eval's EventBasedMetrics over every file (optimal matching, onsets within ``collar``, offsets if asked)."""
+    metric = _library("sed_eval.sound_event").EventBasedMetrics(labels, evaluate_onset=True, evaluate_offset=offsets, t_collar=collar,
+                                                                percentage_of_length=offset_ratio, event_matching_type="optimal")
+    for file_id, events in reference.items():  # sed_eval matches within one file per call
+        as_dicts = lambda evs: [{"filename": file_id, "onset": on, "offset": off, "event_label": lab} for on, off, lab in evs]
+        metric.evaluate(as_dicts(events), as_dicts(detections.get(file_id, [])))
+    return metric
+
+
 def event_metrics(reference: EventsByFile, detections: EventsByFile, labels: list[str] | None = None,
                   collar: float = 0.2, offset_ratio: float = 0.5) -> dict:
     """sed_eval's event-based F1 (optimal matching) with onsets only and with onsets and offsets.
@@ -57,28 +69,29 @@ def event_metrics(reference: EventsByFile, detections: EventsByFile, labels: lis
     over the classes with references. sed_eval leaves F1 at NaN when there are no detections (precision 0/0) and its
     class-wise mean skips NaN, which would hide a class the model never detects: such a class counts as F1 0 here
     (recall 0). A class without references has F1 ``None`` (undefined), as has a precision without detections.
+    ``any_label`` scores the same events with every label made one (class-agnostic): a sound heard at the right
+    time but misnamed is a hit there and a miss in ``onset``.
     """
-    sound_event = _library("sed_eval.sound_event")
     missing = sorted(set(detections) - set(reference))
     if missing:
         raise ValueError(f"detections for files {missing[:3]} that have no reference; list every evaluated file in the reference.")
     labels = labels or sorted({e[2] for events in (*reference.values(), *detections.values()) for e in events})
-    results = {"collar": collar, "offset_ratio": offset_ratio}
+    results = {"collar": collar, "offset_ratio": offset_ratio, "any_label": {}}
     per_class: dict[str, dict] = {label: {} for label in labels}
+    references = sum(map(len, reference.values()))
+    anonymous = lambda events: {file_id: [(on, off, ANY_LABEL) for on, off, _ in evs] for file_id, evs in events.items()}
     for name, offsets in (("onset", False), ("onset_offset", True)):
-        metric = sound_event.EventBasedMetrics(labels, evaluate_onset=True, evaluate_offset=offsets, t_collar=collar,
-                                                        percentage_of_length=offset_ratio, event_matching_type="optimal")
-        for file_id, events in reference.items():  # sed_eval matches within one file per call
-            as_dicts = lambda evs: [{"filename": file_id, "onset": on, "offset": off, "event_label": lab} for on, off, lab in evs]
-            metric.evaluate(as_dicts(events), as_dicts(detections.get(file_id, [])))
-        results[name] = _scores(metric.results_overall_metrics()["f_measure"], sum(map(len, reference.values())))
+        metric = _event_based(reference, detections, labels, collar, offset_ratio, offsets)
+        results[name] = _scores(metric.results_overall_metrics()["f_measure"], references)
+        heard = _event_based(anonymous(reference), anonymous(detections), [ANY_LABEL], collar, offset_ratio, offsets)
+        results["any_label"][name] = _scores(heard.results_overall_metrics()["f_measure"], references)
         for label, block in metric.results_class_wise_metrics().items():
             per_class[label][f"{name}_f1"] = _scores(block["f_measure"], int(block["count"]["Nref"]))["f1"]
             per_class[label].update(references=int(block["count"]["Nref"]), detections=int(block["count"]["Nsys"]))
         scored = [c[f"{name}_f1"] for c in per_class.values() if c[f"{name}_f1"] is not None]
         results[name]["macro_f1"] = float(np.mean(scored)) if scored else None
     results["per_class"] = per_class
-    results["references"] = sum(map(len, reference.values()))
+    results["references"] = references
     results["detections"] = sum(len(e) for e in detections.values())
     return results
 

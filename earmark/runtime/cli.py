@@ -97,6 +97,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"], help="inference engine")
     parser.add_argument("--threads", type=AT_LEAST_ONE, default=1,
                         help="CPU threads for ONNX Runtime and numpy's BLAS (default 1: one stream per core, no idle spinning)")
+    enrol = parser.add_argument_group("enrolment material for `earmark adapt`")
+    enrol.add_argument("--record-background", type=SECONDS, metavar="SECONDS",
+                       help="record the site (nothing should happen) for this long into --record-to, then stop")
+    enrol.add_argument("--record-to", default="site.wav", help="where --record-background writes")
+    enrol.add_argument("--save-clips", metavar="DIR", help="save each detection with a second either side as DIR/LABEL/*.wav; "
+                       "move misnamed ones to the right folder and pass DIR to `earmark adapt`")
     parser.add_argument("--timeline", metavar="PNG", help="with --source FILE: draw spectrogram, scores, thresholds and events into PNG")
     parser.add_argument("--selections", metavar="TXT|CSV", help="with --source FILE: write the events as a Raven selection table "
                         "(tab-separated), or onset,offset,label,score rows when the name ends in .csv")
@@ -173,6 +179,18 @@ def run(args: argparse.Namespace) -> int:
         listener.attach(page, page.window)
         services.append(page.service)
         log(f"live page on {page.service.url}/")
+    if args.record_background:
+        from earmark.runtime.recording import SiteRecorder
+
+        recorder = SiteRecorder(args.record_to, args.record_background, source.sample_rate, listener.stop)
+        listener.taps.append(recorder.tap)
+        log(f"recording {args.record_background:g} s of the site into {args.record_to}")
+    if args.save_clips:
+        from earmark.runtime.recording import ClipSaver
+
+        saver = ClipSaver(args.save_clips, source.sample_rate)
+        listener.attach(saver)
+        listener.taps.append(saver.tap)
     listener.install_signals()
     log(f"listening to {args.source} ({source.sample_rate} Hz) for {len(meta.labels)} labels"
         f"{f' and {len(meta.scene_labels)} scenes' if meta.scene_labels else ''}, window {meta.window_seconds} s, "

@@ -62,6 +62,7 @@ class Listener:
         self.metrics = metrics or Metrics()
         self.metrics.sinks.update({sink.name: sink.delivery for sink in self.sinks})
         self.watchers: list[Callable[[WindowResult], None]] = []
+        self.taps: list[Callable[[np.ndarray], None]] = []  # see every audio block as it arrives (recording.py)
         self._stop = self._reload = False
         self._code = 0
         self._started_wall = datetime.now(timezone.utc)
@@ -188,6 +189,8 @@ class Listener:
                     log("the source was reopened: the stateful model starts again from zero state (state_resets in status)")
             if block.size:
                 block = self._finite(block)
+                for tap in self.taps:
+                    tap(block)
                 started = time.perf_counter()
                 for result in self.classifier.push(block, rate):
                     self._handle(result)

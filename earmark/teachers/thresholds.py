@@ -6,7 +6,8 @@ daemon's own ``EventTracker`` (median filter, minimum duration, gap merging, hys
 with sed_eval's event-based counts (onsets within a collar). Two criteria:
 
 * best event F1 (default): the threshold with the best F1 wins, the higher one on ties;
-* a false-alarm budget (``max_false_alarms`` per hour of validation audio, per class): the threshold
+* a false-alarm budget (``max_false_alarms`` per hour of validation audio; one class's with a threshold per class,
+  all classes' together with the shared threshold): the threshold
   that finds the most events with at most that many false alarms per hour -- a point of the PSD-ROC
   (true-positive ratio against false positives per hour) that PSDS integrates.
 
@@ -168,9 +169,9 @@ def threshold_curves(timelines: list[list[Scores]], references: list[Events], du
 
 def pick_thresholds(curves: Curves, max_false_alarms: float | None = None, per_class: bool = False) -> Tuning:
     """One threshold for every class (default) or one per class (``per_class``): the grid threshold with the best
-    event F1, or with the most events found within ``max_false_alarms`` false alarms per hour per class (see the
-    module docstring). The shared threshold pools the classes' counts (micro F1; a budget of ``max_false_alarms`` x
-    the classes seen) and also applies to classes the validation soundscapes lack."""
+    event F1, or with the most events found within ``max_false_alarms`` false alarms per hour (see the module
+    docstring). The shared threshold pools the classes' counts (micro F1; the budget is for all classes together) and
+    also applies to classes the validation soundscapes lack."""
     grid, counts, always_on, hours, seen = curves.grid, curves.counts, curves.always_on, curves.hours, curves.seen
     labels = list(counts)
     unseen = [label for label in labels if label not in seen]
@@ -178,18 +179,17 @@ def pick_thresholds(curves: Curves, max_false_alarms: float | None = None, per_c
         picks = {label: _operating_point(counts[label], always_on[label]["f1"], hours, max_false_alarms) for label in seen}
     else:
         pooled = [pooled_counts([counts[label][i] for label in seen]) for i in range(len(grid))]
-        budget = None if max_false_alarms is None else max_false_alarms * len(seen)
-        shared = _operating_point(pooled, event_f1(pooled_counts([always_on[label] for label in seen])), hours, budget) if seen else None
+        shared = _operating_point(pooled, event_f1(pooled_counts([always_on[label] for label in seen])), hours, max_false_alarms) if seen else None
         picks = dict.fromkeys(labels, shared)
     stuck = [label for label in seen if picks[label] is None]
     index = {label: len(grid) - 1 if pick is None else pick for label, pick in picks.items()}
     at = {label: counts[label][index[label]] for label in seen}
     scope = "one threshold per class" if per_class else "one threshold for all classes"
     criterion = (f"{scope}: event F1" if max_false_alarms is None
-                 else f"{scope}: events found at <= {max_false_alarms:g} false alarms per hour per class")
+                 else f"{scope}: events found at <= {max_false_alarms:g} false alarms per hour{' per class' if per_class else ' in total'}")
     if stuck:
         why = ("a better event F1 than an always-on detector" if max_false_alarms is None
-               else f"a detected event within {max_false_alarms:g} false alarms per hour{'' if per_class else ' per class'}")
+               else f"a detected event within {max_false_alarms:g} false alarms per hour{'' if per_class else ' in total'}")
         print(f"warning: no threshold gives {stuck} {why} on the validation soundscapes; "
               f"they keep threshold {grid[-1]} (train longer, add their clips, or drop them)", file=sys.stderr)
     if unseen:

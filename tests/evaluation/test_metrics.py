@@ -97,3 +97,10 @@ def test_detection_latency_pairs_hits_by_label_and_onset_collar():
     assert latency["hits"] == 2
     assert latency["median"] == pytest.approx(0.325) and latency["p90"] == pytest.approx(0.385)
     assert detection_latency({"f": [(1.0, 2.0, "a")]}, {"f": []})["median"] is None
+
+
+def test_a_misnamed_detection_is_a_miss_by_label_and_a_hit_for_any_label():
+    misnamed = {"f1": [(1.0, 3.0, "b"), (5.0, 7.0, "b")], "f2": []}  # a heard at the right time, called b
+    m = event_metrics(REFERENCE, misnamed, LABELS)
+    assert m["onset"]["f1"] == pytest.approx(0.5) and m["any_label"]["onset"]["f1"] == 1.0
+    assert m["any_label"]["onset_offset"]["recall"] == 1.0

@@ -77,3 +77,14 @@ def test_one_shared_threshold_pools_the_classes_and_covers_classes_without_valid
     only_a = tune_thresholds(timelines[1:], references[1:], [10.0] * 2, LABELS, EventSettings())
     assert only_a.unseen == ["b"] and only_a.thresholds == {"a": 0.85, "b": 0.85}  # b gets the shared threshold, not 0.5
     assert "hold no ['b'] event; their thresholds are the shared one" in capsys.readouterr().err
+
+
+def test_the_shared_thresholds_budget_is_per_hour_in_total_not_per_class():
+    """3 spikes of a in 30 s are 360 false alarms an hour: inside a budget of 200 per class for two classes (400),
+    outside a budget of 200 in total."""
+    timelines = [_timeline(r, spike=5.0) for r in REFERENCES]
+    references = [r + [(7.2, 7.5, "b")] for r in REFERENCES]  # b has events (never found), so both classes are seen
+    shared = tune_thresholds(timelines, references, [10.0] * 3, LABELS, EventSettings(), max_false_alarms=200.0)
+    assert shared.no_operating_point == LABELS and "200 false alarms per hour in total" in shared.criterion
+    roomy = tune_thresholds(timelines, references, [10.0] * 3, LABELS, EventSettings(), max_false_alarms=400.0)
+    assert roomy.thresholds["a"] == 0.85 and roomy.recall["a"] == 1.0
