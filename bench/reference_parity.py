@@ -9,7 +9,10 @@ Clone the references side by side, give timm 0.4.5 and einops a private folder, 
     git clone https://github.com/YuanGongND/ast          REFS/ast
     git clone https://github.com/yqcai888/easy_dcase_task1 REFS/easy_dcase_task1
     git clone https://github.com/fschmid56/PretrainedSED REFS/PretrainedSED
-    pip install --no-deps --target REFS/deps einops timm==0.4.5
+    git clone https://github.com/fschmid56/EfficientAT   REFS/EfficientAT
+    git clone https://github.com/qiuqiangkong/audioset_tagging_cnn REFS/audioset_tagging_cnn
+    git clone https://github.com/qiuqiangkong/torchlibrosa REFS/torchlibrosa
+    pip install --no-deps --target REFS/deps einops timm==0.4.5 torchvision
     python bench/reference_parity.py --refs REFS
 
 Each check builds a reference model, perturbs every parameter (and TF-SepNet's BatchNorm statistics) so a dropped
@@ -19,15 +22,19 @@ normalisation) and model, against earmark's frontend and the converted model wit
 family is measured at 10 s, at a short length (5-6 s) and at the length it was trained on. Input is synthetic (two
 tones over white noise). The references' training-only imports (Lightning, transformers, torchvision, wget,
 dcase_util, torchaudio_augmentations) become empty modules, and ``torch._six``, which timm 0.4.5 imports and torch 2
-removed, gets its aliases back.
+removed, gets its aliases back. EfficientAT builds its layers with torchvision's ``ConvNormActivation``, so its check
+imports the real torchvision from REFS/deps; PANNs' frontend (torchlibrosa) needs librosa installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections.abc
+import contextlib
 import importlib.util
+import io
 import math
+import os
 import sys
 import tempfile
 import types
@@ -50,6 +57,8 @@ class _Empty(types.ModuleType):
     """A stand-in for a package the reference imports but the compared pipeline never calls."""
 
     def __getattr__(self, name: str) -> "_Empty":
+        if name.startswith("__"):  # no __file__ or __path__: inspect and the import system take it for a built-in module
+            raise AttributeError(name)
         return _Empty(name)
 
     def __call__(self, *args, **kwargs) -> "_Empty":
@@ -79,11 +88,28 @@ def _load(path: Path, name: str, *search: Path) -> types.ModuleType:
     return module
 
 
-def _perturb(model: torch.nn.Module, scale: float = 0.02) -> torch.nn.Module:
+def _forget_packages(*names: str) -> None:
+    """Drop earlier references' packages of the same name (``models``, ``helpers``) from the import cache."""
+    for name in [m for m in sys.modules if m.split(".")[0] in names]:
+        del sys.modules[name]
+
+
+def _perturb(model: torch.nn.Module, scale: float = 0.02, keep: tuple[str, ...] = ()) -> torch.nn.Module:
+    """Every floating parameter plus noise, except those under ``keep`` (a frontend's fixed weights)."""
     with torch.no_grad():
-        for p in filter(torch.is_floating_point, model.parameters()):  # SSAST keeps its input shape as int parameters
-            p.add_(scale * torch.randn_like(p))
+        for name, p in model.named_parameters():
+            if torch.is_floating_point(p) and not name.startswith(keep):  # SSAST keeps its input shape as int parameters
+                p.add_(scale * torch.randn_like(p))
     return model.eval()
+
+
+def _perturb_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Running statistics away from (0, 1), so a dropped or misplaced BatchNorm shows."""
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)):
+            bn.running_mean.normal_(0, 0.2)
+            bn.running_var.uniform_(0.5, 1.5)
+    return model
 
 
 def _converted(fmt: str, ckpt: dict, tmp: Path, **options) -> torch.nn.Module:
@@ -264,11 +290,7 @@ def check_tfsepnet(refs: Path, tmp: Path) -> list[Row]:
     root = refs / "easy_dcase_task1"
     backbones = _load(root / "model/backbones.py", "ref_tfsepnet", root)
     mel = _load(root / "util/spec_extractor.py", "ref_cpmel").CpMel(n_mels=512).eval()
-    ref = _perturb(backbones.TFSepNet(num_classes=10, base_channels=64, depth=17), 0.1)
-    with torch.no_grad():
-        for bn in (m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.running_mean.normal_(0, 0.2)
-            bn.running_var.uniform_(0.5, 1.5)
+    ref = _perturb_batchnorm(_perturb(backbones.TFSepNet(num_classes=10, base_channels=64, depth=17), 0.1))
     src = _saved({"state_dict": {f"backbone.{k}": v for k, v in ref.state_dict().items()}, "epoch": 1}, tmp / "tfsepnet.ckpt")
     ours = load_model(convert_tfsepnet(src, tmp / "tfsepnet")[0], "student")[0].eval()
     rows = []
@@ -286,8 +308,7 @@ def check_pretrainedsed(refs: Path, tmp: Path) -> list[Row]:
     """PredictionsWrapper over each wrapper, with its own mel_forward, saved as its release files name the keys."""
     root = refs / "PretrainedSED"
     sys.path.insert(0, str(root))
-    for name in [m for m in sys.modules if m == "models" or m.startswith("models.")]:  # other references' ``models``
-        del sys.modules[name]
+    _forget_packages("models")  # other references' ``models``
     from models.asit.ASIT_wrapper import ASiTWrapper
     from models.atstframe.ATSTF_wrapper import ATSTWrapper
     from models.beats.BEATs_wrapper import BEATsWrapper
@@ -315,8 +336,77 @@ def check_pretrainedsed(refs: Path, tmp: Path) -> list[Row]:
     return rows
 
 
+def check_efficientat(refs: Path, tmp: Path) -> list[Row]:
+    """models/mn/model.py get_model (MLP head) with AugmentMelSTFT in eval, saved as load_state_dict_from_url reads it."""
+    root = refs / "EfficientAT"
+    stand_ins = {name: sys.modules.pop(name) for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]}
+    _forget_packages("models", "helpers")
+    sys.path[:0] = [str(refs / "deps"), str(root)]
+    cwd = Path.cwd()
+    os.chdir(root)  # helpers/utils.py reads metadata/class_labels_indices.csv at import
+    try:
+        from models.mn.model import get_model
+        from models.preprocess import AugmentMelSTFT
+    finally:
+        os.chdir(cwd)
+        sys.modules.update(stand_ins)
+    mel = AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320).eval()
+    rows = []
+    for width in (0.4, 1.0):
+        with contextlib.redirect_stdout(io.StringIO()):  # get_model prints the network
+            ref = _perturb_batchnorm(_perturb(get_model(width_mult=width, head_type="mlp"), 0.05))
+        ours = _converted("efficientat", ref.state_dict(), tmp / f"mn{width}")
+        for label, seconds in (("10 s (trained length)", 10.0), ("3 s", 3.0)):
+            wave = waves(seconds, 32000)
+            with torch.no_grad():
+                theirs, embedding = ref(mel(wave).unsqueeze(1))
+                out = ours(Frontend("efficientat")(wave).unsqueeze(1))
+            rows += [(f"fschmid56/EfficientAT AugmentMelSTFT + get_model(width_mult={width}), MLP head", label,
+                      f"clip logits (scale {theirs.abs().max():.1f})", _diff(theirs, out.clip_logits)),
+                     ("", "", "pooled features", _diff(embedding, out.embedding))]
+    return rows
+
+
+def _framewise(probabilities: torch.Tensor, frames: int) -> torch.Tensor:
+    """PANNs' framewise_output from segment probabilities: each repeated 32 times, the last repeated to ``frames``."""
+    upsampled = probabilities.repeat_interleave(32, dim=1)
+    return torch.cat([upsampled, upsampled[:, -1:].expand(-1, frames - upsampled.shape[1], -1)], dim=1)
+
+
+def check_panns(refs: Path, tmp: Path) -> list[Row]:
+    """pytorch/models.py Cnn14 and Cnn14_DecisionLevelMax / Att, waveform in (torchlibrosa frontend), saved as main.py saves."""
+    sys.path[:0] = [str(refs / "torchlibrosa"), str(refs / "audioset_tagging_cnn/pytorch")]
+    models = _load(refs / "audioset_tagging_cnn/pytorch/models.py", "ref_panns")
+    frontend = ("spectrogram_extractor", "logmel_extractor")
+    rows = []
+    for cls, fmt in (("Cnn14", "panns"), ("Cnn14_DecisionLevelMax", "panns-sed"), ("Cnn14_DecisionLevelAtt", "panns-sed")):
+        ref = getattr(models, cls)(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000, classes_num=527)
+        ref = _perturb_batchnorm(_perturb(ref, 0.01, keep=frontend))
+        with torch.no_grad():  # bn0 as trained: decibels of about -50 +- 20
+            ref.bn0.running_mean.uniform_(-60, -40)
+            ref.bn0.running_var.uniform_(200, 600)
+        ours = _converted(fmt, {"iteration": 0, "model": ref.state_dict()}, tmp / cls)
+        seen: dict = {}  # the pre-sigmoid logits: fc_audioset's output, or AttBlock's cla (B, C, segments)
+        head = ref.att_block.cla if hasattr(ref, "att_block") else ref.fc_audioset
+        head.register_forward_hook(lambda module, inputs, output: seen.__setitem__("logits", output))
+        for label, seconds in (("10 s (trained length)", 10.0), ("3 s", 3.0)):
+            wave = waves(seconds, 32000)
+            with torch.no_grad():
+                theirs = ref(wave)
+                out = ours(Frontend("panns")(wave).unsqueeze(1))
+            logits = seen["logits"].transpose(1, 2) if hasattr(ref, "att_block") else seen["logits"]
+            name = f"qiuqiangkong/audioset_tagging_cnn {cls} (torchlibrosa frontend), keys model.*"
+            rows += [(name, label, f"{'clip' if cls == 'Cnn14' else 'segment'} logits (scale {logits.abs().max():.1f})",
+                      _diff(logits, out.clip_logits if cls == "Cnn14" else out.frame_logits)),
+                     ("", "", "clipwise_output", _diff(theirs["clipwise_output"], torch.sigmoid(out.clip_logits)))]
+            if "framewise_output" in theirs:
+                frames = theirs["framewise_output"].shape[1]
+                rows.append(("", "", "framewise_output", _diff(theirs["framewise_output"], _framewise(torch.sigmoid(out.frame_logits), frames))))
+    return rows
+
+
 CHECKS = {"beats": check_beats, "asit": check_asit, "atst": check_atst, "ssast": check_ssast, "ast": check_ast, "tfsepnet": check_tfsepnet,
-          "pretrainedsed": check_pretrainedsed}
+          "pretrainedsed": check_pretrainedsed, "efficientat": check_efficientat, "panns": check_panns}
 
 
 def main() -> None:

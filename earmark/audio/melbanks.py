@@ -1,4 +1,5 @@
-"""Mel filterbanks shared by the numpy and torch frontends: Kaldi's (triangles in mel) and HTK's (triangles in Hz)."""
+"""Mel filterbanks shared by the numpy and torch frontends: Kaldi's (triangles in mel), HTK's (triangles in Hz) and
+Slaney's (triangles in Hz on the Slaney mel scale, each scaled to unit area: librosa.filters.mel's default, PANNs')."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import numpy as np
 from scipy import sparse
 
 from earmark.audio.spec import FrontendSpec
+
+SLANEY_HZ_PER_MEL = 200.0 / 3
+SLANEY_BREAK_HZ = 1000.0  # where Slaney's scale turns logarithmic
+SLANEY_BREAK_MEL = SLANEY_BREAK_HZ / SLANEY_HZ_PER_MEL  # 15
+SLANEY_LOG_STEP = np.log(6.4) / 27  # 27 mels per factor 6.4 above the break
 
 
 def kaldi_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -35,21 +41,45 @@ def kaldi_banks(n_mels: int, n_fft: int, sample_rate: float, f_min: float, f_max
     return np.pad(banks, ((0, 0), (0, 1)))
 
 
+def slaney_mel(hz: np.ndarray | float) -> np.ndarray:
+    """Slaney's Auditory Toolbox scale (librosa's default): linear below 1 kHz (200/3 Hz per mel), logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    return np.where(hz < SLANEY_BREAK_HZ, hz / SLANEY_HZ_PER_MEL,
+                    SLANEY_BREAK_MEL + np.log(np.maximum(hz, SLANEY_BREAK_HZ) / SLANEY_BREAK_HZ) / SLANEY_LOG_STEP)
+
+
+def slaney_hz(mel: np.ndarray) -> np.ndarray:
+    return np.where(mel < SLANEY_BREAK_MEL, mel * SLANEY_HZ_PER_MEL,
+                    SLANEY_BREAK_HZ * np.exp(SLANEY_LOG_STEP * (np.maximum(mel, SLANEY_BREAK_MEL) - SLANEY_BREAK_MEL)))
+
+
+def _hz_triangles(edges: np.ndarray, n_fft: int, top: float) -> np.ndarray:
+    """(len(edges) - 2, n_fft // 2 + 1) triangles with corners at ``edges`` (Hz) over ``n_fft // 2 + 1`` bins from 0 to ``top``."""
+    freqs = np.linspace(0, top, n_fft // 2 + 1)
+    widths = np.diff(edges)
+    slopes = edges[:, None] - freqs[None, :]
+    down = -slopes[:-2] / widths[:-1, None]
+    up = slopes[2:] / widths[1:, None]
+    return np.maximum(0.0, np.minimum(down, up))
+
+
 def htk_banks(n_mels: int, n_fft: int, sample_rate: float, f_min: float, f_max: float) -> np.ndarray:
     """(n_mels, n_fft // 2 + 1) as torchaudio.functional.melscale_fbanks(norm=None, mel_scale="htk")."""
-    freqs = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
-    points = htk_hz(np.linspace(htk_mel(f_min), htk_mel(f_max), n_mels + 2))
-    widths = np.diff(points)
-    slopes = points[None, :] - freqs[:, None]
-    down = -slopes[:, :-2] / widths[:-1]
-    up = slopes[:, 2:] / widths[1:]
-    return np.maximum(0.0, np.minimum(down, up)).T
+    return _hz_triangles(htk_hz(np.linspace(htk_mel(f_min), htk_mel(f_max), n_mels + 2)), n_fft, sample_rate // 2)
+
+
+def slaney_banks(n_mels: int, n_fft: int, sample_rate: float, f_min: float, f_max: float) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) as librosa.filters.mel's defaults (htk=False, norm="slaney"): each triangle has unit area."""
+    edges = slaney_hz(np.linspace(slaney_mel(f_min), slaney_mel(f_max), n_mels + 2))
+    return _hz_triangles(edges, n_fft, sample_rate / 2) * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+_BUILDERS = {"kaldi": kaldi_banks, "htk": htk_banks, "slaney": slaney_banks}
 
 
 @lru_cache(maxsize=16)
 def _banks(spec: FrontendSpec) -> np.ndarray:
-    build = kaldi_banks if spec.mel_scale == "kaldi" else htk_banks
-    banks = build(spec.n_mels, spec.n_fft, spec.sample_rate, spec.f_min, spec.mel_high).astype(np.float32)
+    banks = _BUILDERS[spec.mel_scale](spec.n_mels, spec.n_fft, spec.sample_rate, spec.f_min, spec.mel_high).astype(np.float32)
     banks.setflags(write=False)
     return banks
 

@@ -37,7 +37,7 @@ class FrontendSpec:
     pad_mode: Literal["reflect", "constant"] = "reflect"
     f_min: float = 0.0
     f_max: float = 0.0  # 0 or negative: offset from Nyquist, as Kaldi's high_freq
-    mel_scale: Literal["kaldi", "htk"] = "kaldi"
+    mel_scale: Literal["kaldi", "htk", "slaney"] = "kaldi"  # slaney: librosa.filters.mel (unit-area triangles)
     waveform_scale: float = 1.0
     subtract_mean: bool = False
     remove_dc_offset: bool = False
@@ -113,14 +113,17 @@ def _kaldi(name: str, **fields: Any) -> FrontendSpec:
     return FrontendSpec(name=name, **base)
 
 
-def _cpmel(name: str, n_mels: int) -> FrontendSpec:
-    """CP-JKU / TF-SepNet mel STFT: 32 kHz, pre-emphasis, 4096-point FFT of a 3072 symmetric Hann, hop 500."""
-    return FrontendSpec(
-        name=name, kind="mel_stft", sample_rate=32000, n_mels=n_mels, win_length=3072, hop_length=500,
+def _cpmel(name: str, n_mels: int, **fields: Any) -> FrontendSpec:
+    """CP-JKU's mel STFT (AugmentMelSTFT in eval): 32 kHz, pre-emphasis, a symmetric Hann, Kaldi mel banks, log(x + 1e-5),
+    (x + 4.5) / 5; TF-SepNet's numbers (4096-point FFT of a 3072 window, hop 500) unless ``fields`` say otherwise."""
+    base = dict(
+        kind="mel_stft", sample_rate=32000, n_mels=n_mels, win_length=3072, hop_length=500,
         n_fft=4096, window="hann", periodic_window=False, center=True, pad_mode="reflect", f_min=0.0,
         f_max=16000.0, mel_scale="kaldi", preemphasis=0.97, log="log", log_offset=1e-5,
         norm_mean=-4.5, norm_scale=5.0,
     )
+    base.update(fields)
+    return FrontendSpec(name=name, **base)
 
 
 # Reference pipelines, reproduced exactly (see shared notes and docs/frontends.md).
@@ -138,6 +141,16 @@ PRESETS: dict[str, FrontendSpec] = {
     ),
     "tfsepnet": _cpmel("tfsepnet", 512),
     "cpjku": _cpmel("cpjku", 256),
+    # EfficientAT (models/preprocess.py AugmentMelSTFT, inference.py): 25 ms window in a 1024-point FFT, 10 ms hop, 128 mel;
+    # fmax=None becomes sr // 2 - fmax_aug_range // 2 = 15 kHz, which eval keeps.
+    "efficientat": _cpmel("efficientat", 128, win_length=800, hop_length=320, n_fft=1024, f_max=15000.0),
+    # PANNs (torchlibrosa Spectrogram + LogmelFilterBank, inference.py's defaults): periodic Hann of 1024 = n_fft, hop 320,
+    # librosa's Slaney mel banks (64, 50-14000 Hz), power_to_db with ref 1, amin 1e-10 and no top_db; its bn0 is the model's.
+    "panns": FrontendSpec(
+        name="panns", kind="mel_stft", sample_rate=32000, n_mels=64, win_length=1024, hop_length=320, n_fft=1024,
+        window="hann", periodic_window=True, center=True, pad_mode="reflect", f_min=50.0, f_max=14000.0,
+        mel_scale="slaney", log="db",
+    ),
 }
 # ATST-SED and PretrainedSED (ATSTMel) clamp ATST's decibels to [-50, 80] before the min-max scaling.
 PRESETS["atst_sed"] = PRESETS["atst"].replace(name="atst_sed", db_min=-50.0, db_max=80.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +39,11 @@ class Mapped:
     objective: str = "classify"  # what the head's logits mean: softmax classes, or independent sigmoid detectors ("detect")
     task: str = "clip"  # "frame" when the head gives frame logits
     head_options: dict[str, Any] = field(default_factory=dict)  # the TeacherClassifier's further arguments
+
+
+def audioset_labels() -> list[str]:
+    """AudioSet's 527 class names in the order of its ``class_labels_indices.csv`` (the order of every AudioSet tagger's head)."""
+    return resources.files("earmark.teachers").joinpath("audioset_527.txt").read_text().splitlines()
 
 
 def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-FAMILY_MODULES = ("beats", "asit", "atst", "ssast", "ast", "acmsskd")  # earmark.teachers.<name>, each calls register()
+FAMILY_MODULES = ("beats", "asit", "atst", "ssast", "ast", "acmsskd", "efficientat", "panns")  # earmark.teachers.<name>, each calls register()
 
 
 @dataclass(frozen=True)
