@@ -5,9 +5,9 @@
 
 1. A base detector (tfsepnet40, frame task, trained on mixtures without KD, then QAT INT8) learns from every
    package except HELD_OUT (at most CLIPS_PER_CLASS clips a class), over those packages' backgrounds.
-2. For one held-out package: ENROL clips of each of its classes with at least ENROL + 1 clips, and the first
-   BACKGROUND_SECONDS of its ambiences, are the user's examples and site recording; the rest of its clips, over the
-   rest of its ambiences, are mixed into test soundscapes (`earmark data mix`).
+2. For one held-out package: ENROL clips of each of its classes with at least ENROL + 1 clips, and BACKGROUND_SECONDS
+   cut from the start of each of its ambiences in proportion (a site recording holds all of its sounds), are the
+   user's examples and site recording; the rest of its clips, over the rest of its ambiences, are mixed into test soundscapes (`earmark data mix`).
 3. `earmark adapt` of the fp32 and of the INT8 export (timed), then `earmark eval` of the base and adapted files on the
    test soundscapes (onset F1 at 0.2 and 0.5 s collars, class-agnostic F1, false alarms per minute of background).
 
@@ -118,18 +118,19 @@ def enrolment_split(root: Path, package: str, out: Path, seed: int, log: Path) -
     test = link_rows(root, test, out / "test" / "audio")
     clips_csv = write_clips(out / "test" / "clips.csv", test, sorted({r["category"] for r in test}))
     backgrounds = sorted(r["filename"] for r in csv.DictReader(open(root / "backgrounds.csv")) if r["package"] == package)
-    wave = np.concatenate([load_audio(root / f, RATE) for f in backgrounds])
-    cut = int(BACKGROUND_SECONDS * RATE)
+    waves = [load_audio(root / f, RATE) for f in backgrounds]
+    share = BACKGROUND_SECONDS * RATE / sum(w.size for w in waves)  # the site's every ambience, as a recording of one place holds
+    cuts = [int(share * w.size) for w in waves]
     site, rest = out / "site.wav", out / "test" / "backgrounds" / "rest.wav"
     rest.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(site, wave[:cut], RATE)
-    sf.write(rest, wave[cut:], RATE)
+    sf.write(site, np.concatenate([w[:c] for w, c in zip(waves, cuts)]), RATE)
+    sf.write(rest, np.concatenate([w[c:] for w, c in zip(waves, cuts)]), RATE)
     scapes = out / "test" / "scapes"
     if not (scapes / "soundscapes.tsv").exists():
         earmark("data", "mix", clips_csv, rest.parent, scapes, "--count", TEST_SCAPES, "--duration", 20, "--events", 1, 4,
                 "--background-only", 0.2, "--sample-rate", RATE, "--seed", seed + 1, log=log)
     print(f"  {package}: {len(by_label)} classes, enrolled {sum(1 for _ in examples.iterdir())} with {ENROL} examples each, "
-          f"{len(test)} test clips; site {BACKGROUND_SECONDS:.0f} s, test background {(wave.size - cut) / RATE:.0f} s", flush=True)
+          f"{len(test)} test clips; site {sum(cuts) / RATE:.0f} s, test background {sum(w.size - c for w, c in zip(waves, cuts)) / RATE:.0f} s", flush=True)
     return examples, site, scapes / "soundscapes.tsv"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from earmark.runtime.cli import add_event_arguments
@@ -43,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
     counts = enrolment.counts()
     print(f"enrolled {len(counts)} labels ({', '.join(f'{label} {n}' for label, n in counts.items())} examples) over "
           f"{enrolment.background_seconds:.0f} s of site audio in {adapted.seconds:.0f} s")
-    print(f"cross-validated ({v['folds']} folds, {60 * v['hours']:.1f} min): threshold {v['threshold']}, events found "
-          + ", ".join(f"{label} {recall:.0%}" for label, recall in v["recall"].items())
-          + f"; {v['false_alarms_per_hour']:.0f} false alarms per hour (budget {args.max_false_alarms:g})")
+    print(f"cross-validated ({v['folds']} folds, {60 * v['site_hours']:.1f} min of site): threshold {v['threshold']}, event F1 "
+          f"{v['f1']:.0%}, events found " + ", ".join(f"{label} {recall:.0%}" for label, recall in v["recall"].items())
+          + f"; {v['false_alarms_per_hour']:.0f} false alarms per hour of site (budget {args.max_false_alarms:g})")
+    if not v["within_budget"]:
+        print(f"warning: no threshold finds an event within {args.max_false_alarms:g} false alarms per hour of site; the model "
+              f"keeps {v['threshold']}: add examples, record a longer site, or raise --max-false-alarms.", file=sys.stderr)
     print(f"wrote {out}; next: earmark listen {out} --source mic")
     return 0

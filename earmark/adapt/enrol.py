@@ -1,13 +1,12 @@
 """Enrolment: a deployed detector's frame embeddings, a linear head fitted on the user's examples mixed over the site,
-thresholds for a false-alarm budget chosen by cross-validation, one new deployable .onnx.
+one threshold for a false-alarm budget chosen by cross-validation, one new deployable .onnx.
 
 The examples are placed over the site recording at random SNRs (``earmark.audio.mixing``, as `data mix` and
 training do) and heard frame by frame through the daemon's windows; the head learns each label's frames against
-everything else (the site's frames, the other labels). The thresholds are chosen on what the head never trained
-on: K folds of the examples (round robin per label) and K stretches of the site recording; each fold's head hears
-soundscapes of its held-out examples over its held-out stretch, and the stretch alone, through `listen`'s event
-decoder; one threshold shared by all labels finds the most events at no more than the false-alarm budget per hour
-of that audio, in total. The deployed head is then fitted on everything.
+everything else (the site's frames, the other labels). The threshold is chosen on what the head never trained on:
+K folds of the examples (round robin per label) and K stretches of the site recording; each fold's head hears
+mixtures of its held-out examples over its held-out stretch, and the stretch alone, through `listen`'s event decoder
+(``earmark.adapt.operating``). The deployed head is then fitted on everything. Numpy and ONNX Runtime only.
 """
 
 from __future__ import annotations
@@ -26,14 +25,11 @@ import soundfile as sf
 from earmark.adapt.examples import Enrolment
 from earmark.adapt.graph import EMBEDDING, adapted_model, embedding_model
 from earmark.adapt.head import LinearHead, fit_head
+from earmark.adapt.operating import choose_threshold
 from earmark.audio.events import EventSettings, Scores
 from earmark.audio.metadata import ModelMetadata
 from earmark.audio.mixing import MixSettings, Soundscape, SoundscapeMixer
 from earmark.runtime import classify_wave, load_backend
-from earmark.teachers import pick_thresholds, threshold_curves
-
-GRID = tuple(round(float(g), 3) for g in np.r_[np.linspace(0.05, 0.95, 19), 0.97, 0.98, 0.99, 0.995, 0.998])  # a head fitted
-# on a few examples is confident: distill's grid stops at 0.95, where its site false alarms were still above budget
 
 
 @dataclass(frozen=True)
@@ -83,18 +79,20 @@ def frame_targets(frames: list[Scores], events: list[tuple[float, float, str]], 
     return targets
 
 
-def _soundscapes(enrolment: Enrolment, examples: list[int], stretches: list[Path], settings: AdaptSettings, count: int,
-                 seed: int) -> list[Soundscape]:
-    """``count`` soundscapes of these examples over these site stretches (each example first in turn), then each
-    stretch alone."""
+def _mixtures(enrolment: Enrolment, examples: list[int], stretches: list[Path], settings: AdaptSettings, count: int,
+              seed: int) -> list[Soundscape]:
+    """``count`` soundscapes of these examples over these site stretches, each example first in turn."""
     ids = {enrolment.examples.clips[i].id for i in examples}
     mixer = SoundscapeMixer(enrolment.examples.filter(lambda clip: clip.id in ids),
                             stretches, enrolment.sample_rate,
                             MixSettings(duration=settings.soundscape_seconds, events=(1, 3), snr=settings.snr, background_only=0.0))
     rng = np.random.default_rng(seed)
-    mixes = [mixer.mix(rng, first=k % len(mixer.clips.clips)) for k in range(count)]
-    alone = [sf.read(str(path), dtype="float32")[0] for path in stretches]
-    return mixes + [Soundscape(wave, [], str(path), enrolment.sample_rate, []) for wave, path in zip(alone, stretches)]
+    return [mixer.mix(rng, first=k % len(mixer.clips.clips)) for k in range(count)]
+
+
+def _alone(stretches: list[Path], sample_rate: int) -> list[Soundscape]:
+    """The site stretches as soundscapes without events."""
+    return [Soundscape(sf.read(str(path), dtype="float32")[0], [], str(path), sample_rate, []) for path in stretches]
 
 
 def _fit(embedder: EmbeddingBackend, soundscapes: list[Soundscape], labels: list[str]) -> LinearHead:
@@ -143,27 +141,22 @@ def adapt(model_path: str | Path, enrolment: Enrolment, events: EventSettings, s
             stretches.append(Path(tmp) / f"site-{i}.wav")
             sf.write(stretches[i], part, enrolment.sample_rate)
         per_example = lambda n: math.ceil(settings.appearances * n / 2)  # soundscapes hold 2 events on average
-        timelines, references, durations = [], [], []
-        frame_hop = None
+        mixtures, site = [], []
+        everything = list(range(len(enrolment.examples.clips)))
         for i, held in enumerate(folds):
-            train = [j for j in range(len(enrolment.examples.clips)) if j not in held]
-            head = _fit(embedder, _soundscapes(enrolment, train, stretches[:i] + stretches[i + 1:], settings,
-                                               per_example(len(train)), settings.seed + i), labels)
-            for scape in _soundscapes(enrolment, held, [stretches[i]], settings, math.ceil(len(held) / 2), settings.seed + 1000 + i):
-                frames = embedder.timeline(scape.audio)
-                timelines.append([Scores(f.start, f.end, head.scores(f.probs)) for f in frames])
-                references.append(scape.events)
-                durations.append(scape.audio.size / scape.sample_rate)
-                frame_hop = frames[-1].end - frames[-1].start
-        decoder = replace(events, thresholds={}, offset_lag=0.0)
-        curves = threshold_curves(timelines, references, durations, labels, decoder, grid=GRID)
-        tuning = pick_thresholds(curves, settings.max_false_alarms)
-        head = _fit(embedder, _soundscapes(enrolment, list(range(len(enrolment.examples.clips))), stretches, settings,
-                                           per_example(len(enrolment.examples.clips)), settings.seed + 2000), labels)
-    threshold = tuning.thresholds[labels[0]]
-    validation = {"folds": k, "hours": curves.hours, "threshold": threshold, "criterion": tuning.criterion,
-                  "recall": tuning.recall, "false_alarms_per_hour": sum(tuning.false_alarms_per_hour.values()),
-                  "f1": tuning.f1, "no_operating_point": tuning.no_operating_point}
+            train, rest = [j for j in everything if j not in held], stretches[:i] + stretches[i + 1:]
+            head = _fit(embedder, _mixtures(enrolment, train, rest, settings, per_example(len(train)), settings.seed + i)
+                        + _alone(rest, enrolment.sample_rate), labels)
+            heard = lambda scape: [Scores(f.start, f.end, head.scores(f.probs)) for f in embedder.timeline(scape.audio)]
+            for scape in _mixtures(enrolment, held, [stretches[i]], settings, len(held), settings.seed + 1000 + i):
+                mixtures.append((heard(scape), scape.events, scape.audio.size / scape.sample_rate))
+            site += [(heard(scape), scape.audio.size / scape.sample_rate) for scape in _alone([stretches[i]], enrolment.sample_rate)]
+        point = choose_threshold(mixtures, site, labels, replace(events, thresholds={}, offset_lag=0.0), settings.max_false_alarms)
+        head = _fit(embedder, _mixtures(enrolment, everything, stretches, settings, per_example(len(everything)), settings.seed + 2000)
+                    + _alone(stretches, enrolment.sample_rate), labels)
+    last = mixtures[-1][0][-1]
+    frame_hop, threshold = last.end - last.start, point.threshold
+    validation = {"folds": k, **dataclasses.asdict(point)}
     seconds = time.perf_counter() - started
     metadata = replace(
         base, labels=tuple(labels), task="frame", objective="detect", outputs={"frame": "enrolled_frame_probs", "clip": "enrolled_clip_probs"},

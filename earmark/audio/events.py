@@ -7,7 +7,7 @@ tuned with exactly the decisions the daemon will make.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -126,3 +126,13 @@ class EventTracker:
                 track.off_since = track.off_since if track.off_since is not None else end
                 events += self._close(label, track, changes, end)
         return events, changes
+
+
+def decode(segments: list[Scores], labels: list[str], settings: EventSettings, duration: float) -> list[tuple[float, float, str]]:
+    """The events (onset, offset, label) the daemon reports for this timeline of scores."""
+    tracker = EventTracker(tuple(labels), replace(settings, thresholds=dict(settings.thresholds)))
+    events = []
+    for segment in segments:
+        events += tracker.push(segment)[0]
+    events += tracker.flush(duration)[0]
+    return [(e.onset, e.offset, e.label) for e in events]

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from earmark.audio.events import EventSettings, EventTracker, Scores
+from earmark.audio.events import EventSettings, Scores, decode
 from earmark.audio.features_torch import Frontend
 from earmark.audio.mixing import Soundscape
 from earmark.engine.outputs import probabilities
@@ -71,16 +71,6 @@ def timeline(model: nn.Module, frontend: Frontend, wave: np.ndarray, window_seco
             new = len(probs) if is_first else min(len(probs), max(1, round(hop / spec.sample_rate / step)))
             segments += [Scores(end - (new - i) * step, end - (new - i - 1) * step, probs[len(probs) - new + i]) for i in range(new)]
     return segments
-
-
-def decode(segments: list[Scores], labels: list[str], settings: EventSettings, duration: float) -> Events:
-    """The events the daemon reports for this timeline."""
-    tracker = EventTracker(tuple(labels), replace(settings, thresholds=dict(settings.thresholds)))
-    events = []
-    for segment in segments:
-        events += tracker.push(segment)[0]
-    events += tracker.flush(duration)[0]
-    return [(e.onset, e.offset, e.label) for e in events]
 
 
 def class_counts(references: list[Events], estimates: list[Events], labels: list[str], collar: float = 0.5) -> dict[str, dict[str, float]]:

@@ -1,0 +1,42 @@
+"""The enrolled head's threshold: the best event F1 whose false alarms on the site alone stay inside the budget."""
+
+import numpy as np
+import pytest
+
+from earmark.adapt.operating import GRID, choose_threshold, onset_hits
+from earmark.audio.events import EventSettings, Scores
+
+
+def _timeline(events, spike=None, seconds=10.0, step=0.1):
+    """Label a scores 0.8 inside its events, 0.1 elsewhere, and 0.9 for 0.3 s at ``spike``."""
+    segments = []
+    for k in range(int(seconds / step)):
+        t = k * step + step / 2
+        a = 0.8 if any(on <= t < off for on, off, _ in events) else 0.1
+        a = 0.9 if spike is not None and spike <= t < spike + 0.3 else a
+        segments.append(Scores(k * step, (k + 1) * step, np.array([a])))
+    return segments
+
+
+EVENTS = [[(2.0, 3.0, "a")], [(4.0, 5.0, "a"), (7.0, 8.0, "a")]]
+MIXTURES = [(_timeline(e), e, 10.0) for e in EVENTS]
+SITE = [(_timeline([], spike=5.0), 10.0), (_timeline([]), 10.0)]  # one site stretch has a 0.9 spike: 180 per hour
+
+
+def test_the_threshold_is_the_best_f1_inside_the_site_budget():
+    point = choose_threshold(MIXTURES, SITE, ["a"], EventSettings(median=3), 200.0)
+    assert point.threshold == 0.8 and point.within_budget  # the highest threshold of the best F1
+    assert point.false_alarms_per_hour == pytest.approx(180.0) and point.site_hours == pytest.approx(20 / 3600)
+    assert (point.f1, point.recall) == (1.0, {"a": 1.0})
+
+
+@pytest.mark.parametrize("budget", [100.0, 0.0])
+def test_no_threshold_inside_the_budget_keeps_the_grid_top_and_says_so(budget):
+    """Every threshold that finds the events also passes the site's spike (180 per hour)."""
+    point = choose_threshold(MIXTURES, SITE, ["a"], EventSettings(median=3), budget)
+    assert point.threshold == GRID[-1] and not point.within_budget
+
+
+def test_onset_hits_match_each_reference_once_by_label_and_collar():
+    reference = [(1.0, 2.0, "a"), (5.0, 6.0, "a"), (5.2, 6.0, "b")]
+    assert onset_hits(reference, [(1.3, 2.0, "a"), (1.4, 2.0, "a"), (5.4, 6.0, "b"), (9.0, 9.5, "a")]) == [(1.0, 2.0, "a"), (5.2, 6.0, "b")]
