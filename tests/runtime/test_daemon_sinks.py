@@ -207,3 +207,36 @@ def test_soak_bench_delivers_every_event_or_counts_it(tmp_path):
     figures = json.loads((tmp_path / "soak.json").read_text())
     assert figures["outages"] == {"broker": 2, "webhook": 2} and figures["events_produced"] >= 10
     assert figures["mqtt"]["holds"] and figures["webhook"]["holds"]
+
+
+def test_webhook_follows_redirects_with_the_record_and_counts_only_what_arrived():
+    codes = {"a": 301, "b": 302, "c": 307, "d": 308}
+    server = WebhookServer(lambda record, attempt: codes[record["label"]] if attempt == 1 else 204).start()
+    loop = WebhookServer(lambda record, attempt: 302).start()  # redirects to itself for ever
+    try:
+        sink, looping = WebhookSink(server.url), WebhookSink(loop.url)
+        for label in codes:
+            sink.emit({"type": "event", "label": label})
+        looping.emit({"type": "event", "label": "a"})
+        sink.close()
+        looping.close()
+    finally:
+        server.stop()
+        loop.stop()
+    assert [r["label"] for r in server.received] == list(codes) and server.gets == 0  # re-POSTed, never a bodiless GET
+    assert sink.delivery.as_dict() == {"sent": 4, "retried": 0, "dropped": 0}
+    assert looping.delivery.as_dict() == {"sent": 0, "retried": 0, "dropped": 1} and not loop.received
+
+
+def test_webhook_record_in_flight_at_exit_is_counted_once():
+    server = WebhookServer(lambda record, attempt: "trickle").start()  # answers within each timeout, but takes seconds
+    try:
+        sink = WebhookSink(server.url, timeout=1.0, drain_seconds=0.2)
+        for label in "abc":
+            sink.emit({"type": "event", "label": label})
+        sink.close()
+        assert sink.delivery.as_dict() == {"sent": 0, "retried": 0, "dropped": 3}
+        sink._thread.join(10)  # the late reply to the record in flight changes no count
+        assert sink.delivery.as_dict() == {"sent": 0, "retried": 0, "dropped": 3}
+    finally:
+        server.stop()
