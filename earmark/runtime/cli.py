@@ -80,7 +80,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mqtt = parser.add_argument_group("MQTT (pip install 'earmark[mqtt]')")
     mqtt.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish states and events to this broker (port 1883, 8883 with TLS)")
     mqtt.add_argument("--mqtt-prefix", default="earmark", help="topic prefix")
-    mqtt.add_argument("--mqtt-client-id", help="MQTT client id (default: PREFIX-HOSTNAME)")
+    mqtt.add_argument("--mqtt-client-id", help="MQTT client id (default: PREFIX-HOSTNAME-PID)")
     mqtt.add_argument("--mqtt-user", help="broker user name")
     mqtt.add_argument("--mqtt-password-file", help="a file whose first line is the password (or set EARMARK_MQTT_PASSWORD)")
     mqtt.add_argument("--mqtt-password", help="discouraged: visible to every user in `ps`")

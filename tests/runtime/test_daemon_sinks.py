@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from earmark.runtime.mqtt import MqttSink, default_client_id, label_slugs, topic_slug
+from earmark.runtime.mqtt import MqttSink, device_id, label_slugs, topic_slug
 from earmark.runtime.webhook import WebhookSink
 
 from .models import SAMPLE_RATE, export_detector, tone_track
@@ -44,8 +44,8 @@ def test_two_daemons_on_one_broker_keep_their_sessions(model, broker):
     kitchen = _stdin_daemon(model, "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "kitchen")
     hall = _stdin_daemon(model, "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "hall")
     try:
-        kitchen.wait_for_log(f"as {default_client_id('kitchen')}")
-        hall.wait_for_log(f"as {default_client_id('hall')}")
+        kitchen.wait_for_log(f"as {device_id('kitchen')}-{kitchen.process.pid}")
+        hall.wait_for_log(f"as {device_id('hall')}-{hall.process.pid}")
         for daemon in (kitchen, hall):  # a few seconds of audio each: a session taken over would flap meanwhile
             daemon.feed(tone_track(3.0, [(1.0, 2.0, 1000.0)]))
             daemon.wait_for(lambda r: r["type"] == "event")
@@ -56,6 +56,21 @@ def test_two_daemons_on_one_broker_keep_their_sessions(model, broker):
     assert watcher.payloads("kitchen/availability") == ["online", "offline"]
     assert watcher.payloads("hall/availability") == ["online", "offline"]
     assert not any("reconnected" in line for line in kitchen.stderr + hall.stderr)
+
+
+def test_two_daemons_with_one_prefix_on_one_host_keep_their_connections(model, broker):
+    first = _stdin_daemon(model, "--mqtt", f"127.0.0.1:{broker.port}")
+    second = _stdin_daemon(model, "--mqtt", f"127.0.0.1:{broker.port}")
+    try:
+        for daemon in (first, second):
+            daemon.wait_for_log("MQTT connected")
+        for daemon in (first, second):  # a connection taken over would be lost and come back meanwhile
+            daemon.feed(tone_track(3.0, [(1.0, 2.0, 1000.0)]))
+            daemon.wait_for(lambda r: r["type"] == "event")
+    finally:
+        assert first.stop() == 0 and second.stop() == 0
+    assert not any("connection lost" in line or "reconnected" in line for line in first.stderr + second.stderr)
+    assert all("mqtt 5 sent, 0 retried, 0 dropped" in _delivered(daemon) for daemon in (first, second))
 
 
 def test_broker_outage_replays_states_retained_and_delivers_waiting_events(tmp_path, model):
@@ -101,9 +116,9 @@ def test_awkward_labels_get_topic_slugs_and_discovery_has_a_device(tmp_path, bro
     watcher.close()
     assert watcher.payloads("earmark/dog_1/state") == ["OFF", "ON", "OFF"]
     assert [json.loads(p)["label"] for p in watcher.payloads("earmark/events")] == ["dog #1"]
-    config = json.loads(watcher.payloads(f"homeassistant/binary_sensor/{topic_slug(default_client_id('earmark'))}/a_b_c_d/config")[0])
+    config = json.loads(watcher.payloads(f"homeassistant/binary_sensor/{topic_slug(device_id('earmark'))}/a_b_c_d/config")[0])
     assert config["name"] == "a+b/c d" and config["state_topic"] == "earmark/a_b_c_d/state"
-    assert config["device"]["name"] == "earmark earmark" and config["device"]["identifiers"] == [default_client_id("earmark")]
+    assert config["device"]["name"] == "earmark earmark" and config["device"]["identifiers"] == [device_id("earmark")]
 
 
 def _openssl(*args, cwd):
