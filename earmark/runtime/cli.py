@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,6 +103,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(tab-separated), or onset,offset,label,score rows when the name ends in .csv")
 
 
+def _remember_sighup() -> list[int]:
+    """Until the listener takes over its signals, a SIGHUP (systemd's ExecReload) is noted, not fatal; the list fills."""
+    seen: list[int] = []
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda number, _frame: seen.append(number))
+    return seen
+
+
 def _mqtt_sink(args: argparse.Namespace, meta, log):
     from earmark.runtime.mqtt import MqttSink, tls_context
 
@@ -126,6 +135,7 @@ def _mqtt_sink(args: argparse.Namespace, meta, log):
 
 
 def run(args: argparse.Namespace) -> int:
+    early_reloads = _remember_sighup()
     if args.list_devices:
         from earmark.runtime.sources import describe_inputs
 
@@ -174,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
         services.append(page.service)
         log(f"live page on {page.service.url}/")
     listener.install_signals()
+    if early_reloads:
+        log("SIGHUP during start-up: re-reading the thresholds now")
+        listener.request_reload()
     log(f"listening to {args.source} ({source.sample_rate} Hz) for {len(meta.labels)} labels"
         f"{f' and {len(meta.scene_labels)} scenes' if meta.scene_labels else ''}, window {meta.window_seconds} s, "
         f"hop {classifier.plan.hop_seconds:.3f} s")
