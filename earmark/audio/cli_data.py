@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections import Counter
+from pathlib import Path
 
+from earmark.audio.io import SKIP_HINT
 from earmark.audio.manifest import READERS
 
 
@@ -31,7 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mix.add_argument("--sample-rate", type=int, help="output sample rate (default: the first clip's rate)")
     mix.add_argument("--seed", type=int, default=0, help="seeds every placement, gain and choice")
     check = action("check", "decode every file of a manifest and summarise it; bad rows and files are named")
-    check.add_argument("manifest", help="a CSV/TSV manifest (ESC-50, TAU, DESED, multi-label), a folder of class folders or of audio")
+    check.add_argument("manifest", help="a CSV/TSV manifest (ESC-50, TAU, DESED, multi-label), a folder of class folders or of audio, "
+                       "or shards of `earmark data shard`")
     check.add_argument("--kind", default="auto", choices=["auto", *READERS], help="the manifest format (auto: from its header)")
     check.add_argument("--skip-bad", action="store_true", help="report and skip bad rows and files instead of failing")
     check.add_argument("--no-decode", action="store_true", help="check only that the files exist (fast)")
@@ -41,11 +45,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     shard.add_argument("out", help="the folder of .tar shards to write")
     shard.add_argument("--clips-per-shard", type=int, default=1000, help="clips per .tar file")
     shard.add_argument("--max-shard-mb", type=float, default=0.0, help="also start a new shard before one grows past this (0: no limit)")
-    shard.add_argument("--skip-bad", action="store_true", help="report and skip bad manifest rows and files (every file is decoded) instead of stopping")
+    shard.add_argument("--skip-bad", action="store_true", help="report and skip bad manifest rows and files instead of stopping (every file is decoded either way)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from earmark.audio.manifest import read_manifest
+    from earmark.audio.manifest import bad_files, read_manifest
 
     if args.action == "synth":
         from earmark.audio.synth import synthesize
@@ -69,42 +73,78 @@ def run(args: argparse.Namespace) -> int:
                   "(pass a larger --count)", file=sys.stderr)
         print(f"next: earmark distill --data {mixed.manifest} --objective detect --task frame ...")
         return 0
+    if args.action == "check" and Path(args.manifest).suffix.lower() not in (".csv", ".tsv"):  # a CSV never needs torch
+        from earmark.audio.shards import looks_like_shards
+
+        if looks_like_shards(args.manifest):
+            return _check_shards(args)
     manifest = read_manifest(args.manifest, getattr(args, "kind", "auto"), skip_bad=args.skip_bad)
     if args.action == "shard":
         from earmark.audio.shards import write_shards
 
-        manifest = manifest.without_bad_files() if args.skip_bad else manifest  # shards never hold a file training would refuse
+        manifest = _usable(manifest, args, bad_files(manifest))  # shards never hold a file training would refuse
+        if manifest is None:
+            return 1
         shards = write_shards(manifest, args.out, args.clips_per_shard, args.max_shard_mb)
         print(f"wrote {len(shards.shards)} shards of {len(shards)} clips and their index to {args.out}")
         print(f"next: earmark pretrain asit --data {args.out}")
         return 0
-    return _check(manifest, args)
-
-
-def _check(manifest, args: argparse.Namespace) -> int:
-    from earmark.audio.manifest import bad_files
-
     skipped_rows = len(manifest.skipped)
     bad = {} if args.no_decode else bad_files(manifest)
+    manifest = _usable(manifest, args, bad)
+    if manifest is None:
+        return 1
+    if not manifest.clips:
+        print(f"{args.manifest}: no clips; expected a CSV/TSV manifest, a folder of class folders, a folder of audio files, "
+              "or shards written by `earmark data shard`.", file=sys.stderr)
+        return 1
+    print(f"{args.manifest}: {manifest.describe()}")
+    _label_counts(manifest.labels, Counter(label for clip in manifest.clips for label in clip.labels), args.min_clips)
+    if skipped_rows or bad:
+        print(f"skipped {skipped_rows} bad rows and {len(bad)} bad files")
+    return 0
+
+
+def _usable(manifest, args: argparse.Namespace, bad: dict[str, str]):
+    """The manifest without its ``bad`` files (each named on stderr), or None when they are not to be skipped."""
     for problem in bad.values():
         print(f"{'skipped ' if args.skip_bad else ''}{problem}", file=sys.stderr)
     if bad and not args.skip_bad:
         print(f"{args.manifest}: {len(bad)} of {len(manifest)} files cannot be used (above); repair or remove them, "
               "or pass --skip-bad to report and skip them.", file=sys.stderr)
+        return None
+    return manifest.filter(lambda clip: clip.id not in bad) if bad else manifest
+
+
+def _check_shards(args: argparse.Namespace) -> int:
+    """``data check`` of WebDataset shards: every sample decoded from its tar, bad ones named, labels counted."""
+    from earmark.audio.io import AudioError, check_encoded
+    from earmark.audio.shards import ShardSet
+
+    shards = ShardSet.open(args.manifest)
+    counts, bad = Counter(), 0
+    for _, clip, audio in shards.samples(list(range(len(shards.shards))), 0, len(shards)):
+        counts.update(clip.labels)
+        try:
+            if not args.no_decode:
+                check_encoded(io.BytesIO(audio), f"{clip.path.name} ({clip.id})")
+        except AudioError as err:
+            bad += 1
+            print(str(err).replace(f" ({SKIP_HINT})", ""), file=sys.stderr)
+    if bad:
+        print(f"{args.manifest}: {bad} of {len(shards)} clips cannot be used (above); pack the shards again from a "
+              "repaired manifest (`earmark data shard` refuses such files).", file=sys.stderr)
         return 1
-    manifest = manifest.filter(lambda clip: clip.id not in bad) if bad else manifest
-    if not manifest.clips:
-        print(f"{args.manifest}: no clips; expected a CSV/TSV manifest, a folder of class folders, or a folder of audio files.",
-              file=sys.stderr)
-        return 1
-    print(f"{args.manifest}: {manifest.describe()}")
-    counts = Counter(label for clip in manifest.clips for label in clip.labels)
-    for label in manifest.labels:
-        print(f"  {label:<24} {counts[label]:>6}")
-    rare = [f"{label!r} ({counts[label]})" for label in manifest.labels if counts[label] < args.min_clips]
-    if rare:
-        print(f"labels with fewer than {args.min_clips} clips, probable typos: {', '.join(rare)}")
-    if skipped_rows or bad:
-        print(f"skipped {skipped_rows} bad rows and {len(bad)} bad files")
+    print(f"{args.manifest}: {len(shards)} clips in {len(shards.shards)} shards, {len(shards.labels)} classes, task {shards.task}")
+    _label_counts(shards.labels, counts, args.min_clips)
     return 0
+
+
+def _label_counts(labels, counts: Counter, min_clips: int) -> None:
+    """Clips per label, and the labels so rare that they are probably typos."""
+    for label in labels:
+        print(f"  {label:<24} {counts[label]:>6}")
+    rare = [f"{label!r} ({counts[label]})" for label in labels if counts[label] < min_clips]
+    if rare:
+        print(f"labels with fewer than {min_clips} clips, probable typos: {', '.join(rare)}")
 
