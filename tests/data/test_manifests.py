@@ -60,6 +60,32 @@ def test_bad_rows_stop_with_the_row_named(tmp_path, content, problem):
         read_manifest(tmp_path / "m.csv")
 
 
+@pytest.mark.parametrize("name, content", [
+    ("m.csv", "file,fold,target,category\na.wav,1,0,dog\n"),
+    ("s.tsv", "file\tonset\toffset\tevent_label\na.wav\t0.1\t0.5\tdog\n"),
+    ("t.tsv", "audio\tscene_label\na.wav\tpark\n"),
+    ("ml.csv", "clip,labels\na.wav,dog\n"),
+])
+def test_a_renamed_filename_column_is_one_sentence(tmp_path, name, content):
+    _wav(tmp_path / "audio" / "a.wav")
+    (tmp_path / name).write_text(content)
+    with pytest.raises(ValueError, match=r"has no 'filename'.* column \(its columns: \["):
+        read_manifest(tmp_path / name)
+
+
+def test_audioset_segment_csv_with_its_comment_lines_reads(tmp_path):
+    _wav(tmp_path / "audio" / "--PJHxphWEs.wav")
+    _wav(tmp_path / "audio" / "-0RWZT-miFs.wav")
+    (tmp_path / "balanced_train_segments.csv").write_text(
+        "# Segments csv created Sun Mar  5 10:54:25 2017\n"
+        "# num_ytids=2, num_segs=2, num_unique_labels=3, num_positives=4\n"
+        "# YTID, start_seconds, end_seconds, positive_labels\n"
+        '--PJHxphWEs, 30.000, 40.000, "/m/09x0r,/t/dd00088"\n'
+        '-0RWZT-miFs, 420.000, 430.000, "/m/03fwl,/m/04rlf"\n')
+    m = read_manifest(tmp_path / "balanced_train_segments.csv")
+    assert m.multi_label and m.by_id()["--PJHxphWEs"].labels == ("/m/09x0r", "/t/dd00088") and len(m.labels) == 4
+
+
 def test_onset_after_offset_and_unknown_labels(tmp_path):
     _wav(tmp_path / "audio" / "a.wav")
     (tmp_path / "s.tsv").write_text("filename\tonset\toffset\tevent_label\na.wav\t2.0\t1.0\tdog\n")
