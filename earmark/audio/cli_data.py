@@ -11,6 +11,7 @@ from pathlib import Path
 
 from earmark.audio.io import SKIP_HINT
 from earmark.audio.manifest import READERS
+from earmark.audio.options import AT_LEAST_ONE, NON_NEGATIVE, NON_NEGATIVE_NUMBER, NUMBER, PROBABILITY, SECONDS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,19 +20,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     synth = action("synth", "write the procedural demo dataset")
     synth.add_argument("out", help="writes OUT/clips.csv, OUT/soundscapes.tsv, OUT/scenes.tsv and OUT/audio/")
     synth.add_argument("--seed", type=int, default=0, help="seeds every sound and placement")
-    synth.add_argument("--clips-per-class", type=int, default=40, help="one-second clips per event class")
-    synth.add_argument("--soundscapes", type=int, default=20, help="10-second soundscapes with strong labels")
+    synth.add_argument("--clips-per-class", type=AT_LEAST_ONE, default=40, help="one-second clips per event class")
+    synth.add_argument("--soundscapes", type=NON_NEGATIVE, default=20, help="10-second soundscapes with strong labels")
     mix = action("mix", "place clip-dataset events over background recordings: soundscapes + strong labels")
     mix.add_argument("clips", help="a clip manifest (single- or multi-label, or strong labels) whose clips become events")
     mix.add_argument("backgrounds", help="a folder of background recordings (searched recursively) or a manifest of them")
     mix.add_argument("out", help="writes OUT/audio/mix-NNNNN.wav and OUT/soundscapes.tsv (DESED style, with a fold column)")
-    mix.add_argument("--count", type=int, default=100, help="soundscapes to write")
-    mix.add_argument("--duration", type=float, default=10.0, help="seconds per soundscape")
-    mix.add_argument("--events", type=int, nargs=2, default=[1, 4], metavar=("LOW", "HIGH"), help="events per soundscape")
-    mix.add_argument("--snr", type=float, nargs=2, default=[0.0, 15.0], metavar=("LOW", "HIGH"), help="event-to-background dB")
-    mix.add_argument("--max-overlap", type=int, default=1, help="events sounding at once (1: no overlap)")
-    mix.add_argument("--background-only", type=float, default=0.1, help="share of soundscapes with no event")
-    mix.add_argument("--sample-rate", type=int, help="output sample rate (default: the first clip's rate)")
+    mix.add_argument("--count", type=AT_LEAST_ONE, default=100, help="soundscapes to write")
+    mix.add_argument("--duration", type=SECONDS, default=10.0, help="seconds per soundscape")
+    mix.add_argument("--events", type=NON_NEGATIVE, nargs=2, default=[1, 4], metavar=("LOW", "HIGH"), help="events per soundscape")
+    mix.add_argument("--snr", type=NUMBER, nargs=2, default=[0.0, 15.0], metavar=("LOW", "HIGH"), help="event-to-background dB")
+    mix.add_argument("--max-overlap", type=AT_LEAST_ONE, default=1, help="events sounding at once (1: no overlap)")
+    mix.add_argument("--background-only", type=PROBABILITY, default=0.1, help="share of soundscapes with no event")
+    mix.add_argument("--sample-rate", type=AT_LEAST_ONE, help="output sample rate (default: the first clip's rate)")
     mix.add_argument("--seed", type=int, default=0, help="seeds every placement, gain and choice")
     check = action("check", "decode every file of a manifest and summarise it; bad rows and files are named")
     check.add_argument("manifest", help="a CSV/TSV manifest (ESC-50, TAU, DESED, multi-label), a folder of class folders or of audio, "
@@ -39,12 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--kind", default="auto", choices=["auto", *READERS], help="the manifest format (auto: from its header)")
     check.add_argument("--skip-bad", action="store_true", help="report and skip bad rows and files instead of failing")
     check.add_argument("--no-decode", action="store_true", help="check only that the files exist (fast)")
-    check.add_argument("--min-clips", type=int, default=3, help="labels with fewer clips are reported as probable typos")
+    check.add_argument("--min-clips", type=NON_NEGATIVE, default=3, help="labels with fewer clips are reported as probable typos")
     shard = action("shard", "pack a manifest into WebDataset tar shards")
     shard.add_argument("manifest", help="the manifest whose clips are packed")
     shard.add_argument("out", help="the folder of .tar shards to write")
-    shard.add_argument("--clips-per-shard", type=int, default=1000, help="clips per .tar file")
-    shard.add_argument("--max-shard-mb", type=float, default=0.0, help="also start a new shard before one grows past this (0: no limit)")
+    shard.add_argument("--clips-per-shard", type=AT_LEAST_ONE, default=1000, help="clips per .tar file")
+    shard.add_argument("--max-shard-mb", type=NON_NEGATIVE_NUMBER, default=0.0, help="also start a new shard before one grows past this (0: no limit)")
     shard.add_argument("--skip-bad", action="store_true", help="report and skip bad manifest rows and files instead of stopping (every file is decoded either way)")
 
 

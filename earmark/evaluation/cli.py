@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from earmark.audio.options import GAP_SECONDS, NON_NEGATIVE, NON_NEGATIVE_NUMBER, SECONDS
 from earmark.runtime.cli import add_event_arguments
 
 
@@ -16,10 +17,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(filename, onset, offset, event_label) or any manifest with onsets and offsets")
     parser.add_argument("--audio-root", help="folder of the audio files that DATA names (default: DATA's folder, or its audio/)")
     parser.add_argument("--out", help="where results.json and the pictures go (default: MODEL-eval beside the model)")
-    parser.add_argument("--collar", type=float, nargs="+", default=[0.2], help="onset collar(s) in seconds for event F1 (DCASE: 0.2)")
-    parser.add_argument("--offset-ratio", type=float, default=0.5, help="offset collar as a fraction of the event's length (sed_eval: 0.5)")
-    parser.add_argument("--timelines", type=int, help="draw the timelines of the first N soundscapes only (default: all)")
-    parser.add_argument("--hop", type=float, help="seconds between model runs (default: from the model)")
+    parser.add_argument("--collar", type=GAP_SECONDS, nargs="+", default=[0.2], help="onset collar(s) in seconds for event F1 (DCASE: 0.2)")
+    parser.add_argument("--offset-ratio", type=NON_NEGATIVE_NUMBER, default=0.5, help="offset collar as a fraction of the event's length (sed_eval: 0.5)")
+    parser.add_argument("--timelines", type=NON_NEGATIVE, help="draw the timelines of the first N soundscapes only (default: all)")
+    parser.add_argument("--hop", type=SECONDS, help="seconds between model runs (default: from the model)")
     add_event_arguments(parser)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from earmark.audio.options import PROBABILITY
+
 FORMATS = ("onnx", "engine")
 
 
@@ -17,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", help="manifest (or WebDataset shards) of calibration clips for post-training INT8 (its labels give accuracy)")
     parser.add_argument("--int8-scope", choices=["pointwise", "all"],
                         help="post-training INT8: quantize pointwise convs only (default; CPU targets) or all convs (TensorRT, NPUs)")
-    parser.add_argument("--min-agreement", type=float, help="INT8 parity gate: least top-1 agreement with PyTorch (default 0.95)")
+    parser.add_argument("--min-agreement", type=PROBABILITY, help="INT8 parity gate: least top-1 agreement with PyTorch (default 0.95)")
     parser.add_argument("--batch", default="1", help="fixed batch size N, or 'dynamic' (default 1)")
     parser.add_argument("--out", help="output path (default: next to the checkpoint, named by precision)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")

@@ -4,34 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
-
-def _checked(cast: Callable[[str], float], test: Callable[[float], bool], what: str) -> Callable[[str], float]:
-    """An argparse type that refuses, in one sentence, values that do not parse, are not finite or fail ``test``."""
-
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or not test(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-        return value
-
-    return parse
-
-
-SECONDS = _checked(float, lambda v: v > 0, "a positive number of seconds")
-GAP_SECONDS = _checked(float, lambda v: v >= 0, "zero or a positive number of seconds")
-AT_LEAST_ONE = _checked(int, lambda v: v >= 1, "a whole number of at least 1")
-RATIO = _checked(float, lambda v: 0 < v <= 1, "a ratio above 0 and at most 1")
-PORT = _checked(int, lambda v: 0 <= v <= 65535, "a port from 0 to 65535 (0: any free port)")
-PROBABILITY = _checked(float, lambda v: 0 <= v <= 1, "a probability from 0 to 1")
+from earmark.audio.options import AT_LEAST_ONE, GAP_SECONDS, PORT, PROBABILITY, RATIO, SECONDS
 
 
 def threshold_pair(text: str) -> tuple[str, float]:
@@ -151,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
     from earmark.runtime.web import parse_address
     from earmark.runtime.webhook import WebhookSink, check_url
 
+    if args.sink != "stdout" and not args.sink.startswith("file:"):
+        raise ValueError(f"--sink {args.sink!r} is neither stdout nor file:PATH; write e.g. --sink file:/var/log/earmark/events.jsonl.")
+    if args.timeline:
+        import matplotlib  # noqa: F401 - missing, it is named now, not after the whole recording was decoded
     ui_address = parse_address(args.ui, "--ui") if args.ui else None
     webhook = check_url(args.webhook) if args.webhook else None
     classifier = StreamingClassifier(args.model, args.backend, args.hop, args.window, args.threads)

@@ -39,6 +39,9 @@ class WindowPlan:
         if window_seconds is not None and abs(window_seconds - meta.window_seconds) > 1e-6:
             raise ValueError(f"the model was exported for {meta.window_seconds} s windows, not {window_seconds}; "
                              "re-export it for another window.")
+        if hop_seconds is not None and hop_seconds > meta.window_seconds:
+            raise ValueError(f"--hop {hop_seconds:g} s is longer than the model's {meta.window_seconds:g} s window, so the audio "
+                             f"between windows would go unheard; pass a --hop of at most {meta.window_seconds:g}.")
         self.frames = meta.input_frames
         self.hop_seconds = hop_seconds or meta.hop_seconds
         self.hop_frames = max(1, round(self.hop_seconds / self.spec.hop_seconds))

@@ -83,10 +83,8 @@ def write_selections(events: list[Event], path: str | os.PathLike, max_frequency
 def plot_timeline(audio_path: str | os.PathLike, timeline: Timeline, spec, path: str | os.PathLike,
                   reference: list[tuple[float, float, str]] | None = None, title: str = "") -> Path:
     """Spectrogram; ground truth and detections per label; scores with each label's threshold (dashed)."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise RuntimeError("drawing a timeline needs matplotlib: pip install matplotlib.") from None
+    import matplotlib  # missing: the CLI names the extra that installs it
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
