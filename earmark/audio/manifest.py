@@ -147,6 +147,7 @@ class _Rows:
         self.source, self.skip_bad = source, skip_bad
         self.clips: dict[str, Clip] = {}
         self.skipped: list[str] = []
+        self._shared_stems: set[str] = set()  # ids of files that differ only by extension (mace.ogg, mace.wav)
 
     def bad(self, row: int | str, problem: str) -> None:
         message = f"{self.source}, row {row}: {problem}"
@@ -158,6 +159,13 @@ class _Rows:
     def add(self, row: int | str, clip: Clip, check_file: bool = True) -> None:
         if not clip.id:
             return self.bad(row, "the filename is empty")
+        other = self.clips.get(clip.id)
+        if other is not None and other.path.suffix != clip.path.suffix and other.id == other.path.stem:
+            self._shared_stems.add(clip.id)  # both keep their extension in the id
+            renamed = replace(other, id=other.id + other.path.suffix)
+            self.clips = {c.id: c for c in (renamed if c is other else c for c in self.clips.values())}
+        if clip.id in self._shared_stems:
+            clip = replace(clip, id=clip.id + clip.path.suffix)
         if clip.id in self.clips:
             return self.bad(row, f"duplicated id {clip.id!r}")
         if check_file and not clip.path.is_file():
@@ -282,11 +290,30 @@ def read_desed(path: Path, audio_root=None, labels: LabelSet | None = None, skip
             rows.bad(i, f"onset {onset} is not before offset {offset}")
             continue
         events[name].append((onset, offset, r["event_label"]))
+    merged = 0
     for name, evs in events.items():
-        evs.sort()
+        evs = _merge_overlaps(evs)
+        merged += len(events[name]) - len(evs)
         clip_labels = tuple(sorted({e[2] for e in evs}))
         rows.add(first_row[name], Clip(Path(name).stem, root / name, clip_labels, folds[name], events=tuple(evs)))
+    if merged:
+        log.warning("%s: %d events overlapped or touched another of their label in the same file and were merged into it "
+                    "(one sound to the metrics and the frame targets alike)", path, merged)
     return _finish(rows, labels, (e[2] for evs in events.values() for e in evs), multi_label=True, task="frame")
+
+
+def _merge_overlaps(events: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Sorted events, those of one label that overlap or touch merged into one (sed_scores_eval refuses them otherwise)."""
+    merged: list[tuple[float, float, str]] = []
+    latest: dict[str, int] = {}  # label -> index of its latest event in merged
+    for onset, offset, label in sorted(events):
+        i = latest.get(label)
+        if i is not None and onset <= merged[i][1]:
+            merged[i] = (merged[i][0], max(merged[i][1], offset), label)
+        else:
+            latest[label] = len(merged)
+            merged.append((onset, offset, label))
+    return merged
 
 
 def read_multilabel(path: Path, audio_root=None, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:

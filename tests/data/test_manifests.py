@@ -86,6 +86,23 @@ def test_audioset_segment_csv_with_its_comment_lines_reads(tmp_path):
     assert m.multi_label and m.by_id()["--PJHxphWEs"].labels == ("/m/09x0r", "/t/dd00088") and len(m.labels) == 4
 
 
+def test_overlapping_or_touching_events_of_one_label_are_merged_and_said(tmp_path, caplog):
+    _wav(tmp_path / "audio" / "a.wav")
+    (tmp_path / "s.tsv").write_text("filename\tonset\toffset\tevent_label\na.wav\t0.4\t0.9\tdog\na.wav\t0.1\t0.5\tdog\n"
+                                    "a.wav\t0.9\t1.2\tdog\na.wav\t0.2\t0.3\tcat\na.wav\t1.5\t1.8\tdog\n")
+    clip = read_manifest(tmp_path / "s.tsv").clips[0]
+    assert clip.events == ((0.1, 1.2, "dog"), (0.2, 0.3, "cat"), (1.5, 1.8, "dog"))  # as sed_scores_eval accepts them
+    assert "2 events overlapped or touched another of their label" in caplog.text
+
+
+def test_files_that_differ_only_by_extension_keep_it_in_their_ids(tmp_path):
+    for name in ("mace.ogg", "mace.wav", "mace.flac", "bell.wav"):
+        _wav(tmp_path / "audio" / name)
+    assert sorted(read_manifest(tmp_path / "audio").ids) == ["bell", "mace.flac", "mace.ogg", "mace.wav"]
+    (tmp_path / "m.csv").write_text("filename,fold,target,category\nmace.ogg,1,0,mace\nmace.wav,1,0,mace\nbell.wav,2,1,bell\n")
+    assert read_manifest(tmp_path / "m.csv").ids == ["mace.ogg", "mace.wav", "bell"]
+
+
 def test_onset_after_offset_and_unknown_labels(tmp_path):
     _wav(tmp_path / "audio" / "a.wav")
     (tmp_path / "s.tsv").write_text("filename\tonset\toffset\tevent_label\na.wav\t2.0\t1.0\tdog\n")
