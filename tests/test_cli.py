@@ -3,6 +3,7 @@
 import argparse
 import importlib
 import json
+import shlex
 import subprocess
 import sys
 
@@ -185,3 +186,15 @@ def test_a_frame_teacher_for_a_clip_student_is_explained(tmp_path):
     assert "pass --task frame" in task_mismatch(frame, "clip")
     assert "learns its frames from the strong labels only" in task_mismatch(clip, "frame")
     assert task_mismatch(frame, "frame") is None and task_mismatch(clip, "clip") is None
+
+
+def test_the_next_command_finetune_prints_parses_as_a_whole_distill(tmp_path):
+    from earmark.distill.run import DistillConfig
+    from earmark.teachers.cli_finetune import distill_command
+
+    config = FinetuneConfig("acmsskd_tiny", "data/my clips.tsv", "runs/beats ft", task="frame")
+    command = shlex.split(distill_command(tmp_path / "runs" / "beats ft" / "teacher", config))
+    assert command[:2] == ["earmark", "distill"]
+    args = verb_parser("distill", importlib.import_module(VERBS["distill"][0])).parse_args(command[2:])
+    distill = config_from_args(DistillConfig, args)  # refused before: OUT was missing
+    assert distill.out == "runs/beats ft-student" and distill.data == "data/my clips.tsv" and distill.task == "frame" and distill.qat

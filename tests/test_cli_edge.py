@@ -1,4 +1,4 @@
-"""The edge install for real: a fresh venv with earmark and only its base dependencies (no torch), built with pip.
+"""The edge install for real: a wheel built from the checkout, installed in a fresh venv with only its base dependencies (no torch).
 
 Slow (about a minute of pip on two cores); tests/test_cli.py checks the same hints quickly by blocking imports.
 """
@@ -25,10 +25,13 @@ EDGE = ["numpy", "soundfile", "soxr", "onnxruntime", "onnx", "sounddevice", "thr
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory) -> Path:
-    venv = tmp_path_factory.mktemp("edge") / "venv"
+    venv, dist = tmp_path_factory.mktemp("edge") / "venv", tmp_path_factory.mktemp("dist")
+    wheel = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+                           capture_output=True, text=True, timeout=900)  # as the README says to build it
+    assert wheel.returncode == 0, wheel.stderr[-3000:]
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     pip = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps",
-                          *EDGE, str(ROOT)], capture_output=True, text=True, timeout=900)
+                          *EDGE, str(next(dist.glob("earmark-*.whl")))], capture_output=True, text=True, timeout=900)
     assert pip.returncode == 0, pip.stderr[-3000:]
     return venv / "bin"
 
