@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from datetime import datetime, timezone
 
 import pytest
 import soundfile as sf
@@ -28,12 +29,14 @@ def _wav(path, seconds, tones, rate=SAMPLE_RATE):
 def test_file_source_reports_events_as_json_lines(tmp_path, model):
     wav = _wav(tmp_path / "a.wav", 5.0, [(1.0, 2.0, 1000.0), (3.0, 3.6, 3000.0)])
     run = subprocess.run(LISTEN + [str(model), "--source", str(wav), "--fast"], capture_output=True, text=True, timeout=60)
+    finished = datetime.now(timezone.utc)
     assert run.returncode == 0, run.stderr
     records = [json.loads(line) for line in run.stdout.splitlines()]
     events = [r for r in records if r["type"] == "event"]
     assert [e["label"] for e in events] == ["tone_1k", "tone_3k"]
     assert abs(events[0]["onset"] - 1.0) <= 0.1 and abs(events[0]["offset"] - 2.0) <= 0.15
     assert {"onset_time", "offset_time", "score"} <= set(events[0])
+    assert all(datetime.fromisoformat(e[key]) <= finished for e in events for key in ("onset_time", "offset_time"))  # --fast: never ahead
     assert records[-1]["type"] == "status" and records[-1]["audio_seconds"] == pytest.approx(5.0, abs=0.2)
 
 
