@@ -198,3 +198,10 @@ def test_the_next_command_finetune_prints_parses_as_a_whole_distill(tmp_path):
     args = verb_parser("distill", importlib.import_module(VERBS["distill"][0])).parse_args(command[2:])
     distill = config_from_args(DistillConfig, args)  # refused before: OUT was missing
     assert distill.out == "runs/beats ft-student" and distill.data == "data/my clips.tsv" and distill.task == "frame" and distill.qat
+
+
+def test_listen_help_imports_neither_onnxruntime_nor_numpy():
+    code = ("import sys\nfrom earmark.cli import main\ntry:\n    main(['listen', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('onnxruntime', 'numpy', 'scipy', 'sounddevice') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip().splitlines()[-1] == "[]", run.stderr
