@@ -46,6 +46,9 @@ def test_generated_options_show_the_dataclass_defaults():
         assert fragment in " ".join(text.split()), fragment
     listen = " ".join(verb_parser("listen", importlib.import_module(VERBS["listen"][0])).format_help().split())
     assert "sample rate of PCM on stdin (default: 16000)" in listen
+    data = verb_parser("data", importlib.import_module(VERBS["data"][0]))
+    synth = next(a for a in data._actions if isinstance(a, argparse._SubParsersAction)).choices["synth"]
+    assert "OUT/backgrounds/" in " ".join(synth.format_help().split())  # what `data synth` writes, all of it
 
 
 def test_a_config_json_repeats_a_run_and_flags_override_it(tmp_path):

@@ -17,8 +17,9 @@ from earmark.audio.options import AT_LEAST_ONE, NON_NEGATIVE, NON_NEGATIVE_NUMBE
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     action = lambda name, text: sub.add_parser(name, help=text, description=text, formatter_class=parser.formatter_class)
-    synth = action("synth", "write the procedural demo dataset")
-    synth.add_argument("out", help="writes OUT/clips.csv, OUT/soundscapes.tsv, OUT/scenes.tsv and OUT/audio/")
+    synth = action("synth", "write the procedural demo dataset: event clips, soundscapes and event-free backgrounds")
+    synth.add_argument("out", help="writes OUT/clips.csv, OUT/soundscapes.tsv, OUT/scenes.tsv and OUT/audio/, and event-free "
+                       "background recordings in OUT/backgrounds/ with their scenes in OUT/backgrounds.tsv (for --backgrounds, --scenes)")
     synth.add_argument("--seed", type=int, default=0, help="seeds every sound and placement")
     synth.add_argument("--clips-per-class", type=AT_LEAST_ONE, default=40, help="one-second clips per event class")
     synth.add_argument("--soundscapes", type=NON_NEGATIVE, default=20, help="10-second soundscapes with strong labels")
@@ -100,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
               "or shards written by `earmark data shard`.", file=sys.stderr)
         return 1
     print(f"{args.manifest}: {manifest.describe()}")
-    _label_counts(manifest.labels, Counter(label for clip in manifest.clips for label in clip.labels), args.min_clips)
+    events = Counter(label for clip in manifest.clips for *_, label in clip.events)
+    _label_counts(manifest.labels, Counter(label for clip in manifest.clips for label in clip.labels), args.min_clips, events)
     if skipped_rows or bad:
         print(f"skipped {skipped_rows} bad rows and {len(bad)} bad files")
     return 0
@@ -123,9 +125,10 @@ def _check_shards(args: argparse.Namespace) -> int:
     from earmark.audio.shards import ShardSet
 
     shards = ShardSet.open(args.manifest)
-    counts, bad = Counter(), 0
+    counts, events, bad = Counter(), Counter(), 0
     for _, clip, audio in shards.samples(list(range(len(shards.shards))), 0, len(shards)):
         counts.update(clip.labels)
+        events.update(label for *_, label in clip.events)
         try:
             if not args.no_decode:
                 check_encoded(io.BytesIO(audio), f"{clip.path.name} ({clip.id})")
@@ -137,14 +140,16 @@ def _check_shards(args: argparse.Namespace) -> int:
               "repaired manifest (`earmark data shard` refuses such files).", file=sys.stderr)
         return 1
     print(f"{args.manifest}: {len(shards)} clips in {len(shards.shards)} shards, {len(shards.labels)} classes, task {shards.task}")
-    _label_counts(shards.labels, counts, args.min_clips)
+    _label_counts(shards.labels, counts, args.min_clips, events)
     return 0
 
 
-def _label_counts(labels, counts: Counter, min_clips: int) -> None:
-    """Clips per label, and the labels so rare that they are probably typos."""
+def _label_counts(labels, counts: Counter, min_clips: int, events: Counter) -> None:
+    """Clips per label (and events per label, for strong labels) under a header saying which, and the labels so rare
+    that they are probably typos."""
+    print(f"  {'label':<24} {'clips':>6}" + (f" {'events':>7}" if events else ""))
     for label in labels:
-        print(f"  {label:<24} {counts[label]:>6}")
+        print(f"  {label:<24} {counts[label]:>6}" + (f" {events[label]:>7}" if events else ""))
     rare = [f"{label!r} ({counts[label]})" for label in labels if counts[label] < min_clips]
     if rare:
         print(f"labels with fewer than {min_clips} clips, probable typos: {', '.join(rare)}")

@@ -95,6 +95,18 @@ def test_overlapping_or_touching_events_of_one_label_are_merged_and_said(tmp_pat
     assert "2 events overlapped or touched another of their label" in caplog.text
 
 
+def test_data_check_counts_clips_and_events_per_label_under_headers_that_say_so(tmp_path, capsys):
+    from earmark.cli import main
+
+    for name in ("a.wav", "b.wav"):
+        _wav(tmp_path / "audio" / name, seconds=2.0)
+    (tmp_path / "s.tsv").write_text("filename\tonset\toffset\tevent_label\na.wav\t0.1\t0.5\tdog\na.wav\t1.0\t1.5\tdog\n"
+                                    "b.wav\t0.2\t0.3\tdog\nb.wav\t0.4\t0.6\tcat\n")
+    assert main(["data", "check", str(tmp_path / "s.tsv"), "--no-decode"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()[1:4]]
+    assert lines == [["label", "clips", "events"], ["cat", "1", "1"], ["dog", "2", "3"]]
+
+
 def test_files_that_differ_only_by_extension_keep_it_in_their_ids(tmp_path):
     for name in ("mace.ogg", "mace.wav", "mace.flac", "bell.wav"):
         _wav(tmp_path / "audio" / name)
