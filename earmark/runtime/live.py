@@ -4,7 +4,9 @@ The page (``static/``: index.html, live.js, live.css, shipped in the package) dr
 spectrogram, each label's current score against its threshold, the event log and the status figures; a model with a
 scene head (scenes beside events) also gets its scene scores, the current scene marked. A browser
 that connects late first receives the recent past (the last spectrogram seconds, events, scores, states, status).
-Delivery: best effort per browser; a browser too slow to keep up loses messages, counted as dropped.
+Delivery: best effort per browser; a message counts as sent once written to a browser's connection, and a browser too
+slow to keep up loses messages, counted as dropped. A label turning ON opens its row in the page's event log at once
+(its event record fills the row in when the event ends).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,10 @@ def mel_message(features: np.ndarray, end: float) -> bytes:
                            "data": base64.b64encode(np.ascontiguousarray(levels.T).tobytes()).decode()})
 
 
+def _state_message(label: str, since: str | None) -> bytes:
+    return message("state", {"label": label, "on": since is not None, "since": since})
+
+
 class LivePage:
     """A sink (records, states) and a window watcher (spectrogram, scores) that serves the page on ``host:port``."""
 
@@ -58,7 +65,7 @@ class LivePage:
         self._mel: deque[bytes] = deque(maxlen=max(1, math.ceil(keep_seconds / plan.hop_seconds)))
         self._records: deque[bytes] = deque(maxlen=50)
         self._latest: dict[str, bytes] = {}
-        self._states = {label: False for label in meta.labels}
+        self._states: dict[str, str | None] = {label: None for label in meta.labels}  # label -> wall time it turned ON
         routes = {path: self._file(name, kind) for path, (name, kind) in FILES.items()}
         self.service = HttpService({**routes, "/stream": self._stream}, host, port, "--ui")
 
@@ -74,8 +81,7 @@ class LivePage:
             clients = list(self._clients)
         for client in clients:
             try:
-                client.put_nowait(data)
-                self.delivery.add("sent")
+                client.put_nowait(data)  # counted as sent once written to the browser (_follow)
             except queue.Full:
                 self.delivery.add("dropped")
 
@@ -104,22 +110,26 @@ class LivePage:
         self._send(data)
 
     def state(self, label: str, on: bool) -> None:
+        """A label turning ON opens its row in the page's event log at once; the event record fills it in when it ends."""
+        since = datetime.now(timezone.utc).isoformat(timespec="milliseconds") if on else None
         with self._lock:
-            self._states[label] = on
-        self._send(message("state", {"label": label, "on": on}))
+            self._states[label] = since
+        self._send(_state_message(label, since))
 
     def _stream(self):
         client: queue.Queue = queue.Queue(maxsize=self.client_buffer)
         with self._lock:
             backlog = [message("hello", {**self._hello, "thresholds": self._thresholds()}), *self._mel, *self._records,
-                       *self._latest.values(), *(message("state", {"label": l, "on": on}) for l, on in self._states.items())]
+                       *self._latest.values(), *(_state_message(label, since) for label, since in self._states.items())]
             self._clients.append(client)
         return 200, "text/event-stream", self._follow(client, backlog)
 
     def _follow(self, client: queue.Queue, backlog: list[bytes]) -> Iterator[bytes]:
         try:
             yield b"retry: 2000\n\n"
-            yield from backlog
+            for data in backlog:
+                yield data
+                self.delivery.add("sent")  # the server asks for the next message once this one is written
             while True:
                 try:
                     data = client.get(timeout=15)
@@ -129,6 +139,7 @@ class LivePage:
                 if data is None:
                     return
                 yield data
+                self.delivery.add("sent")
         finally:
             with self._lock:
                 self._clients.remove(client)

@@ -67,6 +67,35 @@ def test_live_page_shows_spectrogram_scores_status_and_a_played_event(request, t
         assert daemon.stop() == 0
 
 
+OPEN_ROWS = "return [...document.querySelectorAll('#events tbody tr[data-label=\"tone_1k\"]')].map(r => [r.dataset.open || '', r.innerText])"
+
+
+def test_live_page_shows_an_event_when_it_starts_and_counts_what_it_sent(tmp_path, model):
+    port = free_port()
+    daemon = Daemon([model, "--source", "-", "--rate", "16000", "--status-every", "0.3", "--ui", f"127.0.0.1:{port}"],
+                    stdin=subprocess.PIPE)
+    browser = None
+    try:
+        daemon.wait_for(lambda r: r["type"] == "status")
+        browser = Chromium()
+        browser.open(f"http://127.0.0.1:{port}/")
+        browser.wait_for("return document.getElementById('connection').textContent === 'live'")
+        daemon.feed(tone_track(3.0, [(1.0, 3.0, 1000.0)]))  # still sounding when the audio so far ends
+        rows = browser.wait_for(OPEN_ROWS.replace("return [", "const rows = [") + "; return rows.length && rows;", timeout=30)
+        assert len(rows) == 1 and rows[0][0] == "on" and "sounding" in rows[0][1]  # shown at its start, before any event record
+        assert not any(r["type"] == "event" for r in daemon.seen)
+        daemon.feed(tone_track(1.5, []))  # it ends: the same row is filled in
+        rows = browser.wait_for(OPEN_ROWS.replace("return [", "const rows = [") + "; return rows.length && !rows[0][0] && rows;")
+        assert len(rows) == 1 and "sounding" not in rows[0][1] and " s" in rows[0][1]
+        sent = browser.wait_for("const d = document.querySelector('#status dd[data-name=\"sink ui\"]'); "
+                                "return d && parseInt(d.textContent) > 0 && d.textContent")
+        assert sent.endswith("0 dropped")  # what the page itself received is counted, not \"0 sent\"
+    finally:
+        if browser:
+            browser.close()
+        assert daemon.stop() == 0
+
+
 def test_live_page_of_a_two_head_model_shows_the_scene_beside_the_events(tmp_path):
     model = export_detector(tmp_path / "two-heads.onnx", frame=True, hop=0.1, scenes=True)
     port = free_port()
@@ -86,9 +115,9 @@ def test_live_page_of_a_two_head_model_shows_the_scene_beside_the_events(tmp_pat
         daemon.feed(tone_track(4.5, [(1.0, 4.5, 1000.0)]))  # the tone is still sounding when this chunk ends
         assert browser.wait_for(top_scene("tonal"))
         assert "scene" in browser.wait_for(scene_row)  # the scene head's record, held 2 s, in the log
-        assert browser.js(EVENT_ROW) is None  # the event ends with the tone
+        assert "sounding" in browser.wait_for(EVENT_ROW)  # shown from its start; its record comes when the tone ends
         daemon.feed(tone_track(1.5, []))
-        assert "tone_1k" in browser.wait_for(EVENT_ROW)
+        assert "tone_1k" in browser.wait_for(EVENT_ROW.replace("return r && r.innerText", "return r && !r.dataset.open && r.innerText"))
         assert browser.wait_for(top_scene("quiet"))
     finally:
         if browser:
