@@ -32,7 +32,7 @@ from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
 from earmark.teachers.recipe import (Augmentation, Augmenter, Outputs, best_metric, collect_outputs, label_loss, make_splits, metrics,
                                      resolve_objective, tuning_soundscapes)
-from earmark.teachers.thresholds import Tuning, tune_model, write_thresholds
+from earmark.distill.thresholds import Tuning, tune_model, write_thresholds
 
 log = logging.getLogger(__name__)
 
