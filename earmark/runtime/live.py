@@ -3,7 +3,7 @@
 The page (``static/``: index.html, live.js, live.css, shipped in the package) draws the scrolling log-mel
 spectrogram, each label's current score against its threshold, the event log and the status figures; a model with a
 scene head (scenes beside events) also gets its scene scores, the current scene marked. A browser
-that connects late first receives the recent past (the last spectrogram seconds, events, scores, states, status).
+that connects late first receives the recent past (a canvas of spectrogram, events, scores, states, status).
 Delivery: best effort per browser; a message counts as sent once written to a browser's connection, and a browser too
 slow to keep up loses messages, counted as dropped. A label turning ON opens its row in the page's event log at once
 (its event record fills the row in when the event ends).
@@ -12,7 +12,6 @@ slow to keep up loses messages, counted as dropped. A label turning ON opens its
 from __future__ import annotations
 
 import base64
-import math
 import queue
 import threading
 from collections import deque
@@ -27,6 +26,7 @@ from earmark.runtime.stream import WindowResult
 from earmark.runtime.web import HttpService
 
 STATIC = Path(__file__).with_name("static")
+CANVAS_FRAMES = 800  # the spectrogram canvas's width in static/index.html: one column per feature frame
 FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/live.js": ("live.js", "text/javascript; charset=utf-8"),
          "/live.css": ("live.css", "text/css; charset=utf-8")}
 
@@ -53,7 +53,7 @@ class LivePage:
 
     name = "ui"
 
-    def __init__(self, host: str, port: int, listener, source: str, keep_seconds: float = 8.0, client_buffer: int = 2000):
+    def __init__(self, host: str, port: int, listener, source: str, client_buffer: int = 2000):
         meta, plan = listener.classifier.metadata, listener.classifier.plan
         self.labels, self.settings, self.client_buffer = meta.labels, listener.events.settings, client_buffer
         self.delivery = Delivery()
@@ -62,7 +62,8 @@ class LivePage:
                        "frame_seconds": meta.frontend.hop_seconds, "hop_seconds": plan.hop_seconds}
         self._lock = threading.Lock()
         self._clients: list[queue.Queue] = []
-        self._mel: deque[bytes] = deque(maxlen=max(1, math.ceil(keep_seconds / plan.hop_seconds)))
+        self._mel: deque[tuple[int, bytes]] = deque()  # (frames, message): as many as fill the canvas of a browser that connects
+        self._mel_frames = 0
         self._records: deque[bytes] = deque(maxlen=50)
         self._latest: dict[str, bytes] = {}
         self._states: dict[str, str | None] = {label: None for label in meta.labels}  # label -> wall time it turned ON
@@ -95,10 +96,17 @@ class LivePage:
             self._latest["scores"] = scores
             mel = mel_message(result.features, result.end) if result.features is not None and np.isfinite(result.features).all() else None
             if mel:
-                self._mel.append(mel)
+                self._keep_mel(result.features.shape[1], mel)
         if mel:
             self._send(mel)
         self._send(scores)
+
+    def _keep_mel(self, frames: int, mel: bytes) -> None:
+        """Keep the newest spectrogram messages that fill the canvas, whatever the frame and hop lengths (lock held)."""
+        self._mel.append((frames, mel))
+        self._mel_frames += frames
+        while self._mel_frames - self._mel[0][0] >= CANVAS_FRAMES:
+            self._mel_frames -= self._mel.popleft()[0]
 
     def emit(self, record: dict) -> None:
         data = message(record["type"], record)
@@ -119,7 +127,7 @@ class LivePage:
     def _stream(self):
         client: queue.Queue = queue.Queue(maxsize=self.client_buffer)
         with self._lock:
-            backlog = [message("hello", {**self._hello, "thresholds": self._thresholds()}), *self._mel, *self._records,
+            backlog = [message("hello", {**self._hello, "thresholds": self._thresholds()}), *(mel for _, mel in self._mel), *self._records,
                        *self._latest.values(), *(_state_message(label, since) for label, since in self._states.items())]
             self._clients.append(client)
         return 200, "text/event-stream", self._follow(client, backlog)

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from earmark.runtime import live
+
 from .browser import Chromium, chromium_paths
-from .models import export_detector, tone_track
+from .models import SPEC, export_detector, tone_track
 from .services import Daemon, free_port
 
 pytestmark = pytest.mark.skipif(chromium_paths() is None, reason="chromium and chromium-driver are not installed (make test installs them)")
@@ -93,6 +95,21 @@ def test_live_page_shows_an_event_when_it_starts_and_counts_what_it_sent(tmp_pat
         sent = browser.wait_for("const d = document.querySelector('#status dd[data-name=\"sink ui\"]'); "
                                 "return d && parseInt(d.textContent) > 0 && d.textContent")
         assert sent.endswith("0 dropped")  # what the page itself received is counted, not \"0 sent\"
+
+
+def test_a_late_browser_gets_a_full_canvas_of_spectrogram_whatever_the_frame_hop(tmp_path):
+    from earmark.runtime.live import CANVAS_FRAMES
+
+    assert f'<canvas id="spectrogram" width="{CANVAS_FRAMES}"' in (Path(live.__file__).with_name("static") / "index.html").read_text()
+    model = export_detector(tmp_path / "tones.onnx", frame=True, hop=0.1, spec=SPEC.replace(hop_length=320))  # 20 ms frames: 16 s wide
+    port = free_port()
+    daemon = Daemon([model, "--source", "-", "--rate", "16000", "--status-every", "0.3", "--ui", f"127.0.0.1:{port}"],
+                    stdin=subprocess.PIPE)
+    daemon.feed(tone_track(20.0, [(t, t + 0.5, 1000.0) for t in range(0, 20, 2)], noise=0.05))
+    daemon.wait_for(lambda r: r["type"] == "status" and r["audio_seconds"] >= 19.5)
+    with _watching(daemon, port) as browser:  # it connects after the 20 s were heard
+        left = LIT_PIXELS.replace("getImageData(0, 0, c.width, c.height)", "getImageData(0, 0, 4, c.height)")
+        assert browser.wait_for(left) == 4 * 160  # the canvas's left edge is drawn: history fills all of it
 
 
 def test_live_page_of_a_two_head_model_shows_the_scene_beside_the_events(tmp_path):
