@@ -31,7 +31,8 @@ def edge(tmp_path_factory) -> Path:
     assert wheel.returncode == 0, wheel.stderr[-3000:]
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     pip = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps",
-                          *EDGE, str(next(dist.glob("earmark-*.whl")))], capture_output=True, text=True, timeout=900)
+                          *EDGE, str(next(dist.glob("earmark-*.whl")))], capture_output=True, text=True, timeout=900,
+                         env=CLEAN)  # with this checkout on PYTHONPATH, pip would take earmark as installed already
     assert pip.returncode == 0, pip.stderr[-3000:]
     return venv / "bin"
 
