@@ -126,6 +126,18 @@ def test_bench_and_check_run_without_torch(tone_model, tmp_path):
     assert check.returncode == 0 and "nothing TensorRT would refuse" in check.stdout, check.stderr
 
 
+def test_eval_of_an_onnx_file_on_clips_runs_without_torch(tone_model, tmp_path):
+    import soundfile as sf
+
+    from .runtime.models import SAMPLE_RATE, tone_track
+
+    sf.write(tmp_path / "a.wav", tone_track(1.0, [(0.2, 0.8, 1000.0)]), SAMPLE_RATE)
+    (tmp_path / "clips.csv").write_text("filename,fold,target,category\na.wav,1,0,tone_1k\n")
+    run = earmark("eval", str(tone_model), str(tmp_path / "clips.csv"), "--out", str(tmp_path / "ev"), block=("torch",))
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["accuracy"] == 1.0
+
+
 def test_listen_mqtt_without_paho_names_the_mqtt_extra(tone_model, tmp_path):
     wav = tmp_path / "silence.wav"
     import soundfile as sf

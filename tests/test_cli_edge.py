@@ -86,3 +86,11 @@ def test_listen_mqtt_on_the_edge_names_the_mqtt_extra(edge, model, tmp_path):
     sf.write(wav, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
     out = run(edge, "listen", str(model), "--source", str(wav), "--fast", "--mqtt", "localhost:1")
     assert out.returncode == 1 and "pip install 'earmark[mqtt]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_eval_on_the_edge_names_the_eval_extra_first(edge, model, tmp_path):
+    sf.write(tmp_path / "a.wav", tone_track(1.0, [(0.2, 0.8, 1000.0)]), SAMPLE_RATE)
+    (tmp_path / "clips.csv").write_text("filename,fold,target,category\na.wav,1,0,tone_1k\n")
+    out = run(edge, "eval", str(model), str(tmp_path / "clips.csv"), "--out", str(tmp_path / "ev"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and "pip install 'earmark[eval]'" in out.stderr  # matplotlib's extra too, not train's

@@ -1,10 +1,10 @@
 """earmark's shared audio core: decoding, FrontendSpec, numpy frontends, labels and manifests (no torch).
 
-Names are imported from their modules on first use (earmark.audio.lazy), so a module such as earmark.audio.options
+Names are imported from their modules on first use, so a module such as earmark.audio.options
 comes without numpy, scipy and soundfile.
 """
 
-from earmark.audio.lazy import lazy_namespace
+from earmark import lazy_namespace
 
 __all__, __getattr__ = lazy_namespace(__name__, {
     "earmark.audio.features": ["compute_features", "finish_window", "frame_features"],

@@ -4,7 +4,7 @@ Names are imported on first use, so `earmark bench` and `earmark export --check`
 (no torch): only exporting a checkpoint needs the train extra.
 """
 
-from earmark.audio.lazy import lazy_namespace
+from earmark import lazy_namespace
 
 __all__, __getattr__ = lazy_namespace(__name__, {
     "earmark.export.benchmark": ["BenchRow", "bench_onnx", "bench_torch", "read_metadata", "session"],

@@ -3,7 +3,7 @@
 Names are imported from their modules on first use, so `earmark listen --help` imports neither ONNX Runtime nor numpy.
 """
 
-from earmark.audio.lazy import lazy_namespace
+from earmark import lazy_namespace
 
 __all__, __getattr__ = lazy_namespace(__name__, {
     "earmark.runtime.model": ["OnnxBackend", "TensorRTBackend", "load_backend", "read_thresholds"],
