@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     synth = action("synth", "write the procedural demo dataset: event clips, soundscapes and event-free backgrounds")
     synth.add_argument("out", help="writes OUT/clips.csv, OUT/soundscapes.tsv, OUT/scenes.tsv and OUT/audio/, and event-free "
                        "background recordings in OUT/backgrounds/ with their scenes in OUT/backgrounds.tsv (for --backgrounds, --scenes)")
-    synth.add_argument("--seed", type=int, default=0, help="seeds every sound and placement")
+    synth.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seeds every sound and placement")
     synth.add_argument("--clips-per-class", type=AT_LEAST_ONE, default=40, help="one-second clips per event class")
     synth.add_argument("--soundscapes", type=NON_NEGATIVE, default=20, help="10-second soundscapes with strong labels")
     mix = action("mix", "place clip-dataset events over background recordings: soundscapes + strong labels")
@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mix.add_argument("--max-overlap", type=AT_LEAST_ONE, default=1, help="events sounding at once (1: no overlap)")
     mix.add_argument("--background-only", type=PROBABILITY, default=0.1, help="share of soundscapes with no event")
     mix.add_argument("--sample-rate", type=AT_LEAST_ONE, help="output sample rate (default: the first clip's rate)")
-    mix.add_argument("--seed", type=int, default=0, help="seeds every placement, gain and choice")
+    mix.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seeds every placement, gain and choice")
     check = action("check", "decode every file of a manifest and summarise it; bad rows and files are named")
     check.add_argument("manifest", help="a CSV/TSV manifest (ESC-50, TAU, DESED, multi-label), a folder of class folders or of audio, "
                        "or shards of `earmark data shard`")

@@ -41,8 +41,8 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     **dict.fromkeys(["epochs", "batch_size", "steps", "grad_accum", "qat_epochs", "calibration_clips", "restart_epochs"],
                     (lambda v: v >= 1, "a whole number of at least 1")),
     **dict.fromkeys(["lr", "qat_lr", "clip_seconds", "temperature", "head_lr_scale"], (lambda v: v > 0, "a positive number")),
-    **dict.fromkeys(["warmup_epochs", "warmup_steps", "ckpt_every", "workers", "specaugment_freq", "freq_mask", "time_mask"],
-                    (lambda v: v >= 0, "a whole number of at least 0")),
+    **dict.fromkeys(["warmup_epochs", "warmup_steps", "ckpt_every", "workers", "specaugment_freq", "freq_mask", "time_mask", "seed",
+                     "val_fold", "test_fold"], (lambda v: v >= 0, "a whole number of at least 0")),
     **dict.fromkeys(["weight_decay", "mixup_alpha", "feature_weight", "hard_weight", "kd_gamma", "roll_seconds",
                      "freq_mixstyle_alpha", "min_duration", "max_gap", "max_false_alarms"], (lambda v: v >= 0, "zero or a positive number")),
     **dict.fromkeys(["freq_mixstyle_p", "dir_p"], (lambda v: 0 <= v <= 1, "a probability from 0 to 1")),
@@ -51,11 +51,13 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
 
 
 def check_ranges(values: dict[str, Any], prefix: str = "") -> None:
-    """Refuse, in one sentence naming the option, a number out of its range (``--batch-size 0``, ``--lr -1``)."""
+    """Refuse, in one sentence naming the option, a number out of its range (``--batch-size 0``, ``--lr -1``) or not
+    finite (``--mix-snr nan 10``)."""
     for name, value in values.items():
-        test, what = RANGES.get(name, (None, ""))
-        if test is not None and isinstance(value, (int, float)) and not (math.isfinite(value) and test(value)):
-            raise ValueError(f"--{(prefix + name).replace('_', '-')} {value} is not {what}; pass one that is (see --help).")
+        test, what = RANGES.get(name, (lambda v: True, "a finite number"))
+        for number in value if isinstance(value, tuple) else (value,):
+            if isinstance(number, (int, float)) and not (math.isfinite(number) and test(number)):
+                raise ValueError(f"--{(prefix + name).replace('_', '-')} {number} is not {what}; pass one that is (see --help).")
 
 
 def _field_type(cls: type, field: dataclasses.Field) -> tuple[type, bool]:
