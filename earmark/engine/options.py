@@ -129,7 +129,13 @@ def config_from_args(cls: type[C], args: argparse.Namespace, prefix: str = "", *
         path = Path(args.config)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such config; pass the config.json a run wrote in its folder.")
-        values = json.loads(path.read_text())
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: is not a run's config.json ({err}); pass the config.json a run wrote in its folder.") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: holds a JSON {type(values).__name__}, not a run's settings; pass the config.json a run "
+                             "wrote in its folder.")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
