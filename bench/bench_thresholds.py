@@ -38,7 +38,7 @@ from earmark.audio.sources import open_data  # noqa: E402
 from earmark.distill.run import DistillConfig, event_settings, run_config, validation_soundscapes  # noqa: E402
 from earmark.engine import load_model  # noqa: E402
 from earmark.evaluation.events import false_alarms  # noqa: E402
-from earmark.teachers.thresholds import (class_counts, decode, event_f1, pick_thresholds, pooled_counts, threshold_curves,  # noqa: E402
+from earmark.distill.thresholds import (class_counts, decode, event_f1, pick_thresholds, pooled_counts, threshold_curves,  # noqa: E402
                                          timeline)
 
 import earmark.students  # noqa: E402,F401  (registers the student families with load_model)

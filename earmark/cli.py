@@ -40,8 +40,8 @@ VERBS: dict[str, tuple[str, str]] = {
 
 # top-level module of an optional dependency -> the extra that installs it
 EXTRAS: dict[str, str] = {
-    **dict.fromkeys(["torch", "nncf", "torchinfo", "webdataset", "safetensors", "matplotlib"], "train"),
-    **dict.fromkeys(["sed_eval", "sed_scores_eval", "pandas"], "eval"),
+    **dict.fromkeys(["torch", "nncf", "torchinfo", "webdataset", "safetensors"], "train"),
+    **dict.fromkeys(["sed_eval", "sed_scores_eval", "pandas", "matplotlib"], "eval"),  # the smaller extra with matplotlib
     "torchaudio": "torchaudio", "tensorrt": "tensorrt", "cuda": "tensorrt", "paho": "mqtt",
 }
 
@@ -61,6 +61,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
                 or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
             return text
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A bad option is one line on stderr (what is wrong, where to look), not the usage block first."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message}; see `{self.prog} --help`.\n")
 
 
 def _version() -> str:
@@ -214,7 +221,7 @@ def _is_user_error(err: BaseException) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; verb options are added only for the verb being run."""
-    parser = argparse.ArgumentParser(prog="earmark", formatter_class=HelpFormatter,
+    parser = OneLineParser(prog="earmark", formatter_class=HelpFormatter,
                                      description="Distil big audio teachers into tiny students that listen live on the edge.")
     parser.add_argument("--version", action="version", version=_version())
     _common_options(parser, defaults=True)
@@ -226,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def verb_parser(verb: str, module) -> argparse.ArgumentParser:
     """The parser of one verb: its own options plus the logging options."""
-    parser = argparse.ArgumentParser(prog=f"earmark {verb}", description=VERBS[verb][1], formatter_class=HelpFormatter)
+    parser = OneLineParser(prog=f"earmark {verb}", description=VERBS[verb][1], formatter_class=HelpFormatter)
     module.configure(parser)
     _common_options(parser, defaults=False)
     return parser

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from earmark.audio.options import AT_LEAST_ONE, NON_NEGATIVE, SECONDS
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from earmark.engine.trainer import default_workers
@@ -15,13 +17,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("teachers", nargs="+", help="fine-tuned teacher or student checkpoint folders (logits are averaged)")
     parser.add_argument("--data", required=True, help="a manifest, or WebDataset shards (a folder, shards/{000000..000099}.tar, a .txt list)")
     parser.add_argument("--out", required=True, help="the cache folder to write (a rerun continues a killed one)")
-    parser.add_argument("--clip-seconds", type=float, default=1.0, help="the crop the student will see")
-    parser.add_argument("--batch-size", type=int, default=32, help="clips per forward pass")
+    parser.add_argument("--clip-seconds", type=SECONDS, default=1.0, help="the crop the student will see")
+    parser.add_argument("--batch-size", type=AT_LEAST_ONE, default=32, help="clips per forward pass")
     parser.add_argument("--embeddings", action="store_true", help="also store clip embeddings (feature distillation)")
-    parser.add_argument("--workers", type=int, default=default_workers(), help="DataLoader workers decoding audio (default: from the CPU count)")
+    parser.add_argument("--workers", type=NON_NEGATIVE, default=default_workers(), help="DataLoader workers decoding audio (default: from the CPU count)")
     parser.add_argument("--skip-bad", action="store_true", help="decode every file first and leave out those that are empty, "
                         "undecodable or hold NaN/inf samples, each named (distill then needs --skip-bad too)")
-    parser.add_argument("--part-clips", type=int, default=1000, help="clips per cache part (each part is written when complete)")
+    parser.add_argument("--part-clips", type=AT_LEAST_ONE, default=1000, help="clips per cache part (each part is written when complete)")
 
 
 def run(args: argparse.Namespace) -> int:

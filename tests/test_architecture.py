@@ -61,3 +61,31 @@ def test_imports_across_stages_take_public_names():
         public = set(package.__all__) | (set(getattr(owner, "__all__", [])) if owner is not package else set())
         private += [f"{where}: {name} from {module}" for name in names if name not in public]
     assert not private, "not public (add to an __all__, or take another name):\n" + "\n".join(private)
+
+
+def _imports_of(path: Path, modules: set[str], own: str) -> set[str]:
+    """The earmark modules a file imports, at its top or inside functions (a parent package's import left out)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {m for m in found & modules if m != own and not own.startswith(m + ".")}
+
+
+def test_no_two_modules_import_each_other():
+    """Directly or round a longer loop, also through imports deferred into functions."""
+    files = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p for p in PACKAGE.rglob("*.py")}
+    graph = {name: _imports_of(path, set(files), name) for name, path in files.items()}
+    loops = []
+    for start in graph:  # a depth-first walk from every module back to itself
+        stack = [(start, (start,))]
+        while stack:
+            name, trail = stack.pop()
+            for target in graph[name]:
+                if target == start:
+                    loops.append(" -> ".join((*trail, start)))
+                elif target not in trail and target > start:  # each loop once, from its smallest module
+                    stack.append((target, (*trail, target)))
+    assert not loops, "\n".join(loops)

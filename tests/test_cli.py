@@ -3,6 +3,7 @@
 import argparse
 import importlib
 import json
+import shlex
 import subprocess
 import sys
 
@@ -45,6 +46,9 @@ def test_generated_options_show_the_dataclass_defaults():
         assert fragment in " ".join(text.split()), fragment
     listen = " ".join(verb_parser("listen", importlib.import_module(VERBS["listen"][0])).format_help().split())
     assert "sample rate of PCM on stdin (default: 16000)" in listen
+    data = verb_parser("data", importlib.import_module(VERBS["data"][0]))
+    synth = next(a for a in data._actions if isinstance(a, argparse._SubParsersAction)).choices["synth"]
+    assert "OUT/backgrounds/" in " ".join(synth.format_help().split())  # what `data synth` writes, all of it
 
 
 def test_a_config_json_repeats_a_run_and_flags_override_it(tmp_path):
@@ -122,6 +126,18 @@ def test_bench_and_check_run_without_torch(tone_model, tmp_path):
     assert check.returncode == 0 and "nothing TensorRT would refuse" in check.stdout, check.stderr
 
 
+def test_eval_of_an_onnx_file_on_clips_runs_without_torch(tone_model, tmp_path):
+    import soundfile as sf
+
+    from .runtime.models import SAMPLE_RATE, tone_track
+
+    sf.write(tmp_path / "a.wav", tone_track(1.0, [(0.2, 0.8, 1000.0)]), SAMPLE_RATE)
+    (tmp_path / "clips.csv").write_text("filename,fold,target,category\na.wav,1,0,tone_1k\n")
+    run = earmark("eval", str(tone_model), str(tmp_path / "clips.csv"), "--out", str(tmp_path / "ev"), block=("torch",))
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["accuracy"] == 1.0
+
+
 def test_listen_mqtt_without_paho_names_the_mqtt_extra(tone_model, tmp_path):
     wav = tmp_path / "silence.wav"
     import soundfile as sf
@@ -185,3 +201,22 @@ def test_a_frame_teacher_for_a_clip_student_is_explained(tmp_path):
     assert "pass --task frame" in task_mismatch(frame, "clip")
     assert "learns its frames from the strong labels only" in task_mismatch(clip, "frame")
     assert task_mismatch(frame, "frame") is None and task_mismatch(clip, "clip") is None
+
+
+def test_the_next_command_finetune_prints_parses_as_a_whole_distill(tmp_path):
+    from earmark.distill.run import DistillConfig
+    from earmark.teachers.cli_finetune import distill_command
+
+    config = FinetuneConfig("acmsskd_tiny", "data/my clips.tsv", "runs/beats ft", task="frame")
+    command = shlex.split(distill_command(tmp_path / "runs" / "beats ft" / "teacher", config))
+    assert command[:2] == ["earmark", "distill"]
+    args = verb_parser("distill", importlib.import_module(VERBS["distill"][0])).parse_args(command[2:])
+    distill = config_from_args(DistillConfig, args)  # refused before: OUT was missing
+    assert distill.out == "runs/beats ft-student" and distill.data == "data/my clips.tsv" and distill.task == "frame" and distill.qat
+
+
+def test_listen_help_imports_neither_onnxruntime_nor_numpy():
+    code = ("import sys\nfrom earmark.cli import main\ntry:\n    main(['listen', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('onnxruntime', 'numpy', 'scipy', 'sounddevice') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip().splitlines()[-1] == "[]", run.stderr

@@ -1,4 +1,4 @@
-"""The edge install for real: a fresh venv with earmark and only its base dependencies (no torch), built with pip.
+"""The edge install for real: a wheel built from the checkout, installed in a fresh venv with only its base dependencies (no torch).
 
 Slow (about a minute of pip on two cores); tests/test_cli.py checks the same hints quickly by blocking imports.
 """
@@ -25,10 +25,14 @@ EDGE = ["numpy", "soundfile", "soxr", "onnxruntime", "onnx", "sounddevice", "thr
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory) -> Path:
-    venv = tmp_path_factory.mktemp("edge") / "venv"
+    venv, dist = tmp_path_factory.mktemp("edge") / "venv", tmp_path_factory.mktemp("dist")
+    wheel = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+                           capture_output=True, text=True, timeout=900)  # as the README says to build it
+    assert wheel.returncode == 0, wheel.stderr[-3000:]
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     pip = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps",
-                          *EDGE, str(ROOT)], capture_output=True, text=True, timeout=900)
+                          *EDGE, str(next(dist.glob("earmark-*.whl")))], capture_output=True, text=True, timeout=900,
+                         env=CLEAN)  # with this checkout on PYTHONPATH, pip would take earmark as installed already
     assert pip.returncode == 0, pip.stderr[-3000:]
     return venv / "bin"
 
@@ -82,3 +86,11 @@ def test_listen_mqtt_on_the_edge_names_the_mqtt_extra(edge, model, tmp_path):
     sf.write(wav, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
     out = run(edge, "listen", str(model), "--source", str(wav), "--fast", "--mqtt", "localhost:1")
     assert out.returncode == 1 and "pip install 'earmark[mqtt]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_eval_on_the_edge_names_the_eval_extra_first(edge, model, tmp_path):
+    sf.write(tmp_path / "a.wav", tone_track(1.0, [(0.2, 0.8, 1000.0)]), SAMPLE_RATE)
+    (tmp_path / "clips.csv").write_text("filename,fold,target,category\na.wav,1,0,tone_1k\n")
+    out = run(edge, "eval", str(model), str(tmp_path / "clips.csv"), "--out", str(tmp_path / "ev"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and "pip install 'earmark[eval]'" in out.stderr  # matplotlib's extra too, not train's

@@ -1,17 +1,19 @@
-"""earmark's shared audio core: decoding, FrontendSpec, numpy frontends, labels and manifests (no torch)."""
+"""earmark's shared audio core: decoding, FrontendSpec, numpy frontends, labels and manifests (no torch).
 
-from earmark.audio.features import compute_features, finish_window, frame_features
-from earmark.audio.io import load_audio, resample
-from earmark.audio.metadata import METADATA_KEY, ModelMetadata, default_hop_seconds
-from earmark.audio.spec import PRESETS, FrontendSpec, get_frontend
-from earmark.audio.streaming import FeatureStream
-from earmark.audio.events import Event, EventSettings, EventTracker, Scores, decode
-from earmark.audio.manifest import Manifest, clip_fold, file_stamps, read_manifest
-from earmark.audio.mixing import MixSettings, Soundscape, SoundscapeMixer, background_scenes, active_span, find_backgrounds, split_backgrounds
+Names are imported from their modules on first use, so a module such as earmark.audio.options
+comes without numpy, scipy and soundfile.
+"""
 
-__all__ = [
-    "clip_fold", "active_span", "MixSettings", "Soundscape", "SoundscapeMixer", "find_backgrounds", "split_backgrounds", "background_scenes",
-    "Event", "EventSettings", "EventTracker", "Scores", "decode", "Manifest", "read_manifest", "file_stamps",
-    "FrontendSpec", "PRESETS", "get_frontend", "ModelMetadata", "METADATA_KEY", "default_hop_seconds",
-    "load_audio", "resample", "compute_features", "frame_features", "finish_window", "FeatureStream",
-]
+from earmark import lazy_namespace
+
+__all__, __getattr__ = lazy_namespace(__name__, {
+    "earmark.audio.features": ["compute_features", "finish_window", "frame_features"],
+    "earmark.audio.io": ["load_audio", "resample"],
+    "earmark.audio.metadata": ["METADATA_KEY", "ModelMetadata", "default_hop_seconds"],
+    "earmark.audio.spec": ["PRESETS", "FrontendSpec", "get_frontend"],
+    "earmark.audio.streaming": ["FeatureStream"],
+    "earmark.audio.events": ["Event", "EventSettings", "EventTracker", "Scores", "decode"],
+    "earmark.audio.manifest": ["Manifest", "clip_fold", "file_stamps", "read_manifest"],
+    "earmark.audio.mixing": ["MixSettings", "Soundscape", "SoundscapeMixer", "active_span", "background_scenes", "find_backgrounds",
+                             "split_backgrounds"],
+})

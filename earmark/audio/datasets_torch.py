@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from earmark.audio.io import audio_seconds, load_audio
+from earmark.audio.io import audio_seconds, load_audio, refuse_silence
 from earmark.audio.labels import LabelSet
 from earmark.audio.manifest import Clip, Manifest
 from earmark.audio.spec import FrontendSpec
@@ -96,7 +96,8 @@ class ClipDataset(Dataset):
         held = self._cache.get(index)
         if held is None:
             seconds = audio_seconds(path)
-            held = round(seconds * self.sample_rate) if seconds > LONG_CLIP_SECONDS else load_audio(path, self.sample_rate)
+            held = (round(seconds * self.sample_rate) if seconds > LONG_CLIP_SECONDS
+                    else refuse_silence(str(path), load_audio(path, self.sample_rate)))
             if not isinstance(held, np.ndarray) or (self.keep_decoded and get_worker_info() is None):  # workers decode every time
                 self._cache[index] = held
         if isinstance(held, np.ndarray):

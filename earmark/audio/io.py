@@ -36,18 +36,38 @@ def audio_seconds(path: str | os.PathLike) -> float:
 
 
 def check_audio(path: str | os.PathLike, block_seconds: float = 60.0) -> float:
-    """Decode a whole file block by block (bounded memory) and return its duration; bad files raise one clear error."""
+    """Decode a whole file block by block (bounded memory) and return its duration; bad files (also truncated or
+    all-zero ones, which training would refuse) raise one clear error."""
     path = _existing(path)
+    with open(path, "rb") as raw:
+        return check_encoded(raw, str(path), block_seconds)
+
+
+def check_encoded(raw: BinaryIO, name: str, block_seconds: float = 60.0) -> float:
+    """``check_audio`` for an open file of encoded audio (a WebDataset sample); ``name`` goes into errors."""
+    _refuse_truncated(name, raw)
+    heard = False
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(raw) as f:
             for block in f.blocks(int(block_seconds * f.samplerate), dtype="float32", always_2d=True):
-                _refuse_nonfinite(str(path), block)
+                _refuse_nonfinite(name, block)
+                heard = heard or bool(block.any())
             frames, rate = f.frames, f.samplerate
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise _undecodable(str(path), err) from None
+        raise _undecodable(name, err) from None
     if frames == 0:
-        raise AudioError(f"{path}: contains no samples; remove it from the manifest or replace the file ({SKIP_HINT}).")
+        raise AudioError(f"{name}: contains no samples; remove it from the manifest or replace the file ({SKIP_HINT}).")
+    if not heard:
+        raise _silent(name)
     return frames / rate
+
+
+def refuse_silence(name: str, wave: np.ndarray) -> np.ndarray:
+    """``wave``, unless every sample is zero: a training clip of digital silence is a broken file (a failed recording
+    or export), never a sound."""
+    if not wave.any():
+        raise _silent(name)
+    return wave
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int, mono: bool = True, offset: float = 0.0,
@@ -72,6 +92,11 @@ def decode_audio(source: str | BinaryIO, sample_rate: int, mono: bool = True, na
     NaN or infinite samples are refused: one such sample turns every weight it reaches into NaN.
     """
     name = name or str(source)
+    if not isinstance(source, str):
+        _refuse_truncated(name, source)
+    elif Path(source).suffix.lower() == ".wav":
+        with open(source, "rb") as raw:
+            _refuse_truncated(name, raw)
     try:
         with sf.SoundFile(source) as f:
             rate = f.samplerate
@@ -99,9 +124,41 @@ def _existing(path: str | os.PathLike) -> Path:
     return path
 
 
+def _refuse_truncated(name: str, raw: BinaryIO) -> None:
+    """A WAV whose data chunk is shorter than its header says (an interrupted copy): libsndfile would read the part
+    that is there without a word. Sizes of 0 or 0xFFFFFFFF are a streaming writer's placeholders and pass."""
+    start = raw.tell()
+    try:
+        if raw.read(4) != b"RIFF" or not raw.read(4) or raw.read(4) != b"WAVE":
+            return
+        while len(header := raw.read(8)) == 8:
+            chunk, size = header[:4], int.from_bytes(header[4:], "little")
+            if chunk == b"data":
+                present = _remaining(raw)
+                if 0 < size < 0xFFFFFFFF and present < size:
+                    raise AudioError(f"{name}: is truncated: its header promises {size} bytes of audio but the file holds "
+                                     f"{present}; copy or export it again ({SKIP_HINT}).")
+                return
+            raw.seek(size + (size & 1), os.SEEK_CUR)
+    finally:
+        raw.seek(start)
+
+
+def _remaining(raw: BinaryIO) -> int:
+    here = raw.tell()
+    end = raw.seek(0, os.SEEK_END)
+    raw.seek(here)
+    return end - here
+
+
 def _refuse_nonfinite(name: str, data: np.ndarray) -> None:
     if not np.isfinite(data).all():
         raise AudioError(f"{name}: contains NaN or infinite samples; repair or remove the file ({SKIP_HINT}).")
+
+
+def _silent(name: str) -> AudioError:
+    return AudioError(f"{name}: every sample is zero (digital silence); replace the file or remove it from the manifest "
+                      f"({SKIP_HINT}).")
 
 
 def _undecodable(name: str, err: Exception) -> AudioError:

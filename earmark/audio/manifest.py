@@ -15,7 +15,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from earmark.audio.io import SKIP_HINT, check_audio
 from earmark.audio.labels import LabelSet
@@ -147,6 +147,7 @@ class _Rows:
         self.source, self.skip_bad = source, skip_bad
         self.clips: dict[str, Clip] = {}
         self.skipped: list[str] = []
+        self._shared_stems: set[str] = set()  # ids of files that differ only by extension (mace.ogg, mace.wav)
 
     def bad(self, row: int | str, problem: str) -> None:
         message = f"{self.source}, row {row}: {problem}"
@@ -156,6 +157,15 @@ class _Rows:
         log.warning("skipped %s", message)
 
     def add(self, row: int | str, clip: Clip, check_file: bool = True) -> None:
+        if not clip.id:
+            return self.bad(row, "the filename is empty")
+        other = self.clips.get(clip.id)
+        if other is not None and other.path.suffix != clip.path.suffix and other.id == other.path.stem:
+            self._shared_stems.add(clip.id)  # both keep their extension in the id
+            renamed = replace(other, id=other.id + other.path.suffix)
+            self.clips = {c.id: c for c in (renamed if c is other else c for c in self.clips.values())}
+        if clip.id in self._shared_stems:
+            clip = replace(clip, id=clip.id + clip.path.suffix)
         if clip.id in self.clips:
             return self.bad(row, f"duplicated id {clip.id!r}")
         if check_file and not clip.path.is_file():
@@ -210,15 +220,35 @@ def read_folders(root: Path, labels: LabelSet | None = None, skip_bad: bool = Fa
     return _finish(rows, labels, (c.labels[0] for c in rows.clips.values()))
 
 
-def _table(path: Path, delimiter: str) -> list[dict[str, str]]:
+def _lines(path: Path) -> tuple[int, list[str]]:
+    """(line number of the header, the lines from the header on). Leading ``#`` lines are comments, except that the
+    last of them is the header when it names columns, as in AudioSet's segment CSVs (``# YTID, start_seconds, ...``)."""
     with open(path, newline="", encoding="utf-8-sig") as f:  # spreadsheets save CSV with a byte-order mark
-        return list(csv.DictReader(f, delimiter=delimiter, skipinitialspace=True))
+        lines = f.read().splitlines()
+    first = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    if first and ("," in lines[first - 1] or "\t" in lines[first - 1]):
+        first -= 1
+        lines[first] = lines[first].lstrip("# ")
+    return first + 1, lines[first:]
+
+
+def _table(path: Path, delimiter: str, *columns: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV/TSV that must have ``columns`` (``"a|b"``: either); a missing one is one sentence."""
+    start, lines = _lines(path)
+    reader = csv.DictReader(lines, delimiter=delimiter, skipinitialspace=True)
+    found = [name.strip() for name in reader.fieldnames or []]
+    reader.fieldnames = found
+    for column in columns:
+        if not set(column.split("|")) & set(found):
+            raise ValueError(f"{path}: has no {' or '.join(map(repr, column.split('|')))} column (its columns: {found}); "
+                             "rename the column, or check that this is the manifest you meant.")
+    return enumerate(reader, start=start + 1)
 
 
 def read_esc50(path: Path, audio_root=None, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:
     """ESC-50 CSV: filename, fold, target, category."""
     root, rows = _audio_root(path, audio_root), _Rows(path, skip_bad)
-    for i, r in enumerate(_table(path, ","), start=2):
+    for i, r in _table(path, ",", "filename", "fold", "category"):
         fold = _number(rows, i, r.get("fold"), "fold")
         if fold is not None and r.get("category"):
             rows.add(i, Clip(Path(r["filename"]).stem, root / r["filename"], (r["category"],), int(fold)))
@@ -230,7 +260,7 @@ def read_esc50(path: Path, audio_root=None, labels: LabelSet | None = None, skip
 def read_tau(path: Path, audio_root=None, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:
     """TAU Urban Acoustic Scenes TSV: filename, scene_label (other columns ignored)."""
     root, rows = (Path(audio_root) if audio_root else path.parent), _Rows(path, skip_bad)
-    for i, r in enumerate(_table(path, "\t"), start=2):
+    for i, r in _table(path, "\t", "filename", "scene_label"):
         if not r.get("scene_label"):
             rows.bad(i, "the scene_label is empty")
             continue
@@ -245,7 +275,7 @@ def read_desed(path: Path, audio_root=None, labels: LabelSet | None = None, skip
     events: dict[str, list[tuple[float, float, str]]] = {}
     first_row: dict[str, int] = {}
     folds: dict[str, int | None] = {}
-    for i, r in enumerate(_table(path, "\t"), start=2):
+    for i, r in _table(path, "\t", "filename", "onset", "offset", "event_label"):
         name = r.get("filename") or ""
         first_row.setdefault(name, i)
         if name not in folds:
@@ -260,17 +290,36 @@ def read_desed(path: Path, audio_root=None, labels: LabelSet | None = None, skip
             rows.bad(i, f"onset {onset} is not before offset {offset}")
             continue
         events[name].append((onset, offset, r["event_label"]))
+    merged = 0
     for name, evs in events.items():
-        evs.sort()
+        evs = _merge_overlaps(evs)
+        merged += len(events[name]) - len(evs)
         clip_labels = tuple(sorted({e[2] for e in evs}))
         rows.add(first_row[name], Clip(Path(name).stem, root / name, clip_labels, folds[name], events=tuple(evs)))
+    if merged:
+        log.warning("%s: %d events overlapped or touched another of their label in the same file and were merged into it "
+                    "(one sound to the metrics and the frame targets alike)", path, merged)
     return _finish(rows, labels, (e[2] for evs in events.values() for e in evs), multi_label=True, task="frame")
+
+
+def _merge_overlaps(events: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Sorted events, those of one label that overlap or touch merged into one (sed_scores_eval refuses them otherwise)."""
+    merged: list[tuple[float, float, str]] = []
+    latest: dict[str, int] = {}  # label -> index of its latest event in merged
+    for onset, offset, label in sorted(events):
+        i = latest.get(label)
+        if i is not None and onset <= merged[i][1]:
+            merged[i] = (merged[i][0], max(merged[i][1], offset), label)
+        else:
+            latest[label] = len(merged)
+            merged.append((onset, offset, label))
+    return merged
 
 
 def read_multilabel(path: Path, audio_root=None, labels: LabelSet | None = None, skip_bad: bool = False) -> Manifest:
     """AudioSet-style CSV: filename (or YTID) and labels (or positive_labels) as "a,b,c"; an optional fold column."""
     root, rows = _audio_root(path, audio_root), _Rows(path, skip_bad)
-    for i, r in enumerate(_table(path, ","), start=2):
+    for i, r in _table(path, ",", "filename|YTID", "labels|positive_labels"):
         name = r.get("filename") or (f"{r['YTID']}.wav" if r.get("YTID") else "")
         names = [l.strip() for l in (r.get("labels") or r.get("positive_labels") or "").split(",") if l.strip()]
         if not name:
@@ -288,8 +337,8 @@ def detect_kind(path: Path) -> str:
         return "webdataset"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such manifest; pass a CSV/TSV file, a folder of class folders or .tar shards.")
-    with open(path, encoding="utf-8-sig") as f:
-        header = f.readline()
+    _, lines = _lines(path)
+    header = lines[0] if lines else ""
     if "event_label" in header and "onset" in header:
         return "desed"
     if "scene_label" in header:

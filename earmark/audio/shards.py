@@ -23,7 +23,7 @@ from braceexpand import braceexpand
 from torch.utils.data import IterableDataset, get_worker_info
 
 from earmark.audio.datasets_torch import EpochCounter, Items, collate
-from earmark.audio.io import decode_audio
+from earmark.audio.io import decode_audio, refuse_silence
 from earmark.audio.labels import LabelSet
 from earmark.audio.manifest import Clip, Manifest, clip_fold
 
@@ -272,6 +272,7 @@ class ShardStream(IterableDataset):
 
     def _item(self, sample: tuple, epoch: int) -> dict:
         (shard, offset), clip, audio = sample
-        wave = decode_audio(io.BytesIO(audio), self.items.sample_rate, name=f"{self.shards.shards[shard].url} ({clip.id})")
+        name = f"{self.shards.shards[shard].url} ({clip.id})"
+        wave = refuse_silence(name, decode_audio(io.BytesIO(audio), self.items.sample_rate, name=name))
         rng = np.random.default_rng((self.seed, epoch, shard, offset)) if self.train else None
         return self.items(clip, wave, rng)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from earmark.audio.options import NON_NEGATIVE_NUMBER
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="the --out folder of an `earmark distill --objective detect` run")
-    parser.add_argument("--max-false-alarms", type=float, help="the most events found with at most this many false alarms per hour "
+    parser.add_argument("--max-false-alarms", type=NON_NEGATIVE_NUMBER, help="the most events found with at most this many false alarms per hour "
                         "of validation audio, all classes together (each class's own with --per-class-thresholds; a PSD-ROC operating point), "
                         "instead of the best event F1")
     parser.add_argument("--per-class-thresholds", action="store_true",

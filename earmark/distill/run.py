@@ -32,7 +32,7 @@ from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
 from earmark.teachers.recipe import (Augmentation, Augmenter, Outputs, best_metric, collect_outputs, label_loss, make_splits, metrics,
                                      resolve_objective, tuning_soundscapes)
-from earmark.teachers.thresholds import Tuning, tune_model, write_thresholds
+from earmark.distill.thresholds import Tuning, tune_model, write_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +111,15 @@ def teacher_cache(config: DistillConfig, manifest: DataSource) -> TeacherCache:
         check_labels(labels, manifest, path)
     predictors = [p for p, _ in loaded]
     embeddings = config.feature_weight > 0
-    key = ensemble_key(predictors, manifest, config.clip_seconds, embeddings)
+    key = ensemble_key(predictors, manifest, config.clip_seconds)
     path = Path(config.cache or Path(config.out) / "teacher-cache")
     hint = f"delete {path} or pass --cache elsewhere to rebuild it"
     if (path / "index.json").is_file():
-        return TeacherCache.open(path, expect_key=key, rebuild_hint=hint)
+        cache = TeacherCache.open(path, expect_key=key, rebuild_hint=hint)
+        if embeddings and not cache.has("embeddings"):
+            raise ValueError(f"{path}: this teacher-output cache holds no embeddings, which --feature-weight needs; "
+                             f"{hint} (or write it with `earmark predict ... --embeddings`).")
+        return cache
     predict_to_cache(predictors, manifest, path, config.clip_seconds, embeddings=embeddings, workers=config.workers)  # every rank scores its parts
     return TeacherCache.open(path, expect_key=key)
 

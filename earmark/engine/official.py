@@ -37,7 +37,7 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
             raise ValueError(f"{path}: is corrupt or truncated (not a valid checkpoint pickle); download or copy it again.") from None
         raise ValueError(f"{path}: holds a pickled {refused.group(1)}, and earmark reads only tensors and plain values from a "
                          "checkpoint; re-save the weights alone, e.g. torch.save(ckpt['state_dict'], 'weights.pt').") from None
-    except (RuntimeError, EOFError, KeyError, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, KeyError, IndexError, OSError, ValueError) as err:  # IndexError: bytes that are no pickle (a WAV)
         raise ValueError(f"{path}: is corrupt or truncated ({type(err).__name__} while reading it); download or copy it again.") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: holds a {type(ckpt).__name__}, not a dict of tensors; is it a checkpoint?")

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +34,30 @@ SHARED_HELP = {
     "skip_bad": "decode every file first and leave out those that are empty, undecodable or hold NaN/inf samples (and bad "
                 "manifest rows), each named in the log and listed in OUT/skipped.txt; without it the first such file stops the run",
 }
+
+
+# The range of every numeric setting a run config may hold, by field name (from flags and from --config files alike).
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    **dict.fromkeys(["epochs", "batch_size", "steps", "grad_accum", "qat_epochs", "calibration_clips", "restart_epochs"],
+                    (lambda v: v >= 1, "a whole number of at least 1")),
+    **dict.fromkeys(["lr", "qat_lr", "clip_seconds", "temperature", "head_lr_scale"], (lambda v: v > 0, "a positive number")),
+    **dict.fromkeys(["warmup_epochs", "warmup_steps", "ckpt_every", "workers", "specaugment_freq", "freq_mask", "time_mask", "seed",
+                     "val_fold", "test_fold"], (lambda v: v >= 0, "a whole number of at least 0")),
+    **dict.fromkeys(["weight_decay", "mixup_alpha", "feature_weight", "hard_weight", "kd_gamma", "roll_seconds",
+                     "freq_mixstyle_alpha", "min_duration", "max_gap", "max_false_alarms"], (lambda v: v >= 0, "zero or a positive number")),
+    **dict.fromkeys(["freq_mixstyle_p", "dir_p"], (lambda v: 0 <= v <= 1, "a probability from 0 to 1")),
+    "median": (lambda v: v >= 1, "a whole number of at least 1"),
+}
+
+
+def check_ranges(values: dict[str, Any], prefix: str = "") -> None:
+    """Refuse, in one sentence naming the option, a number out of its range (``--batch-size 0``, ``--lr -1``) or not
+    finite (``--mix-snr nan 10``)."""
+    for name, value in values.items():
+        test, what = RANGES.get(name, (lambda v: True, "a finite number"))
+        for number in value if isinstance(value, tuple) else (value,):
+            if isinstance(number, (int, float)) and not (math.isfinite(number) and test(number)):
+                raise ValueError(f"--{(prefix + name).replace('_', '-')} {number} is not {what}; pass one that is (see --help).")
 
 
 def _field_type(cls: type, field: dataclasses.Field) -> tuple[type, bool]:
@@ -103,7 +129,13 @@ def config_from_args(cls: type[C], args: argparse.Namespace, prefix: str = "", *
         path = Path(args.config)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such config; pass the config.json a run wrote in its folder.")
-        values = json.loads(path.read_text())
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: is not a run's config.json ({err}); pass the config.json a run wrote in its folder.") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: holds a JSON {type(values).__name__}, not a run's settings; pass the config.json a run "
+                             "wrote in its folder.")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
@@ -114,6 +146,7 @@ def config_from_args(cls: type[C], args: argparse.Namespace, prefix: str = "", *
     for f in dataclasses.fields(cls):  # JSON and nargs give lists; a tuple field keeps its type
         if f.name in values and _field_type(cls, f)[0] is tuple:
             values[f.name] = tuple(values[f.name])
+    check_ranges(values, prefix)
     missing = [f.name for f in dataclasses.fields(cls) if _default(f) is dataclasses.MISSING and f.name not in values]
     if missing:
         raise ValueError(f"missing {', '.join(m.upper() for m in missing)}: pass {'it' if len(missing) == 1 else 'them'} "

@@ -349,10 +349,11 @@ class Trainer:
     def fit(self, resume: bool = False) -> TrainState:
         """Train until ``max_steps`` or ``epochs``; returns the final state."""
         cfg = self.config
-        if resume and self.load_state() and self.dist.is_main:
+        resumed = resume and self.load_state()
+        if resumed and self.dist.is_main:
             self._forget_metrics_after_state()
             log.info("resumed %s at step %d (epoch %d, batch %d)", self.run_dir, self.state.step, self.state.epoch, self.state.batch)
-        elif not resume:
+        elif self.dist.is_main:  # a fresh start, or a run killed before its first saved state: its rows go too
             (self.run_dir / "metrics.csv").unlink(missing_ok=True)
         bar = tqdm(total=self.total_steps, initial=self.state.step, desc=self.run_dir.name, mininterval=progress_interval(),
                    disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from earmark.audio.options import GAP_SECONDS, NON_NEGATIVE, NON_NEGATIVE_NUMBER, SECONDS
 from earmark.runtime.cli import add_event_arguments
 
 
@@ -16,26 +17,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(filename, onset, offset, event_label) or any manifest with onsets and offsets")
     parser.add_argument("--audio-root", help="folder of the audio files that DATA names (default: DATA's folder, or its audio/)")
     parser.add_argument("--out", help="where results.json and the pictures go (default: MODEL-eval beside the model)")
-    parser.add_argument("--collar", type=float, nargs="+", default=[0.2], help="onset collar(s) in seconds for event F1 (DCASE: 0.2)")
-    parser.add_argument("--offset-ratio", type=float, default=0.5, help="offset collar as a fraction of the event's length (sed_eval: 0.5)")
-    parser.add_argument("--timelines", type=int, help="draw the timelines of the first N soundscapes only (default: all)")
-    parser.add_argument("--hop", type=float, help="seconds between model runs (default: from the model)")
+    parser.add_argument("--collar", type=GAP_SECONDS, nargs="+", default=[0.2], help="onset collar(s) in seconds for event F1 (DCASE: 0.2)")
+    parser.add_argument("--offset-ratio", type=NON_NEGATIVE_NUMBER, default=0.5, help="offset collar as a fraction of the event's length (sed_eval: 0.5)")
+    parser.add_argument("--timelines", type=NON_NEGATIVE, help="draw the timelines of the first N soundscapes only (default: all)")
+    parser.add_argument("--hop", type=SECONDS, help="seconds between model runs (default: from the model)")
+    parser.add_argument("--fold", type=NON_NEGATIVE, action="append", help="score only this fold (repeatable), e.g. the run's "
+                        "--test-fold; default: every fold, said in the output, some of which the model may have trained on")
     add_event_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from earmark.audio.manifest import read_manifest
+    from earmark.audio.manifest import clip_fold, read_manifest
     from earmark.evaluation import clip_metrics, deployable, evaluate_soundscapes
     from earmark.runtime import load_backend
     from earmark.runtime.cli import event_settings
 
     manifest = read_manifest(args.data, audio_root=args.audio_root)
+    folds = sorted({clip_fold(clip) for clip in manifest.clips})
+    if args.fold:
+        manifest = manifest.folds(args.fold)
+        if not manifest.clips:
+            raise ValueError(f"{args.data} has no clips in fold {' or '.join(map(str, args.fold))}; its folds are {folds}.")
+        folds = sorted(set(args.fold))
     model = Path(args.model)
     out = Path(args.out) if args.out else model.with_name(f"{model.stem}-eval")
     with deployable(model) as onnx_path:
         out.mkdir(parents=True, exist_ok=True)
         results = {"model": str(model), "evaluated": str(onnx_path) if onnx_path == model else "its fp32 ONNX export (int8 for a QAT checkpoint)",
-                   "data": str(args.data)}
+                   "data": str(args.data), "folds": folds}
         if manifest.task == "frame":
             settings, _ = event_settings(args, load_backend(onnx_path).metadata)
             results["postprocess"] = dataclasses.asdict(settings)
@@ -44,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             results.update(clip_metrics(onnx_path, manifest, out))
     (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
+    print(f"scored folds {', '.join(map(str, folds))} of {args.data}" + ("" if args.fold else " (every fold: pass --fold F to score "
+                                                                         "only the fold a run held out, its --test-fold)"))
     (print_soundscapes if manifest.task == "frame" else print_clips)(results)
     print(f"results in {out / 'results.json'}")
     return 0

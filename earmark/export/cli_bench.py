@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from earmark.audio.options import AT_LEAST_ONE
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", help=".onnx files and/or earmark checkpoint folders (PyTorch eager)")
-    parser.add_argument("--batch", type=int, default=8, help="batch size for the throughput rows (dynamic-batch models)")
-    parser.add_argument("--runs", type=int, default=50, help="timed runs per configuration")
+    parser.add_argument("--batch", type=AT_LEAST_ONE, default=8, help="batch size for the throughput rows (dynamic-batch models)")
+    parser.add_argument("--runs", type=AT_LEAST_ONE, default=50, help="timed runs per configuration")
     parser.add_argument("--json", default="bench.json", help="where to write the figures")
 
 

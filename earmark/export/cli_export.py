@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from earmark.audio.options import PROBABILITY
+
 FORMATS = ("onnx", "engine")
 
 
@@ -17,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", help="manifest (or WebDataset shards) of calibration clips for post-training INT8 (its labels give accuracy)")
     parser.add_argument("--int8-scope", choices=["pointwise", "all"],
                         help="post-training INT8: quantize pointwise convs only (default; CPU targets) or all convs (TensorRT, NPUs)")
-    parser.add_argument("--min-agreement", type=float, help="INT8 parity gate: least top-1 agreement with PyTorch (default 0.95)")
+    parser.add_argument("--min-agreement", type=PROBABILITY, help="INT8 parity gate: least top-1 agreement with PyTorch (default 0.95)")
     parser.add_argument("--batch", default="1", help="fixed batch size N, or 'dynamic' (default 1)")
     parser.add_argument("--out", help="output path (default: next to the checkpoint, named by precision)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -41,13 +43,23 @@ def default_output(checkpoint: Path, precision: str) -> Path:
     return checkpoint.with_name(f"{checkpoint.name}-{'ptq-int8' if precision == 'int8' else precision}.onnx")
 
 
+def _grouped(findings: list) -> dict[str, list[str]]:
+    """problem -> the nodes that have it, each problem once however many nodes share it."""
+    nodes: dict[str, list[str]] = {}
+    for finding in findings:
+        nodes.setdefault(finding.problem, []).append(finding.node)
+    return nodes
+
+
 def run(args: argparse.Namespace) -> int:
     from earmark.export.tensorrt import build_engine, check_tensorrt
 
     if args.check:
         findings = check_tensorrt(args.model)
-        for finding in findings:
-            print(f"refused: {finding}")
+        for problem, nodes in _grouped(findings).items():
+            print(f"refused: {problem} ({len(nodes)} node{'s' if len(nodes) > 1 else ''}: {', '.join(nodes[:3])}{', ...' if len(nodes) > 3 else ''})")
+        for fix in dict.fromkeys(f.fix for f in findings if f.fix):
+            print(f"to fix: {fix}")
         print(f"{args.model}: {'TensorRT would refuse it (' + str(len(findings)) + ' findings)' if findings else 'nothing TensorRT would refuse'}")
         return 1 if findings else 0
     if args.format not in FORMATS:

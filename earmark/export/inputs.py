@@ -6,6 +6,8 @@ import numpy as np
 
 from earmark.audio.spec import FrontendSpec
 
+INPUT_NAME = "features"  # the deployable model's one input tensor (ModelMetadata.input_name)
+
 
 def fit_frames(features: np.ndarray, frames: int) -> np.ndarray:
     """Crop or zero-pad (in the normalised domain) the time axis of (n_mels, T) features to ``frames``."""

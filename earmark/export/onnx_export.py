@@ -16,7 +16,7 @@ import torch
 
 from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 from earmark.export.benchmark import session
-from earmark.export.inputs import feature_batch, manifest_features, test_signals
+from earmark.export.inputs import INPUT_NAME, feature_batch, manifest_features, test_signals
 from earmark.export.loading import LoadedModel, ScoresHead
 from earmark.export.qdq import (compact, conv_precisions, dequantize_weight_only, store_float16_exact, store_int8_weights,
                                 store_uniform_constants)
@@ -24,7 +24,6 @@ from earmark.students import runtime_layout
 
 Precision = Literal["fp32", "fp16", "int8"]
 OPSET = 17
-INPUT_NAME = "features"
 # Parity gates against the PyTorch model on the parity inputs: (max abs difference of probabilities, top-1 agreement).
 # INT8 is compared with the float model for PTQ and with the fake-quantized model for QAT.
 TOLERANCE: dict[str, tuple[float, float]] = {"fp32": (1e-4, 1.0), "fp16": (1e-2, 0.95), "int8": (0.15, 0.95)}

@@ -9,7 +9,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from earmark.export.onnx_export import INPUT_NAME
+from earmark.export.inputs import INPUT_NAME
 
 
 class _Batches(CalibrationDataReader):

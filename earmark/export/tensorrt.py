@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -34,15 +35,25 @@ class Finding:
 
     node: str
     problem: str
+    fix: str = ""  # the command that makes a file TensorRT takes, where one does
 
     def __str__(self) -> str:
         return f"{self.node}: {self.problem}"
 
 
+def _retrain_for_tensorrt(model: onnx.ModelProto) -> str:
+    """How to get INT8 weights TensorRT takes (scope all) for the checkpoint this file came from: QAT fixed its scope."""
+    meta = next((json.loads(p.value) for p in model.metadata_props if p.key == METADATA_KEY), {})
+    if meta.get("quantization", {}).get("method") == "qat":
+        return "distill it again for TensorRT: earmark distill ... --qat --int8-scope all, then earmark export OUT/student-int8"
+    return "export it again for TensorRT: earmark export CHECKPOINT --int8 --calib MANIFEST --int8-scope all"
+
+
 def check_tensorrt(path: str | os.PathLike) -> list[Finding]:
     """List what TensorRT's parser would refuse: unsupported ops, asymmetric or unsigned Q/DQ, computed conv biases,
     dynamic non-batch axes."""
-    graph = read_onnx(path).graph
+    model = read_onnx(path)
+    graph = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant":
@@ -55,8 +66,8 @@ def check_tensorrt(path: str | os.PathLike) -> list[Finding]:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             findings += _check_zero_point(name, node, constants)
         if node.op_type == "Conv" and len(node.input) > 2 and node.input[2] and node.input[2] not in constants:
-            findings.append(Finding(name, "the conv bias is computed (e.g. float16 behind a Cast, as INT8 scope pointwise stores it): "
-                                          "TensorRT takes conv biases as initializers only; export with --int8-scope all for TensorRT"))
+            findings.append(Finding(name, "the conv bias is computed (float16 behind a Cast, as INT8 scope pointwise stores it): "
+                                          "TensorRT takes conv biases as initializers only", _retrain_for_tensorrt(model)))
     for value in graph.input:
         dims = value.type.tensor_type.shape.dim
         dynamic = [i for i, d in enumerate(dims) if i > 0 and not d.HasField("dim_value")]

@@ -1,15 +1,16 @@
-"""earmark.runtime: the torch-free streaming classifier and the `earmark listen` daemon."""
+"""earmark.runtime: the torch-free streaming classifier and the `earmark listen` daemon.
 
-from earmark.runtime.model import OnnxBackend, TensorRTBackend, load_backend, read_thresholds
-from earmark.runtime.postprocess import Event, EventSettings, EventTracker, SceneTracker, top_k
-from earmark.runtime.stream import Scores, StreamingClassifier, WindowResult, classify_offline, classify_wave
-from earmark.runtime.cli import add_event_arguments, event_settings
-from earmark.runtime.daemon import Listener
-from earmark.runtime.sources import FileSource
-from earmark.runtime.timeline import Timeline, plot_timeline
+Names are imported from their modules on first use, so `earmark listen --help` imports neither ONNX Runtime nor numpy.
+"""
 
-__all__ = [
-    "add_event_arguments", "event_settings", "Listener", "FileSource", "classify_wave", "Timeline", "plot_timeline",
-    "StreamingClassifier", "WindowResult", "Scores", "classify_offline", "load_backend", "OnnxBackend", "TensorRTBackend",
-    "read_thresholds", "EventTracker", "EventSettings", "SceneTracker", "Event", "top_k",
-]
+from earmark import lazy_namespace
+
+__all__, __getattr__ = lazy_namespace(__name__, {
+    "earmark.runtime.model": ["OnnxBackend", "TensorRTBackend", "load_backend", "read_thresholds"],
+    "earmark.runtime.postprocess": ["Event", "EventSettings", "EventTracker", "SceneTracker", "top_k"],
+    "earmark.runtime.stream": ["Scores", "StreamingClassifier", "WindowResult", "classify_offline", "classify_wave"],
+    "earmark.runtime.cli": ["add_event_arguments", "event_settings"],
+    "earmark.runtime.daemon": ["Listener"],
+    "earmark.runtime.sources": ["FileSource"],
+    "earmark.runtime.timeline": ["Timeline", "plot_timeline"],
+})

@@ -4,33 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
-from collections.abc import Callable
+import signal
 from pathlib import Path
 
-
-def _checked(cast: Callable[[str], float], test: Callable[[float], bool], what: str) -> Callable[[str], float]:
-    """An argparse type that refuses, in one sentence, values that do not parse, are not finite or fail ``test``."""
-
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or not test(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-        return value
-
-    return parse
-
-
-SECONDS = _checked(float, lambda v: v > 0, "a positive number of seconds")
-GAP_SECONDS = _checked(float, lambda v: v >= 0, "zero or a positive number of seconds")
-AT_LEAST_ONE = _checked(int, lambda v: v >= 1, "a whole number of at least 1")
-RATIO = _checked(float, lambda v: 0 < v <= 1, "a ratio above 0 and at most 1")
-PORT = _checked(int, lambda v: 0 <= v <= 65535, "a port from 0 to 65535 (0: any free port)")
-PROBABILITY = _checked(float, lambda v: 0 <= v <= 1, "a probability from 0 to 1")
+from earmark.audio.options import AT_LEAST_ONE, GAP_SECONDS, PORT, PROBABILITY, RATIO, SECONDS
 
 
 def threshold_pair(text: str) -> tuple[str, float]:
@@ -80,7 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mqtt = parser.add_argument_group("MQTT (pip install 'earmark[mqtt]')")
     mqtt.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish states and events to this broker (port 1883, 8883 with TLS)")
     mqtt.add_argument("--mqtt-prefix", default="earmark", help="topic prefix")
-    mqtt.add_argument("--mqtt-client-id", help="MQTT client id (default: PREFIX-HOSTNAME)")
+    mqtt.add_argument("--mqtt-client-id", help="MQTT client id (default: PREFIX-HOSTNAME-PID)")
     mqtt.add_argument("--mqtt-user", help="broker user name")
     mqtt.add_argument("--mqtt-password-file", help="a file whose first line is the password (or set EARMARK_MQTT_PASSWORD)")
     mqtt.add_argument("--mqtt-password", help="discouraged: visible to every user in `ps`")
@@ -108,6 +86,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(tab-separated), or onset,offset,label,score rows when the name ends in .csv")
 
 
+def _remember_sighup() -> list[int]:
+    """Until the listener takes over its signals, a SIGHUP (systemd's ExecReload) is noted, not fatal; the list fills."""
+    seen: list[int] = []
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda number, _frame: seen.append(number))
+    return seen
+
+
 def _mqtt_sink(args: argparse.Namespace, meta, log):
     from earmark.runtime.mqtt import MqttSink, tls_context
 
@@ -132,6 +118,7 @@ def _mqtt_sink(args: argparse.Namespace, meta, log):
 
 
 def run(args: argparse.Namespace) -> int:
+    early_reloads = _remember_sighup()
     if args.list_devices:
         from earmark.runtime.sources import describe_inputs
 
@@ -147,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
     from earmark.runtime.web import parse_address
     from earmark.runtime.webhook import WebhookSink, check_url
 
+    if args.sink != "stdout" and not args.sink.startswith("file:"):
+        raise ValueError(f"--sink {args.sink!r} is neither stdout nor file:PATH; write e.g. --sink file:/var/log/earmark/events.jsonl.")
+    if args.timeline:
+        import matplotlib  # noqa: F401 - missing, it is named now, not after the whole recording was decoded
     ui_address = parse_address(args.ui, "--ui") if args.ui else None
     webhook = check_url(args.webhook) if args.webhook else None
     classifier = StreamingClassifier(args.model, args.backend, args.hop, args.window, args.threads)
@@ -192,6 +183,9 @@ def run(args: argparse.Namespace) -> int:
         listener.attach(saver)
         listener.taps.append(saver.tap)
     listener.install_signals()
+    if early_reloads:
+        log("SIGHUP during start-up: re-reading the thresholds now")
+        listener.request_reload()
     log(f"listening to {args.source} ({source.sample_rate} Hz) for {len(meta.labels)} labels"
         f"{f' and {len(meta.scene_labels)} scenes' if meta.scene_labels else ''}, window {meta.window_seconds} s, "
         f"hop {classifier.plan.hop_seconds:.3f} s")

@@ -101,7 +101,10 @@ class Listener:
             signal.signal(signal.SIGHUP, self.request_reload)
 
     def _wall(self, stream_seconds: float) -> str:
-        return (self._started_wall + timedelta(seconds=stream_seconds)).isoformat(timespec="milliseconds")
+        """The wall-clock time of a stream time: start plus stream seconds, never later than now (a file read with
+        --fast runs ahead of the clock)."""
+        stamp = min(self._started_wall + timedelta(seconds=stream_seconds), datetime.now(timezone.utc))
+        return stamp.isoformat(timespec="milliseconds")
 
     def _emit(self, record: dict) -> None:
         for sink in list(self.sinks):

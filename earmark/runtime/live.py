@@ -3,18 +3,20 @@
 The page (``static/``: index.html, live.js, live.css, shipped in the package) draws the scrolling log-mel
 spectrogram, each label's current score against its threshold, the event log and the status figures; a model with a
 scene head (scenes beside events) also gets its scene scores, the current scene marked. A browser
-that connects late first receives the recent past (the last spectrogram seconds, events, scores, states, status).
-Delivery: best effort per browser; a browser too slow to keep up loses messages, counted as dropped.
+that connects late first receives the recent past (a canvas of spectrogram, events, scores, states, status).
+Delivery: best effort per browser; a message counts as sent once written to a browser's connection, and a browser too
+slow to keep up loses messages, counted as dropped. A label turning ON opens its row in the page's event log at once
+(its event record fills the row in when the event ends).
 """
 
 from __future__ import annotations
 
 import base64
-import math
 import queue
 import threading
 from collections import deque
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from earmark.runtime.stream import WindowResult
 from earmark.runtime.web import HttpService
 
 STATIC = Path(__file__).with_name("static")
+CANVAS_FRAMES = 800  # the spectrogram canvas's width in static/index.html: one column per feature frame
 FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/live.js": ("live.js", "text/javascript; charset=utf-8"),
          "/live.css": ("live.css", "text/css; charset=utf-8")}
 
@@ -41,12 +44,16 @@ def mel_message(features: np.ndarray, end: float) -> bytes:
                            "data": base64.b64encode(np.ascontiguousarray(levels.T).tobytes()).decode()})
 
 
+def _state_message(label: str, since: str | None) -> bytes:
+    return message("state", {"label": label, "on": since is not None, "since": since})
+
+
 class LivePage:
     """A sink (records, states) and a window watcher (spectrogram, scores) that serves the page on ``host:port``."""
 
     name = "ui"
 
-    def __init__(self, host: str, port: int, listener, source: str, keep_seconds: float = 8.0, client_buffer: int = 2000):
+    def __init__(self, host: str, port: int, listener, source: str, client_buffer: int = 2000):
         meta, plan = listener.classifier.metadata, listener.classifier.plan
         self.labels, self.settings, self.client_buffer = meta.labels, listener.events.settings, client_buffer
         self.delivery = Delivery()
@@ -55,10 +62,11 @@ class LivePage:
                        "frame_seconds": meta.frontend.hop_seconds, "hop_seconds": plan.hop_seconds}
         self._lock = threading.Lock()
         self._clients: list[queue.Queue] = []
-        self._mel: deque[bytes] = deque(maxlen=max(1, math.ceil(keep_seconds / plan.hop_seconds)))
+        self._mel: deque[tuple[int, bytes]] = deque()  # (frames, message): as many as fill the canvas of a browser that connects
+        self._mel_frames = 0
         self._records: deque[bytes] = deque(maxlen=50)
         self._latest: dict[str, bytes] = {}
-        self._states = {label: False for label in meta.labels}
+        self._states: dict[str, str | None] = {label: None for label in meta.labels}  # label -> wall time it turned ON
         routes = {path: self._file(name, kind) for path, (name, kind) in FILES.items()}
         self.service = HttpService({**routes, "/stream": self._stream}, host, port, "--ui")
 
@@ -74,8 +82,7 @@ class LivePage:
             clients = list(self._clients)
         for client in clients:
             try:
-                client.put_nowait(data)
-                self.delivery.add("sent")
+                client.put_nowait(data)  # counted as sent once written to the browser (_follow)
             except queue.Full:
                 self.delivery.add("dropped")
 
@@ -89,10 +96,17 @@ class LivePage:
             self._latest["scores"] = scores
             mel = mel_message(result.features, result.end) if result.features is not None and np.isfinite(result.features).all() else None
             if mel:
-                self._mel.append(mel)
+                self._keep_mel(result.features.shape[1], mel)
         if mel:
             self._send(mel)
         self._send(scores)
+
+    def _keep_mel(self, frames: int, mel: bytes) -> None:
+        """Keep the newest spectrogram messages that fill the canvas, whatever the frame and hop lengths (lock held)."""
+        self._mel.append((frames, mel))
+        self._mel_frames += frames
+        while self._mel_frames - self._mel[0][0] >= CANVAS_FRAMES:
+            self._mel_frames -= self._mel.popleft()[0]
 
     def emit(self, record: dict) -> None:
         data = message(record["type"], record)
@@ -104,22 +118,26 @@ class LivePage:
         self._send(data)
 
     def state(self, label: str, on: bool) -> None:
+        """A label turning ON opens its row in the page's event log at once; the event record fills it in when it ends."""
+        since = datetime.now(timezone.utc).isoformat(timespec="milliseconds") if on else None
         with self._lock:
-            self._states[label] = on
-        self._send(message("state", {"label": label, "on": on}))
+            self._states[label] = since
+        self._send(_state_message(label, since))
 
     def _stream(self):
         client: queue.Queue = queue.Queue(maxsize=self.client_buffer)
         with self._lock:
-            backlog = [message("hello", {**self._hello, "thresholds": self._thresholds()}), *self._mel, *self._records,
-                       *self._latest.values(), *(message("state", {"label": l, "on": on}) for l, on in self._states.items())]
+            backlog = [message("hello", {**self._hello, "thresholds": self._thresholds()}), *(mel for _, mel in self._mel), *self._records,
+                       *self._latest.values(), *(_state_message(label, since) for label, since in self._states.items())]
             self._clients.append(client)
         return 200, "text/event-stream", self._follow(client, backlog)
 
     def _follow(self, client: queue.Queue, backlog: list[bytes]) -> Iterator[bytes]:
         try:
             yield b"retry: 2000\n\n"
-            yield from backlog
+            for data in backlog:
+                yield data
+                self.delivery.add("sent")  # the server asks for the next message once this one is written
             while True:
                 try:
                     data = client.get(timeout=15)
@@ -129,6 +147,7 @@ class LivePage:
                 if data is None:
                     return
                 yield data
+                self.delivery.add("sent")
         finally:
             with self._lock:
                 self._clients.remove(client)

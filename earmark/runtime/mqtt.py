@@ -11,14 +11,15 @@ Delivery (QoS 1, at least once to the broker):
 - Events and scenes published while the broker is away wait in paho's queue (at most ``buffer``; beyond it new
   ones are dropped and counted) and go out, in order, when the connection returns (counted as retried).
 - At exit, what the broker has not acknowledged within ``drain_seconds`` is counted as dropped and logged.
-The client id is ``PREFIX-HOSTNAME`` (``--mqtt-client-id`` overrides it), so daemons on other hosts or with other
-prefixes never take over each other's session.
+The client id is ``PREFIX-HOSTNAME-PID`` (``--mqtt-client-id`` overrides it), so no two daemons take over each other's
+connection, even on one host with one prefix; Home Assistant's device is ``PREFIX-HOSTNAME``, the same at every start.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import socket
 import ssl
@@ -48,9 +49,15 @@ def label_slugs(labels: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def default_client_id(prefix: str) -> str:
-    """``PREFIX-HOSTNAME`` with characters every broker accepts."""
+def device_id(prefix: str) -> str:
+    """``PREFIX-HOSTNAME`` with characters every broker accepts: the daemon's lasting identity (Home Assistant's device)."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{prefix}-{socket.gethostname()}").strip("-")
+
+
+def default_client_id(prefix: str) -> str:
+    """``PREFIX-HOSTNAME-PID``: two daemons on one host never take over each other's connection (sessions are clean,
+    so a new id each start loses nothing)."""
+    return f"{device_id(prefix)}-{os.getpid()}"
 
 
 def check_prefix(prefix: str) -> str:
@@ -86,6 +93,7 @@ class MqttSink:
         self.host, self.port, self.prefix, self.labels = host, port, check_prefix(prefix), labels
         self.slugs = label_slugs(labels)
         self.client_id = client_id or default_client_id(self.prefix)
+        self.device_id = client_id or device_id(self.prefix)
         self.ha_discovery, self.model_name, self.buffer, self.drain_seconds = ha_discovery, model_name, buffer, drain_seconds
         self.delivery = Delivery()
         self._tls = tls
@@ -238,14 +246,14 @@ class MqttSink:
         self._send_state(label)
 
     def _discovery_topic(self, label: str) -> str:
-        return f"homeassistant/binary_sensor/{topic_slug(self.client_id)}/{self.slugs[label]}/config"
+        return f"homeassistant/binary_sensor/{topic_slug(self.device_id)}/{self.slugs[label]}/config"
 
     def _discovery(self, label: str) -> dict:
         """A Home Assistant binary sensor with a device block, so the labels group under one device."""
-        return {"name": label, "unique_id": f"{topic_slug(self.client_id)}_{self.slugs[label]}", "device_class": "sound",
+        return {"name": label, "unique_id": f"{topic_slug(self.device_id)}_{self.slugs[label]}", "device_class": "sound",
                 "state_topic": f"{self.prefix}/{self.slugs[label]}/state", "payload_on": "ON", "payload_off": "OFF",
                 "availability_topic": f"{self.prefix}/availability",
-                "device": {"identifiers": [self.client_id], "name": f"earmark {self.prefix}", "manufacturer": "earmark",
+                "device": {"identifiers": [self.device_id], "name": f"earmark {self.prefix}", "manufacturer": "earmark",
                            "model": self.model_name or "earmark listen", "sw_version": __version__}}
 
     def close(self) -> None:

@@ -82,11 +82,10 @@ def write_selections(events: list[Event], path: str | os.PathLike, max_frequency
 
 def plot_timeline(audio_path: str | os.PathLike, timeline: Timeline, spec, path: str | os.PathLike,
                   reference: list[tuple[float, float, str]] | None = None, title: str = "") -> Path:
-    """Spectrogram; ground truth and detections per label; scores with each label's threshold (dashed)."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise RuntimeError("drawing a timeline needs matplotlib: pip install matplotlib.") from None
+    """Spectrogram; detections (and the ground truth, where there is a ``reference``) per label; scores with each label's
+    threshold (dashed). The picture's format follows the file name (.png, .svg, .pdf)."""
+    import matplotlib  # missing: the CLI names the extra that installs it
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -116,7 +115,7 @@ def plot_timeline(audio_path: str | os.PathLike, timeline: Timeline, spec, path:
         middle.text(event.onset, row - 0.3, f"{event.label} {event.score:.2f}", fontsize=7, va="center", clip_on=True)
     middle.set_yticks(range(len(rows)), rows, fontsize=7)
     middle.set_ylim(-0.5, max(len(rows), 1) - 0.5)
-    middle.set_title("ground truth (pale, above) and detections (solid, below)", fontsize=9)
+    middle.set_title("ground truth (pale, above) and detections (solid, below)" if reference else "detections", fontsize=9)
     centres = (timestamps[:-1] + timestamps[1:]) / 2
     for i in shown:
         label = timeline.labels[i]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from earmark.audio.options import AT_LEAST_ONE
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", help="a registered student name, a student checkpoint folder, or an exported .onnx "
                                                  "(bytes actually stored per dtype)")
-    parser.add_argument("--classes", type=int, default=10, help="classes for a registered name (default 10, as TAU22)")
+    parser.add_argument("--classes", type=AT_LEAST_ONE, default=10, help="classes for a registered name (default 10, as TAU22)")
     parser.add_argument("--list", action="store_true", help="list the registered students")
 
 

@@ -12,13 +12,11 @@ from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
 from earmark.teachers.recipe import (Augmentation, Augmenter, Outputs, best_metric, collect_outputs, label_loss, make_splits, metrics,
                                      resolve_objective, tuning_soundscapes)
-from earmark.teachers.thresholds import Tuning, pick_thresholds, threshold_curves, tune_model, write_thresholds
 
 register_family("teacher", build_teacher, "`earmark convert`, `earmark pretrain` or `earmark finetune`")  # how engine.load_model rebuilds teachers
 
 __all__ = [
-    "Augmentation", "Augmenter", "Outputs", "best_metric", "collect_outputs", "label_loss", "make_splits", "metrics", "resolve_objective", "tune_model", "tuning_soundscapes", "write_thresholds",
-    "Tuning", "pick_thresholds", "threshold_curves",
+    "Augmentation", "Augmenter", "Outputs", "best_metric", "collect_outputs", "label_loss", "make_splits", "metrics", "resolve_objective", "tuning_soundscapes",
     "TeacherCache", "check_labels", "match_time", "Predictor", "ensemble_key", "predict_to_cache",
     "create_teacher", "list_teachers", "register", "TeacherFamily", "Converter", "converters", "length_policy", "BEATs", "BEATsConfig", "ViTTeacher", "ViTConfig",
     "TeacherClassifier", "LayerWiseHead", "HEADS", "ASiTProjection", "ASiTReconstruction", "LightDecoder",

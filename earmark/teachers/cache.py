@@ -112,14 +112,14 @@ def part_name(part: int) -> str:
 class CacheWriter:
     """Writes a cache part by part; parts finished under the same key survive a killed job."""
 
-    def __init__(self, path: str | os.PathLike, key: str, part_clips: int):
-        self.path, self.key, self.part_clips = Path(path), key, part_clips
+    def __init__(self, path: str | os.PathLike, key: str, part_clips: int, embeddings: bool = False):
+        self.path, self.key, self.part_clips, self.embeddings = Path(path), key, part_clips, embeddings
 
     def start(self) -> None:
-        """Forget parts of another key or part size (one process, holding the lock)."""
+        """Forget parts of another key, part size or set of arrays (one process, holding the lock)."""
         if self.complete():
             return
-        progress, plan = self.path / WRITING, {"key": self.key, "part_clips": self.part_clips}
+        progress, plan = self.path / WRITING, {"key": self.key, "part_clips": self.part_clips, "embeddings": self.embeddings}
         if not progress.is_file() or json.loads(progress.read_text()) != plan:
             for stale in [*self.path.glob("part-*"), self.path / INDEX]:
                 stale.unlink(missing_ok=True)
@@ -127,9 +127,10 @@ class CacheWriter:
         (self.path / INDEX).unlink(missing_ok=True)
 
     def complete(self) -> bool:
-        """True when index.json of this key is there."""
-        index = self.path / INDEX
-        return index.is_file() and json.loads(index.read_text()).get("key") == self.key
+        """True when index.json of this key is there, with embeddings if they are asked for."""
+        path = self.path / INDEX
+        index = json.loads(path.read_text()) if path.is_file() else {}
+        return index.get("key") == self.key and (not self.embeddings or "embeddings" in index.get("arrays", ()))
 
     def done(self, part: int) -> bool:
         return (self.path / f"{part_name(part)}.json").is_file()

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from earmark.teachers.finetune import FinetuneConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
     path = finetune(config, force=args.force)
     print(results_table(json.loads((Path(config.out) / "results.json").read_text())))
     print(f"wrote {path} (curves in {config.out}/run/curves.png)")
-    task = " --task frame" if config.task == "frame" else ""
-    print(f"next: earmark distill --teacher {path} --student tfsepnet64 --data {config.data}{task} --qat")
+    print(f"next: {distill_command(path, config)}")
     return 0
+
+
+def distill_command(teacher: Path, config: FinetuneConfig) -> str:
+    """The `earmark distill` that takes this fine-tuned teacher on: every option it requires, OUT beside this run's."""
+    task = ["--task", "frame"] if config.task == "frame" else []
+    out = Path(config.out).with_name(Path(config.out).name + "-student")
+    return shlex.join(["earmark", "distill", "--teacher", str(teacher), "--student", "tfsepnet64", "--data", config.data, *task,
+                       "--qat", "--out", str(out)])

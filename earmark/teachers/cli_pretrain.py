@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from earmark.audio.options import NON_NEGATIVE
+
 log = logging.getLogger(__name__)
 
 HELP = {
@@ -49,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="start over when --out holds another run (otherwise it is refused)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     a1 = parser.add_argument_group("ACM-SSKD Algorithm A1 (iterate pretraining and distillation)")
-    a1.add_argument("--iterations", type=int, default=0, help="K > 0 runs K rounds of acmsskd pretraining + KD, learning rates -20%% each")
+    a1.add_argument("--iterations", type=NON_NEGATIVE, default=0, help="K > 0 runs K rounds of acmsskd pretraining + KD, learning rates -20%% each")
     add_config_options(a1, FinetuneConfig, KD_HELP, rename={"kd_cache": "--kd-cache", "kd_gamma": "--kd-gamma"}, config_option=False,
                        prefix="kd_")
 

@@ -40,9 +40,10 @@ def outputs(model: nn.Module, features: torch.Tensor, embeddings: bool = False) 
     return {name: value for name, value in fields.items() if value is not None}
 
 
-def ensemble_key(predictors: list[Predictor], data: DataSource, clip_seconds: float, embeddings: bool = False) -> str:
-    """The cache key of these teachers on this data (frontends of every member, its files' sizes and times, embeddings or not)."""
-    frontends = "|".join(sorted(p.frontend.to_json() for p in predictors)) + ("|embeddings" if embeddings else "")
+def ensemble_key(predictors: list[Predictor], data: DataSource, clip_seconds: float) -> str:
+    """The cache key of these teachers on this data (frontends of every member, its files' sizes and times); whether the
+    cache also holds embeddings is in its index, not its key: a cache with them serves a run that does not need them."""
+    frontends = "|".join(sorted(p.frontend.to_json() for p in predictors))
     return cache_key([p.sha256 for p in predictors], frontends, data.fingerprint(), clip_seconds, file_stamps(data.files()))
 
 
@@ -56,7 +57,7 @@ def predict_to_cache(predictors: list[Predictor], data: DataSource, out: str | o
     number of ranks, so the cache is too. Parts already written under the same key (a killed run) are skipped.
     """
     info = setup_distributed(device)
-    writer = CacheWriter(out, ensemble_key(predictors, data, clip_seconds, embeddings), part_clips)
+    writer = CacheWriter(out, ensemble_key(predictors, data, clip_seconds), part_clips, embeddings)
     with cache_lock(out, exclusive=True) if info.is_main else contextlib.nullcontext():
         if info.is_main:
             writer.start()

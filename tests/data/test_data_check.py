@@ -96,6 +96,44 @@ def test_skip_bad_on_shards_says_how_to_repack_them(damaged, tmp_path, capsys):
         open_data(tmp_path / "shards", skip_bad=True)
 
 
+def _zero_and_truncated(folder):
+    """An all-zero WAV and a WAV cut to a third of the length its header gives: libsndfile reads both without a word."""
+    _wav(folder / "dog" / "zero.wav", value=0.0)
+    whole = _wav(folder / "rain" / "cut.wav").read_bytes()
+    (folder / "rain" / "cut.wav").write_bytes(whole[:len(whole) // 3])
+
+
+def test_all_zero_and_truncated_wavs_are_named_by_data_check_and_refused_by_training(damaged, capsys):
+    _zero_and_truncated(damaged)
+    assert main(["data", "check", str(damaged)]) == 1
+    err = capsys.readouterr().err
+    assert "zero.wav: every sample is zero" in err and "cut.wav: is truncated: its header promises" in err
+    assert "5 of 11 files cannot be used" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="cut.wav: is truncated"):
+        load_audio(damaged / "rain" / "cut.wav", 16000)
+    clips = read_manifest(damaged).filter(lambda clip: clip.path.name == "zero.wav")
+    with pytest.raises(ValueError, match="zero.wav: every sample is zero"):
+        ClipDataset(clips, 16000, 0.5, train=True)[0]
+
+
+def test_data_shard_decodes_every_file_and_data_check_checks_shards(damaged, tmp_path, capsys):
+    from earmark.audio.shards import write_shards
+
+    _zero_and_truncated(damaged)
+    assert main(["data", "shard", str(damaged), str(tmp_path / "shards")]) == 1  # nothing packed without a word
+    err = capsys.readouterr().err
+    assert "nan.wav: contains NaN" in err and "zero.wav: every sample is zero" in err and "5 of 11 files cannot be used" in err
+    assert not (tmp_path / "shards").exists()
+    assert main(["data", "shard", str(damaged), str(tmp_path / "shards"), "--skip-bad"]) == 0
+    capsys.readouterr()
+    assert main(["data", "check", str(tmp_path / "shards")]) == 0
+    assert "6 clips in 4 shards, 2 classes" in capsys.readouterr().out
+    old = write_shards(read_manifest(damaged, skip_bad=True), tmp_path / "old")  # as shards of an earlier earmark could be
+    assert main(["data", "check", str(tmp_path / "old")]) == 1
+    err = capsys.readouterr().err
+    assert "every sample is zero" in err and "is truncated" in err and "NaN" in err and "5 of 11 clips cannot be used" in err
+
+
 def test_a_csv_saved_with_a_byte_order_mark_reads(tmp_path):
     _wav(tmp_path / "audio" / "a.wav")
     (tmp_path / "m.csv").write_bytes("filename,fold,target,category\na.wav,1,0,dog\n".encode("utf-8-sig"))

@@ -60,6 +60,61 @@ def test_bad_rows_stop_with_the_row_named(tmp_path, content, problem):
         read_manifest(tmp_path / "m.csv")
 
 
+@pytest.mark.parametrize("name, content", [
+    ("m.csv", "file,fold,target,category\na.wav,1,0,dog\n"),
+    ("s.tsv", "file\tonset\toffset\tevent_label\na.wav\t0.1\t0.5\tdog\n"),
+    ("t.tsv", "audio\tscene_label\na.wav\tpark\n"),
+    ("ml.csv", "clip,labels\na.wav,dog\n"),
+])
+def test_a_renamed_filename_column_is_one_sentence(tmp_path, name, content):
+    _wav(tmp_path / "audio" / "a.wav")
+    (tmp_path / name).write_text(content)
+    with pytest.raises(ValueError, match=r"has no 'filename'.* column \(its columns: \["):
+        read_manifest(tmp_path / name)
+
+
+def test_audioset_segment_csv_with_its_comment_lines_reads(tmp_path):
+    _wav(tmp_path / "audio" / "--PJHxphWEs.wav")
+    _wav(tmp_path / "audio" / "-0RWZT-miFs.wav")
+    (tmp_path / "balanced_train_segments.csv").write_text(
+        "# Segments csv created Sun Mar  5 10:54:25 2017\n"
+        "# num_ytids=2, num_segs=2, num_unique_labels=3, num_positives=4\n"
+        "# YTID, start_seconds, end_seconds, positive_labels\n"
+        '--PJHxphWEs, 30.000, 40.000, "/m/09x0r,/t/dd00088"\n'
+        '-0RWZT-miFs, 420.000, 430.000, "/m/03fwl,/m/04rlf"\n')
+    m = read_manifest(tmp_path / "balanced_train_segments.csv")
+    assert m.multi_label and m.by_id()["--PJHxphWEs"].labels == ("/m/09x0r", "/t/dd00088") and len(m.labels) == 4
+
+
+def test_overlapping_or_touching_events_of_one_label_are_merged_and_said(tmp_path, caplog):
+    _wav(tmp_path / "audio" / "a.wav")
+    (tmp_path / "s.tsv").write_text("filename\tonset\toffset\tevent_label\na.wav\t0.4\t0.9\tdog\na.wav\t0.1\t0.5\tdog\n"
+                                    "a.wav\t0.9\t1.2\tdog\na.wav\t0.2\t0.3\tcat\na.wav\t1.5\t1.8\tdog\n")
+    clip = read_manifest(tmp_path / "s.tsv").clips[0]
+    assert clip.events == ((0.1, 1.2, "dog"), (0.2, 0.3, "cat"), (1.5, 1.8, "dog"))  # as sed_scores_eval accepts them
+    assert "2 events overlapped or touched another of their label" in caplog.text
+
+
+def test_data_check_counts_clips_and_events_per_label_under_headers_that_say_so(tmp_path, capsys):
+    from earmark.cli import main
+
+    for name in ("a.wav", "b.wav"):
+        _wav(tmp_path / "audio" / name, seconds=2.0)
+    (tmp_path / "s.tsv").write_text("filename\tonset\toffset\tevent_label\na.wav\t0.1\t0.5\tdog\na.wav\t1.0\t1.5\tdog\n"
+                                    "b.wav\t0.2\t0.3\tdog\nb.wav\t0.4\t0.6\tcat\n")
+    assert main(["data", "check", str(tmp_path / "s.tsv"), "--no-decode"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()[1:4]]
+    assert lines == [["label", "clips", "events"], ["cat", "1", "1"], ["dog", "2", "3"]]
+
+
+def test_files_that_differ_only_by_extension_keep_it_in_their_ids(tmp_path):
+    for name in ("mace.ogg", "mace.wav", "mace.flac", "bell.wav"):
+        _wav(tmp_path / "audio" / name)
+    assert sorted(read_manifest(tmp_path / "audio").ids) == ["bell", "mace.flac", "mace.ogg", "mace.wav"]
+    (tmp_path / "m.csv").write_text("filename,fold,target,category\nmace.ogg,1,0,mace\nmace.wav,1,0,mace\nbell.wav,2,1,bell\n")
+    assert read_manifest(tmp_path / "m.csv").ids == ["mace.ogg", "mace.wav", "bell"]
+
+
 def test_onset_after_offset_and_unknown_labels(tmp_path):
     _wav(tmp_path / "audio" / "a.wav")
     (tmp_path / "s.tsv").write_text("filename\tonset\toffset\tevent_label\na.wav\t2.0\t1.0\tdog\n")

@@ -164,10 +164,10 @@ def _metric_rows(path: Path) -> list[tuple]:
         return [tuple(r[:4]) for r in list(csv.reader(f))[1:]]
 
 
-@pytest.mark.parametrize("ckpt_every", [3, 0])
-def test_metrics_rows_are_not_repeated_after_a_resume(tmp_path, ckpt_every):
+@pytest.mark.parametrize("ckpt_every, stop", [(3, 11), (0, 11), (3, 2)])  # (3, 2): killed before the first saved state
+def test_metrics_rows_are_not_repeated_after_a_resume(tmp_path, ckpt_every, stop):
     def stop_at(trainer):
-        if trainer.state.step == 11:
+        if trainer.state.step == stop:
             raise Stop
 
     config = lambda d: TrainConfig(run_dir=str(tmp_path / d), epochs=4, batch_size=4, ckpt_every=ckpt_every, progress=False)

@@ -131,3 +131,16 @@ def test_clip_accuracy_is_the_exported_model_on_each_one_second_clip(demo, tmp_p
         probs = sess.run(None, {"features": features[None, None, :, :meta.input_frames].astype(np.float32)})[-1][0]
         hits.append(meta.labels[int(probs.argmax())] == clip.labels[0])
     assert accuracy == pytest.approx(np.mean(hits))
+
+
+def test_eval_says_which_folds_it_scored_and_scores_one_when_asked(demo, tmp_path, capsys):
+    data, _, onnx_path = demo
+    assert main(["eval", str(onnx_path), str(data.clips_csv), "--out", str(tmp_path / "all")]) == 0
+    every = json.loads((tmp_path / "all" / "results.json").read_text())
+    assert "(every fold: pass --fold F" in capsys.readouterr().out and len(every["folds"]) > 1
+    assert main(["eval", str(onnx_path), str(data.clips_csv), "--out", str(tmp_path / "three"), "--fold", "3"]) == 0
+    three = json.loads((tmp_path / "three" / "results.json").read_text())
+    assert f"scored folds 3 of {data.clips_csv}\n" in capsys.readouterr().out
+    assert three["folds"] == [3] and 0 < three["clips"] < every["clips"]
+    assert main(["eval", str(onnx_path), str(data.clips_csv), "--fold", "9"]) == 1
+    assert "has no clips in fold 9; its folds are [" in capsys.readouterr().err

@@ -84,3 +84,20 @@ def test_conv_bias_behind_a_cast_is_flagged(tmp_path):
     nodes = [helper.make_node("Cast", ["b16"], ["b"], to=TensorProto.FLOAT), helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv")]
     findings = check_tensorrt(_save(tmp_path, nodes, [x], [y], inits))
     assert [f.node for f in findings] == ["conv"] and "initializers only" in findings[0].problem
+
+
+def test_the_cli_says_each_problem_once_and_what_to_run(tmp_path, capsys):
+    from earmark.cli import main
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])
+    inits = [numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w"), numpy_helper.from_array(np.zeros(2, np.float16), "b16")]
+    nodes = [helper.make_node("Cast", ["b16"], ["b"], to=TensorProto.FLOAT)]
+    nodes += [helper.make_node("Conv", [f"h{i}" if i else "x", "w", "b"], [f"h{i + 1}" if i < 4 else "y"], name=f"conv{i}") for i in range(5)]
+    assert main(["export", "--check", "tensorrt", str(_save(tmp_path, nodes, [x], [y], inits))]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("refused:")] == [
+        "refused: the conv bias is computed (float16 behind a Cast, as INT8 scope pointwise stores it): TensorRT takes conv "
+        "biases as initializers only (5 nodes: conv0, conv1, conv2, ...)"]
+    assert [line for line in out if line.startswith("to fix:")] == [
+        "to fix: export it again for TensorRT: earmark export CHECKPOINT --int8 --calib MANIFEST --int8-scope all"]

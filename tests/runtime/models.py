@@ -56,19 +56,20 @@ class ToneDetector(nn.Module):
 
 
 def export_detector(path: Path, frame: bool = False, window: float = 1.0, hop: float = 0.25, thresholds=None,
-                    labels: tuple[str, str] = LABELS, scenes: bool = False) -> Path:
-    """A tone detector in ONNX; ``scenes`` adds a scene head over SCENE_LABELS (output ``scene_probs``)."""
-    frames = SPEC.num_frames(int(window * SAMPLE_RATE))
-    x = torch.zeros(1, 1, SPEC.n_mels, frames)
+                    labels: tuple[str, str] = LABELS, scenes: bool = False, spec=SPEC) -> Path:
+    """A tone detector in ONNX; ``scenes`` adds a scene head over SCENE_LABELS (output ``scene_probs``); ``spec``: its
+    features (SPEC's 64 mel bands at 16 kHz, with another hop for instance)."""
+    frames = spec.num_frames(int(window * SAMPLE_RATE))
+    x = torch.zeros(1, 1, spec.n_mels, frames)
     names = (["frame_probs", "clip_probs"] if frame else ["clip_probs"]) + (["scene_probs"] if scenes else [])
     torch.onnx.export(ToneDetector(frame, scenes=scenes).eval(), (x,), str(path), dynamo=False, opset_version=17,
                       input_names=["features"], output_names=names)
     roles = {"frame": names[0], "clip": names[1]} if frame else {"clip": names[0]}
-    meta = ModelMetadata(labels=labels, task="frame" if frame else "clip", objective="detect", frontend=SPEC, window_seconds=window,
+    meta = ModelMetadata(labels=labels, task="frame" if frame else "clip", objective="detect", frontend=spec, window_seconds=window,
                          hop_seconds=hop, input_frames=frames,
                          outputs={**roles, **({"scene": "scene_probs"} if scenes else {})},
                          scene_labels=SCENE_LABELS if scenes else (),
-                         thresholds=thresholds or {}, frame_hop_seconds=SPEC.hop_seconds if frame else 0.0,
+                         thresholds=thresholds or {}, frame_hop_seconds=spec.hop_seconds if frame else 0.0,
                          model_name="tone-detector")
     model = onnx.load(str(path))
     attach_metadata(model, meta)

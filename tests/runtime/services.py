@@ -147,29 +147,47 @@ class Subscriber:
 
 
 class WebhookServer:
-    """A real HTTP receiver on loopback. ``reply(record, attempt)`` returns an HTTP status or "garbage" (bytes that are not HTTP)."""
+    """A real HTTP receiver on loopback. ``reply(record, attempt)`` returns an HTTP status (a 3xx redirects to
+    ``/hook/moved`` on the same server), "garbage" (bytes that are not HTTP) or "trickle" (a 200 reply sent one byte
+    every 0.1 s). A GET is answered 200 with nothing received, as a site behind a redirect would."""
 
     def __init__(self, reply=lambda record, attempt: 204, port: int = 0):
         self.received: list[dict] = []
         self.attempts: dict[str, int] = {}
+        self.gets = 0
         self.reply, self.port, self.server = reply, port, None
 
     def start(self) -> "WebhookServer":
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                hook.gets += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_POST(self):
                 record = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 key = json.dumps(record, sort_keys=True)
                 hook.attempts[key] = hook.attempts.get(key, 0) + 1
                 answer = hook.reply(record, hook.attempts[key])
-                if answer == "garbage":
-                    self.wfile.write(b"\x00\x01 this is not HTTP\r\n\r\n")
+                if answer in ("garbage", "trickle"):
                     self.close_connection = True
+                    if answer == "garbage":
+                        self.wfile.write(b"\x00\x01 this is not HTTP\r\n\r\n")
+                        return
+                    for byte in b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n":
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                    hook.received.append(record)
                     return
                 if 200 <= answer < 300:
                     hook.received.append(record)
                 self.send_response(answer)
+                if 300 <= answer < 400:
+                    self.send_header("Location", "/hook/moved")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

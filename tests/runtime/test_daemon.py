@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from datetime import datetime, timezone
 
 import pytest
 import soundfile as sf
@@ -28,6 +29,7 @@ def _wav(path, seconds, tones, rate=SAMPLE_RATE):
 def test_file_source_reports_events_as_json_lines(tmp_path, model):
     wav = _wav(tmp_path / "a.wav", 5.0, [(1.0, 2.0, 1000.0), (3.0, 3.6, 3000.0)])
     run = subprocess.run(LISTEN + [str(model), "--source", str(wav), "--fast"], capture_output=True, text=True, timeout=60)
+    finished = datetime.now(timezone.utc)
     assert run.returncode == 0, run.stderr
     records = [json.loads(line) for line in run.stdout.splitlines()]
     events = [r for r in records if r["type"] == "event"]
@@ -36,6 +38,7 @@ def test_file_source_reports_events_as_json_lines(tmp_path, model):
     assert {"onset_time", "offset_time", "score"} <= set(events[0])
     for event in events:  # ON announced when the 0.1-s hop that holds the onset was heard
         assert event["latency"] == pytest.approx(event["detected"] - event["onset"], abs=1e-3) and 0 < event["latency"] <= 0.12
+    assert all(datetime.fromisoformat(e[key]) <= finished for e in events for key in ("onset_time", "offset_time"))  # --fast: never ahead
     assert records[-1]["type"] == "status" and records[-1]["audio_seconds"] == pytest.approx(5.0, abs=0.2)
 
 
@@ -206,6 +209,20 @@ def test_sighup_merges_file_over_calibrated_thresholds_and_flags_on_top(tmp_path
     events = [r for r in daemon.seen if r["type"] == "event"]
     assert [e["label"] for e in events] == ["tone_3k"] and 4.4 <= events[0]["onset"] <= 4.7  # the second feed's 3 kHz tone
     assert daemon.seen[-1]["type"] == "status"  # the final record is flushed at the end
+
+
+def test_sighup_during_start_up_is_a_reload_not_a_death(tmp_path, model):
+    fifo = tmp_path / "thresholds.json"
+    os.mkfifo(fifo)  # the daemon blocks reading it at start-up, before it takes over its signals
+    daemon = Daemon([model, "--source", "-", "--rate", "16000", "--thresholds-file", fifo], stdin=subprocess.PIPE)
+    with open(fifo, "w") as writer:  # opens once the daemon has opened the file: it is starting up
+        daemon.process.send_signal(signal.SIGHUP)
+        writer.write('{"tone_1k": 0.5}')
+    daemon.wait_for_log("listening to")
+    with open(fifo, "w") as writer:  # the reload the start-up SIGHUP asked for reads the file again
+        writer.write('{"tone_1k": 0.6}')
+    daemon.wait_for_log("thresholds reloaded")
+    assert daemon.stop() == 0
 
 
 def test_sigterm_stops_cleanly_with_a_final_status(model):

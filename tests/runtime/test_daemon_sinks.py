@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from earmark.runtime.mqtt import MqttSink, default_client_id, label_slugs, topic_slug
+from earmark.runtime.mqtt import MqttSink, device_id, label_slugs, topic_slug
 from earmark.runtime.webhook import WebhookSink
 
 from .models import SAMPLE_RATE, export_detector, tone_track
@@ -44,8 +44,8 @@ def test_two_daemons_on_one_broker_keep_their_sessions(model, broker):
     kitchen = _stdin_daemon(model, "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "kitchen")
     hall = _stdin_daemon(model, "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-prefix", "hall")
     try:
-        kitchen.wait_for_log(f"as {default_client_id('kitchen')}")
-        hall.wait_for_log(f"as {default_client_id('hall')}")
+        kitchen.wait_for_log(f"as {device_id('kitchen')}-{kitchen.process.pid}")
+        hall.wait_for_log(f"as {device_id('hall')}-{hall.process.pid}")
         for daemon in (kitchen, hall):  # a few seconds of audio each: a session taken over would flap meanwhile
             daemon.feed(tone_track(3.0, [(1.0, 2.0, 1000.0)]))
             daemon.wait_for(lambda r: r["type"] == "event")
@@ -56,6 +56,21 @@ def test_two_daemons_on_one_broker_keep_their_sessions(model, broker):
     assert watcher.payloads("kitchen/availability") == ["online", "offline"]
     assert watcher.payloads("hall/availability") == ["online", "offline"]
     assert not any("reconnected" in line for line in kitchen.stderr + hall.stderr)
+
+
+def test_two_daemons_with_one_prefix_on_one_host_keep_their_connections(model, broker):
+    first = _stdin_daemon(model, "--mqtt", f"127.0.0.1:{broker.port}")
+    second = _stdin_daemon(model, "--mqtt", f"127.0.0.1:{broker.port}")
+    try:
+        for daemon in (first, second):
+            daemon.wait_for_log("MQTT connected")
+        for daemon in (first, second):  # a connection taken over would be lost and come back meanwhile
+            daemon.feed(tone_track(3.0, [(1.0, 2.0, 1000.0)]))
+            daemon.wait_for(lambda r: r["type"] == "event")
+    finally:
+        assert first.stop() == 0 and second.stop() == 0
+    assert not any("connection lost" in line or "reconnected" in line for line in first.stderr + second.stderr)
+    assert all("mqtt 5 sent, 0 retried, 0 dropped" in _delivered(daemon) for daemon in (first, second))
 
 
 def test_broker_outage_replays_states_retained_and_delivers_waiting_events(tmp_path, model):
@@ -101,9 +116,9 @@ def test_awkward_labels_get_topic_slugs_and_discovery_has_a_device(tmp_path, bro
     watcher.close()
     assert watcher.payloads("earmark/dog_1/state") == ["OFF", "ON", "OFF"]
     assert [json.loads(p)["label"] for p in watcher.payloads("earmark/events")] == ["dog #1"]
-    config = json.loads(watcher.payloads(f"homeassistant/binary_sensor/{topic_slug(default_client_id('earmark'))}/a_b_c_d/config")[0])
+    config = json.loads(watcher.payloads(f"homeassistant/binary_sensor/{topic_slug(device_id('earmark'))}/a_b_c_d/config")[0])
     assert config["name"] == "a+b/c d" and config["state_topic"] == "earmark/a_b_c_d/state"
-    assert config["device"]["name"] == "earmark earmark" and config["device"]["identifiers"] == [default_client_id("earmark")]
+    assert config["device"]["name"] == "earmark earmark" and config["device"]["identifiers"] == [device_id("earmark")]
 
 
 def _openssl(*args, cwd):
@@ -207,3 +222,36 @@ def test_soak_bench_delivers_every_event_or_counts_it(tmp_path):
     figures = json.loads((tmp_path / "soak.json").read_text())
     assert figures["outages"] == {"broker": 2, "webhook": 2} and figures["events_produced"] >= 10
     assert figures["mqtt"]["holds"] and figures["webhook"]["holds"]
+
+
+def test_webhook_follows_redirects_with_the_record_and_counts_only_what_arrived():
+    codes = {"a": 301, "b": 302, "c": 307, "d": 308}
+    server = WebhookServer(lambda record, attempt: codes[record["label"]] if attempt == 1 else 204).start()
+    loop = WebhookServer(lambda record, attempt: 302).start()  # redirects to itself for ever
+    try:
+        sink, looping = WebhookSink(server.url), WebhookSink(loop.url)
+        for label in codes:
+            sink.emit({"type": "event", "label": label})
+        looping.emit({"type": "event", "label": "a"})
+        sink.close()
+        looping.close()
+    finally:
+        server.stop()
+        loop.stop()
+    assert [r["label"] for r in server.received] == list(codes) and server.gets == 0  # re-POSTed, never a bodiless GET
+    assert sink.delivery.as_dict() == {"sent": 4, "retried": 0, "dropped": 0}
+    assert looping.delivery.as_dict() == {"sent": 0, "retried": 0, "dropped": 1} and not loop.received
+
+
+def test_webhook_record_in_flight_at_exit_is_counted_once():
+    server = WebhookServer(lambda record, attempt: "trickle").start()  # answers within each timeout, but takes seconds
+    try:
+        sink = WebhookSink(server.url, timeout=1.0, drain_seconds=0.2)
+        for label in "abc":
+            sink.emit({"type": "event", "label": label})
+        sink.close()
+        assert sink.delivery.as_dict() == {"sent": 0, "retried": 0, "dropped": 3}
+        sink._thread.join(10)  # the late reply to the record in flight changes no count
+        assert sink.delivery.as_dict() == {"sent": 0, "retried": 0, "dropped": 3}
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -40,3 +41,15 @@ def test_a_timeline_of_the_microphone_is_refused_with_what_to_do(tmp_path):
     model = export_detector(tmp_path / "tones.onnx", frame=True)
     run = _listen(model, "--source", "mic", "--timeline", tmp_path / "t.png")
     assert run.returncode == 1 and "pass --source FILE" in run.stderr and not (tmp_path / "t.png").exists()
+
+
+def test_a_timeline_without_ground_truth_does_not_claim_one(tmp_path):
+    model = export_detector(tmp_path / "tones.onnx", frame=True, hop=0.1)
+    sf.write(tmp_path / "tones.wav", tone_track(8.0, TONES), SAMPLE_RATE)
+    (tmp_path / "matplotlibrc").write_text("svg.fonttype: none\n")  # titles stay text in the SVG
+    run = subprocess.run([sys.executable, "-m", "earmark.cli", "listen", str(model), "--source", str(tmp_path / "tones.wav"), "--fast",
+                          "--timeline", str(tmp_path / "t.svg")], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "MATPLOTLIBRC": str(tmp_path)})
+    assert run.returncode == 0, run.stderr
+    svg = (tmp_path / "t.svg").read_text()
+    assert ">detections<" in svg and "ground truth" not in svg

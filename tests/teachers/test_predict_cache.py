@@ -1,5 +1,6 @@
 """The teacher-output cache at scale: parts written by every torchrun rank, resumable after a kill, keyed by file stamps, locked."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -114,3 +115,24 @@ def test_replaced_audio_or_a_held_lock_is_refused(data, teacher, tmp_path):
             TeacherCache.open(path, expect_key=ensemble_key([predictor], manifest, 1.0))
     finally:
         os.utime(audio, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_cache_with_embeddings_serves_a_run_without_them_and_one_without_is_refused_for_the_right_reason(data, teacher, tmp_path):
+    from earmark.distill.run import DistillConfig, teacher_cache
+
+    clips, _ = data
+    manifest = read_manifest(clips.clips_csv)
+    predictor = _predictor(teacher)
+    with_embeddings = predict_to_cache([predictor], manifest, tmp_path / "a", 1.0, embeddings=True)
+    assert TeacherCache.open(with_embeddings, expect_key=ensemble_key([predictor], manifest, 1.0)).has("embeddings")
+    kept = _files(with_embeddings)
+    predict_to_cache([predictor], manifest, with_embeddings, 1.0)  # nothing to write: the cache already serves this
+    assert _files(with_embeddings) == kept
+    without = predict_to_cache([predictor], manifest, tmp_path / "b", 1.0)
+    config = DistillConfig(data=str(clips.clips_csv), out=str(tmp_path / "run"), teachers=[str(teacher)], cache=str(without),
+                           feature_weight=1.0)
+    with pytest.raises(ValueError, match="holds no embeddings, which --feature-weight needs"):
+        teacher_cache(config, manifest)
+    assert teacher_cache(dataclasses.replace(config, cache=str(with_embeddings)), manifest).has("embeddings")
+    predict_to_cache([predictor], manifest, without, 1.0, embeddings=True)  # asked for them: the cache is rewritten with them
+    assert TeacherCache.open(without).has("embeddings")

@@ -82,25 +82,40 @@ function showScores(s) {
   });
 }
 
-function showState(s) {
-  const row = rows[labels.indexOf(s.label)];
-  if (row) row.classList.toggle("on", s.on);
-}
+// the row of a label's event still sounding (data-open "on"), or just ended and waiting for its record ("off")
+const openRow = (label) => [...$("events").tBodies[0].rows].find((tr) => tr.dataset.label === label && tr.dataset.open);
 
-function logRecord(r) {
+function addRow(label, type, cells) {
   const tr = document.createElement("tr");
-  tr.dataset.label = r.label;
-  tr.dataset.type = r.type;
-  const when = (r.onset_time || r.wall_time || "").slice(11, 19);
-  const duration = r.type === "event" ? `${(r.offset - r.onset).toFixed(2)} s` : "scene";
-  for (const text of [when, r.label, duration, r.score.toFixed(2)]) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    tr.appendChild(td);
-  }
+  tr.dataset.label = label;
+  tr.dataset.type = type;
+  for (const text of cells) tr.appendChild(document.createElement("td")).textContent = text;
   const body = $("events").tBodies[0];
   body.insertBefore(tr, body.firstChild);
   while (body.rows.length > 100) body.deleteRow(-1);
+  return tr;
+}
+
+function showState(s) {
+  const row = rows[labels.indexOf(s.label)];
+  if (row) row.classList.toggle("on", s.on);
+  const open = openRow(s.label);
+  if (s.on) {
+    if (open) open.remove(); // ended without an event record (shorter than --min-duration)
+    addRow(s.label, "event", [s.since.slice(11, 19), s.label, "sounding", "–"]).dataset.open = "on";
+  } else if (open) {
+    open.dataset.open = "off";
+  }
+}
+
+function logRecord(r) {
+  const when = (r.onset_time || r.wall_time || "").slice(11, 19);
+  const duration = r.type === "event" ? `${(r.offset - r.onset).toFixed(2)} s` : "scene";
+  const cells = [when, r.label, duration, r.score.toFixed(2)];
+  const open = r.type === "event" && openRow(r.label);
+  if (!open) return addRow(r.label, r.type, cells);
+  [...open.cells].forEach((td, i) => { td.textContent = cells[i]; });
+  delete open.dataset.open;
 }
 
 function showStatus(s) {

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from earmark.audio.events import EventSettings, Scores
-from earmark.teachers.thresholds import GRID, class_counts, decode, tune_thresholds
+from earmark.distill.thresholds import GRID, class_counts, decode, tune_thresholds
 
 LABELS = ["a", "b"]
 
