@@ -103,7 +103,7 @@ def test_version_names_earmark_and_its_libraries():
     assert run.returncode == 0 and run.stdout.startswith("earmark 0.") and "onnxruntime" in run.stdout and "torch" in run.stdout
 
 
-@pytest.mark.parametrize("command", [["distill", "--data", "d.csv", "--out", "o"], ["complexity", "tfsepnet16"], ["demo", "--fast"],
+@pytest.mark.parametrize("command", [["distill", "--data", "d.csv", "--out", "o"], ["complexity", "tfsepnet16"], ["demo", "--out", "o"],
                                      ["finetune", "acmsskd_tiny", "--data", "d.csv", "--out", "o"]])
 def test_a_training_verb_without_torch_names_the_extra(command, tmp_path):
     verb = command[0]

@@ -72,7 +72,7 @@ def test_listen_bench_and_check_work_on_the_edge(edge, model, tmp_path):
 @pytest.mark.parametrize("command, extra", [
     (["distill", "--data", "d.csv", "--out", "o"], "train"),
     (["complexity", "tfsepnet16"], "train"),
-    (["demo", "--fast"], "train"),
+    (["demo", "--out", "o"], "train"),
     (["export", "ckpt", "--format", "onnx"], "train"),
 ])
 def test_a_verb_that_needs_an_extra_says_which_in_one_sentence(edge, command, extra):
