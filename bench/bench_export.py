@@ -4,8 +4,9 @@ Rows per student: PyTorch eager fp32; ONNX Runtime fp32 as issue #14 found it (R
 channel shuffles in place) and as exported now (one InstanceNormalization between NHWC transposes, shuffles folded into
 transition convs, `runtime_layout`'s split stem and blocked-layout blocks where the widths allow); INT8 from the quantized-student format (NNCF, BatchNorm folded, untrained
 quantizers calibrated on synthetic clips) in scopes pointwise, all and weights (weight-only INT8, no NNCF), and
-post-training INT8 (onnxruntime.quantization) in scopes pointwise and all. All sessions run interleaved in one process, one intra-op thread, spinning off, BLAS pinned to one thread;
-the GEMM bound is numpy's single-thread float32 matmul measured in the same run. Untrained weights on synthetic
+post-training INT8 (onnxruntime.quantization) in scopes pointwise and all. All sessions run interleaved in one process, one intra-op thread, spinning off, BLAS pinned to one thread,
+each call timed in the calling thread's CPU time (ratios) and wall time; the GEMM bound is numpy's single-thread
+float32 matmul measured in the same run, in CPU time too. Untrained weights on synthetic
 audio: speed and size figures, not accuracy.
 
 ``--qlinear-bound`` adds the best case for INT8 pointwise convs on ONNX Runtime's CPU kernels: the fp32 file with only its
@@ -23,7 +24,6 @@ ONNX Runtime), as `earmark eval` does.
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from earmark.audio.manifest import read_manifest
 from earmark.audio.synth import synthesize
 from earmark.engine.checkpoint import save_checkpoint
 from earmark.export import export_onnx, onnx_export, session
-from earmark.export.benchmark import interleaved_ms
+from earmark.export.timing import describe_cpu, interleaved, repeated
 from earmark.export.inputs import manifest_features
 from earmark.students import stored_bytes
 from earmark.students import count, create_student, one_second_input, quantize, save_quantized_checkpoint, student_checkpoint_meta
@@ -52,13 +52,7 @@ def reference_resnorm(x: torch.Tensor, eps: float) -> torch.Tensor:
 def gemm_gflops(size: int = 512, runs: int = 20) -> float:
     """Single-thread float32 GEMM throughput (2 n^3 FLOPs per product), the compute bound the models are held to."""
     a, b = np.random.default_rng(0).standard_normal((2, size, size)).astype(np.float32)
-    a @ b
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / float(np.median(times)) / 1e9
+    return 2 * size**3 / (repeated(lambda: a @ b, runs, warmup=1).cpu_p50 / 1000) / 1e9
 
 
 def export_student(name: str, out: Path, calib: Path, skip_nncf: bool) -> tuple[dict[str, Path], torch.nn.Module, int]:
@@ -175,7 +169,8 @@ def main() -> None:
     torch.set_num_threads(1)
     with threadpool_limits(1):
         gflops = gemm_gflops()
-        print(f"single-thread float32 GEMM bound: {gflops:.1f} GFLOP/s (numpy, 512 x 512, BLAS pinned to 1 thread)")
+        print(describe_cpu())
+        print(f"single-thread float32 GEMM bound: {gflops:.1f} GFLOP/s of CPU time (numpy, 512 x 512, BLAS pinned to 1 thread)")
         for name in args.students:
             files, model, macs = export_student(name, out / name, calib, args.skip_nncf)
             for activations in ("u8s8", "s8s8") if args.qlinear_bound else ():
@@ -186,17 +181,19 @@ def main() -> None:
             calls = {"pytorch fp32": lambda: model(torch.from_numpy(x))}
             calls.update({label: (lambda s=s: s.run(None, {"features": x})) for label, s in sessions.items()})
             with torch.inference_mode():
-                times = interleaved_ms(calls, args.runs)
-            fp32_bytes, fp32_ms = files["fp32"].stat().st_size, float(np.median(times["fp32"]))
-            print(f"\n{name}: {macs:,} MACs per 1-s window; batch 1, one thread, {args.runs} interleaved runs")
-            print(f"{'variant':<24} {'file bytes':>10} {'x fp32':>6}  {'weight bytes per dtype':<42} {'p50 ms':>7} {'p99 ms':>7} {'x fp32':>6} {'GEMM %':>6}")
+                times = interleaved(calls, args.runs)
+            fp32_bytes, fp32_ms = files["fp32"].stat().st_size, times["fp32"].cpu_p50
+            print(f"\n{name}: {macs:,} MACs per 1-s window; batch 1, one thread, {args.runs} interleaved runs; "
+                  "ms are CPU time of the calling thread unless 'wall'")
+            print(f"{'variant':<24} {'file bytes':>10} {'x fp32':>6}  {'weight bytes per dtype':<42} {'p50 ms':>7} {'p99 ms':>7} "
+                  f"{'wall p50':>8} {'x fp32':>6} {'GEMM %':>6}")
             for label, t in times.items():
                 path = files.get(label)
                 size = f"{path.stat().st_size:>10,} {path.stat().st_size / fp32_bytes:>6.2f}" if path else f"{'-':>10} {'-':>6}"
                 weights = ", ".join(f"{k} {v:,}" for k, v in sorted(stored_bytes(path).items())) if path else "-"
-                p50 = float(np.median(t))
-                share = 2 * macs / (p50 / 1000) / 1e9 / gflops
-                print(f"{label:<24} {size}  {weights:<42} {p50:>7.3f} {np.percentile(t, 99):>7.3f} {p50 / fp32_ms:>6.2f} {share:>6.1%}")
+                share = 2 * macs / (t.cpu_p50 / 1000) / 1e9 / gflops
+                print(f"{label:<24} {size}  {weights:<42} {t.cpu_p50:>7.3f} {np.percentile(t.cpu_ms, 99):>7.3f} {t.wall_p50:>8.3f} "
+                      f"{t.cpu_p50 / fp32_ms:>6.2f} {share:>6.1%}")
 
 
 if __name__ == "__main__":

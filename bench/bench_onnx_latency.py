@@ -1,6 +1,7 @@
-"""Which of several ONNX files runs faster on this machine: each file's p50 / p90 latency, the calls interleaved in a
-shuffled order on every turn, as a ratio to the first file's p50; with ``--profile``, where each file's time goes by
-op type (ONNX Runtime's own profiler, kernel time per run).
+"""Which of several ONNX files runs faster on this machine: each file's CPU time per call (the calling thread's, which
+a busy machine does not inflate) and wall time, the calls interleaved in a shuffled order on every turn, as a ratio of
+CPU p50 to the first file's; with ``--profile``, where each file's time goes by op type (ONNX Runtime's own profiler,
+kernel time per run).
 
     python bench/bench_onnx_latency.py REFERENCE.onnx OTHER.onnx... [--runs 300] [--profile]
 
@@ -16,7 +17,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from earmark.export.benchmark import interleaved_ms, session
+from earmark.export.benchmark import session
+from earmark.export.timing import describe_cpu, interleaved
 
 
 def kernel_ms_by_op(path: str, feed: dict[str, np.ndarray], runs: int) -> dict[str, float]:
@@ -45,12 +47,13 @@ def main() -> None:
     first = sessions[args.files[0]].get_inputs()[0]
     shape = [dim if isinstance(dim, int) else 1 for dim in first.shape]
     feed = {first.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-    times = interleaved_ms({path: (lambda s=s: s.run(None, feed)) for path, s in sessions.items()}, args.runs)
-    reference = float(np.median(times[args.files[0]]))
-    print(f"{args.runs} interleaved runs, batch 1 of {shape}, one ONNX Runtime thread")
-    print(f"{'file':<48} {'bytes':>9} {'p50 ms':>8} {'p90 ms':>8} {'x first':>8}")
-    for path, ms in times.items():
-        print(f"{path:<48} {os.path.getsize(path):>9,} {np.median(ms):>8.3f} {np.percentile(ms, 90):>8.3f} {np.median(ms) / reference:>8.3f}")
+    times = interleaved({path: (lambda s=s: s.run(None, feed)) for path, s in sessions.items()}, args.runs)
+    reference = times[args.files[0]].cpu_p50
+    print(f"{args.runs} interleaved runs, batch 1 of {shape}, one ONNX Runtime thread; {describe_cpu()}")
+    print(f"{'file':<48} {'bytes':>9} {'CPU p50':>8} {'CPU p90':>8} {'wall p50':>8} {'x first':>8}")
+    for path, t in times.items():
+        print(f"{path:<48} {os.path.getsize(path):>9,} {t.cpu_p50:>8.3f} {np.percentile(t.cpu_ms, 90):>8.3f} {t.wall_p50:>8.3f} "
+              f"{t.cpu_p50 / reference:>8.3f}")
     if args.profile:
         for path in args.files:
             by_op = kernel_ms_by_op(path, feed, args.runs)

@@ -43,6 +43,7 @@ def default_output(checkpoint: Path, precision: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from earmark.export.tensorrt import build_engine, check_tensorrt
+    from earmark.export.timing import describe_cpu
 
     if args.check:
         findings = check_tensorrt(args.model)
@@ -60,11 +61,12 @@ def run(args: argparse.Namespace) -> int:
                          int8_scope=args.int8_scope, min_agreement=args.min_agreement)
     scope = result.metadata.quantization.get("scope")
     rows = [(str(result.path), f"{result.bytes:,}", result.precision + (f" ({scope})" if scope else ""), str(result.opset),
-             "; ".join(map(str, result.gates[1:])), f"{result.latency_ms:.2f}")]
+             "; ".join(map(str, result.gates[1:])), f"{result.latency.cpu_p50:.2f}", f"{result.latency.wall_p50:.2f}")]
     if args.format == "engine":
         engine = build_engine(result.path, fp16=args.fp16)
-        rows.append((str(engine), f"{engine.stat().st_size:,}", result.precision, "-", "-", "-"))
-    _print_table(("file", "bytes", "precision", "opset", "parity gates", "ORT ms"), rows)
+        rows.append((str(engine), f"{engine.stat().st_size:,}", result.precision, "-", "-", "-", "-"))
+    _print_table(("file", "bytes", "precision", "opset", "parity gates", "ORT CPU ms", "wall ms"), rows)
+    print(f"ONNX Runtime, one thread, batch {args.batch}: median of 30 calls; {describe_cpu()}")
     if result.accuracy:
         print(f"accuracy on the calibration set: exported {result.accuracy['exported']:.1%}, PyTorch fp32 {result.accuracy['pytorch_fp32']:.1%}")
     print(f"\nnext: earmark listen {result.path} --source mic")

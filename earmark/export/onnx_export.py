@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 from earmark.export.benchmark import session
 from earmark.export.inputs import feature_batch, manifest_features, test_signals
 from earmark.export.loading import LoadedModel, ScoresHead
+from earmark.export.timing import Timings, repeated
 from earmark.export.qdq import (compact, conv_precisions, dequantize_weight_only, store_float16_exact, store_int8_weights,
                                 store_uniform_constants)
 from earmark.students import runtime_layout
@@ -76,10 +76,15 @@ class ExportResult:
     precision: str
     opset: int
     parity: Parity
-    latency_ms: float
+    latency: Timings
     metadata: ModelMetadata
     accuracy: dict[str, float] | None = None
     gates: list[Gate] = field(default_factory=list)
+
+    @property
+    def latency_ms(self) -> float:
+        """Median CPU milliseconds of one ONNX Runtime call (one thread): the figure a busy machine does not inflate."""
+        return self.latency.cpu_p50
 
 
 def build_metadata(loaded: LoadedModel, head: ScoresHead, precision: str, quantization: dict | None = None) -> ModelMetadata:
@@ -164,16 +169,10 @@ def measure_parity(path: Path, head: ScoresHead, inputs: np.ndarray, batch: int 
     return Parity(max(diffs), float(np.concatenate(agree).mean()), len(inputs), bool(finite), head.objective == "detect")
 
 
-def measure_latency(path: Path, example: np.ndarray, runs: int = 30) -> float:
-    """Median ONNX Runtime latency in milliseconds for one call on ``example`` (one thread)."""
+def measure_latency(path: Path, example: np.ndarray, runs: int = 30) -> Timings:
+    """ONNX Runtime's wall and CPU milliseconds per call on ``example`` (one thread, so the calling thread's CPU time)."""
     sess = session(path)
-    sess.run(None, {INPUT_NAME: example})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        sess.run(None, {INPUT_NAME: example})
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return repeated(lambda: sess.run(None, {INPUT_NAME: example}), runs, warmup=1)
 
 
 def export_onnx(

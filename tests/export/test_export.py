@@ -264,7 +264,7 @@ def test_cli_prints_a_table_and_the_next_command(tmp_path):
     run = subprocess.run([sys.executable, "-m", "earmark.cli", "export", str(ckpt), "--out", str(tmp_path / "m.onnx")],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "parity" in run.stdout and "earmark listen" in run.stdout
+    assert "parity" in run.stdout and "earmark listen" in run.stdout and "ORT CPU ms" in run.stdout and "flags:" in run.stdout
     sizes = subprocess.run([sys.executable, "-m", "earmark.cli", "complexity", str(tmp_path / "m.onnx")], capture_output=True, text=True)
     assert sizes.returncode == 0, sizes.stderr
     from earmark.students import stored_bytes
