@@ -4,7 +4,8 @@ Rows per student: PyTorch eager fp32; ONNX Runtime fp32 as issue #14 found it (R
 channel shuffles in place) and as exported now (one InstanceNormalization between NHWC transposes, shuffles folded into
 transition convs, `runtime_layout`'s split stem and blocked-layout blocks where the widths allow); INT8 from the quantized-student format (NNCF, BatchNorm folded, untrained
 quantizers calibrated on synthetic clips) in scopes pointwise, all and weights (weight-only INT8, no NNCF), and
-post-training INT8 (onnxruntime.quantization) in scopes pointwise and all. All sessions run interleaved in one process, one intra-op thread, spinning off, BLAS pinned to one thread,
+post-training INT8 (onnxruntime.quantization) in scopes pointwise, all and integer (u8 activations, every op with an
+integer kernel but the depthwise convs). All sessions run interleaved in one process, one intra-op thread, spinning off, BLAS pinned to one thread,
 each call timed in the calling thread's CPU time (ratios) and wall time; the GEMM bound is numpy's single-thread
 float32 matmul measured in the same run, in CPU time too. Untrained weights on synthetic
 audio: speed and size figures, not accuracy.
@@ -34,6 +35,7 @@ from earmark.audio.manifest import read_manifest
 from earmark.audio.synth import synthesize
 from earmark.engine.checkpoint import save_checkpoint
 from earmark.export import export_onnx, onnx_export, session
+from earmark.export.benchmark import optimized_op_counts
 from earmark.export.timing import describe_cpu, interleaved, repeated
 from earmark.export.inputs import manifest_features
 from earmark.students import stored_bytes
@@ -70,11 +72,11 @@ def export_student(name: str, out: Path, calib: Path, skip_nncf: bool) -> tuple[
         tfsepnet.freq_instance_norm, onnx_export.runtime_layout = original, layout
     spec = model.frontend
     inputs = None
-    for scope in ("pointwise", "all", "weights"):
+    for scope in ("pointwise", "all", "integer", "weights"):
         if scope != "weights":  # weight-only INT8 comes from QAT only
             files[f"int8 PTQ {scope}"] = export_onnx(out / "ckpt", out / f"ptq-{scope}.onnx", "int8", calib=str(calib), force=True,
                                                      int8_scope=scope, min_agreement=0.0).path
-        if skip_nncf:
+        if skip_nncf or scope == "integer":  # the integer graph is post-training only
             continue
         if inputs is None:
             from earmark.audio.spec import get_frontend
@@ -91,7 +93,6 @@ def qlinear_bound(fp32: Path, calib: Path, activations: str) -> tuple[Path, int]
     """``fp32`` with its 1x1 convs and their ReLUs quantized in and out (QDQ; ``activations`` "u8s8" or "s8s8"), and how
     many QLinearConv ONNX Runtime forms from it (its optimized graph)."""
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from earmark.audio.metadata import METADATA_KEY, ModelMetadata
@@ -123,11 +124,7 @@ def qlinear_bound(fp32: Path, calib: Path, activations: str) -> tuple[Path, int]
                     activation_type=QuantType.QInt8 if signed else QuantType.QUInt8, weight_type=QuantType.QInt8,
                     op_types_to_quantize=["Conv", "Relu"], nodes_to_quantize=nodes,
                     extra_options={"ActivationSymmetric": signed, "WeightSymmetric": True})
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # saving an NCHWc-optimized graph warns that it is machine-specific: it is only counted
-    options.optimized_model_filepath = str(out.with_suffix(".optimized.onnx"))
-    ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
-    return out, sum(n.op_type == "QLinearConv" for n in onnx.load(options.optimized_model_filepath).graph.node)
+    return out, optimized_op_counts(out, out.parent)["QLinearConv"]
 
 
 def held_out_accuracy(run: Path, out: Path) -> None:
@@ -186,14 +183,16 @@ def main() -> None:
             print(f"\n{name}: {macs:,} MACs per 1-s window; batch 1, one thread, {args.runs} interleaved runs; "
                   "ms are CPU time of the calling thread unless 'wall'")
             print(f"{'variant':<24} {'file bytes':>10} {'x fp32':>6}  {'weight bytes per dtype':<42} {'p50 ms':>7} {'p99 ms':>7} "
-                  f"{'wall p50':>8} {'x fp32':>6} {'GEMM %':>6}")
+                  f"{'wall p50':>8} {'x fp32':>6} {'GEMM %':>6} {'QConv':>5} {'Trans':>5}")
             for label, t in times.items():
                 path = files.get(label)
                 size = f"{path.stat().st_size:>10,} {path.stat().st_size / fp32_bytes:>6.2f}" if path else f"{'-':>10} {'-':>6}"
                 weights = ", ".join(f"{k} {v:,}" for k, v in sorted(stored_bytes(path).items())) if path else "-"
                 share = 2 * macs / (t.cpu_p50 / 1000) / 1e9 / gflops
+                ops = optimized_op_counts(path, path.parent) if path else {}
+                fused = f"{ops.get('QLinearConv', 0):>5} {ops.get('Transpose', 0):>5}" if path else f"{'-':>5} {'-':>5}"
                 print(f"{label:<24} {size}  {weights:<42} {t.cpu_p50:>7.3f} {np.percentile(t.cpu_ms, 99):>7.3f} {t.wall_p50:>8.3f} "
-                      f"{t.cpu_p50 / fp32_ms:>6.2f} {share:>6.1%}")
+                      f"{t.cpu_p50 / fp32_ms:>6.2f} {share:>6.1%} {fused}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -60,6 +61,17 @@ def session(path: str | os.PathLike, threads: int = 1, profile_prefix: str | Non
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except (InvalidArgument, InvalidProtobuf, Fail) as err:
         raise ValueError(f"{path}: is not a readable ONNX model ({str(err).splitlines()[0]}); export it again with `earmark export`.") from None
+
+
+def optimized_op_counts(path: str | os.PathLike, workdir: str | os.PathLike) -> Counter[str]:
+    """How many nodes of each op type ONNX Runtime runs for a file: its optimized graph (this CPU's layouts and fusions,
+    one thread), saved under ``workdir``."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3  # saving an NCHWc-optimized graph warns that it is machine-specific: it is only counted
+    options.optimized_model_filepath = str(Path(workdir) / f"{Path(path).stem}.optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
 
 
 def read_onnx(path: str | os.PathLike) -> onnx.ModelProto:

@@ -15,8 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     precision.add_argument("--fp16", action="store_true", help="half-precision weights and activations")
     precision.add_argument("--int8", action="store_true", help="symmetric INT8 Q/DQ (from a QAT checkpoint, or PTQ with --calib)")
     parser.add_argument("--calib", help="manifest (or WebDataset shards) of calibration clips for post-training INT8 (its labels give accuracy)")
-    parser.add_argument("--int8-scope", choices=["pointwise", "all"],
-                        help="post-training INT8: quantize pointwise convs only (default; CPU targets) or all convs (TensorRT, NPUs)")
+    parser.add_argument("--int8-scope", choices=["pointwise", "all", "integer"],
+                        help="post-training INT8: quantize pointwise convs only (default; CPU targets), all convs (TensorRT, NPUs) "
+                             "or every op ONNX Runtime runs in integer, u8 activations (integer; measured slower than fp32: docs/export.md)")
     parser.add_argument("--min-agreement", type=float, help="INT8 parity gate: least top-1 agreement with PyTorch (default 0.95)")
     parser.add_argument("--batch", default="1", help="fixed batch size N, or 'dynamic' (default 1)")
     parser.add_argument("--out", help="output path (default: next to the checkpoint, named by precision)")

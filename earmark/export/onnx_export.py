@@ -266,10 +266,13 @@ def _int8_scope(loaded: LoadedModel, precision: str, requested: str | None, chec
     """The INT8 scope: a QAT checkpoint's own, or the requested one for PTQ (default pointwise)."""
     from earmark.students import SCOPES
 
-    if requested is not None and requested not in SCOPES:
-        raise ValueError(f"unknown --int8-scope {requested!r}; use 'pointwise' (CPU) or 'all' (TensorRT, NPUs).")
+    if requested is not None and requested not in (*SCOPES, "integer"):
+        raise ValueError(f"unknown --int8-scope {requested!r}; use 'pointwise' (CPU), 'all' (TensorRT, NPUs) or 'integer' (CPU).")
     if loaded.quantized:
         trained = loaded.meta.extra["quantization"].get("scope", "all")
+        if requested == "integer":
+            raise ValueError(f"{checkpoint} is a QAT checkpoint; scope integer is post-training only: export its float "
+                             "student with --int8 --calib MANIFEST --int8-scope integer.")
         if requested not in (None, trained):
             raise ValueError(f"{checkpoint} was quantization-aware trained in scope {trained!r}; export it without --int8-scope, "
                              f"or rerun `earmark distill --qat --int8-scope {requested}`.")
@@ -280,7 +283,7 @@ def _int8_scope(loaded: LoadedModel, precision: str, requested: str | None, chec
         return None
     if requested == "weights":
         raise ValueError("weight-only INT8 (scope weights) comes from quantization-aware training: "
-                         "`earmark distill --qat --int8-scope weights`; post-training INT8 takes scope pointwise or all.")
+                         "`earmark distill --qat --int8-scope weights`; post-training INT8 takes scope pointwise, all or integer.")
     return requested or "pointwise"
 
 

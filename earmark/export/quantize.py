@@ -1,4 +1,5 @@
-"""Post-training static INT8 quantization with ONNX Runtime: symmetric Q/DQ that TensorRT accepts."""
+"""Post-training static INT8 quantization with ONNX Runtime: symmetric Q/DQ that TensorRT accepts (scopes pointwise
+and all), or the integer graph ONNX Runtime's CPU kernels run (scope integer)."""
 
 from __future__ import annotations
 
@@ -24,22 +25,43 @@ class _Batches(CalibrationDataReader):
         return None if chunk is None else {INPUT_NAME: chunk}
 
 
+def _attribute(node: onnx.NodeProto, name: str, default: object) -> object:
+    return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
 def spatial_convs(model: onnx.ModelProto) -> list[str]:
     """Names of the Conv nodes with a kernel larger than 1x1 (depthwise and stem convs)."""
-    def kernel(node: onnx.NodeProto) -> list[int]:
-        return next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), [])
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and any(k > 1 for k in _attribute(n, "kernel_shape", []))]
 
-    return [n.name for n in model.graph.node if n.op_type == "Conv" and any(k > 1 for k in kernel(n))]
+
+def grouped_convs(model: onnx.ModelProto) -> list[str]:
+    """Names of the Conv nodes with more than one group (depthwise convs)."""
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and _attribute(n, "group", 1) > 1]
+
+
+def quantize_integer(prepared: Path, quantized: Path, calibration: CalibrationDataReader) -> None:
+    """The integer graph: unsigned INT8 activations (asymmetric), signed per-channel INT8 weights, INT32 biases, every op
+    ONNX Runtime has an integer kernel for (QLinearConv, QLinearAdd, QLinearConcat, QLinearMul, MaxPool and Resize on
+    uint8, u8s8 MatMuls), except the depthwise convs: their uint8 kernel took ~4x their float time (docs/export.md)."""
+    quantize_static(
+        str(prepared), str(quantized), calibration, quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=grouped_convs(onnx.load(str(prepared))),
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+    )
 
 
 def quantize_static_int8(fp32_path: Path, calibration: np.ndarray, batch: int | None, scope: str = "pointwise") -> onnx.ModelProto:
     """Quantize conv and linear layers to signed INT8 with zero points 0 (QDQ format), per-channel weights.
 
-    ``scope="pointwise"`` leaves the spatial convs in float (x86 ONNX Runtime runs INT8 depthwise convs slower than float).
+    ``scope="pointwise"`` leaves the spatial convs in float (x86 ONNX Runtime runs INT8 depthwise convs slower than float);
+    ``scope="integer"`` is ``quantize_integer``'s graph instead.
     """
     prepared = fp32_path.with_name("prepared.onnx")
     quantized = fp32_path.with_name("int8.onnx")
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    if scope == "integer":
+        quantize_integer(prepared, quantized, _Batches(calibration, batch))
+        return onnx.load(str(quantized))
     excluded = spatial_convs(onnx.load(str(prepared))) if scope == "pointwise" else []
     quantize_static(
         str(prepared), str(quantized), _Batches(calibration, batch),

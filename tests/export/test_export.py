@@ -16,6 +16,7 @@ from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 from earmark.audio.synth import synthesize
 from earmark.engine.checkpoint import save_checkpoint
 from earmark.export import check_tensorrt, export_onnx, session
+from earmark.export.benchmark import optimized_op_counts
 from earmark.students import REGISTRY, create_student, student_checkpoint_meta
 
 LABELS = ["alarm", "beep", "bell", "burst", "chirp", "knock", "siren", "whistle"]
@@ -180,16 +181,6 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
         export_onnx(qat, tmp_path / "other.onnx", int8_scope="all" if scope == "pointwise" else "pointwise")
 
 
-def _optimized_ops(path, tmp_path):
-    """The op types ONNX Runtime runs for a file (its optimized graph, this CPU's blocked layout), with their counts."""
-    from collections import Counter
-
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / (path.stem + "-optimized.onnx"))
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
-
-
 def test_weight_only_int8_runs_the_fp32_graph_op_for_op_in_a_third_of_its_bytes(tmp_path):
     from earmark.students import quantize, save_quantized_checkpoint
 
@@ -206,8 +197,8 @@ def test_weight_only_int8_runs_the_fp32_graph_op_for_op_in_a_third_of_its_bytes(
     int8 = export_onnx(tmp_path / "student-int8", tmp_path / "int8.onnx", min_agreement=0.0)
     assert int8.parity.max_abs_diff <= 1e-5  # against the fake-quantized model, through the regrouped convs
     # ONNX Runtime folds every INT8 weight (Cast * scale) and every expanded constant at load: what runs is fp32's graph
-    ops = _optimized_ops(int8.path, tmp_path)
-    assert ops == _optimized_ops(fp32.path, tmp_path) and not {"Cast", "Expand", "DequantizeLinear"} & set(ops)
+    ops = optimized_op_counts(int8.path, tmp_path)
+    assert ops == optimized_op_counts(fp32.path, tmp_path) and not {"Cast", "Expand", "DequantizeLinear"} & set(ops)
     assert int8.bytes <= 0.35 * fp32.bytes
 
 
@@ -220,6 +211,42 @@ def test_qat_int8_file_stores_a_quarter_of_the_fp32_weight_bytes(tmp_path):
     fp32 = stored_bytes(export_onnx(ckpt, tmp_path / "fp32.onnx").path)
     # every conv weight is one byte; what stays float32 is biases and per-channel scales
     assert int8["int8"] > 0.2 * fp32["float32"] and int8["int8"] + int8["float32"] < 0.45 * fp32["float32"]
+
+
+def _quantized_dtypes(path):
+    """The dtypes of the activations every QuantizeLinear writes and of the INT8 weights behind DequantizeLinear."""
+    graph = onnx.load(str(path)).graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    activations = {values[n.input[2]].dtype for n in graph.node if n.op_type == "QuantizeLinear"}
+    weights = {values[n.input[0]].dtype for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in values}
+    return activations, weights
+
+
+def test_post_training_integer_scope_runs_every_conv_but_the_depthwise_ones_as_qlinearconv(tmp_path, calib):
+    ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40", base_channels=16)
+    result = export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib), int8_scope="integer", min_agreement=0.0)
+    assert result.parity.finite and _metadata(result.path).quantization["scope"] == "integer"
+    activations, weights = _quantized_dtypes(result.path)
+    assert activations == {np.dtype(np.uint8)} and np.dtype(np.int8) in weights  # u8 activations, s8 weights (u8s8)
+    convs = [n for n in onnx.load(str(result.path)).graph.node if n.op_type == "Conv"]
+    depthwise = [n for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    ops = optimized_op_counts(result.path, tmp_path)
+    assert ops["QLinearConv"] == len(convs) - len(depthwise) > 0  # every other conv fused, with its INT32 bias
+    assert {"QLinearAdd", "QLinearConcat"} <= set(ops) and "Add" not in ops
+
+
+def test_integer_scope_gives_a_vit_u8s8_matmuls_never_s8s8(tmp_path, calib):
+    ckpt = _student_ckpt(tmp_path / "ckpt", "vit_micro_audio")
+    result = export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib), int8_scope="integer", min_agreement=0.0)
+    activations, weights = _quantized_dtypes(result.path)
+    assert activations == {np.dtype(np.uint8)} and np.dtype(np.int8) in weights
+    ops = optimized_op_counts(result.path, tmp_path)
+    assert ops["QGemm"] + ops["QLinearMatMul"] > 0 and "MatMul" not in ops and "MatMulInteger" not in ops
+
+
+def test_integer_scope_is_post_training_only(tmp_path):
+    with pytest.raises(ValueError, match="post-training only"):
+        export_onnx(_qat_checkpoint(tmp_path / "student-int8", "weights"), tmp_path / "q.onnx", int8_scope="integer")
 
 
 def test_weight_only_int8_is_refused_for_post_training(tmp_path, calib):
