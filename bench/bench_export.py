@@ -96,20 +96,13 @@ def qlinear_bound(fp32: Path, calib: Path, activations: str) -> tuple[Path, int]
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from earmark.audio.metadata import METADATA_KEY, ModelMetadata
+    from earmark.export.quantize import one_initializer_per_reader
 
     model = onnx.load(str(fp32))
     meta = ModelMetadata.from_json(next(p.value for p in model.metadata_props if p.key == METADATA_KEY))
     features = manifest_features(meta.frontend, meta.input_frames, str(calib), limit=16)[0]
-    initializers, seen, nodes = {t.name: t for t in model.graph.initializer}, set(), []
-    for i, node in enumerate(model.graph.node):
-        node.name = f"n{i}"
-        for j, name in enumerate(node.input):  # the exporter shares equal constants; the quantizer wants one per reader
-            if name in initializers and name in seen:
-                copy = onnx.TensorProto()
-                copy.CopyFrom(initializers[name])
-                copy.name = node.input[j] = f"{name}_{i}_{j}"
-                model.graph.initializer.append(copy)
-            seen.add(name)
+    one_initializer_per_reader(model)
+    nodes = []
     readers = {name: [n for n in model.graph.node if name in n.input] for n in model.graph.node for name in n.output}
     for node in model.graph.node:
         if node.op_type == "Conv" and next(list(a.ints) for a in node.attribute if a.name == "kernel_shape") == [1, 1]:

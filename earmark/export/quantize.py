@@ -39,13 +39,32 @@ def grouped_convs(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and _attribute(n, "group", 1) > 1]
 
 
+def one_initializer_per_reader(model: onnx.ModelProto) -> None:
+    """Give every node its own copy of each constant it shares (the exporter deduplicates equal constants) and a name:
+    onnxruntime.quantization puts one DequantizeLinear on a shared weight, and ONNX Runtime fuses a DequantizeLinear
+    into a QLinearConv only when that conv is its one reader (two such convs of tfsepnet40 stayed float, ~2x its time)."""
+    initializers, seen = {t.name: t for t in model.graph.initializer}, set()
+    for i, node in enumerate(model.graph.node):
+        node.name = node.name or f"n{i}"
+        for j, name in enumerate(node.input):
+            if name in initializers and name in seen:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(initializers[name])
+                copy.name = node.input[j] = f"{name}_{i}_{j}"
+                model.graph.initializer.append(copy)
+            seen.add(name)
+
+
 def quantize_integer(prepared: Path, quantized: Path, calibration: CalibrationDataReader) -> None:
     """The integer graph: unsigned INT8 activations (asymmetric), signed per-channel INT8 weights, INT32 biases, every op
     ONNX Runtime has an integer kernel for (QLinearConv, QLinearAdd, QLinearConcat, QLinearMul, MaxPool and Resize on
     uint8, u8s8 MatMuls), except the depthwise convs: their uint8 kernel took ~4x their float time (docs/export.md)."""
+    model = onnx.load(str(prepared))
+    one_initializer_per_reader(model)
+    onnx.save(model, str(prepared))
     quantize_static(
         str(prepared), str(quantized), calibration, quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=grouped_convs(onnx.load(str(prepared))),
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=grouped_convs(model),
         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
     )
 
