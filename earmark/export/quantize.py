@@ -34,9 +34,7 @@ def spatial_convs(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and any(k > 1 for k in _attribute(n, "kernel_shape", []))]
 
 
-def grouped_convs(model: onnx.ModelProto) -> list[str]:
-    """Names of the Conv nodes with more than one group (depthwise convs)."""
-    return [n.name for n in model.graph.node if n.op_type == "Conv" and _attribute(n, "group", 1) > 1]
+SLOWER_IN_UINT8 = ("MaxPool", "Resize")  # ONNX Runtime's uint8 kernels took 3-10x their float time (docs/export.md)
 
 
 def one_initializer_per_reader(model: onnx.ModelProto) -> None:
@@ -57,14 +55,16 @@ def one_initializer_per_reader(model: onnx.ModelProto) -> None:
 
 def quantize_integer(prepared: Path, quantized: Path, calibration: CalibrationDataReader) -> None:
     """The integer graph: unsigned INT8 activations (asymmetric), signed per-channel INT8 weights, INT32 biases, every op
-    ONNX Runtime has an integer kernel for (QLinearConv, QLinearAdd, QLinearConcat, QLinearMul, MaxPool and Resize on
-    uint8, u8s8 MatMuls), except the depthwise convs: their uint8 kernel took ~4x their float time (docs/export.md)."""
+    ONNX Runtime has a faster integer kernel for (QLinearConv for the 1x1 convs, QLinearAdd, QLinearConcat, QLinearMul,
+    u8s8 QGemm / QLinearMatMul); the spatial convs, max-pools and resizes stay float: their uint8 kernels took 3-10x
+    their float time on tfsepnet's small tensors (docs/export.md)."""
     model = onnx.load(str(prepared))
     one_initializer_per_reader(model)
     onnx.save(model, str(prepared))
+    float_nodes = spatial_convs(model) + [n.name for n in model.graph.node if n.op_type in SLOWER_IN_UINT8]
     quantize_static(
         str(prepared), str(quantized), calibration, quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=grouped_convs(model),
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=float_nodes,
         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
     )
 

@@ -222,18 +222,16 @@ def _quantized_dtypes(path):
     return activations, weights
 
 
-def test_post_training_integer_scope_runs_every_conv_but_the_depthwise_ones_as_qlinearconv(tmp_path, calib):
+def test_post_training_integer_scope_runs_every_pointwise_conv_as_qlinearconv(tmp_path, calib):
     ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40", base_channels=16)
     result = export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib), int8_scope="integer", min_agreement=0.0)
     assert result.parity.finite and _metadata(result.path).quantization["scope"] == "integer"
     activations, weights = _quantized_dtypes(result.path)
     assert activations == {np.dtype(np.uint8)} and np.dtype(np.int8) in weights  # u8 activations, s8 weights (u8s8)
-    convs = [n for n in onnx.load(str(result.path)).graph.node if n.op_type == "Conv"]
-    depthwise = [n for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    convs, spatial = _convs(result.path)
     ops = optimized_op_counts(result.path, tmp_path)
-    # every conv but the depthwise ones runs as a QLinearConv with its INT32 bias (ONNX Runtime also quantizes the float
-    # weights of the depthwise convs that sit between a DequantizeLinear and a QuantizeLinear, so a few of those too)
-    assert ops["QLinearConv"] + ops["Conv"] + ops["FusedConv"] == len(convs) and ops["QLinearConv"] >= len(convs) - len(depthwise) > 0
+    # every 1x1 conv runs as a QLinearConv with its INT32 bias, every spatial conv in float; adds and concats in integer
+    assert ops["QLinearConv"] == len(convs) - len(spatial) > 0 and ops["Conv"] + ops["FusedConv"] == len(spatial)
     assert {"QLinearAdd", "QLinearConcat"} <= set(ops) and "Add" not in ops
 
 
