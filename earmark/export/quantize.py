@@ -11,6 +11,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from earmark.export.onnx_export import INPUT_NAME
+from earmark.export.qdq import store_float_conv_weights_int8
 
 
 class _Batches(CalibrationDataReader):
@@ -37,6 +38,14 @@ def spatial_convs(model: onnx.ModelProto) -> list[str]:
 SLOWER_IN_UINT8 = ("MaxPool", "Resize")  # ONNX Runtime's uint8 kernels took 3-10x their float time (docs/export.md)
 
 
+def convs_on_a_line(model: onnx.ModelProto) -> list[str]:
+    """Names of the Conv nodes whose input has one spatial axis of size 1 (tfsepnet's 1x1 convs after a block's
+    frequency or time mean): products of a row, too small for INT8 to pay for the layout changes around them."""
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and 1 in shapes.get(n.input[0], [0, 0, 0, 0])[2:]]
+
+
 def one_initializer_per_reader(model: onnx.ModelProto) -> None:
     """Give every node its own copy of each constant it shares (the exporter deduplicates equal constants) and a name:
     onnxruntime.quantization puts one DequantizeLinear on a shared weight, and ONNX Runtime fuses a DequantizeLinear
@@ -55,18 +64,23 @@ def one_initializer_per_reader(model: onnx.ModelProto) -> None:
 
 def quantize_integer(prepared: Path, quantized: Path, calibration: CalibrationDataReader) -> None:
     """The integer graph: unsigned INT8 activations (asymmetric), signed per-channel INT8 weights, INT32 biases, every op
-    ONNX Runtime has a faster integer kernel for (QLinearConv for the 1x1 convs, QLinearAdd, QLinearConcat, QLinearMul,
-    u8s8 QGemm / QLinearMatMul); the spatial convs, max-pools and resizes stay float: their uint8 kernels took 3-10x
-    their float time on tfsepnet's small tensors (docs/export.md)."""
+    ONNX Runtime has a faster integer kernel for (QLinearConv for the 1x1 convs over whole feature maps, QLinearAdd,
+    QLinearConcat, QLinearMul, u8s8 QGemm / QLinearMatMul); the spatial convs, max-pools and resizes stay float (their
+    uint8 kernels took 3-10x their float time on tfsepnet's small tensors), and so do the 1x1 convs of a row
+    (``convs_on_a_line``), each of which cost a QuantizeLinear and two Transposes for a product of a few KB
+    (docs/export.md). Those float convs store their weights as INT8 too (weight-only, folded at load)."""
     model = onnx.load(str(prepared))
     one_initializer_per_reader(model)
     onnx.save(model, str(prepared))
-    float_nodes = spatial_convs(model) + [n.name for n in model.graph.node if n.op_type in SLOWER_IN_UINT8]
+    float_nodes = spatial_convs(model) + convs_on_a_line(model) + [n.name for n in model.graph.node if n.op_type in SLOWER_IN_UINT8]
     quantize_static(
         str(prepared), str(quantized), calibration, quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=float_nodes,
         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
     )
+    model = onnx.load(str(quantized))
+    store_float_conv_weights_int8(model)
+    onnx.save(model, str(quantized))
 
 
 def quantize_static_int8(fp32_path: Path, calibration: np.ndarray, batch: int | None, scope: str = "pointwise") -> onnx.ModelProto:

@@ -222,17 +222,23 @@ def _quantized_dtypes(path):
     return activations, weights
 
 
-def test_post_training_integer_scope_runs_every_pointwise_conv_as_qlinearconv(tmp_path, calib):
+def test_post_training_integer_scope_runs_the_pointwise_convs_of_whole_maps_as_qlinearconv(tmp_path, calib):
+    from earmark.export.quantize import convs_on_a_line
+
     ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40", base_channels=16)
     result = export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib), int8_scope="integer", min_agreement=0.0)
     assert result.parity.finite and _metadata(result.path).quantization["scope"] == "integer"
     activations, weights = _quantized_dtypes(result.path)
     assert activations == {np.dtype(np.uint8)} and np.dtype(np.int8) in weights  # u8 activations, s8 weights (u8s8)
     convs, spatial = _convs(result.path)
+    on_a_line = convs_on_a_line(onnx.load(str(result.path)))
     ops = optimized_op_counts(result.path, tmp_path)
-    # every 1x1 conv runs as a QLinearConv with its INT32 bias, every spatial conv in float; adds and concats in integer
-    assert ops["QLinearConv"] == len(convs) - len(spatial) > 0 and ops["Conv"] + ops["FusedConv"] == len(spatial)
+    # every 1x1 conv over a whole feature map runs as a QLinearConv with its INT32 bias, the spatial convs and the 1x1
+    # convs of a row (after a block's mean) in float; adds and concats in integer
+    assert ops["QLinearConv"] == len(convs) - len(spatial) - len(on_a_line) > 0
+    assert ops["Conv"] + ops["FusedConv"] == len(spatial) + len(on_a_line) and on_a_line
     assert {"QLinearAdd", "QLinearConcat"} <= set(ops) and "Add" not in ops
+    assert _int8_weights(result.path)[1] == [] and "Cast" not in ops  # float convs' weights stored INT8, folded at load
 
 
 def test_integer_scope_gives_a_vit_u8s8_matmuls_never_s8s8(tmp_path, calib):
