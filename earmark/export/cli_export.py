@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", help="manifest (or WebDataset shards) of calibration clips for post-training INT8 (its labels give accuracy)")
     parser.add_argument("--int8-scope", choices=["pointwise", "all", "integer"],
                         help="post-training INT8: quantize pointwise convs only (default; CPU targets), all convs (TensorRT, NPUs) "
-                             "or every op ONNX Runtime runs in integer, u8 activations (integer; measured slower than fp32: docs/export.md)")
+                             "or the 1x1 convs, adds and concats in integer with u8 activations (integer; about fp32's speed: docs/export.md)")
     parser.add_argument("--min-agreement", type=float, help="INT8 parity gate: least top-1 agreement with PyTorch (default 0.95)")
     parser.add_argument("--batch", default="1", help="fixed batch size N, or 'dynamic' (default 1)")
     parser.add_argument("--out", help="output path (default: next to the checkpoint, named by precision)")
