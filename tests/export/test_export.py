@@ -161,7 +161,7 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
     if scope == "all":
         assert check_tensorrt(result.path) == []
     else:  # a CPU file: biases stored as float16 behind a Cast, which TensorRT's parser refuses (it says so)
-        assert {f.problem.split(":")[0] for f in check_tensorrt(result.path)} == {"the conv bias is computed (e.g. float16 behind a Cast, as INT8 scope pointwise stores it)"}
+        assert {f.problem.split(":")[0] for f in check_tensorrt(result.path)} == {"the conv bias is computed (e.g. float16 behind a Cast, as the CPU scopes weights and pointwise store it)"}
         # activations are quantized only where a pointwise conv reads them, and not at all in scope weights
         assert {readers[n.output[0]] for n in activations} == ({"Conv"} if scope == "pointwise" else set())
         assert len(activations) <= len(int8) - len(spatial)
