@@ -46,15 +46,19 @@ def _row(model: str, backend: str, precision: str, threads: int, batch: int, mak
                     times.cpu_p50, 1000 * batch / times.cpu_p50, grown)
 
 
-def session(path: str | os.PathLike, threads: int = 1, profile_prefix: str | None = None) -> ort.InferenceSession:
+def session(path: str | os.PathLike, threads: int = 1, profile_prefix: str | None = None,
+            optimized_path: str | os.PathLike | None = None) -> ort.InferenceSession:
     """An ONNX Runtime CPU session with few threads and spinning disabled (edge settings); with ``profile_prefix``,
-    ONNX Runtime's profiler writes its trace there (``end_profiling()`` returns the file)."""
+    ONNX Runtime's profiler writes its trace there (``end_profiling()`` returns the file); with ``optimized_path``, the
+    graph it runs (its fusions and layouts, whose node names the profile uses) is saved there."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if profile_prefix:
         options.enable_profiling, options.profile_file_prefix = True, profile_prefix
+    if optimized_path:  # saving an NCHWc-optimized graph warns that it is machine-specific: it is only read back here
+        options.optimized_model_filepath, options.log_severity_level = str(optimized_path), 3
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such model; export one with `earmark export CHECKPOINT`.")
     try:
@@ -66,12 +70,9 @@ def session(path: str | os.PathLike, threads: int = 1, profile_prefix: str | Non
 def optimized_op_counts(path: str | os.PathLike, workdir: str | os.PathLike) -> Counter[str]:
     """How many nodes of each op type ONNX Runtime runs for a file: its optimized graph (this CPU's layouts and fusions,
     one thread), saved under ``workdir``."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3  # saving an NCHWc-optimized graph warns that it is machine-specific: it is only counted
-    options.optimized_model_filepath = str(Path(workdir) / f"{Path(path).stem}.optimized.onnx")
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+    optimized = Path(workdir) / f"{Path(path).stem}.optimized.onnx"
+    session(path, optimized_path=optimized)
+    return Counter(node.op_type for node in onnx.load(str(optimized)).graph.node)
 
 
 def read_onnx(path: str | os.PathLike) -> onnx.ModelProto:
