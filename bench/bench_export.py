@@ -4,8 +4,10 @@ Rows per student: PyTorch eager fp32; ONNX Runtime fp32 as issue #14 found it (R
 channel shuffles in place) and as exported now (one InstanceNormalization between NHWC transposes, shuffles folded into
 transition convs, `runtime_layout`'s split stem and blocked-layout blocks where the widths allow); INT8 from the quantized-student format (NNCF, BatchNorm folded, untrained
 quantizers calibrated on synthetic clips) in scopes pointwise, all and weights (weight-only INT8, no NNCF), and
-post-training INT8 (onnxruntime.quantization) in scopes pointwise and all. All sessions run interleaved in one process, one intra-op thread, spinning off, BLAS pinned to one thread;
-the GEMM bound is numpy's single-thread float32 matmul measured in the same run. Untrained weights on synthetic
+post-training INT8 (onnxruntime.quantization) in scopes pointwise, all and integer (u8 activations, every op with an
+integer kernel but the depthwise convs). All sessions run interleaved in one process, one intra-op thread, spinning off, BLAS pinned to one thread,
+each call timed in the calling thread's CPU time (ratios) and wall time; the GEMM bound is numpy's single-thread
+float32 matmul measured in the same run, in CPU time too. Untrained weights on synthetic
 audio: speed and size figures, not accuracy.
 
 ``--qlinear-bound`` adds the best case for INT8 pointwise convs on ONNX Runtime's CPU kernels: the fp32 file with only its
@@ -23,7 +25,6 @@ ONNX Runtime), as `earmark eval` does.
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,8 @@ from earmark.audio.manifest import read_manifest
 from earmark.audio.synth import synthesize
 from earmark.engine.checkpoint import save_checkpoint
 from earmark.export import export_onnx, onnx_export, session
-from earmark.export.benchmark import interleaved_ms
+from earmark.export.benchmark import optimized_op_counts
+from earmark.export.timing import describe_cpu, interleaved, repeated
 from earmark.export.inputs import manifest_features
 from earmark.students import stored_bytes
 from earmark.students import count, create_student, one_second_input, quantize, save_quantized_checkpoint, student_checkpoint_meta
@@ -52,13 +54,7 @@ def reference_resnorm(x: torch.Tensor, eps: float) -> torch.Tensor:
 def gemm_gflops(size: int = 512, runs: int = 20) -> float:
     """Single-thread float32 GEMM throughput (2 n^3 FLOPs per product), the compute bound the models are held to."""
     a, b = np.random.default_rng(0).standard_normal((2, size, size)).astype(np.float32)
-    a @ b
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / float(np.median(times)) / 1e9
+    return 2 * size**3 / (repeated(lambda: a @ b, runs, warmup=1).cpu_p50 / 1000) / 1e9
 
 
 def export_student(name: str, out: Path, calib: Path, skip_nncf: bool) -> tuple[dict[str, Path], torch.nn.Module, int]:
@@ -76,11 +72,11 @@ def export_student(name: str, out: Path, calib: Path, skip_nncf: bool) -> tuple[
         tfsepnet.freq_instance_norm, onnx_export.runtime_layout = original, layout
     spec = model.frontend
     inputs = None
-    for scope in ("pointwise", "all", "weights"):
+    for scope in ("pointwise", "all", "integer", "weights"):
         if scope != "weights":  # weight-only INT8 comes from QAT only
             files[f"int8 PTQ {scope}"] = export_onnx(out / "ckpt", out / f"ptq-{scope}.onnx", "int8", calib=str(calib), force=True,
                                                      int8_scope=scope, min_agreement=0.0).path
-        if skip_nncf:
+        if skip_nncf or scope == "integer":  # the integer graph is post-training only
             continue
         if inputs is None:
             from earmark.audio.spec import get_frontend
@@ -97,24 +93,16 @@ def qlinear_bound(fp32: Path, calib: Path, activations: str) -> tuple[Path, int]
     """``fp32`` with its 1x1 convs and their ReLUs quantized in and out (QDQ; ``activations`` "u8s8" or "s8s8"), and how
     many QLinearConv ONNX Runtime forms from it (its optimized graph)."""
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from earmark.audio.metadata import METADATA_KEY, ModelMetadata
+    from earmark.export.quantize import one_initializer_per_reader
 
     model = onnx.load(str(fp32))
     meta = ModelMetadata.from_json(next(p.value for p in model.metadata_props if p.key == METADATA_KEY))
     features = manifest_features(meta.frontend, meta.input_frames, str(calib), limit=16)[0]
-    initializers, seen, nodes = {t.name: t for t in model.graph.initializer}, set(), []
-    for i, node in enumerate(model.graph.node):
-        node.name = f"n{i}"
-        for j, name in enumerate(node.input):  # the exporter shares equal constants; the quantizer wants one per reader
-            if name in initializers and name in seen:
-                copy = onnx.TensorProto()
-                copy.CopyFrom(initializers[name])
-                copy.name = node.input[j] = f"{name}_{i}_{j}"
-                model.graph.initializer.append(copy)
-            seen.add(name)
+    one_initializer_per_reader(model)
+    nodes = []
     readers = {name: [n for n in model.graph.node if name in n.input] for n in model.graph.node for name in n.output}
     for node in model.graph.node:
         if node.op_type == "Conv" and next(list(a.ints) for a in node.attribute if a.name == "kernel_shape") == [1, 1]:
@@ -129,11 +117,7 @@ def qlinear_bound(fp32: Path, calib: Path, activations: str) -> tuple[Path, int]
                     activation_type=QuantType.QInt8 if signed else QuantType.QUInt8, weight_type=QuantType.QInt8,
                     op_types_to_quantize=["Conv", "Relu"], nodes_to_quantize=nodes,
                     extra_options={"ActivationSymmetric": signed, "WeightSymmetric": True})
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # saving an NCHWc-optimized graph warns that it is machine-specific: it is only counted
-    options.optimized_model_filepath = str(out.with_suffix(".optimized.onnx"))
-    ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
-    return out, sum(n.op_type == "QLinearConv" for n in onnx.load(options.optimized_model_filepath).graph.node)
+    return out, optimized_op_counts(out, out.parent)["QLinearConv"]
 
 
 def held_out_accuracy(run: Path, out: Path) -> None:
@@ -175,7 +159,8 @@ def main() -> None:
     torch.set_num_threads(1)
     with threadpool_limits(1):
         gflops = gemm_gflops()
-        print(f"single-thread float32 GEMM bound: {gflops:.1f} GFLOP/s (numpy, 512 x 512, BLAS pinned to 1 thread)")
+        print(describe_cpu())
+        print(f"single-thread float32 GEMM bound: {gflops:.1f} GFLOP/s of CPU time (numpy, 512 x 512, BLAS pinned to 1 thread)")
         for name in args.students:
             files, model, macs = export_student(name, out / name, calib, args.skip_nncf)
             for activations in ("u8s8", "s8s8") if args.qlinear_bound else ():
@@ -186,17 +171,21 @@ def main() -> None:
             calls = {"pytorch fp32": lambda: model(torch.from_numpy(x))}
             calls.update({label: (lambda s=s: s.run(None, {"features": x})) for label, s in sessions.items()})
             with torch.inference_mode():
-                times = interleaved_ms(calls, args.runs)
-            fp32_bytes, fp32_ms = files["fp32"].stat().st_size, float(np.median(times["fp32"]))
-            print(f"\n{name}: {macs:,} MACs per 1-s window; batch 1, one thread, {args.runs} interleaved runs")
-            print(f"{'variant':<24} {'file bytes':>10} {'x fp32':>6}  {'weight bytes per dtype':<42} {'p50 ms':>7} {'p99 ms':>7} {'x fp32':>6} {'GEMM %':>6}")
+                times = interleaved(calls, args.runs)
+            fp32_bytes, fp32_ms = files["fp32"].stat().st_size, times["fp32"].cpu_p50
+            print(f"\n{name}: {macs:,} MACs per 1-s window; batch 1, one thread, {args.runs} interleaved runs; "
+                  "ms are CPU time of the calling thread unless 'wall'")
+            print(f"{'variant':<24} {'file bytes':>10} {'x fp32':>6}  {'weight bytes per dtype':<42} {'p50 ms':>7} {'p99 ms':>7} "
+                  f"{'wall p50':>8} {'x fp32':>6} {'GEMM %':>6} {'QConv':>5} {'Trans':>5}")
             for label, t in times.items():
                 path = files.get(label)
                 size = f"{path.stat().st_size:>10,} {path.stat().st_size / fp32_bytes:>6.2f}" if path else f"{'-':>10} {'-':>6}"
                 weights = ", ".join(f"{k} {v:,}" for k, v in sorted(stored_bytes(path).items())) if path else "-"
-                p50 = float(np.median(t))
-                share = 2 * macs / (p50 / 1000) / 1e9 / gflops
-                print(f"{label:<24} {size}  {weights:<42} {p50:>7.3f} {np.percentile(t, 99):>7.3f} {p50 / fp32_ms:>6.2f} {share:>6.1%}")
+                share = 2 * macs / (t.cpu_p50 / 1000) / 1e9 / gflops
+                ops = optimized_op_counts(path, path.parent) if path else {}
+                fused = f"{ops.get('QLinearConv', 0):>5} {ops.get('Transpose', 0):>5}" if path else f"{'-':>5} {'-':>5}"
+                print(f"{label:<24} {size}  {weights:<42} {t.cpu_p50:>7.3f} {np.percentile(t.cpu_ms, 99):>7.3f} {t.wall_p50:>8.3f} "
+                      f"{t.cpu_p50 / fp32_ms:>6.2f} {share:>6.1%} {fused}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,14 @@
 """Where the runtime frontend's time goes: each step of ``frames_to_log_mel`` for one hop's frames, against the model.
 
 Each round runs the model once, then the frontend's steps in order, as the live stream does: the model has just
-evicted the frontend's data and FFT tables from the caches. Medians over the rounds; numpy BLAS and ONNX Runtime
-pinned to one thread. scipy's rfft alone is timed on the same windowed frames, so the FFT's share is the floor
+evicted the frontend's data and FFT tables from the caches. Medians over the rounds of the calling thread's CPU time
+(numpy BLAS and ONNX Runtime pinned to one thread, so they compute on it). scipy's rfft alone is timed on the same windowed frames, so the FFT's share is the floor
 the other steps are measured against.
 
     python bench/bench_frontend.py --model M.onnx [--audio FILE] [--rounds 300]
 """
 
 import argparse
-import time
 
 import numpy as np
 from scipy.fft import rfft
@@ -17,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from earmark.audio.features import compress, frame_view, mel_energies, power_spectrum, taper
 from earmark.audio.io import load_audio
+from earmark.export.timing import Meter, describe_cpu
 from earmark.runtime.model import load_backend
 
 
@@ -37,28 +37,29 @@ def main() -> None:
     features = np.zeros((1, 1, spec.n_mels, meta.input_frames), np.float32)
     steps = {"window": lambda x: taper(spec, x), "rfft + power": lambda x: power_spectrum(spec, x),
              "mel product": lambda x: mel_energies(spec, x), "log": lambda x: compress(spec, x)}
+    meters = {name: Meter() for name in [*steps, "of which rfft alone", "model"]}  # the calling thread's CPU time
     times = {name: [] for name in [*steps, "frontend", "of which rfft alone", "model"]}
+
+    def timed(name, call, *args):
+        before = meters[name].cpu
+        out = meters[name](call, *args)
+        times[name].append(meters[name].cpu - before)
+        return out
+
     with threadpool_limits(1, user_api="blas"):
         for _ in range(args.rounds):
-            started = time.perf_counter()
-            backend.run(features)
-            times["model"].append(time.perf_counter() - started)
-            value, total = frames, 0.0
+            timed("model", backend.run, features)
+            value = frames
             for name, step in steps.items():
-                started = time.perf_counter()
-                value = step(value)
-                times[name].append(time.perf_counter() - started)
-                total += times[name][-1]
-            times["frontend"].append(total)
+                value = timed(name, step, value)
+            times["frontend"].append(sum(times[name][-1] for name in steps))
             windowed = taper(spec, frames)
             backend.run(features)
-            started = time.perf_counter()
-            rfft(windowed.T, axis=0, workers=1)
-            times["of which rfft alone"].append(time.perf_counter() - started)
+            timed("of which rfft alone", lambda: rfft(windowed.T, axis=0, workers=1))
     ms = {name: 1000 * float(np.median(values)) for name, values in times.items()}
     print(f"{args.model}: frontend {spec.name!r}, {hop_frames} frames per {meta.hop_seconds:g}-s hop, "
-          f"{'a recording' if args.audio else 'white noise'}, {args.rounds} rounds, 1 thread (BLAS and ONNX Runtime)")
-    print(f"{'step':<22} {'ms per hop':>10} {'x model':>8}")
+          f"{'a recording' if args.audio else 'white noise'}, {args.rounds} rounds, 1 thread (BLAS and ONNX Runtime); {describe_cpu()}")
+    print(f"{'step':<22} {'CPU ms/hop':>10} {'x model':>8}")
     for name, value in ms.items():
         print(f"{name:<22} {value:>10.3f} {value / ms['model']:>8.2f}")
 

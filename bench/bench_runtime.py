@@ -7,7 +7,6 @@ Uses the demo's INT8 student and soundscapes (run `make demo` first, or pass --m
 """
 
 import argparse
-import os
 import resource
 import time
 
@@ -17,67 +16,64 @@ from threadpoolctl import threadpool_info
 
 from earmark.audio.io import load_audio
 from earmark.audio.manifest import read_manifest
+from earmark.export.timing import Meter, describe_cpu, repeated
 from earmark.runtime import EventSettings, EventTracker, StreamingClassifier
 
 
 class TimedBackend:
-    """The classifier's model backend with the CPU time of its calls summed (a measuring wrapper, same outputs)."""
+    """The classifier's model backend, its calls timed by ``meter`` (a measuring wrapper, same outputs)."""
 
-    def __init__(self, backend):
-        self.backend, self.metadata, self.cpu = backend, backend.metadata, 0.0
+    def __init__(self, backend, meter: Meter):
+        self.backend, self.metadata, self.meter = backend, backend.metadata, meter
 
     def run(self, features):
-        started = time.process_time()
-        out = self.backend.run(features)
-        self.cpu += time.process_time() - started
-        return out
+        return self.meter(self.backend.run, features)
 
 
 class TimedFrontend:
-    """The classifier's FeatureStream with the CPU time of its pushes summed (what the classifier computes, when it does)."""
+    """The classifier's FeatureStream, its pushes timed by ``meter`` (what the classifier computes, when it does)."""
 
-    def __init__(self, stream):
-        self.stream, self.cpu = stream, 0.0
+    def __init__(self, stream, meter: Meter):
+        self.stream, self.meter = stream, meter
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
 
     def push(self, samples):
-        started = time.process_time()
-        out = self.stream.push(samples)
-        self.cpu += time.process_time() - started
-        return out
+        return self.meter(self.stream.push, samples)
 
 
 def cost_per_hop(model: str, audio: np.ndarray, rate: int, block: int, pin_blas: bool) -> dict[str, float]:
-    """CPU milliseconds per hop of each stage over ``audio`` pushed in ``block``-sample blocks, and CPU time / audio time.
+    """CPU milliseconds per hop of each stage over ``audio`` pushed in ``block``-sample blocks, a bare ``session.run`` on
+    one window for comparison, and CPU time / audio time.
 
-    Process CPU time, not wall time (it counts BLAS worker threads, and a shared machine's other load does not
-    inflate it). The classifier's total is split by timing its model calls (wrapped backend) and its frontend
-    pushes (wrapped FeatureStream); the rest is resampling and windowing. Post-processing is the event tracker.
+    CPU time, not wall time (a shared machine's other load does not inflate it): the calling thread's with BLAS pinned to
+    one thread, the process's with BLAS's default pool (its worker threads count). The classifier's total is split by
+    timing its model calls (wrapped backend) and its frontend pushes (wrapped FeatureStream); the rest is resampling
+    and windowing. Post-processing is the event tracker.
     """
+    clock = time.thread_time if pin_blas else time.process_time
     stream = StreamingClassifier(model, pin_blas=pin_blas)
-    stream.backend = TimedBackend(stream.backend)
-    stream._stream = TimedFrontend(stream._stream)
+    model_meter, frontend_meter, classify, post = Meter(clock), Meter(clock), Meter(clock), Meter(clock)
+    stream.backend = TimedBackend(stream.backend, model_meter)
+    stream._stream = TimedFrontend(stream._stream, frontend_meter)
     tracker = EventTracker(stream.metadata.labels, EventSettings(stream.metadata.thresholds, offset_lag=stream.plan.offset_lag))
-    classify = post = 0.0
     hops = 0
     for start in range(0, audio.size, block):
-        started = time.process_time()
-        results = stream.push(audio[start:start + block], rate)
-        classify += time.process_time() - started
-        started = time.process_time()
+        results = classify(stream.push, audio[start:start + block], rate)
         for result in results:
             for segment in result.segments:
-                tracker.push(segment)
-        post += time.process_time() - started
+                post(tracker.push, segment)
         hops += len(results)
-    frontend_s = stream._stream.cpu
     hops = max(hops, 1)
-    model_s = stream.backend.cpu
-    return {"frontend": 1000 * frontend_s / hops, "model": 1000 * model_s / hops,
-            "resample+windowing": 1000 * (classify - frontend_s - model_s) / hops, "post": 1000 * post / hops,
-            "rtf": (classify + post) / (audio.size / rate), "hops": hops}
+    meta = stream.metadata
+    window = np.zeros((1, 1, meta.frontend.n_mels, meta.input_frames), np.float32)
+    bare = repeated(lambda: stream.backend.backend.run(window), 200, clock=clock).cpu_p50
+    per_hop = lambda meter: 1000 * meter.cpu / hops
+    return {"frontend": per_hop(frontend_meter), "model": per_hop(model_meter),
+            "resample+windowing": per_hop(classify) - per_hop(frontend_meter) - per_hop(model_meter), "post": per_hop(post),
+            "bare run": bare, "stream/bare": (per_hop(classify) + per_hop(post)) / bare,
+            "rtf": (classify.cpu + post.cpu) / (audio.size / rate), "wall rtf": (classify.wall + post.wall) / (audio.size / rate)}
 
 
 def main() -> None:
@@ -96,13 +92,16 @@ def main() -> None:
     # cost per hop, BLAS at its default pool and pinned to one thread (ONNX Runtime: 1 thread in both)
     blas = {lib["internal_api"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
     split_audio = np.tile(wave, int(np.ceil(args.split_seconds * rate / wave.size)))[: int(args.split_seconds * rate)]
-    print(f"CPU cost per hop (process time) over {args.split_seconds:g} s of {clip.path.name if hasattr(clip.path, 'name') else clip.path}, "
-          f"{block / rate:.2f}-s blocks, {os.cpu_count()} cores, numpy BLAS {blas}:")
-    print(f"{'BLAS':<16} {'frontend ms':>11} {'model ms':>9} {'resample+window ms':>18} {'post ms':>8} {'frontend/model':>14} {'CPU/audio':>9}")
+    print(describe_cpu())
+    print(f"CPU cost per hop (thread CPU time with BLAS pinned, process CPU time with its pool) over {args.split_seconds:g} s of "
+          f"{clip.path.name if hasattr(clip.path, 'name') else clip.path}, {block / rate:.2f}-s blocks, numpy BLAS {blas}:")
+    print(f"{'BLAS':<16} {'frontend ms':>11} {'model ms':>9} {'resample+window ms':>18} {'post ms':>8} {'frontend/model':>14} "
+          f"{'bare run ms':>11} {'stream/bare':>11} {'CPU/audio':>9} {'wall/audio':>10}")
     for label, pin in (("default pool", False), ("pinned to 1", True)):
         cost = cost_per_hop(args.model, split_audio, rate, block, pin)
         print(f"{label:<16} {cost['frontend']:>11.3f} {cost['model']:>9.3f} {cost['resample+windowing']:>18.3f} {cost['post']:>8.3f} "
-              f"{cost['frontend'] / cost['model']:>14.2f} {cost['rtf']:>9.4f}")
+              f"{cost['frontend'] / cost['model']:>14.2f} {cost['bare run']:>11.3f} {cost['stream/bare']:>11.2f} {cost['rtf']:>9.4f} "
+              f"{cost['wall rtf']:>10.4f}")
 
     # arrival-to-event latency: when does the tracker announce (ON) each true event, counted from its onset?
     settings = EventSettings(stream.metadata.thresholds, offset_lag=stream.plan.offset_lag)

@@ -120,8 +120,10 @@ def tone_model(tmp_path_factory):
 def test_bench_and_check_run_without_torch(tone_model, tmp_path):
     bench = earmark("bench", str(tone_model), "--runs", "3", "--json", str(tmp_path / "b.json"), block=("torch",))
     assert bench.returncode == 0, bench.stderr
-    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
-    assert {r["backend"] for r in rows} == {"onnxruntime"} and all(r["p50_ms"] > 0 for r in rows)
+    figures = json.loads((tmp_path / "b.json").read_text())
+    rows = figures["rows"]
+    assert {r["backend"] for r in rows} == {"onnxruntime"} and all(r["p50_ms"] > 0 and r["cpu_p50_ms"] > 0 for r in rows)
+    assert set(figures["cpu"]) >= {"avx2", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp"} and "flags:" in bench.stdout
     check = earmark("export", "--check", "tensorrt", str(tone_model), block=("torch",))
     assert check.returncode == 0 and "nothing TensorRT would refuse" in check.stdout, check.stderr
 

@@ -125,7 +125,7 @@ def test_the_tour_and_the_verb_table_run_on_the_demo_data(tmp_path):
                  ["eval", "tfsep-int8.onnx", "data/clips.csv", "--out", "eval"]):
         _run(args, tmp_path)
         ran.add(args[0])
-    # the tour's QAT file is a CPU file (scope pointwise: float16 biases behind a Cast); the check says what TensorRT needs
+    # the tour's QAT file is a CPU file (scope weights, the default: float16 biases behind a Cast); the check says what TensorRT needs
     refused = subprocess.run([sys.executable, "-m", "earmark.cli", "export", "--check", "tensorrt", "tfsep-int8.onnx"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1 and refused.stdout.count("to fix: distill it again for TensorRT: earmark distill ... --qat "

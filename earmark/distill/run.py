@@ -26,7 +26,7 @@ from earmark.engine import (Trainer, TrainConfig, barrier, class_average_precisi
                             load_model, plot_metrics, save_checkpoint, setup_distributed, start_run)
 from earmark.engine.checkpoint import update_extra
 from earmark.engine.outputs import ModelOutput, probabilities
-from earmark.students import create_student, quantize, save_quantized_checkpoint, student_checkpoint_meta
+from earmark.students import cpu_default_scope, create_student, quantize, save_quantized_checkpoint, student_checkpoint_meta
 from earmark.teachers.cache import TeacherCache, check_labels
 from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
@@ -83,7 +83,9 @@ class DistillConfig:
     qat: bool = False
     qat_epochs: int = 5
     qat_lr: float = 1e-4
-    int8_scope: str = "pointwise"  # QAT quantizes what the export stores as INT8: pointwise (CPU), all (TensorRT) or weights (CPU)
+    # QAT quantizes what the export stores as INT8: weights (CPU: INT8 weights, float compute at fp32's speed), pointwise
+    # (CPU) or all (TensorRT, NPUs); None: the student's CPU default (students.cpu_default_scope)
+    int8_scope: str | None = None
     calibration_clips: int = 128
     seed: int = 0
     precision: str = "fp32"
@@ -439,11 +441,12 @@ def _qat(config, student, frontend, splits, step, meta, info, validate, key: str
             seen += len(batch["id"])
             if seen >= config.calibration_clips:
                 break
-    qmodel = quantize(student, calibration, config.int8_scope)
+    scope = config.int8_scope or cpu_default_scope(student)
+    qmodel = quantize(student, calibration, scope)
     path = Path(config.out) / "student-int8"
 
     def save_best(model, scores):
-        save_quantized_checkpoint(path, model, meta(**{f"val_{key}": scores[key]}), config.int8_scope)
+        save_quantized_checkpoint(path, model, meta(**{f"val_{key}": scores[key]}), scope)
 
     qat_config = TrainConfig(run_dir=str(Path(config.out) / "qat"), epochs=config.qat_epochs, batch_size=config.batch_size,
                              lr=config.qat_lr, optimizer="adam", schedule="cosine", seed=config.seed, keep_best=key,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,7 @@ from google.protobuf.message import DecodeError
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidProtobuf
 
 from earmark.audio.metadata import METADATA_KEY, ModelMetadata
+from earmark.export.timing import cpu_flags, describe_cpu, repeated
 
 
 @dataclass
@@ -28,66 +30,49 @@ class BenchRow:
     precision: str
     threads: int
     batch: int
-    p50_ms: float
+    p50_ms: float  # wall clock
     p99_ms: float
+    cpu_p50_ms: float  # CPU time of the calling thread (one-thread sessions) or of the process (more threads)
     items_per_s: float
     rss_growth_mb: float
-
-
-def _time(call: Callable[[], object], runs: int, warmup: int = 3) -> np.ndarray:
-    for _ in range(warmup):
-        call()
-    times = np.empty(runs)
-    for i in range(runs):
-        start = time.perf_counter()
-        call()
-        times[i] = time.perf_counter() - start
-    return times
-
-
-def interleaved_ms(calls: dict[str, Callable[[], object]], runs: int) -> dict[str, np.ndarray]:
-    """Milliseconds per call of each of ``calls``, taking turns so that machine noise falls on every one alike.
-
-    The order is shuffled on every turn: in a fixed order the call after a large one (PyTorch's eager call, ~20 ms,
-    evicts the caches) always runs cold, which cost tfsepnet40's fp32 file 10-15% in bench_export (docs/export.md).
-    """
-    for call in calls.values():
-        for _ in range(3):
-            call()
-    times = {name: np.empty(runs) for name in calls}
-    names, rng = list(calls), np.random.default_rng(0)
-    for i in range(runs):
-        for name in rng.permutation(names):
-            start = time.perf_counter()
-            calls[name]()
-            times[name][i] = 1000 * (time.perf_counter() - start)
-    return times
 
 
 def _row(model: str, backend: str, precision: str, threads: int, batch: int, make: Callable[[], Callable[[], object]], runs: int) -> BenchRow:
     rss = psutil.Process().memory_info().rss
     call = make()
-    times = _time(call, runs)
+    times = repeated(call, runs, clock=time.thread_time if threads == 1 else time.process_time)
     grown = (psutil.Process().memory_info().rss - rss) / 2**20
-    return BenchRow(model, backend, precision, threads, batch, 1000 * np.percentile(times, 50),
-                    1000 * np.percentile(times, 99), batch / float(np.median(times)), grown)
+    return BenchRow(model, backend, precision, threads, batch, times.wall_p50, float(np.percentile(times.wall_ms, 99)),
+                    times.cpu_p50, 1000 * batch / times.cpu_p50, grown)
 
 
-def session(path: str | os.PathLike, threads: int = 1, profile_prefix: str | None = None) -> ort.InferenceSession:
+def session(path: str | os.PathLike, threads: int = 1, profile_prefix: str | None = None,
+            optimized_path: str | os.PathLike | None = None) -> ort.InferenceSession:
     """An ONNX Runtime CPU session with few threads and spinning disabled (edge settings); with ``profile_prefix``,
-    ONNX Runtime's profiler writes its trace there (``end_profiling()`` returns the file)."""
+    ONNX Runtime's profiler writes its trace there (``end_profiling()`` returns the file); with ``optimized_path``, the
+    graph it runs (its fusions and layouts, whose node names the profile uses) is saved there."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if profile_prefix:
         options.enable_profiling, options.profile_file_prefix = True, profile_prefix
+    if optimized_path:  # saving an NCHWc-optimized graph warns that it is machine-specific: it is only read back here
+        options.optimized_model_filepath, options.log_severity_level = str(optimized_path), 3
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such model; export one with `earmark export CHECKPOINT`.")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except (InvalidArgument, InvalidProtobuf, Fail) as err:
         raise ValueError(f"{path}: is not a readable ONNX model ({str(err).splitlines()[0]}); export it again with `earmark export`.") from None
+
+
+def optimized_op_counts(path: str | os.PathLike, workdir: str | os.PathLike) -> Counter[str]:
+    """How many nodes of each op type ONNX Runtime runs for a file: its optimized graph (this CPU's layouts and fusions,
+    one thread), saved under ``workdir``."""
+    optimized = Path(workdir) / f"{Path(path).stem}.optimized.onnx"
+    session(path, optimized_path=optimized)
+    return Counter(node.op_type for node in onnx.load(str(optimized)).graph.node)
 
 
 def read_onnx(path: str | os.PathLike) -> onnx.ModelProto:
@@ -155,23 +140,28 @@ def bench_torch(checkpoint: str | os.PathLike, batch: int = 8, runs: int = 50) -
 
 
 def frontend_cost_ms(meta: ModelMetadata, seconds: float = 10.0, runs: int = 5) -> float:
-    """Milliseconds the numpy frontend takes per second of audio."""
+    """CPU milliseconds (calling thread) the numpy frontend takes per second of audio, BLAS pinned to one thread."""
+    from threadpoolctl import threadpool_limits
+
     from earmark.audio.features import compute_features
 
     wave = np.random.default_rng(0).standard_normal(int(seconds * meta.frontend.sample_rate)).astype(np.float32) * 0.1
-    return 1000 * float(np.median(_time(lambda: compute_features(meta.frontend, wave), runs, warmup=1))) / seconds
+    with threadpool_limits(1):
+        return repeated(lambda: compute_features(meta.frontend, wave), runs, warmup=1).cpu_p50 / seconds
 
 
 def format_table(rows: list[BenchRow]) -> str:
-    """A fixed-width table of the rows."""
-    header = f"{'model':<28} {'backend':<12} {'prec':<5} {'thr':>3} {'batch':>5} {'p50 ms':>8} {'p99 ms':>8} {'items/s':>9} {'RSS+MB':>7}"
-    lines = [header, "-" * len(header)]
+    """A fixed-width table of the rows, under the CPU's flags; items/s is per CPU second."""
+    header = (f"{'model':<28} {'backend':<12} {'prec':<5} {'thr':>3} {'batch':>5} {'CPU p50 ms':>10} {'wall p50':>8} "
+              f"{'wall p99':>8} {'items/CPU s':>11} {'RSS+MB':>7}")
+    lines = [describe_cpu(), header, "-" * len(header)]
     for r in rows:
         lines.append(f"{r.model[:28]:<28} {r.backend:<12} {r.precision:<5} {r.threads:>3} {r.batch:>5} "
-                     f"{r.p50_ms:>8.3f} {r.p99_ms:>8.3f} {r.items_per_s:>9.1f} {r.rss_growth_mb:>7.1f}")
+                     f"{r.cpu_p50_ms:>10.3f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} {r.items_per_s:>11.1f} {r.rss_growth_mb:>7.1f}")
     return "\n".join(lines)
 
 
 def write_json(rows: list[BenchRow], frontend_ms: dict[str, float], path: str | os.PathLike) -> None:
     """Save the rows and the frontend cost as JSON."""
-    Path(path).write_text(json.dumps({"rows": [asdict(r) for r in rows], "frontend_ms_per_audio_second": frontend_ms}, indent=2))
+    Path(path).write_text(json.dumps({"cpu": cpu_flags(), "rows": [asdict(r) for r in rows],
+                                      "frontend_cpu_ms_per_audio_second": frontend_ms}, indent=2))

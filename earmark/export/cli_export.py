@@ -17,8 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     precision.add_argument("--fp16", action="store_true", help="half-precision weights and activations")
     precision.add_argument("--int8", action="store_true", help="symmetric INT8 Q/DQ (from a QAT checkpoint, or PTQ with --calib)")
     parser.add_argument("--calib", help="manifest (or WebDataset shards) of calibration clips for post-training INT8 (its labels give accuracy)")
-    parser.add_argument("--int8-scope", choices=["pointwise", "all"],
-                        help="post-training INT8: quantize pointwise convs only (default; CPU targets) or all convs (TensorRT, NPUs)")
+    parser.add_argument("--int8-scope", choices=["pointwise", "all", "integer"],
+                        help="post-training INT8: quantize pointwise convs only (default; CPU targets), all convs (TensorRT, NPUs) "
+                             "or the 1x1 convs, adds and concats in integer with u8 activations (integer; about fp32's speed: docs/export.md)")
     parser.add_argument("--min-agreement", type=PROBABILITY, help="INT8 parity gate: least top-1 agreement with PyTorch (default 0.95)")
     parser.add_argument("--batch", default="1", help="fixed batch size N, or 'dynamic' (default 1)")
     parser.add_argument("--out", help="output path (default: next to the checkpoint, named by precision)")
@@ -53,6 +54,7 @@ def _grouped(findings: list) -> dict[str, list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     from earmark.export.tensorrt import build_engine, check_tensorrt
+    from earmark.export.timing import describe_cpu
 
     if args.check:
         findings = check_tensorrt(args.model)
@@ -72,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
                          int8_scope=args.int8_scope, min_agreement=args.min_agreement)
     scope = result.metadata.quantization.get("scope")
     rows = [(str(result.path), f"{result.bytes:,}", result.precision + (f" ({scope})" if scope else ""), str(result.opset),
-             "; ".join(map(str, result.gates[1:])), f"{result.latency_ms:.2f}")]
+             "; ".join(map(str, result.gates[1:])), f"{result.latency.cpu_p50:.2f}", f"{result.latency.wall_p50:.2f}")]
     if args.format == "engine":
         engine = build_engine(result.path, fp16=args.fp16)
-        rows.append((str(engine), f"{engine.stat().st_size:,}", result.precision, "-", "-", "-"))
-    _print_table(("file", "bytes", "precision", "opset", "parity gates", "ORT ms"), rows)
+        rows.append((str(engine), f"{engine.stat().st_size:,}", result.precision, "-", "-", "-", "-"))
+    _print_table(("file", "bytes", "precision", "opset", "parity gates", "ORT CPU ms", "wall ms"), rows)
+    print(f"ONNX Runtime, one thread, batch {args.batch}: median of 30 calls; {describe_cpu()}")
     if result.accuracy:
         print(f"accuracy on the calibration set: exported {result.accuracy['exported']:.1%}, PyTorch fp32 {result.accuracy['pytorch_fp32']:.1%}")
     print(f"\nnext: earmark listen {result.path} --source mic")

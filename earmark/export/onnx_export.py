@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 from earmark.export.benchmark import session
 from earmark.export.inputs import INPUT_NAME, feature_batch, manifest_features, test_signals
 from earmark.export.loading import LoadedModel, ScoresHead
+from earmark.export.timing import Timings, repeated
 from earmark.export.qdq import (compact, conv_precisions, dequantize_weight_only, store_float16_exact, store_int8_weights,
                                 store_uniform_constants)
 from earmark.students import runtime_layout
@@ -75,10 +75,15 @@ class ExportResult:
     precision: str
     opset: int
     parity: Parity
-    latency_ms: float
+    latency: Timings
     metadata: ModelMetadata
     accuracy: dict[str, float] | None = None
     gates: list[Gate] = field(default_factory=list)
+
+    @property
+    def latency_ms(self) -> float:
+        """Median CPU milliseconds of one ONNX Runtime call (one thread): the figure a busy machine does not inflate."""
+        return self.latency.cpu_p50
 
 
 def build_metadata(loaded: LoadedModel, head: ScoresHead, precision: str, quantization: dict | None = None) -> ModelMetadata:
@@ -163,17 +168,12 @@ def measure_parity(path: Path, head: ScoresHead, inputs: np.ndarray, batch: int 
     return Parity(max(diffs), float(np.concatenate(agree).mean()), len(inputs), bool(finite), head.objective == "detect")
 
 
-def measure_latency(path: Path, example: np.ndarray, runs: int = 30, state: dict[str, np.ndarray] | None = None) -> float:
-    """Median ONNX Runtime latency in milliseconds for one call on ``example`` (one thread; a stateful model's ``state``)."""
+def measure_latency(path: Path, example: np.ndarray, runs: int = 30, state: dict[str, np.ndarray] | None = None) -> Timings:
+    """ONNX Runtime's wall and CPU milliseconds per call on ``example`` (one thread, so the calling thread's CPU time; a
+    stateful model's ``state`` fed beside it)."""
     sess = session(path)
     feeds = {INPUT_NAME: example, **(state or {})}
-    sess.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return repeated(lambda: sess.run(None, feeds), runs, warmup=1)
 
 
 def export_onnx(
@@ -276,10 +276,13 @@ def _int8_scope(loaded: LoadedModel, precision: str, requested: str | None, chec
     """The INT8 scope: a QAT checkpoint's own, or the requested one for PTQ (default pointwise)."""
     from earmark.students import SCOPES
 
-    if requested is not None and requested not in SCOPES:
-        raise ValueError(f"unknown --int8-scope {requested!r}; use 'pointwise' (CPU) or 'all' (TensorRT, NPUs).")
+    if requested is not None and requested not in (*SCOPES, "integer"):
+        raise ValueError(f"unknown --int8-scope {requested!r}; use 'pointwise' (CPU), 'all' (TensorRT, NPUs) or 'integer' (CPU).")
     if loaded.quantized:
         trained = loaded.meta.extra["quantization"].get("scope", "all")
+        if requested == "integer":
+            raise ValueError(f"{checkpoint} is a QAT checkpoint; scope integer is post-training only: export its float "
+                             "student with --int8 --calib MANIFEST --int8-scope integer.")
         if requested not in (None, trained):
             raise ValueError(f"{checkpoint} was quantization-aware trained in scope {trained!r}; export it without --int8-scope, "
                              f"or rerun `earmark distill --qat --int8-scope {requested}`.")
@@ -290,7 +293,7 @@ def _int8_scope(loaded: LoadedModel, precision: str, requested: str | None, chec
         return None
     if requested == "weights":
         raise ValueError("weight-only INT8 (scope weights) comes from quantization-aware training: "
-                         "`earmark distill --qat --int8-scope weights`; post-training INT8 takes scope pointwise or all.")
+                         "`earmark distill --qat --int8-scope weights`; post-training INT8 takes scope pointwise, all or integer.")
     return requested or "pointwise"
 
 

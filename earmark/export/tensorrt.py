@@ -66,7 +66,7 @@ def check_tensorrt(path: str | os.PathLike) -> list[Finding]:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             findings += _check_zero_point(name, node, constants)
         if node.op_type == "Conv" and len(node.input) > 2 and node.input[2] and node.input[2] not in constants:
-            findings.append(Finding(name, "the conv bias is computed (float16 behind a Cast, as INT8 scope pointwise stores it): "
+            findings.append(Finding(name, "the conv bias is computed (e.g. float16 behind a Cast, as the CPU scopes weights and pointwise store it): "
                                           "TensorRT takes conv biases as initializers only", _retrain_for_tensorrt(model)))
     for value in graph.input:
         dims = value.type.tensor_type.shape.dim

@@ -54,6 +54,14 @@ SPATIAL_WEIGHTS: SpatialWeights = "per-tensor"  # how scope pointwise stores the
 EXTENSION_TIMEOUT_S = 900  # NNCF compiles a C++ extension on first use; its own 60 s limit is too short on 2 busy cores
 
 
+def cpu_default_scope(model: nn.Module) -> Scope:
+    """The INT8 scope for CPU targets when none is asked for: ``weights`` for a student whose weights are mostly convs
+    (on ONNX Runtime no integer graph beats its fp32 graph yet: docs/export.md), ``pointwise`` for one made of linear
+    layers (a ViT), which scope ``weights`` would leave float."""
+    conv, linear = (sum(m.weight.numel() for m in model.modules() if isinstance(m, kind)) for kind in (nn.Conv2d, nn.Linear))
+    return "weights" if conv >= linear else "pointwise"
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every BatchNorm that directly follows a conv in an ``nn.Sequential`` into that conv (in place, eval statistics).
 

@@ -94,7 +94,7 @@ def test_distill_with_kd_and_qat_writes_a_quantized_checkpoint(synth_data, teach
     assert set(results) == {"objective", "float", "int8", "chance"} and results["objective"] == "classify" and results["chance"]["accuracy"] == 1 / 8
     assert (tmp_path / "confusion.png").is_file() and (tmp_path / "float" / "curves.png").is_file()
     meta = json.loads((final / "earmark.json").read_text())
-    assert meta["extra"]["quantization"]["backend"] == "nncf" and meta["extra"]["quantization"]["scope"] == "pointwise"
+    assert meta["extra"]["quantization"]["backend"] == "earmark" and meta["extra"]["quantization"]["scope"] == "weights"  # the CPU default
 
 
 @pytest.mark.slow  # torchrun launches two interpreters; tests/engine keeps a fast DDP test unmarked
@@ -346,3 +346,10 @@ def test_objective_classify_makes_a_scene_classifier(synth_data, teacher_ckpt, t
 def test_tune_refuses_a_folder_without_a_finished_detector_run(tmp_path, capsys):
     assert main(["tune", str(tmp_path)]) == 1
     assert "holds no finished distill run (config.json and student/); pass the --out of `earmark distill`" in capsys.readouterr().err
+
+
+def test_the_cpu_default_scope_is_weight_only_for_conv_students_and_pointwise_for_vits():
+    from earmark.students import cpu_default_scope, create_student
+
+    assert cpu_default_scope(create_student("tfsepnet16", 8)) == "weights"
+    assert cpu_default_scope(create_student("vit_micro_audio", 8)) == "pointwise"

@@ -16,6 +16,7 @@ from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 from earmark.audio.synth import synthesize
 from earmark.engine.checkpoint import save_checkpoint
 from earmark.export import check_tensorrt, export_onnx, session
+from earmark.export.benchmark import optimized_op_counts
 from earmark.students import REGISTRY, create_student, student_checkpoint_meta
 
 LABELS = ["alarm", "beep", "bell", "burst", "chirp", "knock", "siren", "whistle"]
@@ -161,7 +162,7 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
     if scope == "all":
         assert check_tensorrt(result.path) == []
     else:  # a CPU file: biases stored as float16 behind a Cast, which TensorRT's parser refuses (it says so)
-        assert {f.problem.split(":")[0] for f in check_tensorrt(result.path)} == {"the conv bias is computed (float16 behind a Cast, as INT8 scope pointwise stores it)"}
+        assert {f.problem.split(":")[0] for f in check_tensorrt(result.path)} == {"the conv bias is computed (e.g. float16 behind a Cast, as the CPU scopes weights and pointwise store it)"}
         # activations are quantized only where a pointwise conv reads them, and not at all in scope weights
         assert {readers[n.output[0]] for n in activations} == ({"Conv"} if scope == "pointwise" else set())
         assert len(activations) <= len(int8) - len(spatial)
@@ -181,16 +182,6 @@ def test_int8_from_a_qat_checkpoint_stores_int8_weights_and_no_batchnorm(tmp_pat
         export_onnx(qat, tmp_path / "other.onnx", int8_scope="all" if scope == "pointwise" else "pointwise")
 
 
-def _optimized_ops(path, tmp_path):
-    """The op types ONNX Runtime runs for a file (its optimized graph, this CPU's blocked layout), with their counts."""
-    from collections import Counter
-
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / (path.stem + "-optimized.onnx"))
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
-
-
 def test_weight_only_int8_runs_the_fp32_graph_op_for_op_in_a_third_of_its_bytes(tmp_path):
     from earmark.students import quantize, save_quantized_checkpoint
 
@@ -207,8 +198,8 @@ def test_weight_only_int8_runs_the_fp32_graph_op_for_op_in_a_third_of_its_bytes(
     int8 = export_onnx(tmp_path / "student-int8", tmp_path / "int8.onnx", min_agreement=0.0)
     assert int8.parity.max_abs_diff <= 1e-5  # against the fake-quantized model, through the regrouped convs
     # ONNX Runtime folds every INT8 weight (Cast * scale) and every expanded constant at load: what runs is fp32's graph
-    ops = _optimized_ops(int8.path, tmp_path)
-    assert ops == _optimized_ops(fp32.path, tmp_path) and not {"Cast", "Expand", "DequantizeLinear"} & set(ops)
+    ops = optimized_op_counts(int8.path, tmp_path)
+    assert ops == optimized_op_counts(fp32.path, tmp_path) and not {"Cast", "Expand", "DequantizeLinear"} & set(ops)
     assert int8.bytes <= 0.35 * fp32.bytes
 
 
@@ -221,6 +212,48 @@ def test_qat_int8_file_stores_a_quarter_of_the_fp32_weight_bytes(tmp_path):
     fp32 = stored_bytes(export_onnx(ckpt, tmp_path / "fp32.onnx").path)
     # every conv weight is one byte; what stays float32 is biases and per-channel scales
     assert int8["int8"] > 0.2 * fp32["float32"] and int8["int8"] + int8["float32"] < 0.45 * fp32["float32"]
+
+
+def _quantized_dtypes(path):
+    """The dtypes of the activations every QuantizeLinear writes and of the INT8 weights behind DequantizeLinear."""
+    graph = onnx.load(str(path)).graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    activations = {values[n.input[2]].dtype for n in graph.node if n.op_type == "QuantizeLinear"}
+    weights = {values[n.input[0]].dtype for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in values}
+    return activations, weights
+
+
+def test_post_training_integer_scope_runs_the_pointwise_convs_of_whole_maps_as_qlinearconv(tmp_path, calib):
+    from earmark.export.quantize import convs_on_a_line
+
+    ckpt = _student_ckpt(tmp_path / "ckpt", "tfsepnet40", base_channels=16)
+    result = export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib), int8_scope="integer", min_agreement=0.0)
+    assert result.parity.finite and _metadata(result.path).quantization["scope"] == "integer"
+    activations, weights = _quantized_dtypes(result.path)
+    assert activations == {np.dtype(np.uint8)} and np.dtype(np.int8) in weights  # u8 activations, s8 weights (u8s8)
+    convs, spatial = _convs(result.path)
+    on_a_line = convs_on_a_line(onnx.load(str(result.path)))
+    ops = optimized_op_counts(result.path, tmp_path)
+    # every 1x1 conv over a whole feature map runs as a QLinearConv with its INT32 bias, the spatial convs and the 1x1
+    # convs of a row (after a block's mean) in float; adds and concats in integer
+    assert ops["QLinearConv"] == len(convs) - len(spatial) - len(on_a_line) > 0
+    assert ops["Conv"] + ops["FusedConv"] == len(spatial) + len(on_a_line) and on_a_line
+    assert {"QLinearAdd", "QLinearConcat"} <= set(ops) and "Add" not in ops
+    assert _int8_weights(result.path)[1] == [] and "Cast" not in ops  # float convs' weights stored INT8, folded at load
+
+
+def test_integer_scope_gives_a_vit_u8s8_matmuls_never_s8s8(tmp_path, calib):
+    ckpt = _student_ckpt(tmp_path / "ckpt", "vit_micro_audio")
+    result = export_onnx(ckpt, tmp_path / "q.onnx", "int8", calib=str(calib), int8_scope="integer", min_agreement=0.0)
+    activations, weights = _quantized_dtypes(result.path)
+    assert activations == {np.dtype(np.uint8)} and np.dtype(np.int8) in weights
+    ops = optimized_op_counts(result.path, tmp_path)
+    assert ops["QGemm"] + ops["QLinearMatMul"] > 0 and "MatMul" not in ops and "MatMulInteger" not in ops
+
+
+def test_integer_scope_is_post_training_only(tmp_path):
+    with pytest.raises(ValueError, match="post-training only"):
+        export_onnx(_qat_checkpoint(tmp_path / "student-int8", "weights"), tmp_path / "q.onnx", int8_scope="integer")
 
 
 def test_weight_only_int8_is_refused_for_post_training(tmp_path, calib):
@@ -265,7 +298,7 @@ def test_cli_prints_a_table_and_the_next_command(tmp_path):
     run = subprocess.run([sys.executable, "-m", "earmark.cli", "export", str(ckpt), "--out", str(tmp_path / "m.onnx")],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "parity" in run.stdout and "earmark listen" in run.stdout
+    assert "parity" in run.stdout and "earmark listen" in run.stdout and "ORT CPU ms" in run.stdout and "flags:" in run.stdout
     sizes = subprocess.run([sys.executable, "-m", "earmark.cli", "complexity", str(tmp_path / "m.onnx")], capture_output=True, text=True)
     assert sizes.returncode == 0, sizes.stderr
     from earmark.students import stored_bytes
