@@ -1,7 +1,7 @@
 """Distillation on the demo data, same seeds and budgets: student without KD, with KD, with KD + QAT (INT8);
 and one step's time split into data, student forward/backward and loss, showing the cached teacher costs nothing.
 
-    python bench/bench_distill.py --teacher demo-out/finetune/teacher --data demo-out/data/clips.csv [--epochs 20]
+    python bench/bench_distill.py --teacher demo-out/teacher/student --data demo-out/data/clips.csv [--epochs 20]
 """
 
 import argparse
@@ -23,7 +23,7 @@ from earmark.teachers.cache import TeacherCache
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--teacher", default="demo-out/finetune/teacher")
+    parser.add_argument("--teacher", default="demo-out/teacher/student")
     parser.add_argument("--data", default="demo-out/data/clips.csv")
     parser.add_argument("--student", default="tfsepnet40")
     parser.add_argument("--epochs", type=int, default=20)
@@ -39,7 +39,8 @@ def main() -> None:
         distill(DistillConfig(out=str(folder), **base, **extra))
         r = json.loads((folder / "results.json").read_text())
         results[name] = r.get("int8", r["float"])["accuracy"]
-    teacher = json.loads((Path(args.teacher).parent / "results.json").read_text())["test"].get("accuracy")
+    results = json.loads((Path(args.teacher).parent / "results.json").read_text())
+    teacher = results.get("test", results.get("float", {})).get("accuracy")  # a fine-tuned teacher's run, or a student's
     print(f"teacher test accuracy {teacher:.1%}")
     for name, acc in results.items():
         print(f"student {args.student} {name:<9} test accuracy {acc:.1%}")

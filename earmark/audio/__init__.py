@@ -9,6 +9,7 @@ from earmark import lazy_namespace
 __all__, __getattr__ = lazy_namespace(__name__, {
     "earmark.audio.features": ["compute_features", "finish_window", "frame_features"],
     "earmark.audio.io": ["load_audio", "resample"],
+    "earmark.audio.melbanks": ["mel_banks"],
     "earmark.audio.metadata": ["METADATA_KEY", "ModelMetadata", "default_hop_seconds"],
     "earmark.audio.spec": ["PRESETS", "FrontendSpec", "get_frontend"],
     "earmark.audio.streaming": ["FeatureStream"],

@@ -9,6 +9,7 @@ from earmark import lazy_namespace
 __all__, __getattr__ = lazy_namespace(__name__, {
     "earmark.export.benchmark": ["BenchRow", "bench_onnx", "bench_torch", "read_metadata", "session"],
     "earmark.export.loading": ["LoadedModel", "ScoresHead"],
-    "earmark.export.onnx_export": ["ExportResult", "Parity", "export_onnx"],
+    "earmark.export.entry": ["export_onnx"],
+    "earmark.export.onnx_export": ["ExportResult", "Parity"],
     "earmark.export.tensorrt": ["Finding", "build_engine", "check_tensorrt", "engine_name"],
 })

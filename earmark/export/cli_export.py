@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return 1 if findings else 0
     if args.format not in FORMATS:
         raise ValueError(f"unknown format {args.format!r}; use --format onnx or --format engine.")
-    from earmark.export.onnx_export import export_onnx
+    from earmark.export import export_onnx
 
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
     out = Path(args.out) if args.out else default_output(Path(args.model), precision)

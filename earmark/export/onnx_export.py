@@ -176,29 +176,10 @@ def measure_latency(path: Path, example: np.ndarray, runs: int = 30, state: dict
     return repeated(lambda: sess.run(None, feeds), runs, warmup=1)
 
 
-def export_onnx(
-    checkpoint: str | os.PathLike,
-    out: str | os.PathLike,
-    precision: Precision = "fp32",
-    calib: str | None = None,
-    batch: int | None = 1,
-    force: bool = False,
-    int8_scope: str | None = None,
-    min_agreement: float | None = None,
-) -> ExportResult:
-    """Export a checkpoint to ``out``; ``batch=None`` makes the batch axis dynamic. Writes nothing when a parity gate fails.
-
-    INT8 comes from a QAT checkpoint (its own scope) or from post-training quantization on ``calib`` in
-    ``int8_scope`` (default pointwise). ``min_agreement`` overrides the top-1 agreement gate.
-    """
-    out = Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to overwrite it or --out to write elsewhere.")
-    loaded = LoadedModel.open(checkpoint)
-    if getattr(loaded.model, "causal", False) and loaded.meta.task == "frame":  # a causal detector streams with state, no windows
-        from earmark.export.stateful import export_stateful
-
-        return export_stateful(loaded, out, precision, min_agreement)
+def export_windowed(loaded: LoadedModel, checkpoint: str | os.PathLike, out: Path, precision: Precision = "fp32",
+                    calib: str | None = None, batch: int | None = 1, int8_scope: str | None = None,
+                    min_agreement: float | None = None) -> ExportResult:
+    """A model that hears windows (features of one window in, scores out) to ``out``; see ``export_onnx``."""
     if precision == "int8" and not loaded.quantized and calib is None:
         raise ValueError(
             f"{checkpoint} is a float checkpoint: int8 needs --calib MANIFEST for post-training quantization, "

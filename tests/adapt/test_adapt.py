@@ -17,7 +17,7 @@ from earmark.audio.synth import EVENTS, SAMPLE_RATE, SCENES
 from earmark.cli import main
 from earmark.engine.checkpoint import save_checkpoint
 from earmark.evaluation import listen_to_file
-from earmark.export.onnx_export import export_onnx
+from earmark.export import export_onnx
 from earmark.runtime import load_backend
 from earmark.students import create_student, student_checkpoint_meta
 
