@@ -97,7 +97,7 @@ def test_the_cli_says_each_problem_once_and_what_to_run(tmp_path, capsys):
     assert main(["export", "--check", "tensorrt", str(_save(tmp_path, nodes, [x], [y], inits))]) == 1
     out = capsys.readouterr().out.splitlines()
     assert [line for line in out if line.startswith("refused:")] == [
-        "refused: the conv bias is computed (float16 behind a Cast, as INT8 scope pointwise stores it): TensorRT takes conv "
+        "refused: the conv bias is computed (e.g. float16 behind a Cast, as the CPU scopes weights and pointwise store it): TensorRT takes conv "
         "biases as initializers only (5 nodes: conv0, conv1, conv2, ...)"]
     assert [line for line in out if line.startswith("to fix:")] == [
         "to fix: export it again for TensorRT: earmark export CHECKPOINT --int8 --calib MANIFEST --int8-scope all"]
