@@ -8,9 +8,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from earmark.demo import CHANCE
 
 
+@pytest.mark.timeout(1500)  # the whole demo: about 7 minutes on an idle 2-core machine, more on a busy one
 def test_make_demo_learns_and_prints_the_table(tmp_path):
     run = subprocess.run([sys.executable, "-m", "earmark.cli", "demo", "--out", str(tmp_path)], capture_output=True, text=True,
                          timeout=1500)

@@ -132,5 +132,6 @@ def test_the_tour_and_the_verb_table_run_on_the_demo_data(tmp_path):
                                                             "--int8-scope all") == 1, refused.stdout[-2000:]
     assert refused.stdout.count("refused: the conv bias is computed") == 1  # once, with the count of nodes, not once per conv
     table = re.search(r"## The verbs\n\n(.*?)\n\n", README, re.S).group(1)
-    assert set(re.findall(r"^\| `earmark (\w+)", table, re.M)) <= ran | {"demo", "tune"}  # demo: tests/test_demo.py; tune needs a
-    # run trained on soundscapes (--backgrounds), which the tour's is not: tests/distill/test_distill.py runs it
+    assert set(re.findall(r"^\| `earmark (\w+)", table, re.M)) <= ran | {"demo", "tune", "adapt"}  # demo: tests/test_demo.py; tune
+    # needs a run trained on soundscapes (--backgrounds), which the tour's is not: tests/distill/test_distill.py runs it; adapt
+    # needs examples and a site recording: tests/adapt runs it, and tests/runtime/test_recording.py the two listen lines before it
