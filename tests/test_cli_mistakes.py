@@ -18,9 +18,11 @@ def files(tmp_path_factory):
     sf.write(root / "audio" / "a.wav", np.full(16000, 0.1, np.float32), 16000)
     (root / "renamed.csv").write_text("file,fold,target,category\na.wav,1,0,dog\n")
     (root / "list.json").write_text("[1, 2]")
+    (root / "empty").mkdir()
+    (root / "ok.csv").write_text("filename,fold,target,category\na.wav,1,0,dog\n")
     (root / "renamed.tsv").write_text("file\tonset\toffset\tevent_label\na.wav\t0.1\t0.5\tdog\n")
     return {"root": root, "wav": root / "audio" / "a.wav", "model": export_detector(root / "tones.onnx", frame=True, hop=0.1),
-            "renamed": root / "renamed.csv", "renamed_strong": root / "renamed.tsv", "missing": root / "missing"}
+            "renamed": root / "renamed.csv", "clips": root / "ok.csv", "renamed_strong": root / "renamed.tsv", "missing": root / "missing"}
 
 
 CASES = [
@@ -50,6 +52,9 @@ CASES = [
     (["eval", "{model}", "{renamed}"], "has no 'filename' column"),
     (["finetune", "acmsskd_tiny", "--data", "{renamed}", "--out", "{root}/o"], "has no 'filename' column"),
     (["data", "check", "{missing}.csv"], "no such manifest"),
+    (["data", "shard", "{clips}", "{wav}"], "a.wav: is a file, and the shards go into a folder"),
+    (["pretrain", "asit", "--data", "{root}/empty", "--out", "{root}/o", "--teacher", "asit_tiny"], "empty: holds no clips"),
+    (["predict", "{model}", "--data", "{root}/empty", "--out", "{root}/o"], "empty: holds no clips"),
     (["finetune", "--config", "{wav}"], "a.wav: is not a run's config.json"),
     (["distill", "--config", "{renamed}"], "renamed.csv: is not a run's config.json"),
     (["finetune", "--config", "{root}/list.json"], "list.json: holds a JSON list, not a run's settings"),

@@ -51,6 +51,8 @@ def write_shards(manifest: Manifest, out_dir: str | os.PathLike, clips_per_shard
     if clips_per_shard < 1 or max_shard_mb < 0:
         raise ValueError("--clips-per-shard must be at least 1 and --max-shard-mb at least 0 (0: no size limit).")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: is a file, and the shards go into a folder; pass a new or existing folder as OUT.")
     out.mkdir(parents=True, exist_ok=True)
     if (out / INDEX).is_file():  # replacing an older set: its tars go first so that none is left stale
         for entry in json.loads((out / INDEX).read_text()).get("shards", []):

@@ -42,7 +42,11 @@ def open_data(spec: str | os.PathLike, kind: str = "auto", skip_bad: bool = Fals
                              "them without the bad files (`earmark data shard MANIFEST OUT --skip-bad`) and drop --skip-bad.")
         return ShardSet.open(spec)
     manifest = read_manifest(spec, kind, skip_bad=skip_bad)
-    return manifest.without_bad_files() if skip_bad else manifest
+    manifest = manifest.without_bad_files() if skip_bad else manifest
+    if not manifest.clips:  # a run over nothing would spin without a step
+        raise ValueError(f"{spec}: holds no clips{' left after the bad ones' if manifest.skipped else ''}; pass a manifest, a folder "
+                         "of audio or class folders, or shards (`earmark data check DATA` says what it finds).")
+    return manifest
 
 
 def data_identity(data: DataSource) -> dict[str, str]:

@@ -215,14 +215,17 @@ def test_sighup_during_start_up_is_a_reload_not_a_death(tmp_path, model):
     fifo = tmp_path / "thresholds.json"
     os.mkfifo(fifo)  # the daemon blocks reading it at start-up, before it takes over its signals
     daemon = Daemon([model, "--source", "-", "--rate", "16000", "--thresholds-file", fifo], stdin=subprocess.PIPE)
-    with open(fifo, "w") as writer:  # opens once the daemon has opened the file: it is starting up
-        daemon.process.send_signal(signal.SIGHUP)
-        writer.write('{"tone_1k": 0.5}')
-    daemon.wait_for_log("listening to")
-    with open(fifo, "w") as writer:  # the reload the start-up SIGHUP asked for reads the file again
-        writer.write('{"tone_1k": 0.6}')
-    daemon.wait_for_log("thresholds reloaded")
-    assert daemon.stop() == 0
+    try:
+        with open(fifo, "w") as writer:  # opens once the daemon has opened the file: it is starting up
+            daemon.process.send_signal(signal.SIGHUP)
+            writer.write('{"tone_1k": 0.5}')
+        daemon.wait_for_log("listening to")
+        with open(fifo, "w") as writer:  # the reload the start-up SIGHUP asked for reads the file again
+            writer.write('{"tone_1k": 0.6}')
+        daemon.wait_for_log("thresholds reloaded")
+        assert daemon.stop() == 0
+    finally:
+        daemon.process.kill()  # a daemon left waiting on the FIFO would not stop on SIGTERM
 
 
 def test_sigterm_stops_cleanly_with_a_final_status(model):
