@@ -64,7 +64,12 @@ def earmark(*args: str | Path, log: Path) -> None:
 
 def real_split(root: Path, out: Path, scapes: int, seed: int, log: Path) -> tuple[Path, Path, Path]:
     """(training clips CSV, training backgrounds folder, held-out soundscapes TSV) from a build_real_sfx.py folder."""
-    rows = list(csv.DictReader(open(root / "meta.csv")))
+    rows, stems = [], set()
+    for r in csv.DictReader(open(root / "meta.csv")):  # a package may ship one sound twice (mace.ogg and mace.wav): keep the first
+        stem = str(Path(r["filename"]).with_suffix(""))
+        if stem not in stems:
+            stems.add(stem)
+            rows.append(r)
     counts = defaultdict(lambda: {False: 0, True: 0})
     for r in rows:
         counts[r["category"]][r["package"] in HELD_OUT] += 1
