@@ -4,11 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from .browser import Chromium, chromium_paths
-from .models import export_detector, tone_track
+from .models import export_causal_detector, export_detector, tone_track
 from .services import Daemon, free_port
 
 pytestmark = pytest.mark.skipif(chromium_paths() is None, reason="chromium and chromium-driver are not installed (make test installs them)")
@@ -61,6 +62,28 @@ def test_live_page_shows_spectrogram_scores_status_and_a_played_event(request, t
             "const d = document.querySelector('#status dd[data-name=\"audio\"]'); return d && parseFloat(d.textContent) > 0 && d.textContent")
         assert audio.endswith(" s") and float(audio.split()[0]) > 0
         assert browser.js("return document.querySelector('#status dd[data-name=\"sink stdout\"]').textContent").endswith("0 dropped")
+    finally:
+        if browser:
+            browser.close()
+        assert daemon.stop() == 0
+
+
+def test_live_page_of_a_stateful_model_shows_its_event_spectrogram_and_state_resets(tmp_path):
+    model = export_causal_detector(tmp_path / "causal.onnx")
+    port = free_port()
+    daemon = Daemon([model, "--source", "-", "--rate", "16000", "--status-every", "0.3", "--ui", f"127.0.0.1:{port}"],
+                    stdin=subprocess.PIPE)
+    browser = None
+    try:
+        daemon.wait_for(lambda r: r["type"] == "status")
+        browser = Chromium()
+        browser.open(f"http://127.0.0.1:{port}/")
+        browser.wait_for("return document.getElementById('connection').textContent === 'live'")
+        daemon.feed(np.concatenate([tone_track(3.0, [(1.0, 2.0, 1000.0)]), np.zeros(16000), tone_track(1.0, [])]))  # 1 s muted
+        assert "tone_1k" in browser.wait_for(EVENT_ROW, timeout=30)
+        assert browser.wait_for(LIT_PIXELS) > 0
+        assert browser.wait_for("const d = document.querySelector('#status dd[data-name=\"state resets\"]');"
+                                "return d && d.textContent === '1'", timeout=30)
     finally:
         if browser:
             browser.close()
