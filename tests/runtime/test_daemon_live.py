@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +69,9 @@ def test_live_page_shows_spectrogram_scores_status_and_a_played_event(request, t
         assert daemon.stop() == 0
 
 
-def test_live_page_of_a_stateful_model_shows_its_event_spectrogram_and_state_resets(tmp_path):
-    model = export_causal_detector(tmp_path / "causal.onnx")
+@contextmanager
+def stdin_page(model):
+    """`listen MODEL --source - --ui` and a browser on its live page: (daemon, browser); both stopped after."""
     port = free_port()
     daemon = Daemon([model, "--source", "-", "--rate", "16000", "--status-every", "0.3", "--ui", f"127.0.0.1:{port}"],
                     stdin=subprocess.PIPE)
@@ -79,30 +81,26 @@ def test_live_page_of_a_stateful_model_shows_its_event_spectrogram_and_state_res
         browser = Chromium()
         browser.open(f"http://127.0.0.1:{port}/")
         browser.wait_for("return document.getElementById('connection').textContent === 'live'")
-        daemon.feed(np.concatenate([tone_track(3.0, [(1.0, 2.0, 1000.0)]), np.zeros(16000), tone_track(1.0, [])]))  # 1 s muted
-        assert "tone_1k" in browser.wait_for(EVENT_ROW, timeout=30)
-        assert browser.wait_for(LIT_PIXELS) > 0
-        assert browser.wait_for("const d = document.querySelector('#status dd[data-name=\"state resets\"]');"
-                                "return d && d.textContent === '1'", timeout=30)
+        yield daemon, browser
     finally:
         if browser:
             browser.close()
         assert daemon.stop() == 0
 
 
+def test_live_page_of_a_stateful_model_shows_its_event_spectrogram_and_state_resets(tmp_path):
+    with stdin_page(export_causal_detector(tmp_path / "causal.onnx")) as (daemon, browser):
+        daemon.feed(np.concatenate([tone_track(3.0, [(1.0, 2.0, 1000.0)]), np.zeros(16000), tone_track(1.0, [])]))  # 1 s muted
+        assert "tone_1k" in browser.wait_for(EVENT_ROW, timeout=30)
+        assert browser.wait_for(LIT_PIXELS) > 0
+        assert browser.wait_for("const d = document.querySelector('#status dd[data-name=\"state resets\"]');"
+                                "return d && d.textContent === '1'", timeout=30)
+
+
 def test_live_page_of_a_two_head_model_shows_the_scene_beside_the_events(tmp_path):
-    model = export_detector(tmp_path / "two-heads.onnx", frame=True, hop=0.1, scenes=True)
-    port = free_port()
-    daemon = Daemon([model, "--source", "-", "--rate", "16000", "--status-every", "0.3", "--ui", f"127.0.0.1:{port}"],
-                    stdin=subprocess.PIPE)
-    browser = None
     top_scene = "const r = document.querySelector('#scene-scores .row.top'); return r && r.dataset.label === '{}';".format
     scene_row = "const r = document.querySelector('#events tbody tr[data-type=\"scene\"][data-label=\"tonal\"]'); return r && r.innerText;"
-    try:
-        daemon.wait_for(lambda r: r["type"] == "status")
-        browser = Chromium()
-        browser.open(f"http://127.0.0.1:{port}/")
-        browser.wait_for("return document.getElementById('connection').textContent === 'live'")
+    with stdin_page(export_detector(tmp_path / "two-heads.onnx", frame=True, hop=0.1, scenes=True)) as (daemon, browser):
         assert not browser.js("return document.getElementById('scene-section').hidden")
         assert browser.js("return [...document.querySelectorAll('#scene-scores .row .name')].map(n => n.textContent)") == ["quiet", "tonal"]
         assert browser.js("return [...document.querySelectorAll('#scores .row .name')].map(n => n.textContent)") == ["tone_1k", "tone_3k"]
@@ -113,10 +111,6 @@ def test_live_page_of_a_two_head_model_shows_the_scene_beside_the_events(tmp_pat
         daemon.feed(tone_track(1.5, []))
         assert "tone_1k" in browser.wait_for(EVENT_ROW)
         assert browser.wait_for(top_scene("quiet"))
-    finally:
-        if browser:
-            browser.close()
-        assert daemon.stop() == 0
 
 
 @pytest.mark.slow
