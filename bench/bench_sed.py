@@ -6,6 +6,7 @@
     python bench/bench_sed.py --real DIR --frame-teacher tfsepnet64   # (c) distilled from a bigger student instead
     python bench/bench_sed.py --real DIR --frame-teacher tfsepnet64 --seed 1 --test-scapes 120   # same models, 4x the test
     python bench/bench_sed.py --real DIR --frame-teacher tfsepnet64 --test-scapes 120 --retune   # same models, thresholds tuned again
+    python bench/bench_sed.py --skip-demo --real DIR --causal w k kt --budget short   # windowed against causal INT8 (issue 29)
 
 Systems, all with the same seed, student (tfsepnet40), teacher (atst_frame_tiny from scratch) and epochs:
   (a) clip pipeline: the teacher fine-tuned on clips (clip task, detect objective), the student distilled on
@@ -19,6 +20,11 @@ Systems, all with the same seed, student (tfsepnet40), teacher (atst_frame_tiny 
 Every system is then heard by `earmark eval` (listen's streaming pipeline, --median 3) on held-out
 soundscapes: event F1 (sed_eval; onset and onset+offset, collars 0.2 and 0.5 s), PSDS1 (sed_scores_eval) and
 false alarms per minute of background-only audio. Each step is an `earmark` command, printed as it runs.
+
+--causal (real data only) trains instead the windowed tfsepnet40 (w) and causal students (k: crnn_causal on 4-s
+crops, k1: on 1-s crops, kt: crnn_causal_tiny on 4-s crops) alike: mixtures, no KD, QAT (the causal ones weight-only),
+INT8 ONNX; each is heard on the held-out soundscapes and the causal ones also on all of them joined into one stream
+(minutes of state), with detection latency and thread CPU seconds per audio second (bench_causal.measure, one thread).
 
 Held out: demo data -- its own soundscapes (made apart from its clips) over scene backgrounds; real data -- every
 clip and background of the packages in HELD_OUT, mixed into soundscapes by `earmark data mix`; training sees
@@ -44,6 +50,7 @@ HELD_OUT = ("wesnoth-1.16-data", "openttd-opensfx", "lincity-ng-data")
 MIN_CLIPS = {False: 5, True: 2}  # a class is kept with at least 5 training and 2 held-out clips
 BUDGETS = {  # epochs for teacher fine-tuning, distillation and QAT; soundscapes to evaluate on real data
     "fast": {"teacher": 12, "student": 30, "qat": 2, "clips_per_class": 12, "test_scapes": 30},
+    "short": {"teacher": 4, "student": 10, "qat": 1, "clips_per_class": 12, "test_scapes": 30},  # a shared 2-core machine
     "full": {"teacher": 40, "student": 100, "qat": 5, "clips_per_class": 60, "test_scapes": 60},
 }
 STUDENT, TEACHER = "tfsepnet40", "atst_frame_tiny"
@@ -167,6 +174,68 @@ SYSTEMS = {"a": "(a) clip pipeline, KD + QAT INT8", "b": "(b) mixtures, no KD", 
            "d": "(d) (c) QAT INT8"}
 
 
+CAUSAL = {  # --causal NAME...: the windowed INT8 detector against causal INT8 ones, trained alike (mixtures, no KD, QAT)
+    "w": ("windowed tfsepnet40, 1-s crops", ["--student", "tfsepnet40"]),
+    "k": ("causal crnn_causal, 4-s crops", ["--student", "crnn_causal", "--clip-seconds", 4, "--int8-scope", "weights"]),
+    "k1": ("causal crnn_causal, 1-s crops", ["--student", "crnn_causal", "--int8-scope", "weights"]),
+    "kt": ("causal crnn_causal_tiny, 4-s crops", ["--student", "crnn_causal_tiny", "--clip-seconds", 4, "--int8-scope", "weights"]),
+}
+
+
+def causal_systems(names: list[str], clips: Path, backgrounds: Path, out: Path, budget: dict, seed: int, log: Path) -> dict[str, Path]:
+    """The INT8 ONNX file of each CAUSAL system in ``names`` (each trained unless its results exist)."""
+    onnx = {}
+    for name in names:
+        if not (out / name / "results.json").exists():
+            started = time.perf_counter()
+            earmark("distill", "--no-kd", *CAUSAL[name][1], "--data", clips, "--seed", seed, "--epochs", budget["student"],
+                    "--batch-size", 32, "--task", "frame", "--objective", "detect", "--backgrounds", backgrounds, "--mix-snr", 0, 15,
+                    *LISTEN, *BUDGET, "--qat", "--qat-epochs", budget["qat"], "--out", out / name, log=log)
+            print(f"    {name}: {time.perf_counter() - started:.0f} s", flush=True)
+        onnx[name] = out / f"{name}-student-int8.onnx"
+        if not onnx[name].exists():
+            earmark("export", out / name / "student-int8", "--out", onnx[name], log=log)
+    return onnx
+
+
+def one_stream(soundscapes: Path, out: Path) -> Path:
+    """The held-out soundscapes joined end to end into one file (and its TSV): minutes of state for a causal model.
+    Written under temporary names and renamed, as benches over one folder may run side by side."""
+    import numpy as np
+    import soundfile as sf
+
+    if (out / "soundscapes.tsv").exists():
+        return out / "soundscapes.tsv"
+    rows = list(csv.DictReader(open(soundscapes), delimiter="\t"))
+    files = list(dict.fromkeys(r["filename"] for r in rows))
+    waves = [sf.read(soundscapes.parent / "audio" / f, dtype="float32") for f in files]
+    starts = dict(zip(files, np.cumsum([0] + [len(w) / rate for w, rate in waves])))
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    part = f".{os.getpid()}.part"
+    sf.write(out / "audio" / f"stream.wav{part}", np.concatenate([w for w, _ in waves]), waves[0][1], format="WAV")
+    os.replace(out / "audio" / f"stream.wav{part}", out / "audio" / "stream.wav")
+    with open(out / f"soundscapes.tsv{part}", "w") as f:
+        f.write("filename\tonset\toffset\tevent_label\n")
+        for r in rows:
+            if r["event_label"]:
+                shift = starts[r["filename"]]
+                f.write(f"stream.wav\t{float(r['onset']) + shift:.3f}\t{float(r['offset']) + shift:.3f}\t{r['event_label']}\n")
+    os.replace(out / f"soundscapes.tsv{part}", out / "soundscapes.tsv")
+    return out / "soundscapes.tsv"
+
+
+def causal_table(title: str, results: dict[str, dict], cpu: dict[str, float]) -> str:
+    """One row per CAUSAL system (a "+" name: heard as one stream): onset F1 at 0.5 s, detections/events, false alarms
+    per minute, latency median / p90 and thread CPU seconds per audio second (one thread)."""
+    lines = [title, f"{'system':40s} {'F1 on@.5':>8s} {'det/events':>11s} {'FA/min':>7s} {'latency ms p50/p90':>18s} {'CPU s/s':>8s}"]
+    for name, r in results.items():
+        loose = r["events"]["0.5"]
+        label = CAUSAL[name.rstrip("+")][0] + (", one stream" if name.endswith("+") else "")
+        lines.append(f"{label:40s} {loose['onset']['f1']:8.1%} {loose['detections']:>5d}/{loose['references']:<5d} "
+                     f"{r['false_alarms']['per_minute']:7.2f} {latency_cell(r['latency']):>18s} {cpu[name.rstrip('+')]:8.4f}")
+    return "\n".join(lines)
+
+
 def latency_cell(latency: dict) -> str:
     """Median / p90 detection latency in ms, or "-" without hits."""
     return "-" if not latency["hits"] else f"{latency['median'] * 1000:.0f} / {latency['p90'] * 1000:.0f}"
@@ -197,6 +266,9 @@ def main() -> int:
                         "trained models in --out are reused, so a larger test set costs only the evaluation")
     parser.add_argument("--retune", action="store_true", help="tune the trained detectors' thresholds again with this bench's "
                         "criterion (`earmark tune`) and export them again before evaluating; nothing is trained again")
+    parser.add_argument("--causal", nargs="+", choices=sorted(CAUSAL), help="with --real, instead of (a)-(d): the windowed "
+                        "INT8 detector (w) against causal INT8 ones (k, k1, kt); k is also heard as one stream of all the held-out "
+                        "soundscapes")
     parser.add_argument("--frame-teacher", default=TEACHER, help=f"the frame teacher of (c): {TEACHER} (fine-tuned from scratch), "
                         "or a student family trained on the mixtures for twice the student's epochs (e.g. tfsepnet64)")
     args = parser.parse_args()
@@ -216,10 +288,28 @@ def main() -> int:
     if args.real:
         print(f"real sound effects: {args.real}, held out: {', '.join(HELD_OUT)}")
         clips, backgrounds, scapes = real_split(Path(args.real), out / "real", args.test_scapes or budget["test_scapes"], args.seed, log)
+        if args.causal:
+            return causal_main(args.causal, clips, backgrounds, scapes, out, budget, args.seed, log)
         models = train_systems(clips, backgrounds, out / "real", budget, args.seed, log, args.frame_teacher, args.retune)
         tables.append(table(f"real sound effects, held-out packages: {scapes}", evaluate(models, scapes, out / "real", log), args.frame_teacher))
     print("\n" + "\n\n".join(tables))
     (out / f"tables-{args.frame_teacher}-{args.test_scapes or budget['test_scapes']}.txt").write_text("\n\n".join(tables) + "\n")
+    return 0
+
+
+def causal_main(names: list[str], clips: Path, backgrounds: Path, scapes: Path, out: Path, budget: dict, seed: int, log: Path) -> int:
+    """--causal: train, hear each file apart and (the causal ones) as one stream, measure CPU; print and save the table."""
+    from bench_causal import measure
+
+    models = causal_systems(names, clips, backgrounds, out / "real", budget, seed, log)
+    results = evaluate(models, scapes, out / "real", log)
+    if causal := {n: models[n] for n in names if n != "w"}:
+        stream = one_stream(scapes, scapes.parent.with_name(scapes.parent.name + "-stream"))
+        results |= {f"{name}+": r for name, r in evaluate(causal, stream, out / "real", log).items()}
+    cpu = {name: measure(model, 60.0)["cpu_per_audio_s"] for name, model in models.items()}
+    text = causal_table(f"real sound effects, held-out packages, seed {seed}: {scapes}", results, cpu)
+    print("\n" + text)
+    (out / f"tables-causal-{scapes.parent.name}.txt").write_text(text + "\n")
     return 0
 
 
