@@ -262,6 +262,7 @@ def main() -> int:
     parser.add_argument("--budget", default="fast", choices=sorted(BUDGETS))
     parser.add_argument("--skip-demo", action="store_true", help="only the real data")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--student-epochs", type=int, help="the students' float epochs (default: the budget's)")
     parser.add_argument("--test-scapes", type=int, help="held-out real soundscapes to evaluate on (default: the budget's); "
                         "trained models in --out are reused, so a larger test set costs only the evaluation")
     parser.add_argument("--retune", action="store_true", help="tune the trained detectors' thresholds again with this bench's "
@@ -272,7 +273,7 @@ def main() -> int:
     parser.add_argument("--frame-teacher", default=TEACHER, help=f"the frame teacher of (c): {TEACHER} (fine-tuned from scratch), "
                         "or a student family trained on the mixtures for twice the student's epochs (e.g. tfsepnet64)")
     args = parser.parse_args()
-    budget, out = BUDGETS[args.budget], Path(args.out)
+    budget, out = {**BUDGETS[args.budget], **({"student": args.student_epochs} if args.student_epochs else {})}, Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
     print(f"bench_sed: budget {args.budget} {budget}, seed {args.seed}, threads 1, commands logged in {log}")
