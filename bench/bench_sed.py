@@ -23,8 +23,9 @@ false alarms per minute of background-only audio. Each step is an `earmark` comm
 
 --causal (real data only) trains instead the windowed tfsepnet40 (w) and causal students (k: crnn_causal on 4-s
 crops, k1: on 1-s crops, kt: crnn_causal_tiny on 4-s crops) alike: mixtures, no KD, QAT (the causal ones weight-only),
-INT8 ONNX; each is heard on the held-out soundscapes and the causal ones also on all of them joined into one stream
-(minutes of state), with detection latency and thread CPU seconds per audio second (bench_causal.measure, one thread).
+INT8 ONNX; each is heard on the held-out soundscapes, with detection latency and thread CPU seconds per audio second
+(bench_causal.measure, one thread); a causal one also scores all of them joined into one stream (minutes of state),
+compared with each heard apart from zero state.
 
 Held out: demo data -- its own soundscapes (made apart from its clips) over scene backgrounds; real data -- every
 clip and background of the packages in HELD_OUT, mixed into soundscapes by `earmark data mix`; training sees
@@ -198,41 +199,45 @@ def causal_systems(names: list[str], clips: Path, backgrounds: Path, out: Path, 
     return onnx
 
 
-def one_stream(soundscapes: Path, out: Path) -> Path:
-    """The held-out soundscapes joined end to end into one file (and its TSV): minutes of state for a causal model.
-    Written under temporary names and renamed, as benches over one folder may run side by side."""
+def state_drift(model: Path, soundscapes: Path, settle: float = 2.0) -> dict[str, float]:
+    """A stateful model over the held-out soundscapes joined into one stream (minutes of state) against each heard apart
+    from zero state: the largest frame-score difference after each file's first ``settle`` seconds, and the share of
+    those frames whose decision (score >= the model's threshold) differs."""
     import numpy as np
     import soundfile as sf
 
-    if (out / "soundscapes.tsv").exists():
-        return out / "soundscapes.tsv"
-    rows = list(csv.DictReader(open(soundscapes), delimiter="\t"))
-    files = list(dict.fromkeys(r["filename"] for r in rows))
+    from earmark.runtime import StreamingClassifier
+
+    files = list(dict.fromkeys(r["filename"] for r in csv.DictReader(open(soundscapes), delimiter="\t")))
     waves = [sf.read(soundscapes.parent / "audio" / f, dtype="float32") for f in files]
-    starts = dict(zip(files, np.cumsum([0] + [len(w) / rate for w, rate in waves])))
-    (out / "audio").mkdir(parents=True, exist_ok=True)
-    part = f".{os.getpid()}.part"
-    sf.write(out / "audio" / f"stream.wav{part}", np.concatenate([w for w, _ in waves]), waves[0][1], format="WAV")
-    os.replace(out / "audio" / f"stream.wav{part}", out / "audio" / "stream.wav")
-    with open(out / f"soundscapes.tsv{part}", "w") as f:
-        f.write("filename\tonset\toffset\tevent_label\n")
-        for r in rows:
-            if r["event_label"]:
-                shift = starts[r["filename"]]
-                f.write(f"stream.wav\t{float(r['onset']) + shift:.3f}\t{float(r['offset']) + shift:.3f}\t{r['event_label']}\n")
-    os.replace(out / f"soundscapes.tsv{part}", out / "soundscapes.tsv")
-    return out / "soundscapes.tsv"
+
+    def scores(wave: np.ndarray, rate: int) -> np.ndarray:
+        classifier = StreamingClassifier(model)
+        return np.stack([s.probs for r in [*classifier.push(wave, rate), *classifier.flush()] for s in r.segments])
+
+    meta = StreamingClassifier(model).metadata
+    thresholds = np.array([meta.threshold(label) for label in meta.labels])
+    joined, start, diffs, flips = scores(np.concatenate([w for w, _ in waves]), waves[0][1]), 0, [], []
+    for wave, rate in waves:  # each file a whole number of hops long, so the stream's frames fall on its grid
+        frames = round(len(wave) / rate / meta.frame_hop_seconds)
+        apart, within = scores(wave, rate)[:frames], joined[start:start + frames]
+        start += frames
+        settled = slice(int(settle / meta.frame_hop_seconds), None)
+        diffs.append(np.abs(apart - within)[settled].max())
+        flips.append(((apart >= thresholds) != (within >= thresholds))[settled].mean())
+    return {"max_difference": float(max(diffs)), "decisions_changed": float(np.mean(flips)), "minutes": len(joined) * meta.frame_hop_seconds / 60}
 
 
-def causal_table(title: str, results: dict[str, dict], cpu: dict[str, float]) -> str:
-    """One row per CAUSAL system (a "+" name: heard as one stream): onset F1 at 0.5 s, detections/events, false alarms
-    per minute, latency median / p90 and thread CPU seconds per audio second (one thread)."""
-    lines = [title, f"{'system':40s} {'F1 on@.5':>8s} {'det/events':>11s} {'FA/min':>7s} {'latency ms p50/p90':>18s} {'CPU s/s':>8s}"]
+def causal_table(title: str, results: dict[str, dict], cpu: dict[str, float], drift: dict[str, dict]) -> str:
+    """One row per CAUSAL system: onset F1 at 0.5 s, detections/events, false alarms per minute, latency median / p90,
+    thread CPU seconds per audio second (one thread) and, for a stateful one, its state drift over one stream."""
+    lines = [title, f"{'system':36s} {'F1 on@.5':>8s} {'det/events':>11s} {'FA/min':>7s} {'latency ms p50/p90':>18s} {'CPU s/s':>8s} "
+                    f"{'stream: max diff, decisions changed':>36s}"]
     for name, r in results.items():
-        loose = r["events"]["0.5"]
-        label = CAUSAL[name.rstrip("+")][0] + (", one stream" if name.endswith("+") else "")
-        lines.append(f"{label:40s} {loose['onset']['f1']:8.1%} {loose['detections']:>5d}/{loose['references']:<5d} "
-                     f"{r['false_alarms']['per_minute']:7.2f} {latency_cell(r['latency']):>18s} {cpu[name.rstrip('+')]:8.4f}")
+        loose, d = r["events"]["0.5"], drift.get(name)
+        lines.append(f"{CAUSAL[name][0]:36s} {loose['onset']['f1']:8.1%} {loose['detections']:>5d}/{loose['references']:<5d} "
+                     f"{r['false_alarms']['per_minute']:7.2f} {latency_cell(r['latency']):>18s} {cpu[name]:8.4f} "
+                     + (f"{d['max_difference']:>24.2e}, {d['decisions_changed']:.2%} ({d['minutes']:.0f} min)" if d else f"{'-':>36s}"))
     return "\n".join(lines)
 
 
@@ -268,8 +273,8 @@ def main() -> int:
     parser.add_argument("--retune", action="store_true", help="tune the trained detectors' thresholds again with this bench's "
                         "criterion (`earmark tune`) and export them again before evaluating; nothing is trained again")
     parser.add_argument("--causal", nargs="+", choices=sorted(CAUSAL), help="with --real, instead of (a)-(d): the windowed "
-                        "INT8 detector (w) against causal INT8 ones (k, k1, kt); k is also heard as one stream of all the held-out "
-                        "soundscapes")
+                        "INT8 detector (w) against causal INT8 ones (k, k1, kt), the causal ones also over one stream of all the "
+                        "held-out soundscapes")
     parser.add_argument("--frame-teacher", default=TEACHER, help=f"the frame teacher of (c): {TEACHER} (fine-tuned from scratch), "
                         "or a student family trained on the mixtures for twice the student's epochs (e.g. tfsepnet64)")
     args = parser.parse_args()
@@ -304,11 +309,9 @@ def causal_main(names: list[str], clips: Path, backgrounds: Path, scapes: Path, 
 
     models = causal_systems(names, clips, backgrounds, out / "real", budget, seed, log)
     results = evaluate(models, scapes, out / "real", log)
-    if causal := {n: models[n] for n in names if n != "w"}:
-        stream = one_stream(scapes, scapes.parent.with_name(scapes.parent.name + "-stream"))
-        results |= {f"{name}+": r for name, r in evaluate(causal, stream, out / "real", log).items()}
+    drift = {name: state_drift(model, scapes) for name, model in models.items() if name != "w"}
     cpu = {name: measure(model, 60.0)["cpu_per_audio_s"] for name, model in models.items()}
-    text = causal_table(f"real sound effects, held-out packages, seed {seed}: {scapes}", results, cpu)
+    text = causal_table(f"real sound effects, held-out packages, seed {seed}: {scapes}", results, cpu, drift)
     print("\n" + text)
     (out / f"tables-causal-{scapes.parent.name}.txt").write_text(text + "\n")
     return 0
