@@ -6,7 +6,7 @@
     python bench/bench_sed.py --real DIR --frame-teacher tfsepnet64   # (c) distilled from a bigger student instead
     python bench/bench_sed.py --real DIR --frame-teacher tfsepnet64 --seed 1 --test-scapes 120   # same models, 4x the test
     python bench/bench_sed.py --real DIR --frame-teacher tfsepnet64 --test-scapes 120 --retune   # same models, thresholds tuned again
-    python bench/bench_sed.py --skip-demo --real DIR --causal w k kt --budget short   # windowed against causal INT8 (issue 29)
+    python bench/bench_sed.py --skip-demo --real DIR --causal w k1 kt --budget short   # windowed against causal INT8 (issue 29)
 
 Systems, all with the same seed, student (tfsepnet40), teacher (atst_frame_tiny from scratch) and epochs:
   (a) clip pipeline: the teacher fine-tuned on clips (clip task, detect objective), the student distilled on
@@ -22,7 +22,7 @@ soundscapes: event F1 (sed_eval; onset and onset+offset, collars 0.2 and 0.5 s),
 false alarms per minute of background-only audio. Each step is an `earmark` command, printed as it runs.
 
 --causal (real data only) trains instead the windowed tfsepnet40 (w) and causal students (k: crnn_causal on 4-s
-crops, k1: on 1-s crops, kt: crnn_causal_tiny on 4-s crops) alike: mixtures, no KD, QAT (the causal ones weight-only),
+crops, k1: on 1-s crops, kt: crnn_causal_tiny on 1-s crops) alike: mixtures, no KD, QAT (the causal ones weight-only),
 INT8 ONNX; each is heard on the held-out soundscapes, with detection latency and thread CPU seconds per audio second
 (bench_causal.measure, one thread); a causal one also scores all of them joined into one stream (minutes of state),
 compared with each heard apart from zero state.
@@ -179,7 +179,7 @@ CAUSAL = {  # --causal NAME...: the windowed INT8 detector against causal INT8 o
     "w": ("windowed tfsepnet40, 1-s crops", ["--student", "tfsepnet40"]),
     "k": ("causal crnn_causal, 4-s crops", ["--student", "crnn_causal", "--clip-seconds", 4, "--int8-scope", "weights"]),
     "k1": ("causal crnn_causal, 1-s crops", ["--student", "crnn_causal", "--int8-scope", "weights"]),
-    "kt": ("causal crnn_causal_tiny, 4-s crops", ["--student", "crnn_causal_tiny", "--clip-seconds", 4, "--int8-scope", "weights"]),
+    "kt": ("causal crnn_causal_tiny, 1-s crops", ["--student", "crnn_causal_tiny", "--int8-scope", "weights"]),
 }
 
 
