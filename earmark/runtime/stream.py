@@ -17,6 +17,8 @@ from earmark.audio.io import load_audio
 from earmark.audio.streaming import FeatureStream
 from earmark.runtime.model import Backend, load_backend
 
+SILENCE_RESET_SECONDS = 0.5  # this much digital silence (exact zeros: an underrun, a muted input) resets a stateful model
+
 
 @dataclass
 class WindowResult:
@@ -114,9 +116,11 @@ class StreamingClassifier:
         self._resampler: soxr.ResampleStream | None = None
         self._input_rate: int | None = None
         self.state_resets = 0
+        self._zeros = ZeroRun()
 
     def reset_state(self) -> None:
-        """A stateful model starts again from zero state (after a gap in the source); counted in ``state_resets``."""
+        """A stateful model starts again from zero state (after a gap in the source or digital silence); counted in
+        ``state_resets``."""
         if self.metadata.stateful:
             self.backend.reset_state()
             self.state_resets += 1
@@ -126,8 +130,15 @@ class StreamingClassifier:
         return (self._stream.samples_in + self._pending_size) / self.spec.sample_rate
 
     def push(self, samples: np.ndarray, sample_rate: int) -> list[WindowResult]:
-        """Add mono float samples at ``sample_rate``; returns the windows they complete."""
-        return self._push(np.asarray(samples, np.float32).reshape(-1), sample_rate)
+        """Add mono float samples at ``sample_rate``; returns the windows they complete. A stateful model starts again from
+        zero state where a run of exact zeros reaches SILENCE_RESET_SECONDS (its past no longer describes the scene)."""
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        cut = self._zeros.cut(samples, int(SILENCE_RESET_SECONDS * sample_rate)) if self.metadata.stateful else None
+        if cut is None:
+            return self._push(samples, sample_rate)
+        results = self._push(samples[:cut], sample_rate)
+        self.reset_state()
+        return results + self.push(samples[cut:], sample_rate)
 
     def _blas_limit(self):
         return self._blas.limit(limits=self.threads, user_api="blas") if self._blas else contextlib.nullcontext()
@@ -179,6 +190,30 @@ class StreamingClassifier:
             self._frames = self._frames[:, drop:]
             self._first_frame += drop
         return results
+
+
+class ZeroRun:
+    """The run of exact zeros at the end of the samples seen so far, across blocks; where a run first reaches a length."""
+
+    def __init__(self):
+        self.length, self.reached = 0, False  # the trailing run, and whether it already reached the limit
+
+    def cut(self, samples: np.ndarray, limit: int) -> int | None:
+        """The index in ``samples`` where a run of zeros first reaches ``limit`` samples (once per run), else None."""
+        nonzero = np.flatnonzero(samples)
+        starts = np.concatenate([[0], nonzero + 1])
+        lengths = np.concatenate([nonzero, [samples.size]]) - starts
+        before = np.zeros_like(lengths)
+        before[0] = self.length  # the first run continues the previous block's
+        reaches = lengths + before >= limit
+        reaches[0] &= not self.reached
+        if reaches.any():
+            run = int(np.argmax(reaches))
+            self.length, self.reached = limit, True  # as of the cut: the caller passes the rest of the block again
+            return int(starts[run] + limit - before[run])
+        self.length = int(lengths[-1] + before[-1]) if nonzero.size == 0 else int(lengths[-1])
+        self.reached = self.reached and nonzero.size == 0
+        return None
 
 
 def classify_wave(backend: Backend, wave: np.ndarray, hop_seconds: float | None = None) -> list[WindowResult]:

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
+import soundfile as sf
 import torch
 
 from earmark.audio.features import compute_features
@@ -15,6 +16,7 @@ from earmark.runtime import StreamingClassifier
 from earmark.runtime.daemon import Listener
 from earmark.runtime.postprocess import EventSettings
 from earmark.runtime.sinks import JsonLinesSink
+from earmark.runtime.sources import FileSource
 from earmark.students import create_student, student_checkpoint_meta
 
 LABELS = ["alarm", "knock"]
@@ -111,3 +113,33 @@ def test_bench_runs_a_stateful_file_one_hop_at_a_time(exported):
     _, result = exported
     rows = bench_onnx(result.path, runs=5)
     assert rows and all(row.batch == 1 for row in rows)
+
+
+def _resets(model_path, wave, block):
+    """state_resets after streaming ``wave`` in blocks of ``block`` samples."""
+    classifier = StreamingClassifier(model_path)
+    for start in range(0, wave.size, block):
+        classifier.push(wave[start:start + block], 32000)
+    return classifier.state_resets
+
+
+@pytest.mark.parametrize("block", [700, 32000, 96000])
+def test_digital_silence_resets_the_state_once_per_run_in_any_blocks(exported, block):
+    _, result = exported
+    zeros = lambda seconds: np.zeros(int(seconds * 32000), np.float32)
+    sound = signal(seconds=1.0)
+    assert _resets(result.path, np.concatenate([sound, zeros(1.0), sound, zeros(0.6), sound]), block) == 2
+    assert _resets(result.path, np.concatenate([sound, zeros(0.3), sound, zeros(0.4), sound]), block) == 0  # short dropouts
+    quiet = (1e-4 * np.random.default_rng(0).standard_normal(64000)).astype(np.float32)  # a quiet room is not silence
+    assert _resets(result.path, np.concatenate([sound, quiet, sound]), block) == 0
+
+
+def test_silence_in_a_file_shows_in_listens_status(exported, tmp_path):
+    _, result = exported
+    wave = np.concatenate([signal(seconds=1.0), np.zeros(32000, np.float32), signal(seconds=1.0)])
+    sf.write(tmp_path / "muted.wav", wave, 32000)  # 16-bit: the zeros stay exact
+    out = io.StringIO()
+    Listener(StreamingClassifier(result.path), FileSource(str(tmp_path / "muted.wav"), fast=True), [JsonLinesSink(out)],
+             EventSettings()).run()
+    status = json.loads(out.getvalue().splitlines()[-1])
+    assert status["stateful"] is True and status["state_resets"] == 1 and status["reconnects"] == 0

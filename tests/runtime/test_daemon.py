@@ -71,6 +71,14 @@ def test_a_stateful_model_reports_a_tone_on_within_150_ms_through_stdin_in_real_
     assert records[-1]["stateful"] is True and records[-1]["state_resets"] == 0
 
 
+def test_a_stateful_model_refuses_another_hop_in_one_sentence(tmp_path):
+    model = export_causal_detector(tmp_path / "causal.onnx")
+    run = subprocess.run(LISTEN + [str(model), "--source", "-", "--hop", "0.25"], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and "a stateful model runs hop by hop on the 0.04 s hop" in run.stderr and "drop --hop" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
 def test_bad_arguments_get_one_clear_sentence(tmp_path, model):
     run = subprocess.run(LISTEN + [str(model), "--source", "-", "--threshold", "dog=0.5"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 1 and "unknown labels ['dog']" in run.stderr

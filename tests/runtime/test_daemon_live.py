@@ -5,13 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from earmark.runtime import live
 
 from .browser import Chromium, chromium_paths
-from .models import SPEC, export_detector, tone_track
+from .models import SPEC, export_causal_detector, export_detector, tone_track
 from .services import Daemon, free_port
 
 pytestmark = pytest.mark.skipif(chromium_paths() is None, reason="chromium and chromium-driver are not installed (make test installs them)")
@@ -110,6 +111,18 @@ def test_a_late_browser_gets_a_full_canvas_of_spectrogram_whatever_the_frame_hop
     with _watching(daemon, port) as browser:  # it connects after the 20 s were heard
         left = LIT_PIXELS.replace("getImageData(0, 0, c.width, c.height)", "getImageData(0, 0, 4, c.height)")
         assert browser.wait_for(left) == 4 * 160  # the canvas's left edge is drawn: history fills all of it
+
+
+def test_live_page_of_a_stateful_model_shows_its_event_spectrogram_and_state_resets(tmp_path):
+    port = free_port()
+    daemon = Daemon([export_causal_detector(tmp_path / "causal.onnx"), "--source", "-", "--rate", "16000", "--status-every", "0.3",
+                     "--ui", f"127.0.0.1:{port}"], stdin=subprocess.PIPE)
+    with _watching(daemon, port) as browser:
+        daemon.feed(np.concatenate([tone_track(3.0, [(1.0, 2.0, 1000.0)]), np.zeros(16000), tone_track(1.0, [])]))  # 1 s muted
+        assert "tone_1k" in browser.wait_for(EVENT_ROW, timeout=30)
+        assert browser.wait_for(LIT_PIXELS) > 0
+        assert browser.wait_for("const d = document.querySelector('#status dd[data-name=\"state resets\"]');"
+                                "return d && d.textContent === '1'", timeout=30)
 
 
 def test_live_page_of_a_two_head_model_shows_the_scene_beside_the_events(tmp_path):

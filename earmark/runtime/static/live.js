@@ -122,6 +122,7 @@ function showStatus(s) {
   const items = [["audio", `${s.audio_seconds.toFixed(1)} s`], ["real-time factor", s.rtf.toFixed(4)],
     ["latency p50", s.latency_ms_p50 === null ? "–" : `${s.latency_ms_p50.toFixed(2)} ms`],
     ["overruns", s.overruns], ["reconnects", s.reconnects], ["non-finite samples", s.nonfinite_samples]];
+  if (s.stateful) items.push(["state resets", s.state_resets]);
   for (const [name, d] of Object.entries(s.sinks || {})) {
     items.push([`sink ${name}`, `${d.sent} sent, ${d.retried} retried, ${d.dropped} dropped`]);
   }
