@@ -166,11 +166,14 @@ def run_demo(out: str | Path, budget: Budget = FULL) -> dict:
 
 
 def summary_warnings(s: dict) -> list[str]:
-    """What a reader of the table should not miss: a teacher no better than training on labels, a student near chance."""
+    """What a reader of the table should not miss: a teacher no better than labels, KD that cost accuracy, a student near chance."""
     warnings = []
     if s["teacher_accuracy"] is not None and s["teacher_accuracy"] <= s["baseline_fp32_accuracy"]:
         warnings.append(f"the teacher ({s['teacher_accuracy']:.1%}) is no better than the student trained on labels alone "
                         f"({s['baseline_fp32_accuracy']:.1%}), so KD has nothing to add; train the teacher longer or on more data.")
+    if s["student_fp32_accuracy"] < s["baseline_fp32_accuracy"]:
+        warnings.append(f"KD did not help this run: the student trained on the teacher scored {s['student_fp32_accuracy']:.1%}, "
+                        f"the one trained on labels alone {s['baseline_fp32_accuracy']:.1%} (docs/distill.md: the demo's recipe).")
     if s["student_int8_accuracy"] < 2 * CHANCE:
         warnings.append(f"the INT8 student ({s['student_int8_accuracy']:.1%}) is within 2x of chance ({CHANCE:.1%}): it has not learned.")
     return warnings
