@@ -42,13 +42,13 @@ class WindowPlan:
         if window_seconds is not None and abs(window_seconds - meta.window_seconds) > 1e-6:
             raise ValueError(f"the model was exported for {meta.window_seconds} s windows, not {window_seconds}; "
                              "re-export it for another window.")
+        if meta.stateful and hop_seconds is not None and abs(hop_seconds - meta.hop_seconds) > 1e-6:
+            raise ValueError(f"a stateful model runs hop by hop on the {meta.hop_seconds} s hop it was exported with, "
+                             f"not {hop_seconds}; drop --hop.")
         if hop_seconds is not None and hop_seconds > meta.window_seconds:
             raise ValueError(f"--hop {hop_seconds:g} s is longer than the model's {meta.window_seconds:g} s window, so the audio "
                              f"between windows would go unheard; pass a --hop of at most {meta.window_seconds:g}.")
         self.frames = meta.input_frames
-        if meta.stateful and hop_seconds is not None and abs(hop_seconds - meta.hop_seconds) > 1e-6:
-            raise ValueError(f"a stateful model runs hop by hop on the {meta.hop_seconds} s hop it was exported with, "
-                             f"not {hop_seconds}; drop --hop.")
         self.hop_seconds = hop_seconds or meta.hop_seconds
         self.hop_frames = max(1, round(self.hop_seconds / self.spec.hop_seconds))
         self.hop_seconds = self.hop_frames * self.spec.hop_seconds
