@@ -9,7 +9,7 @@ import importlib
 _HOMES = {
     "earmark.export.benchmark": ["BenchRow", "bench_onnx", "bench_torch", "read_metadata", "session"],
     "earmark.export.loading": ["LoadedModel", "ScoresHead"],
-    "earmark.export.onnx_export": ["ExportResult", "Parity", "export_onnx"],
+    "earmark.export.onnx_export": ["ExportResult", "Parity", "attach_metadata", "export_onnx"],
     "earmark.export.tensorrt": ["Finding", "build_engine", "check_tensorrt", "engine_name"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}

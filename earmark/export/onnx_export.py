@@ -186,11 +186,12 @@ def export_onnx(
     force: bool = False,
     int8_scope: str | None = None,
     min_agreement: float | None = None,
+    max_diff: float | None = None,
 ) -> ExportResult:
     """Export a checkpoint to ``out``; ``batch=None`` makes the batch axis dynamic. Writes nothing when a parity gate fails.
 
     INT8 comes from a QAT checkpoint (its own scope) or from post-training quantization on ``calib`` in
-    ``int8_scope`` (default pointwise). ``min_agreement`` overrides the top-1 agreement gate.
+    ``int8_scope`` (default pointwise). ``min_agreement`` and ``max_diff`` override the top-1 agreement and largest-difference gates.
     """
     out = Path(out)
     if out.exists() and not force:
@@ -249,8 +250,8 @@ def export_onnx(
         onnx.save(model, str(partial))
     decision = np.array([metadata.threshold(label) for label in metadata.labels], dtype=np.float32)
     parity = measure_parity(partial, reference, inputs, batch, decision)
-    max_diff, default_agreement = TOLERANCE[precision_label]
-    gates = parity.gates(max_diff, default_agreement if min_agreement is None else min_agreement)
+    default_diff, default_agreement = TOLERANCE[precision_label]
+    gates = parity.gates(default_diff if max_diff is None else max_diff, default_agreement if min_agreement is None else min_agreement)
     if not all(g.passed for g in gates):
         partial.unlink()
         raise RuntimeError(
