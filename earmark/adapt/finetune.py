@@ -43,7 +43,8 @@ INT8_MAX_DIFF = 0.3  # export's parity gate on scores (0.15 for INT8) loosened: 
 
 
 class _Step:
-    """Frame-wise BCE of the student on gain-shifted mixtures against their frame targets."""
+    """Frame-wise BCE, each label's positive frames weighted to balance its negatives, of the student on gain-shifted
+    mixtures against their frame targets."""
 
     def __init__(self, frontend: Frontend, gain_db: float):
         self.frontend, self.gain_db = frontend, gain_db
@@ -53,7 +54,9 @@ class _Step:
         gain = 10 ** (torch.empty(waves.shape[0], 1).uniform_(-self.gain_db, self.gain_db) / 20)
         frames = model(self.frontend((waves * gain).clamp(-1, 1)).unsqueeze(1)).frame_logits
         target = nn.functional.interpolate(batch["frame_target"].transpose(1, 2), size=frames.shape[1]).transpose(1, 2)
-        return nn.functional.binary_cross_entropy_with_logits(frames, target), {}
+        positives = target.sum(dim=(0, 1))  # balanced per label, as the edge head is: a short sound covers few frames
+        weight = ((target.numel() / target.shape[-1] - positives) / positives.clamp(min=1)).clamp(1, 100)
+        return nn.functional.binary_cross_entropy_with_logits(frames, target, pos_weight=weight), {}
 
 
 def _mixer(enrolment: Enrolment, site: Path, settings: AdaptSettings, extra: dict) -> SoundscapeMixer:

@@ -60,7 +60,7 @@ def test_the_tuned_files_record_their_enrolment_and_run_in_listen_and_eval(enrol
     scapes.write_text("filename\tonset\toffset\tevent_label\n"
                       + "".join(f"{root / 'held.wav'}\t{on:.3f}\t{off:.3f}\t{label}\n" for on, off, label in references))
     assert main(["eval", str(tuned["fp32"]), str(scapes), "--out", str(tmp_path / "eval"), "--timelines", "0"]) == 0
-    assert json.loads((tmp_path / "eval" / "results.json").read_text())["events"]["0.5"]["references"] == len(references)
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["events"]["0.2"]["references"] == len(references)
 
 
 @pytest.mark.parametrize("case, message", [
