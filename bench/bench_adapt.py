@@ -2,13 +2,15 @@
 
     python bench/bench_adapt.py --real /work/realdata               # real sound effects (shared/data/build_real_sfx.py --more)
     python bench/bench_adapt.py --real DIR --held-out ufoai-sound --seed 1
+    python bench/bench_adapt.py --real DIR --finetune                 # the fine-tune path (torch): adapt the base checkpoint
 
 1. A base detector (tfsepnet40, frame task, trained on mixtures without KD, then QAT INT8) learns from every
    package except HELD_OUT (at most CLIPS_PER_CLASS clips a class), over those packages' backgrounds.
 2. For one held-out package: ENROL clips of each of its classes with at least ENROL + 1 clips, and BACKGROUND_SECONDS
    cut from the start of each of its ambiences in proportion (a site recording holds all of its sounds), are the
    user's examples and site recording; the rest of its clips, over the rest of its ambiences, are mixed into test soundscapes (`earmark data mix`).
-3. `earmark adapt` of the fp32 and of the INT8 export (timed), then `earmark eval` of the base and adapted files on the
+3. `earmark adapt` of the fp32 and of the INT8 export (timed), or with --finetune of the base checkpoint (the fine-tune
+   path: one run writes fp32 and INT8), then `earmark eval` of the base and adapted files on the
    test soundscapes (onset F1 at 0.2 and 0.5 s collars, class-agnostic F1, false alarms per minute of background).
 
 Threads: OMP_NUM_THREADS=MKL_NUM_THREADS=1 for every command; adapt and listen run one ONNX Runtime thread.
@@ -134,12 +136,12 @@ def enrolment_split(root: Path, package: str, out: Path, seed: int, log: Path) -
     return examples, site, scapes / "soundscapes.tsv"
 
 
-def run_adapt(model: Path, examples: Path, site: Path, out: Path, seed: int, log: Path) -> tuple[Path, float]:
+def run_adapt(model: Path, examples: Path, site: Path, out: Path, seed: int, log: Path, *extra) -> tuple[Path, float]:
     """`earmark adapt` of one model (timed; skipped when its output exists)."""
     adapted = out / f"{model.stem}-adapted.onnx"
     started = time.perf_counter()
     if not adapted.exists():
-        earmark("adapt", model, examples, "--background", site, "--new-labels", *LISTEN, "--seed", seed, "--out", adapted, log=log)
+        earmark("adapt", model, examples, "--background", site, "--new-labels", *LISTEN, "--seed", seed, *extra, "--out", adapted, log=log)
     return adapted, time.perf_counter() - started
 
 
@@ -166,6 +168,9 @@ def main() -> int:
     parser.add_argument("--held-out", default=HELD_OUT[0], choices=HELD_OUT, help="the package enrolled and tested")
     parser.add_argument("--seed", type=int, default=0, help="seeds the base training, the enrolment split and the mixtures")
     parser.add_argument("--out", type=Path, default=Path("bench-adapt"), help="work folder (steps already done are reused)")
+    parser.add_argument("--finetune", nargs="?", const="", metavar="OPTIONS",
+                        help="adapt the base checkpoint itself (the fine-tune path, fp32 and INT8), with these extra adapt options "
+                             "(one string, e.g. '--steps 300 --body-lr 0')")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -176,7 +181,11 @@ def main() -> int:
     examples, site, scapes = enrolment_split(args.real, args.held_out, enrol, args.seed, log)
     lines = ["| model | onset F1 0.2 s / 0.5 s | any label 0.5 s | detections / events | FA per min | adapt took |",
              "|---|---|---|---|---|---|"]
-    for precision, model in base.items():
+    if args.finetune is not None:  # one fine-tune writes both files; its time is theirs
+        adapted, seconds = run_adapt(args.out / "base" / "student", examples, site, enrol, args.seed, log, "--int8", *args.finetune.split())
+        for precision, model in (("fp32", adapted), ("int8", adapted.with_name(f"{adapted.stem}-int8.onnx"))):
+            lines.append(row(f"fine-tuned, {precision}", heard(model, scapes, enrol, log), seconds))
+    for precision, model in [] if args.finetune is not None else base.items():
         adapted, seconds = run_adapt(model, examples, site, enrol, args.seed, log)
         lines.append(row(f"enrolled, {precision}", heard(adapted, scapes, enrol, log), seconds))
     print(f"\nheld out: {args.held_out}, seed {args.seed}\n" + "\n".join(lines))

@@ -44,6 +44,17 @@ class AdaptSettings:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """How long and how hard the student is fine-tuned."""
+
+    steps: int = 400
+    batch_size: int = 16
+    lr: float = 3e-3  # the new label layers
+    body_lr: float = 3e-3  # the body's layers; 0 freezes them (3e-4 measured worse, docs/evaluation.md)
+    gain_db: float = 6.0  # each training mixture's level is moved by up to this many dB either way
+
+
 class EmbeddingBackend:
     """A deployed model cut at its classifier's input: its "frame" output is one embedding per output frame, so the
     runtime's window plan gives each frame's embedding with its stream times (``Scores.probs`` holds the vector)."""
@@ -66,7 +77,12 @@ class EmbeddingBackend:
 
     def timeline(self, wave: np.ndarray, hop_seconds: float | None = None) -> list[Scores]:
         """Each output frame's embedding over ``wave`` (at the model's rate), windows every ``hop_seconds``."""
-        return [segment for window in classify_wave(self, wave, hop_seconds) for segment in window.segments]
+        return timeline(self, wave, hop_seconds)
+
+
+def timeline(backend, wave: np.ndarray, hop_seconds: float | None = None) -> list[Scores]:
+    """Each output frame's scores over ``wave`` (at the model's rate) as the daemon's windows give them, every ``hop_seconds``."""
+    return [segment for window in classify_wave(backend, wave, hop_seconds) for segment in window.segments]
 
 
 def frame_targets(frames: list[Scores], events: list[tuple[float, float, str]], labels: list[str]) -> np.ndarray:
@@ -159,17 +175,28 @@ def adapt(model_path: str | Path, enrolment: Enrolment, events: EventSettings, s
     validation = {"folds": k, **dataclasses.asdict(point)}
     seconds = time.perf_counter() - started
     metadata = replace(
-        base, labels=tuple(labels), task="frame", objective="detect", outputs={"frame": "enrolled_frame_probs", "clip": "enrolled_clip_probs"},
-        scene_labels=(), thresholds={label: threshold for label in labels}, default_threshold=threshold,
-        postprocess={"median": float(events.median), "min_duration": events.min_duration, "max_gap": events.max_gap},
-        frame_hop_seconds=frame_hop, model_name=f"{base.model_name}+adapted",
-        adaptation={"base": {"model_name": base.model_name, "labels": list(base.labels), "precision": base.precision,
-                             "source_checkpoint_sha256": base.source_checkpoint_sha256},
-                    "examples": enrolment.counts(), "example_seconds": round(enrolment.example_seconds, 2),
-                    "background_seconds": round(enrolment.background_seconds, 2),
-                    "head": f"linear on {head.weight.shape[0]}-dim frame embeddings",
-                    "settings": dataclasses.asdict(settings), "validation": validation, "seconds": round(seconds, 1)})
+        base, task="frame", objective="detect", outputs={"frame": "enrolled_frame_probs", "clip": "enrolled_clip_probs"},
+        scene_labels=(), frame_hop_seconds=frame_hop)
+    base_record = {"model_name": base.model_name, "labels": list(base.labels), "precision": base.precision,
+                   "source_checkpoint_sha256": base.source_checkpoint_sha256}
+    metadata = enrolled_metadata(metadata, labels, threshold, events, adaptation_record(
+        base_record, enrolment, f"linear on {head.weight.shape[0]}-dim frame embeddings", dataclasses.asdict(settings), validation, seconds))
     return Adapted(head, metadata, validation, seconds)
+
+
+def adaptation_record(base: dict, enrolment: Enrolment, how: str, settings: dict, validation: dict, seconds: float) -> dict:
+    """What an adapted model's metadata says it was adapted from and with (``adaptation``)."""
+    return {"base": base, "examples": enrolment.counts(), "example_seconds": round(enrolment.example_seconds, 2),
+            "background_seconds": round(enrolment.background_seconds, 2), "head": how,
+            "settings": settings, "validation": validation, "seconds": round(seconds, 1)}
+
+
+def enrolled_metadata(metadata: ModelMetadata, labels: list[str], threshold: float, events: EventSettings,
+                      adaptation: dict) -> ModelMetadata:
+    """``metadata`` for the enrolled labels at one shared ``threshold``, with the post-processing it was chosen under."""
+    return replace(metadata, labels=tuple(labels), thresholds=dict.fromkeys(labels, threshold), default_threshold=threshold,
+                   postprocess={"median": float(events.median), "min_duration": events.min_duration, "max_gap": events.max_gap},
+                   model_name=f"{adaptation['base']['model_name']}+adapted", adaptation=adaptation)
 
 
 def write_adapted(model_path: str | Path, adapted: Adapted, out: str | Path) -> Path:

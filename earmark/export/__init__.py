@@ -10,6 +10,6 @@ __all__, __getattr__ = lazy_namespace(__name__, {
     "earmark.export.benchmark": ["BenchRow", "bench_onnx", "bench_torch", "read_metadata", "session"],
     "earmark.export.loading": ["LoadedModel", "ScoresHead"],
     "earmark.export.entry": ["export_onnx"],
-    "earmark.export.onnx_export": ["ExportResult", "Parity"],
+    "earmark.export.onnx_export": ["ExportResult", "Parity", "attach_metadata"],
     "earmark.export.tensorrt": ["Finding", "build_engine", "check_tensorrt", "engine_name"],
 })

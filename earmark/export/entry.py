@@ -19,11 +19,12 @@ def export_onnx(
     force: bool = False,
     int8_scope: str | None = None,
     min_agreement: float | None = None,
+    max_diff: float | None = None,
 ) -> ExportResult:
     """Export a checkpoint to ``out``; ``batch=None`` makes the batch axis dynamic. Writes nothing when a parity gate fails.
 
     INT8 comes from a QAT checkpoint (its own scope) or from post-training quantization on ``calib`` in
-    ``int8_scope`` (default pointwise). ``min_agreement`` overrides the top-1 agreement gate.
+    ``int8_scope`` (default pointwise). ``min_agreement`` and ``max_diff`` override the top-1 agreement and largest-difference gates.
     """
     out = Path(out)
     if out.exists() and not force:
@@ -31,4 +32,4 @@ def export_onnx(
     loaded = LoadedModel.open(checkpoint)
     if getattr(loaded.model, "causal", False) and loaded.meta.task == "frame":  # a causal detector streams with state, no windows
         return export_stateful(loaded, out, precision, min_agreement)
-    return export_windowed(loaded, checkpoint, out, precision, calib, batch, int8_scope, min_agreement)
+    return export_windowed(loaded, checkpoint, out, precision, calib, batch, int8_scope, min_agreement, max_diff)

@@ -178,7 +178,7 @@ def measure_latency(path: Path, example: np.ndarray, runs: int = 30, state: dict
 
 def export_windowed(loaded: LoadedModel, checkpoint: str | os.PathLike, out: Path, precision: Precision = "fp32",
                     calib: str | None = None, batch: int | None = 1, int8_scope: str | None = None,
-                    min_agreement: float | None = None) -> ExportResult:
+                    min_agreement: float | None = None, max_diff: float | None = None) -> ExportResult:
     """A model that hears windows (features of one window in, scores out) to ``out``; see ``export_onnx``."""
     if precision == "int8" and not loaded.quantized and calib is None:
         raise ValueError(
@@ -229,8 +229,8 @@ def export_windowed(loaded: LoadedModel, checkpoint: str | os.PathLike, out: Pat
         onnx.save(model, str(partial))
     decision = np.array([metadata.threshold(label) for label in metadata.labels], dtype=np.float32)
     parity = measure_parity(partial, reference, inputs, batch, decision)
-    max_diff, default_agreement = TOLERANCE[precision_label]
-    gates = parity.gates(max_diff, default_agreement if min_agreement is None else min_agreement)
+    default_diff, default_agreement = TOLERANCE[precision_label]
+    gates = parity.gates(default_diff if max_diff is None else max_diff, default_agreement if min_agreement is None else min_agreement)
     if not all(g.passed for g in gates):
         partial.unlink()
         raise RuntimeError(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from typing import Any
 
 from torch import nn
 
 from earmark.audio.spec import get_frontend
-from earmark.engine.checkpoint import CheckpointMeta, default_objective
+from earmark.engine.checkpoint import CheckpointMeta, default_objective, load_checkpoint
 from earmark.engine.schema import check_output_width
 from earmark.students.registry import create_student
+
+LABEL_LAYERS = ("classifier.", "attention.", "head.")  # a student's layers with one output per label (TF-SepNet, ViT)
 
 
 def student_checkpoint_meta(model: nn.Module, name: str, labels: list[str], task: str = "clip",
@@ -41,3 +45,20 @@ def build_student(meta: CheckpointMeta) -> nn.Module:
         raise ValueError(f"the frontend {meta.frontend.get('name')!r} is not the one {meta.model} computes "
                          f"({get_frontend(model.frontend).name!r}); restore the file earmark wrote.")
     return model
+
+
+def student_for_labels(path: str | os.PathLike, labels: list[str]) -> tuple[nn.Module, CheckpointMeta]:
+    """A float frame-task student checkpoint's model with new, untrained label layers for ``labels`` (its body's weights
+    kept), and the metadata of that model: the start of a fine-tune to another label set."""
+    state, meta = load_checkpoint(path)
+    if meta.family != "student" or meta.quantized or meta.task != "frame":
+        raise ValueError(f"{path} holds a {'quantized ' if meta.quantized else ''}{meta.family} ({meta.model}, {meta.task} task); "
+                         "pass a float frame-task student checkpoint (the OUT/student of `earmark distill --task frame`).")
+    meta = replace(meta, labels=list(labels), model_args={**meta.model_args, "num_classes": len(labels)}, extra={
+        key: meta.extra[key] for key in ("window_seconds", "hop_seconds") if key in meta.extra})
+    model = build_student(meta)
+    fresh = model.state_dict()
+    model.load_state_dict({k: v for k, v in state.items() if k in fresh and v.shape == fresh[k].shape and
+                           not k.startswith(LABEL_LAYERS)}, strict=False)
+    return model, meta
+

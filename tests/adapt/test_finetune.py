@@ -1,0 +1,81 @@
+"""`earmark adapt CHECKPOINT`: the student itself fine-tuned to new sounds (synthetic, on a random base), written as fp32
+and INT8 files that `listen` and `eval` run; its scores rise on held-out examples and stay low on held-out site audio."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from earmark.cli import main
+from earmark.engine.checkpoint import save_checkpoint
+from earmark.runtime import classify_offline, load_backend
+from earmark.students import create_student, student_checkpoint_meta
+
+from .test_adapt import ENROLLED, enrolment  # noqa: F401 (the fixture)
+
+MARGIN = 0.3  # a label's peak score on its held-out events above its peak on the held-out site alone
+
+
+@pytest.fixture(scope="module")
+def tuned(enrolment):  # noqa: F811
+    """`earmark adapt` of the base checkpoint, fp32 and INT8, with a short fine-tune."""
+    root, _, _ = enrolment
+    out = root / "tuned.onnx"
+    assert main(["adapt", str(root / "ckpt"), str(root / "examples"), "--background", str(root / "site.wav"), "--new-labels",
+                 "--steps", "100", "--body-lr", "3e-3", "--int8", "--median", "3", "--min-duration", "0.1", "--out", str(out)]) == 0
+    return {"fp32": out, "int8": root / "tuned-int8.onnx"}
+
+
+def _peaks(model, wav, spans=None) -> dict[str, list[float]]:
+    """Each label's peak frame score over each span (seconds), or over the whole file."""
+    frames = [s for window in classify_offline(model, wav) for s in window.segments]
+    labels = load_backend(model).metadata.labels
+    spans = spans or [(0.0, np.inf, label) for label in labels]
+    return {label: [max(f.probs[labels.index(label)] for f in frames if f.end > on and f.start < off)
+                    for on, off, lab in spans if lab == label] for label in labels}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_fine_tune_learns_the_new_sounds_and_not_the_site(enrolment, tuned, precision):  # noqa: F811
+    root, _, references = enrolment
+    events, site = _peaks(tuned[precision], root / "held.wav", references), _peaks(tuned[precision], root / "quiet.wav")
+    for label in ENROLLED:
+        assert np.median(events[label]) > site[label][0] + MARGIN, (label, events[label], site[label])
+
+
+def test_the_tuned_files_record_their_enrolment_and_run_in_listen_and_eval(enrolment, tuned, tmp_path):  # noqa: F811
+    root, _, references = enrolment
+    for precision, model in tuned.items():
+        meta = load_backend(model).metadata
+        assert meta.labels == tuple(ENROLLED) and meta.thresholds == dict.fromkeys(ENROLLED, meta.adaptation["validation"]["threshold"])
+        assert meta.adaptation["head"] == f"fine-tuned student, {precision}" and meta.adaptation["base"]["labels"] == ["x", "y"]
+        assert meta.precision == precision
+    run = subprocess.run([sys.executable, "-m", "earmark.cli", "listen", str(tuned["int8"]), "--source", str(root / "held.wav"), "--fast"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    scapes = tmp_path / "held.tsv"
+    scapes.write_text("filename\tonset\toffset\tevent_label\n"
+                      + "".join(f"{root / 'held.wav'}\t{on:.3f}\t{off:.3f}\t{label}\n" for on, off, label in references))
+    assert main(["eval", str(tuned["fp32"]), str(scapes), "--out", str(tmp_path / "eval"), "--timelines", "0"]) == 0
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["events"]["0.2"]["references"] == len(references)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("clip", "pass a float frame-task student checkpoint"),
+    ("int8-onnx", "--int8 applies to a checkpoint folder as MODEL"),
+])
+def test_what_cannot_be_fine_tuned_is_one_sentence(enrolment, tmp_path, capsys, case, message):  # noqa: F811
+    root, base, _ = enrolment
+    model = base
+    if case == "clip":
+        model = tmp_path / "clip"
+        student = create_student("tfsepnet40", 2, "clip")
+        save_checkpoint(model, student.state_dict(), student_checkpoint_meta(student, "tfsepnet40", ["x", "y"], "clip"))
+    args = ["adapt", str(model), str(root / "examples"), "--background", str(root / "site.wav"), "--new-labels", "--int8"]
+    assert main([*args, "--out", str(tmp_path / "x.onnx")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.onnx").exists()
