@@ -17,7 +17,7 @@ ALLOWED = {
     "export": {"audio", "engine", "nn", "students", "teachers"},
     "runtime": {"audio"},
     "evaluation": {"audio", "engine", "runtime", "export"},
-    "adapt": {"audio", "runtime", "evaluation", "teachers"},
+    "adapt": {"audio", "runtime", "evaluation", "engine", "students", "export"},
 }
 
 

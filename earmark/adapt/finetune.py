@@ -34,8 +34,7 @@ from earmark.audio.mixing import MixSettings, SoundscapeMixer
 from earmark.audio.mixture_dataset import MixtureDataset
 from earmark.engine import TrainConfig, Trainer, checkpoint_hash, read_meta, save_checkpoint
 from earmark.runtime import load_backend
-from earmark.students import student_for_labels
-from earmark.students.checkpoint import LABEL_LAYERS
+from earmark.students import LABEL_LAYERS, student_for_labels
 
 HELD_SITE = 0.25  # the share of the site recording kept from the fine-tune to choose the threshold on
 INT8_MAX_DIFF = 0.3  # export's parity gate on scores (0.15 for INT8) loosened: each file's threshold is chosen on its own

@@ -1,7 +1,7 @@
 """earmark.students: TF-SepNet and small ViT students, frame-level heads, DCASE complexity accounting."""
 
 from earmark.engine.checkpoint import register_family
-from earmark.students.checkpoint import build_student, student_checkpoint_meta, student_for_labels
+from earmark.students.checkpoint import LABEL_LAYERS, build_student, student_checkpoint_meta, student_for_labels
 from earmark.students.complexity import (MAX_MACS, MAX_PARAM_BYTES, Complexity, count, format_onnx_report, format_report, frontend_flops,
                                          one_second_input, stored_bytes)
 from earmark.students.quantized import (
@@ -16,7 +16,7 @@ register_family("student", build_student, "`earmark distill`", build_quantized_s
 __all__ = [
     "create_student", "list_students", "REGISTRY", "TFSepNet", "AudioViT", "ResNorm", "AdaResNorm", "fold_channel_shuffles", "runtime_layout",
     "count", "Complexity", "format_report", "frontend_flops", "one_second_input", "MAX_MACS", "MAX_PARAM_BYTES",
-    "student_checkpoint_meta", "build_student", "student_for_labels",
+    "student_checkpoint_meta", "build_student", "student_for_labels", "LABEL_LAYERS",
     "quantize", "save_quantized_checkpoint", "build_quantized_student", "export_ready", "fold_batchnorm", "SCOPES", "cpu_default_scope",
     "stored_bytes", "format_onnx_report",
 ]
