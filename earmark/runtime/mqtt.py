@@ -101,7 +101,7 @@ class MqttSink:
         self._desired = {label: False for label in labels}  # the current state of every label: starts OFF
         # transitions not yet published, oldest first; its last entry is always _desired, so the last state a label
         # publishes is its current one, and a short ON pulse is never folded away while an earlier state is in flight
-        self._transitions: dict[str, deque[bool]] = {label: deque([False]) for label in labels}  # the first is the start
+        self._transitions: dict[str, deque[bool]] = {label: deque() for label in labels}
         self._state_in_flight: dict[str, int] = {}  # label -> mid of its unacknowledged state message
         # mid -> (kind, label, ON?) until the broker acknowledges; kind: "event", "state" or "control" (availability,
         # discovery: re-sent at every connect, so never counted)
@@ -123,8 +123,6 @@ class MqttSink:
         self.client.on_publish = self._on_publish
         self.client.connect_async(host, port, keepalive=30)
         self.client.loop_start()
-        for label in labels:  # queued before any event, so OFF is every label's first state however fast the source runs
-            self._send_state(label)
 
     # --- callbacks (paho's network thread; never call paho while holding self._lock) ---
 

@@ -104,7 +104,9 @@ def test_mqtt_states_events_and_availability(tmp_path, model, mosquitto):
     time.sleep(0.5)
     client.loop_stop()
     assert ("earmark/availability", "online") in received and ("earmark/availability", "offline") in received
-    assert [p for t, p in received if t == "earmark/tone_1k/state"] == ["OFF", "ON", "OFF"]  # every label starts OFF
+    # every label's OFF is published at connect; a --fast file can be heard before the broker answers, and then the
+    # state it is in by then (here ON) is the first one published: never a stale or repeated state
+    assert [p for t, p in received if t == "earmark/tone_1k/state"] in (["OFF", "ON", "OFF"], ["ON", "OFF"])
     events = [json.loads(p) for t, p in received if t == "earmark/events"]
     assert [e["label"] for e in events] == ["tone_1k"]
     assert [p for t, p in received if t == "earmark/tone_3k/state"] == ["OFF"]
