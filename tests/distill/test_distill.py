@@ -324,7 +324,7 @@ def test_objective_detect_on_single_label_clips_makes_an_event_detector_with_tun
     assert json.loads((tmp_path / "results.json").read_text())["thresholds"]["thresholds"] == tuned
     assert main(["tune", str(tmp_path), "--max-false-alarms", "60"]) == 0  # docs/distill.md's two `earmark tune` commands
     budget = json.loads((tmp_path / "results.json").read_text())["thresholds"]
-    assert budget["criterion"] == "one threshold for all classes: events found at <= 60 false alarms per hour per class"
+    assert budget["criterion"] == "one threshold for all classes: events found at <= 60 false alarms per hour in total"
     assert len(set(budget["thresholds"].values())) == 1
     assert main(["tune", str(tmp_path), "--per-class-thresholds"]) == 0
     retuned = json.loads((tmp_path / "results.json").read_text())
