@@ -23,7 +23,7 @@ def test_make_demo_learns_and_prints_the_table(tmp_path):
     assert s["teacher_accuracy"] >= 0.75 and s["teacher_accuracy"] > s["baseline_fp32_accuracy"], s  # README: 87.5% and 76.0%
     assert min(s["student_fp32_accuracy"], s["student_int8_accuracy"], s["baseline_fp32_accuracy"]) >= 0.60 > 4 * CHANCE, s
     assert s["soundscapes"] >= 20 and s["event_f1_onset"] > 0.40, s  # README: 54.8%
-    assert "teacher" not in "".join(line for line in run.stdout.splitlines() if line.startswith("warning:"))
+    assert not [line for line in run.stdout.splitlines() if line.startswith(("warning: the teacher", "warning: the INT8 student"))]
     for picture in (s["timeline"], "distill/confusion.png", "distill/float/curves.png"):
         assert (tmp_path / picture).stat().st_size > 10_000
     assert "event F1" in run.stdout and "without KD" in run.stdout and "earmark listen" in run.stdout
