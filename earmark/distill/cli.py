@@ -57,6 +57,7 @@ HELP = {
                         "instead of the best event F1",
     "per_class_thresholds": "tune one event threshold per class instead of one shared by all (needs many validation events "
                             "per class; see docs/distill.md)",
+    "tune": "skip tuning event thresholds (a teacher or a baseline that no daemon listens with); `earmark tune OUT` tunes them later",
     "clip_seconds": None,
     "val_fold": None,
     "test_fold": None,
@@ -74,7 +75,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from earmark.engine.trainer import default_workers
 
     add_config_options(parser, DistillConfig, HELP,
-                       rename={"teachers": "--teacher", "hard_weight": "--kd-lambda", "mixup_alpha": "--mixup", "kd": "--no-kd"},
+                       rename={"teachers": "--teacher", "hard_weight": "--kd-lambda", "mixup_alpha": "--mixup", "kd": "--no-kd",
+                               "tune": "--no-tune"},
                        choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
                                 "kl_reduction": ["mean", "batchmean"], "int8_scope": ["weights", "pointwise", "all"],
                                 "objective": ["detect", "classify"]})

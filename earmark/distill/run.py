@@ -55,6 +55,7 @@ class DistillConfig:
     max_gap: float = 0.0
     max_false_alarms: float | None = None  # tune for the most events found within this many false alarms per hour, not F1
     per_class_thresholds: bool = False  # one event threshold per class instead of one shared by all
+    tune: bool = True  # tune event thresholds on the validation soundscapes (off: a teacher or baseline nobody listens with)
     student_overrides: dict = field(default_factory=dict)
     init: str = ""  # a student checkpoint to start from (e.g. `earmark convert --from tfsepnet`), else random weights
     cache: str = ""  # where the teacher-output cache lives (default: OUT/teacher-cache)
@@ -354,9 +355,9 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     if manifest.skipped:
         results["skipped"] = len(manifest.skipped)
     tunings = {}  # checkpoint -> its thresholds: the float student and, after QAT, the INT8 one (each exports on its own)
-    if objective == "detect" and splits.soundscapes:  # thresholds for the daemon, tuned as it will decide
+    if objective == "detect" and splits.soundscapes and config.tune:  # thresholds for the daemon, tuned as it will decide
         tunings = tune_checkpoints(config, {best_path: student, final: final_model}, frontend, splits.soundscapes, labels, objective)
-    elif objective == "detect":
+    elif objective == "detect" and config.tune:
         log.warning("no soundscapes to tune event thresholds on, so the model keeps 0.5 for every class; pass --backgrounds "
                     "(or train on strong-labelled soundscapes) to tune them.")
     if info.is_main:
