@@ -34,6 +34,8 @@ HELP = {
     "temperature": "KD temperature T (default: 2 to classify, CP-JKU's DCASE recipe; 1 to detect, EfficientAT's BCE KD)",
     "hard_weight": "weight of the hard-label loss, 1 - weight goes to KD (default: 0.02 to classify, 0.1 to detect)",
     "kl_reduction": "KL divergence reduction (DCASE baselines use mean)",
+    "kd_keep_labels": "detect: the teacher's probability is raised to the label where it is lower, so a labelled event the "
+                      "teacher missed is not taught as absent (KD keeps the teacher's view of the other classes)",
     "feature_weight": "> 0 adds MSE from the student's projected embedding to the teacher's (ACM-SSKD eqs. 11-13)",
     "mixup_alpha": "Beta(a, a) mixup; 0 turns it off",
     "freq_mixstyle_p": "probability of Freq-MixStyle per batch",

@@ -71,6 +71,7 @@ class DistillConfig:
     temperature: float | None = None  # None: 2.0 to classify (CP-JKU's DCASE recipe), 1.0 to detect (EfficientAT's BCE KD)
     hard_weight: float | None = None  # None: 0.02 to classify, 0.1 to detect (the same two recipes)
     feature_weight: float = 0.0  # > 0: also regress the teacher's clip embedding (ACM-SSKD eqs. 11-13)
+    kd_keep_labels: bool = False  # detect: the soft target never falls below the label (a teacher's miss is not taught)
     kl_reduction: str = "mean"
     mixup_alpha: float = 0.3
     freq_mixstyle_p: float = 0.8
@@ -147,7 +148,7 @@ class _Step:
         if teacher is None:
             return label_loss(logits, target, self.objective)
         if self.objective == "detect":
-            return bce_kd(logits, teacher, target, self.temperature, self.hard_weight)
+            return bce_kd(logits, teacher, target, self.temperature, self.hard_weight, self.config.kd_keep_labels)
         return soft_kd(logits, teacher, target, self.temperature, self.hard_weight, self.config.kl_reduction)
 
     def frame_loss(self, frame_logits: torch.Tensor, frames: torch.Tensor, teacher_frames: torch.Tensor | None) -> torch.Tensor:
