@@ -31,13 +31,18 @@ class Frontend(nn.Module):
         self.register_buffer("banks", torch.from_numpy(mel_banks(self.spec).copy()), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.finish(self.log_mel(wave))
+
+    def log_mel(self, wave: torch.Tensor, whole_clip: bool = True) -> torch.Tensor:
+        """(B, N) or (N,) waves -> (B, n_mels, frames) log-mel before the per-window steps; ``whole_clip=False`` skips
+        the clip-mean subtraction, as a stream does (``audio.streaming.FeatureStream``)."""
         spec = self.spec
         if wave.dim() == 1:
             wave = wave.unsqueeze(0)
         wave = wave.float() * spec.waveform_scale
         if spec.kind == "mel_stft" and spec.preemphasis:
             wave = wave[:, 1:] - spec.preemphasis * wave[:, :-1]
-        if spec.subtract_mean:
+        if spec.subtract_mean and whole_clip:
             wave = wave - wave.mean(dim=1, keepdim=True)
         if spec.kind == "kaldi_fbank":
             power = self._kaldi_power(wave)
@@ -49,11 +54,14 @@ class Frontend(nn.Module):
             power = power.pow(spec.power / 2)
         energies = torch.matmul(self.banks, power)
         if spec.log == "log_eps":
-            log_mel = energies.clamp_min(KALDI_EPS).log()
-        elif spec.log == "log":
-            log_mel = (energies + spec.log_offset).log()
-        else:
-            log_mel = 10.0 * energies.clamp_min(1e-10).log10()
+            return energies.clamp_min(KALDI_EPS).log()
+        if spec.log == "log":
+            return (energies + spec.log_offset).log()
+        return 10.0 * energies.clamp_min(1e-10).log10()
+
+    def finish(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Per-window steps on (B, n_mels, frames): the top_db floor against each window's peak, the dB clamp, normalisation."""
+        spec = self.spec
         if spec.top_db is not None:
             peak = log_mel.amax(dim=(1, 2), keepdim=True)
             log_mel = torch.maximum(log_mel, peak - spec.top_db)

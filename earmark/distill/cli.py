@@ -34,6 +34,8 @@ HELP = {
     "temperature": "KD temperature T (default: 2 to classify, CP-JKU's DCASE recipe; 1 to detect, EfficientAT's BCE KD)",
     "hard_weight": "weight of the hard-label loss, 1 - weight goes to KD (default: 0.02 to classify, 0.1 to detect)",
     "kl_reduction": "KL divergence reduction (DCASE baselines use mean)",
+    "kd_keep_labels": "detect: the teacher's probability is raised to the label where it is lower, so a labelled event the "
+                      "teacher missed is not taught as absent (KD keeps the teacher's view of the other classes)",
     "feature_weight": "> 0 adds MSE from the student's projected embedding to the teacher's (ACM-SSKD eqs. 11-13)",
     "mixup_alpha": "Beta(a, a) mixup; 0 turns it off",
     "freq_mixstyle_p": "probability of Freq-MixStyle per batch",
@@ -57,6 +59,7 @@ HELP = {
                         "instead of the best event F1",
     "per_class_thresholds": "tune one event threshold per class instead of one shared by all (needs many validation events "
                             "per class; see docs/distill.md)",
+    "tune": "skip tuning event thresholds (a teacher or a baseline that no daemon listens with); `earmark tune OUT` tunes them later",
     "clip_seconds": None,
     "val_fold": None,
     "test_fold": None,
@@ -74,7 +77,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from earmark.engine.trainer import default_workers
 
     add_config_options(parser, DistillConfig, HELP,
-                       rename={"teachers": "--teacher", "hard_weight": "--kd-lambda", "mixup_alpha": "--mixup", "kd": "--no-kd"},
+                       rename={"teachers": "--teacher", "hard_weight": "--kd-lambda", "mixup_alpha": "--mixup", "kd": "--no-kd",
+                               "tune": "--no-tune"},
                        choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
                                 "kl_reduction": ["mean", "batchmean"], "int8_scope": ["weights", "pointwise", "all"],
                                 "objective": ["detect", "classify"]})

@@ -26,10 +26,14 @@ def soft_kd(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, 
 
 
 def bce_kd(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, temperature: float = 1.0,
-           hard_weight: float = 0.1) -> torch.Tensor:
-    """Multi-label tagging: ``w BCE(s, y) + (1 - w) BCE(s, sigmoid(t / T))`` (EfficientAT distilling PaSST)."""
+           hard_weight: float = 0.1, keep_labels: bool = False) -> torch.Tensor:
+    """Multi-label tagging: ``w BCE(s, y) + (1 - w) BCE(s, sigmoid(t / T))`` (EfficientAT distilling PaSST); with
+    ``keep_labels`` the soft target is ``max(sigmoid(t / T), y)``, so a labelled event the teacher missed stays one."""
     hard = F.binary_cross_entropy_with_logits(student, target)
-    soft = F.binary_cross_entropy_with_logits(student, torch.sigmoid(teacher / temperature))
+    soft_target = torch.sigmoid(teacher / temperature)
+    if keep_labels:
+        soft_target = torch.maximum(soft_target, target)
+    soft = F.binary_cross_entropy_with_logits(student, soft_target)
     return hard_weight * hard + (1 - hard_weight) * soft
 
 

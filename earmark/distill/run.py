@@ -55,6 +55,7 @@ class DistillConfig:
     max_gap: float = 0.0
     max_false_alarms: float | None = None  # tune for the most events found within this many false alarms per hour, not F1
     per_class_thresholds: bool = False  # one event threshold per class instead of one shared by all
+    tune: bool = True  # tune event thresholds on the validation soundscapes (off: a teacher or baseline nobody listens with)
     student_overrides: dict = field(default_factory=dict)
     init: str = ""  # a student checkpoint to start from (e.g. `earmark convert --from tfsepnet`), else random weights
     cache: str = ""  # where the teacher-output cache lives (default: OUT/teacher-cache)
@@ -70,6 +71,7 @@ class DistillConfig:
     temperature: float | None = None  # None: 2.0 to classify (CP-JKU's DCASE recipe), 1.0 to detect (EfficientAT's BCE KD)
     hard_weight: float | None = None  # None: 0.02 to classify, 0.1 to detect (the same two recipes)
     feature_weight: float = 0.0  # > 0: also regress the teacher's clip embedding (ACM-SSKD eqs. 11-13)
+    kd_keep_labels: bool = False  # detect: the soft target never falls below the label (a teacher's miss is not taught)
     kl_reduction: str = "mean"
     mixup_alpha: float = 0.3
     freq_mixstyle_p: float = 0.8
@@ -146,7 +148,7 @@ class _Step:
         if teacher is None:
             return label_loss(logits, target, self.objective)
         if self.objective == "detect":
-            return bce_kd(logits, teacher, target, self.temperature, self.hard_weight)
+            return bce_kd(logits, teacher, target, self.temperature, self.hard_weight, self.config.kd_keep_labels)
         return soft_kd(logits, teacher, target, self.temperature, self.hard_weight, self.config.kl_reduction)
 
     def frame_loss(self, frame_logits: torch.Tensor, frames: torch.Tensor, teacher_frames: torch.Tensor | None) -> torch.Tensor:
@@ -354,9 +356,9 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     if manifest.skipped:
         results["skipped"] = len(manifest.skipped)
     tunings = {}  # checkpoint -> its thresholds: the float student and, after QAT, the INT8 one (each exports on its own)
-    if objective == "detect" and splits.soundscapes:  # thresholds for the daemon, tuned as it will decide
+    if objective == "detect" and splits.soundscapes and config.tune:  # thresholds for the daemon, tuned as it will decide
         tunings = tune_checkpoints(config, {best_path: student, final: final_model}, frontend, splits.soundscapes, labels, objective)
-    elif objective == "detect":
+    elif objective == "detect" and config.tune:
         log.warning("no soundscapes to tune event thresholds on, so the model keeps 0.5 for every class; pass --backgrounds "
                     "(or train on strong-labelled soundscapes) to tune them.")
     if info.is_main:

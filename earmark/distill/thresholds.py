@@ -45,30 +45,31 @@ Events = list[tuple[float, float, str]]
 @torch.no_grad()
 def timeline(model: nn.Module, frontend: Frontend, wave: np.ndarray, window_seconds: float, hop_seconds: float,
              objective: str, batch_size: int = 32) -> list[Scores]:
-    """The segments the daemon would see for ``wave``: windows every hop, each adding its new stretch of scores."""
+    """The segments the daemon would see for ``wave``: its feature frames computed once, as a stream computes them, and
+    a window of them every hop (``runtime.stream.WindowPlan``), each window adding its new stretch of scores."""
     spec, device = frontend.spec, next(model.parameters()).device
-    window = int(round(window_seconds * spec.sample_rate))
+    span = spec.num_frames(int(round(window_seconds * spec.sample_rate)))
+    hop = max(1, round(hop_seconds / spec.hop_seconds))  # the daemon's hop is whole feature frames
+    wave = np.pad(wave, (0, max(0, int(round(window_seconds * spec.sample_rate)) - wave.size)))
+    frames = frontend.log_mel(torch.from_numpy(wave).to(device), whole_clip=False)[0]
     if getattr(model, "causal", False):  # a causal model streams with state: all of it at once is what the daemon sees
-        window = max(window, wave.size)
-    hop = max(1, round(hop_seconds / spec.hop_seconds)) * spec.hop_length  # the daemon's hop is whole feature frames
-    wave = np.pad(wave, (0, max(0, window - wave.size)))
-    starts = range(0, wave.size - window + 1, hop)
+        span = frames.shape[1]
+    ends = range(span, frames.shape[1] + 1, hop)
     segments: list[Scores] = []
     model.eval()
-    for first in range(0, len(starts), batch_size):
-        chunk = starts[first:first + batch_size]
-        windows = torch.from_numpy(np.stack([wave[s:s + window] for s in chunk])).to(device)
-        out = model(frontend(windows).unsqueeze(1))
+    for first in range(0, len(ends), batch_size):
+        chunk = ends[first:first + batch_size]
+        out = model(frontend.finish(torch.stack([frames[:, e - span:e] for e in chunk])).unsqueeze(1))
         clips = probabilities(out.clip_logits.float(), objective).cpu().numpy()
-        frames = None if out.frame_logits is None else probabilities(out.frame_logits.float(), "detect").cpu().numpy()
-        for row, start in enumerate(chunk):
-            end, is_first = (start + window) / spec.sample_rate, start == 0
-            if frames is None:
-                segments.append(Scores(end - (window_seconds if is_first else hop / spec.sample_rate), end, clips[row]))
+        frame_probs = None if out.frame_logits is None else probabilities(out.frame_logits.float(), "detect").cpu().numpy()
+        for row, e in enumerate(chunk):
+            end, is_first = e * spec.hop_seconds, e == span
+            if frame_probs is None:
+                segments.append(Scores(end - (window_seconds if is_first else hop * spec.hop_seconds), end, clips[row]))
                 continue
-            probs = frames[row]
+            probs = frame_probs[row]
             step = out.frame_hop_seconds or window_seconds / len(probs)
-            new = len(probs) if is_first else min(len(probs), max(1, round(hop / spec.sample_rate / step)))
+            new = len(probs) if is_first else min(len(probs), max(1, round(hop * spec.hop_seconds / step)))
             segments += [Scores(end - (new - i) * step, end - (new - i - 1) * step, probs[len(probs) - new + i]) for i in range(new)]
     return segments
 

@@ -38,6 +38,11 @@ def test_soft_kd_equals_a_hand_computation():
 def test_bce_and_frame_kd():
     s, t, y = torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2, 3)
     assert bce_kd(s, t, y).item() == pytest.approx(np.log(2), rel=1e-5)
+    missed = torch.tensor([[-20.0, 20.0]])  # the teacher misses the labelled event and hears another class
+    label = torch.tensor([[1.0, 0.0]])
+    taught = lambda keep: bce_kd(torch.zeros(1, 2), missed, label, hard_weight=0.0, keep_labels=keep).item()
+    bce = lambda target: torch.nn.functional.binary_cross_entropy_with_logits(torch.zeros(1, 2), torch.tensor([target])).item()
+    assert taught(False) == pytest.approx(bce([0.0, 1.0]), abs=1e-6) and taught(True) == pytest.approx(bce([1.0, 1.0]), abs=1e-6)
     teacher_frames = torch.randn(2, 25, 3)  # e.g. ATST-Frame's 40 ms grid
     student_frames = torch.randn(2, 16, 3, requires_grad=True)  # TF-SepNet's 62.5 ms grid
     loss = frame_kd(student_frames, teacher_frames)
@@ -283,6 +288,16 @@ def _listen(model, wav, *flags):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     return [json.loads(line) for line in run.stdout.splitlines()]
+
+
+def test_no_tune_leaves_thresholds_untuned_for_a_run_no_daemon_listens_with(synth_data, tmp_path, caplog):
+    from earmark.engine import read_meta
+
+    distill(DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), student="tfsepnet16", kd=False, tune=False,
+                          objective="detect", backgrounds=str(synth_data.backgrounds), epochs=1, batch_size=16, progress=False))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert "thresholds" not in results and not (tmp_path / "thresholds.json").exists()
+    assert "thresholds" not in read_meta(tmp_path / "student").extra and "no soundscapes" not in caplog.text
 
 
 def test_objective_detect_on_single_label_clips_makes_an_event_detector_with_tuned_thresholds(synth_data, teacher_ckpt, tmp_path):
