@@ -11,7 +11,7 @@ from .signals import KINDS, make_signal
 
 torchaudio = pytest.importorskip("torchaudio")
 TOL = 1e-3
-TOL_DB = 0.05  # PANNs' features are plain decibels (its model's bn0 normalises): float32 FFT round-off shows 110 dB under the peak
+TOL_DB = 0.05  # PANNs' features are plain decibels (its model's bn0 normalises): a float32 FFT's round-off shows 110 dB under the peak
 
 
 def reference(name: str, wave: np.ndarray) -> np.ndarray:
