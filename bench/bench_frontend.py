@@ -2,7 +2,8 @@
 
 Each round runs the model once, then the frontend's steps in order, as the live stream does: the model has just
 evicted the frontend's data and FFT tables from the caches. Medians over the rounds of the calling thread's CPU time
-(numpy BLAS and ONNX Runtime pinned to one thread, so they compute on it). numpy's float64 rfft alone is timed on the
+(numpy BLAS and ONNX Runtime pinned to one thread, so they compute on it); frames and buffers as a FeatureStream keeps
+them (a float64 signal, one ``features.Scratch``). numpy's float64 rfft alone is timed on the
 same windowed frames, and, where scipy is installed (it is not part of the edge install), scipy's float32 rfft of
 them as the frontend took it before issue 28, each after its own model run.
 
@@ -14,7 +15,7 @@ import argparse
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from earmark.audio.features import compress, frame_view, mel_energies, power_spectrum, taper
+from earmark.audio.features import Scratch, compress, frame_view, mel_energies, power_spectrum, taper
 from earmark.audio.io import load_audio
 from earmark.export.timing import Meter, describe_cpu
 from earmark.runtime.model import load_backend
@@ -42,11 +43,12 @@ def main() -> None:
     need = (hop_frames - 1) * spec.hop_length + frame_len
     signal = (load_audio(args.audio, spec.sample_rate)[:need] if args.audio
               else np.random.default_rng(0).standard_normal(need).astype(np.float32) * 0.1)
-    frames = frame_view(signal, frame_len, spec.hop_length, hop_frames)
+    frames = frame_view(signal.astype(np.float64), frame_len, spec.hop_length, hop_frames)  # float64 as in FeatureStream
     features = np.zeros((1, 1, spec.n_mels, meta.input_frames), np.float32)
-    steps = {"window": lambda x: taper(spec, x), "rfft + power": lambda x: power_spectrum(spec, x),
-             "mel product": lambda x: mel_energies(spec, x), "log": lambda x: compress(spec, x)}
-    windowed = taper(spec, frames)
+    scratch = Scratch(spec)  # what a FeatureStream keeps between hops
+    steps = {"window": lambda x: taper(spec, x, scratch), "rfft + power": lambda x: power_spectrum(spec, x),
+             "mel product": lambda x: mel_energies(spec, x, scratch), "log": lambda x: compress(spec, x)}
+    windowed = taper(spec, frames, Scratch(spec)).copy()
     alone = {"of which rfft alone": lambda: np.fft.rfft(windowed, axis=1)}
     scipy = scipy_rfft()
     if scipy is not None:
