@@ -19,8 +19,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 # pyproject's dependencies and what they need in turn, installed with --no-deps so nothing else slips in
-EDGE = ["numpy", "soundfile", "soxr", "onnxruntime", "onnx", "sounddevice", "threadpoolctl", "tqdm", "prometheus-client", "psutil", "scipy",
-        "cffi", "pycparser", "typing-extensions", "flatbuffers", "protobuf", "packaging", "ml-dtypes"]
+EDGE = ["numpy", "soundfile", "soxr", "onnxruntime", "onnx", "sounddevice", "threadpoolctl", "tqdm", "prometheus-client", "psutil", "cffi", "pycparser", "typing-extensions", "flatbuffers", "protobuf", "packaging", "ml-dtypes"]
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +52,16 @@ def test_the_edge_install_has_no_torch_and_says_so(edge):
     probe = subprocess.run([str(edge / "python"), "-c", "import earmark.runtime, earmark.export.tensorrt; import torch"],
                            capture_output=True, text=True, env=CLEAN, cwd=edge.parent)
     assert "No module named 'torch'" in probe.stderr and "earmark" not in probe.stderr.splitlines()[-1]
+
+
+def test_the_edge_install_fits_in_200_mib_without_scipy(edge):
+    venv = edge.parent  # made --without-pip: every file in it but the interpreter's links is what pip installed
+    size = sum(path.stat().st_size for path in venv.rglob("*") if path.is_file() and not path.is_symlink())
+    assert size <= 200 * 2**20, f"the edge install takes {size / 2**20:.0f} MiB"
+    probe = subprocess.run([str(edge / "python"), "-c", "import earmark.runtime, earmark.adapt.head; import scipy"],
+                           capture_output=True, text=True, env=CLEAN, cwd=venv)
+    assert "No module named 'scipy'" in probe.stderr, probe.stderr
+    assert run(edge, "listen", "--help").returncode == 0
 
 
 def test_listen_bench_and_check_work_on_the_edge(edge, model, tmp_path):

@@ -1,14 +1,17 @@
-"""A linear head of independent sigmoid detectors on frame embeddings, fitted in numpy (no torch): L2-regularised
-logistic regression per label with balanced class weights, by scipy's L-BFGS, on standardised embeddings whose
-scaling is then folded into the weights (the deployed head is one MatMul and one Add)."""
+"""A linear head of independent sigmoid detectors on frame embeddings, fitted in numpy (no torch, no scipy):
+L2-regularised logistic regression per label with balanced class weights, by Newton's method, on standardised
+embeddings whose scaling is then folded into the weights (the deployed head is one MatMul and one Add)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit, log_expit
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x), written as (1 + tanh(x / 2)) / 2, which cannot overflow."""
+    return 0.5 + 0.5 * np.tanh(0.5 * logits)
 
 
 @dataclass
@@ -20,7 +23,7 @@ class LinearHead:
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """Sigmoid scores of (..., D) embeddings: (..., C)."""
-        return expit(embeddings @ self.weight + self.bias).astype(np.float32)
+        return sigmoid(embeddings @ self.weight + self.bias).astype(np.float32)
 
 
 def _balanced_weights(targets: np.ndarray) -> np.ndarray:
@@ -31,21 +34,38 @@ def _balanced_weights(targets: np.ndarray) -> np.ndarray:
     return np.where(targets > 0, n / (2 * positives), n / (2 * negatives))
 
 
-def fit_head(embeddings: np.ndarray, targets: np.ndarray, l2: float = 0.1, iterations: int = 300) -> LinearHead:
-    """Fit the head on (N, D) embeddings and (N, C) 0/1 frame targets."""
+def _losses(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, penalty: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Each label's objective: sum of w * (softplus(z) - y z), the weighted cross-entropy, plus sum of l2 / 2 * w^2."""
+    logits = x @ theta
+    return (weights * (np.logaddexp(0.0, logits) - targets * logits)).sum(axis=0) + 0.5 * (penalty[:, None] * theta**2).sum(axis=0)
+
+
+def fit_head(embeddings: np.ndarray, targets: np.ndarray, l2: float = 0.1, iterations: int = 50, tolerance: float = 1e-8) -> LinearHead:
+    """Fit the head on (N, D) embeddings and (N, C) 0/1 frame targets (Newton steps, halved until the loss falls)."""
     mean, scale = embeddings.mean(axis=0), embeddings.std(axis=0) + 1e-6
-    x = (embeddings - mean) / scale
-    n, d = x.shape
-    c = targets.shape[1]
-    sample_weight = _balanced_weights(targets) / n
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = theta[: d * c].reshape(d, c), theta[d * c:]
-        logits = x @ w + b
-        value = -(sample_weight * (targets * log_expit(logits) + (1 - targets) * log_expit(-logits))).sum() + l2 / 2 * (w * w).sum()
-        residual = sample_weight * (expit(logits) - targets)
-        return value, np.concatenate([(x.T @ residual + l2 * w).ravel(), residual.sum(axis=0)])
-
-    theta = minimize(loss, np.zeros(d * c + c), jac=True, method="L-BFGS-B", options={"maxiter": iterations}).x
-    w, b = theta[: d * c].reshape(d, c), theta[d * c:]
+    n, d = embeddings.shape
+    x = np.hstack([(embeddings - mean) / scale, np.ones((n, 1))])  # the last column carries the bias
+    targets = targets.astype(np.float64)
+    weights = _balanced_weights(targets) / n
+    penalty = np.append(np.full(d, l2), 0.0)  # the bias is not shrunk
+    theta = np.zeros((d + 1, targets.shape[1]))
+    losses = _losses(x, targets, weights, penalty, theta)
+    for _ in range(iterations):
+        probs = sigmoid(x @ theta)
+        gradient = x.T @ (weights * (probs - targets)) + penalty[:, None] * theta
+        if np.abs(gradient).max() < tolerance:
+            break
+        curvature = weights * probs * (1 - probs)
+        hessians = np.stack([(x * curvature[:, [label]]).T @ x for label in range(theta.shape[1])]) + np.diag(penalty)
+        step = np.linalg.solve(hessians, gradient.T[..., None])[..., 0].T
+        size = np.ones(theta.shape[1])
+        for _ in range(30):  # per label: halve the step until the objective does not rise
+            trial = theta - size * step
+            trial_losses = _losses(x, targets, weights, penalty, trial)
+            rose = trial_losses > losses
+            if not rose.any():
+                break
+            size = np.where(rose, size / 2, size)
+        theta, losses = np.where(rose, theta, trial), np.where(rose, losses, trial_losses)  # a label that found no descent stays
+    w, b = theta[:d], theta[d]
     return LinearHead(w / scale[:, None], b - (mean / scale) @ w)

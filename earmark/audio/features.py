@@ -7,12 +7,11 @@ holds the per-window steps: ATST's top_db floor against the window's maximum, th
 from __future__ import annotations
 
 import numpy as np
-from scipy.fft import rfft
-
-from earmark.audio.melbanks import fft_window, sparse_banks, window
+from earmark.audio.melbanks import banded_banks, window
 from earmark.audio.spec import FrontendSpec
 
 KALDI_EPS = float(np.finfo(np.float32).eps)
+FFT_BATCH_BYTES = 2**21  # float64 frames per FFT batch: 64 of 4096 points, 512 of 512
 
 
 def condition(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
@@ -35,14 +34,6 @@ def pad_centre(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
     return np.pad(wave, half, mode=spec.pad_mode)
 
 
-def fft_dtype(spec: FrontendSpec) -> type:
-    """float32 for mel_stft: scipy's pocketfft runs many float32 frames at once in SIMD lanes, 5-7x faster than numpy's
-    rfft in either precision, and its round-off floor (~140 dB under the peak) sits below the log offset or top_db floor.
-    kaldi_fbank keeps float64: its log floor (float32 eps on 2**15-scaled audio) keeps ~190 dB, where the float32 round-off
-    of pure tones shows (1.3e-3 after normalisation against 1e-4 in float64); its FFTs are short and cheap anyway."""
-    return np.float64 if spec.kind == "kaldi_fbank" else np.float32
-
-
 def frame_view(signal: np.ndarray, frame_length: int, hop: int, count: int) -> np.ndarray:
     """(count, frame_length) read-only view of a 1-D signal, frame i from sample i * hop: sliding_window_view's frames
     without its ~50 µs of argument checks, which a live stream would pay on every hop."""
@@ -54,42 +45,66 @@ def frame_view(signal: np.ndarray, frame_length: int, hop: int, count: int) -> n
     return frames
 
 
-def taper(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
-    """(T, samples) frames -> (T, n_fft) windowed frames in the FFT's dtype, zeros past the window (Kaldi pads its
-    win_length to n_fft), after Kaldi's per-frame DC removal and pre-emphasis."""
+class Scratch:
+    """What ``frames_to_log_mel`` keeps between calls: the window in float64, the mel blocks, and the windowed-frames
+    buffer, whose zero tail is written once. A live stream holds one and reuses it every hop: looking the window and
+    the blocks up by spec hashes all of the spec's fields (~4 µs a lookup). One per thread: nothing here is locked."""
+
+    def __init__(self, spec: FrontendSpec):
+        self.window = window(spec).astype(np.float64)
+        self.bands = banded_banks(spec)
+        self.batch = max(1, FFT_BATCH_BYTES // (8 * spec.n_fft))
+        self._windowed = np.zeros((0, spec.n_fft))
+
+    def windowed(self, rows: int) -> np.ndarray:
+        """(rows, n_fft) float64 whose columns from win_length on are zeros that no step overwrites."""
+        if len(self._windowed) < rows:
+            self._windowed = np.zeros((rows, self._windowed.shape[1]))
+        return self._windowed[:rows]
+
+
+def taper(spec: FrontendSpec, frames: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+    """(T, samples) frames -> (T, n_fft) float64 windowed frames, after Kaldi's per-frame DC removal and pre-emphasis.
+
+    The window's samples come first and zeros follow (Kaldi pads its win_length to n_fft so; a centred mel_stft window
+    moves there from the middle of its n_fft-sample frame): a circular shift changes only the phases, never |X|^2.
+    float64 because numpy's FFT runs it 4x faster than float32 (docs/frontends.md), and Kaldi's log floor needs it;
+    float64 frames (a float64 signal, cast once, each sample then shared by overlapping frames) take an unbuffered
+    multiply. The zeros are part of ``scratch``'s buffer, written once: numpy's rfft of n_fft samples is 1.4x faster
+    than its rfft of fewer samples padded to n_fft.
+    """
+    scratch = scratch or Scratch(spec)
     if spec.kind == "kaldi_fbank":
         if spec.remove_dc_offset:
             frames = frames - frames.mean(axis=1, keepdims=True)
         if spec.preemphasis:
             previous = np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
             frames = frames - np.float32(spec.preemphasis) * previous
-        weights = window(spec)
-    else:
-        weights = fft_window(spec)
-    windowed = np.empty((len(frames), spec.n_fft), fft_dtype(spec))
-    np.multiply(frames, weights, out=windowed[:, :weights.size])
-    windowed[:, weights.size:] = 0.0
+    weights = scratch.window
+    start = (frames.shape[1] - weights.size) // 2  # torch.stft's place for a window shorter than its frame
+    windowed = scratch.windowed(len(frames))
+    np.multiply(frames[:, start:start + weights.size], weights, out=windowed[:, :weights.size])
     return windowed
 
 
 def power_spectrum(spec: FrontendSpec, windowed: np.ndarray) -> np.ndarray:
-    """(T, n_fft) windowed frames -> (bins, T) float32 |X|^power.
-
-    The FFT runs down the columns of the (n_fft, T) transposed view, where each frame is contiguous, and its output
-    lands bins-first: the layout the sparse filterbank product reads, with no transposed copy.
-    """
-    spectrum = rfft(windowed.T, axis=0, workers=1, overwrite_x=True)
-    parts = spectrum.view(spectrum.real.dtype)  # (bins, 2T): re, im, re, im, ...
+    """(T, n_fft) windowed frames -> (T, bins) float32 |X|^power: re^2 + im^2 squared in place in the spectrum."""
+    spectrum = np.fft.rfft(windowed, axis=1)
+    parts = spectrum.view(np.float64)  # (T, 2 bins): re, im, re, im, ...
     np.square(parts, out=parts)
-    power = parts[:, 0::2] + parts[:, 1::2]
+    power = np.empty((len(windowed), spectrum.shape[1]), np.float32)  # the float64 add, rounded as it is written
+    np.add(parts[:, 0::2], parts[:, 1::2], out=power, casting="same_kind")
     if spec.power != 2.0:
-        power **= spec.power / 2
-    return power.astype(np.float32, copy=False)
+        np.power(power, np.float32(spec.power / 2), out=power)
+    return power
 
 
-def mel_energies(spec: FrontendSpec, power: np.ndarray) -> np.ndarray:
-    """(bins, T) power -> (n_mels, T) mel energies (a sparse product)."""
-    return sparse_banks(spec) @ power
+def mel_energies(spec: FrontendSpec, power: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+    """(T, bins) power -> (n_mels, T) mel energies: one small matrix product per band of filters (``banded_banks``)."""
+    energies = np.zeros((spec.n_mels, len(power)), np.float32)
+    for first, start, weights in (scratch.bands if scratch else banded_banks(spec)):
+        np.matmul(weights, power[:, start:start + weights.shape[1]].T, out=energies[first:first + len(weights)])
+    return energies
 
 
 def compress(spec: FrontendSpec, energies: np.ndarray) -> np.ndarray:
@@ -104,9 +119,18 @@ def compress(spec: FrontendSpec, energies: np.ndarray) -> np.ndarray:
     return np.log(energies, out=energies)
 
 
-def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray) -> np.ndarray:
-    """(T, samples) frames -> (n_mels, T) float32 log-mel energies (before window-level steps)."""
-    return compress(spec, mel_energies(spec, power_spectrum(spec, taper(spec, frames))))
+def frames_to_log_mel(spec: FrontendSpec, frames: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+    """(T, samples) frames, T >= 1 -> (n_mels, T) float32 log-mel energies (before window-level steps).
+
+    Frames go through in batches whose float64 buffers stay in the caches: a 10-s cpjku clip in one batch took twice
+    the time of batches of 64 frames (docs/frontends.md). A stream passes the ``scratch`` it keeps between hops.
+    """
+    scratch = scratch or Scratch(spec)
+    parts = []
+    for start in range(0, len(frames), scratch.batch):
+        windowed = taper(spec, frames[start:start + scratch.batch], scratch)
+        parts.append(compress(spec, mel_energies(spec, power_spectrum(spec, windowed), scratch)))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def frame_features(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
@@ -120,7 +144,7 @@ def frame_features(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:
     if spec.center:
         signal = pad_centre(spec, signal)
     frame_len = spec.n_fft if spec.center else spec.win_length
-    frames = frame_view(signal, frame_len, spec.hop_length, n_frames)
+    frames = frame_view(signal.astype(np.float64), frame_len, spec.hop_length, n_frames)  # see taper
     return frames_to_log_mel(spec, frames)
 
 

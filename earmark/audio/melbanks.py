@@ -6,8 +6,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import sparse
-
 from earmark.audio.spec import FrontendSpec
 
 SLANEY_HZ_PER_MEL = 200.0 / 3
@@ -89,18 +87,28 @@ def mel_banks(spec: FrontendSpec) -> np.ndarray:
     return _banks(spec)
 
 
+BAND_FILTERS = 16  # filters per dense block of the banded product (measured in docs/frontends.md)
+
+
 @lru_cache(maxsize=16)
-def _sparse(spec: FrontendSpec) -> sparse.csr_array:
-    banks = sparse.csr_array(mel_banks(spec))
-    for part in (banks.data, banks.indices, banks.indptr):
-        part.setflags(write=False)
-    return banks
+def _bands(spec: FrontendSpec) -> tuple[tuple[int, int, np.ndarray], ...]:
+    banks, bands = mel_banks(spec), []
+    for first in range(0, spec.n_mels, BAND_FILTERS):
+        rows = banks[first:first + BAND_FILTERS]
+        used = np.flatnonzero(rows.any(axis=0))
+        if used.size:  # a block of filters narrower than a bin may cover none
+            block = np.ascontiguousarray(rows[:, used[0]:used[-1] + 1])
+            block.setflags(write=False)
+            bands.append((first, int(used[0]), block))
+    return tuple(bands)
 
 
-def sparse_banks(spec: FrontendSpec) -> sparse.csr_array:
-    """The spec's filterbank as a CSR matrix, cached: the numpy runtime's form. Each bin falls in at most two
-    triangles, so a dense (n_mels, bins) product would spend ~99% of its multiplies on zeros."""
-    return _sparse(spec)
+def banded_banks(spec: FrontendSpec) -> tuple[tuple[int, int, np.ndarray], ...]:
+    """The spec's filterbank as dense blocks ``(first filter, first bin, weights (filters, bins))`` of
+    ``BAND_FILTERS`` neighbouring filters over the bins they span, cached: the numpy runtime's form. Each bin falls in at
+    most two neighbouring triangles, so a full (n_mels, bins) product would spend ~99% of its multiplies on zeros,
+    while a block's own zeros cost less than another call per filter."""
+    return _bands(spec)
 
 
 @lru_cache(maxsize=16)
@@ -116,17 +124,3 @@ def _window(spec: FrontendSpec) -> np.ndarray:
 def window(spec: FrontendSpec) -> np.ndarray:
     """The analysis window of ``win_length`` samples (Povey = Hann^0.85, Kaldi's default), cached and read-only."""
     return _window(spec)
-
-
-@lru_cache(maxsize=16)
-def _fft_window(spec: FrontendSpec) -> np.ndarray:
-    left = (spec.n_fft - spec.win_length) // 2
-    win = np.zeros(spec.n_fft, np.float32)
-    win[left:left + spec.win_length] = window(spec)
-    win.setflags(write=False)
-    return win
-
-
-def fft_window(spec: FrontendSpec) -> np.ndarray:
-    """The window centred in ``n_fft`` samples (torch.stft's padding of a shorter window), cached and read-only."""
-    return _fft_window(spec)

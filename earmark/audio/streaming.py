@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from earmark.audio.features import frame_features, frame_view, frames_to_log_mel
+from earmark.audio.features import Scratch, frame_features, frame_view, frames_to_log_mel
 from earmark.audio.spec import FrontendSpec
 
 
@@ -19,8 +19,9 @@ class FeatureStream:
         if spec.subtract_mean and not (spec.kind == "kaldi_fbank" and spec.remove_dc_offset):
             raise ValueError(f"frontend {spec.name!r} subtracts the clip mean, which cannot be streamed; use a spec without subtract_mean.")
         self.spec = spec
+        self._scratch = Scratch(spec)  # the frontend's buffers, reused every hop
         self._frame_len = spec.n_fft if spec.center else spec.win_length
-        self._buffer = np.zeros(0, np.float32)  # padded signal from the next frame's first sample
+        self._buffer = np.zeros(0)  # padded signal from the next frame's first sample, float64 (features.taper)
         self._raw: list[np.ndarray] = []  # the first samples, kept until the left reflection is known
         self._started = not spec.center
         self._last_sample: np.float32 | None = None
@@ -90,7 +91,7 @@ class FeatureStream:
         if count == 0:
             return self._empty()
         windows = frame_view(self._buffer, self._frame_len, spec.hop_length, count)
-        out = frames_to_log_mel(spec, windows)
+        out = frames_to_log_mel(spec, windows, self._scratch)
         self._buffer = self._buffer[count * spec.hop_length:]
         self.frames_out += count
         return out

@@ -11,7 +11,7 @@ from .signals import KINDS, make_signal
 
 torchaudio = pytest.importorskip("torchaudio")
 TOL = 1e-3
-TOL_DB = 0.05  # PANNs' features are plain decibels (its model's bn0 normalises): float32 FFT round-off shows 110 dB under the peak
+TOL_DB = 0.05  # PANNs' features are plain decibels (its model's bn0 normalises): a float32 FFT's round-off shows 110 dB under the peak
 
 
 def reference(name: str, wave: np.ndarray) -> np.ndarray:
@@ -91,29 +91,32 @@ def test_torch_frontend_is_differentiable():
     assert wave.grad is not None and torch.isfinite(wave.grad).all()
 
 
-@pytest.mark.parametrize("name", ["beats", "atst", "tfsepnet", "cpjku"])
-def test_sparse_mel_product_of_the_bins_first_power_equals_the_dense_filterbank(name):
+@pytest.mark.parametrize("name", ["beats", "atst", "tfsepnet", "cpjku", "panns"])
+def test_banded_mel_product_of_the_shifted_window_equals_the_dense_filterbank_of_the_centred_one(name):
     from earmark.audio.features import mel_energies, power_spectrum, taper
-    from earmark.audio.melbanks import mel_banks
+    from earmark.audio.melbanks import mel_banks, window
 
     spec = PRESETS[name]
     frame_len = spec.n_fft if spec.center else spec.win_length
     frames = np.stack([make_signal(kind, 1.0, spec.sample_rate)[:frame_len] for kind in KINDS])
     windowed = taper(spec, frames)
-    power = power_spectrum(spec, windowed)  # (bins, frames)
-    exact = np.abs(np.fft.rfft(windowed.astype(np.float64), axis=1)).T ** 2
-    assert windowed.shape == (len(KINDS), spec.n_fft) and power.shape == exact.shape
-    assert np.abs(power - exact).max() <= 1e-5 * exact.max()  # the float32 FFT's round-off, far under the log offsets
-    dense = mel_banks(spec) @ power
-    sparse = mel_energies(spec, power)
-    assert sparse.shape == dense.shape == (spec.n_mels, len(KINDS))
-    assert np.abs(np.log(sparse + 1e-5) - np.log(dense + 1e-5)).max() <= 1e-5
+    power = power_spectrum(spec, windowed)  # (frames, bins)
+    assert not windowed[:, spec.win_length:].any()
+    start = (spec.n_fft - spec.win_length) // 2 if spec.kind == "mel_stft" else 0
+    centred = np.roll(windowed, start, axis=1)  # where torch.stft puts a window shorter than n_fft
+    exact = np.abs(np.fft.rfft(centred, axis=1)) ** 2
+    assert power.shape == exact.shape == (len(KINDS), spec.n_fft // 2 + 1)
+    assert np.abs(power - exact).max() <= 1e-6 * exact.max()  # a circular shift leaves |X|^2 alone
+    dense = mel_banks(spec) @ power.T
+    banded = mel_energies(spec, power)
+    assert banded.shape == dense.shape == (spec.n_mels, len(KINDS))
+    assert np.abs(np.log(banded + 1e-5) - np.log(dense + 1e-5)).max() <= 1e-5
 
 
 @pytest.mark.parametrize("name", ["tfsepnet", "cpjku", "atst"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_float32_fft_runtime_frontend_matches_the_model_frontend(name, kind):
-    """mel_stft presets run their FFT in float32 at runtime; the students trained on the torch frontend's float64 FFT."""
+def test_runtime_frontend_matches_the_model_frontend(name, kind):
+    """The students trained on the torch frontend; the runtime's numpy frontend must give them the same features."""
     spec = PRESETS[name]
     wave = make_signal(kind, 1.5, spec.sample_rate)
     model_side = Frontend(spec)(torch.from_numpy(wave[None]))[0].numpy()
