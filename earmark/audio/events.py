@@ -81,6 +81,10 @@ class EventTracker:
     def push(self, segment: Scores, now: float | None = None) -> tuple[list[Event], list[tuple[str, bool]]]:
         """Add one segment; returns finished events and (label, on) state changes. ``now`` is the stream time the
         decision is made at (default: the segment's end): an ON announced now is stamped with it."""
+        if not self._history:  # the first segment also stands for those before the stream ('nearest' edges), so it is decided too
+            for _ in range(self._history.maxlen // 2):
+                self._history.append(segment.probs)
+                self._times.append((segment.start, segment.end))
         self._history.append(segment.probs)
         self._times.append((segment.start, segment.end))
         if len(self._history) < self._history.maxlen:
@@ -119,8 +123,16 @@ class EventTracker:
         return done
 
     def flush(self, end: float) -> tuple[list[Event], list[tuple[str, bool]]]:
-        """End of stream: close the events still open at ``end``."""
+        """End of stream: decide the segments the median filter still holds (the last one standing for those after it),
+        then close the events still open at ``end``."""
         events, changes = [], []
+        if self._history:
+            last = Scores(*self._times[-1], self._history[-1])
+            for _ in range(self._history.maxlen // 2):
+                found, changed = self.push(last, now=end)
+                events, changes = events + found, changes + changed
+            self._history.clear()  # a push after the flush starts a new stream
+            self._times.clear()
         for label, track in zip(self.labels, self.tracks):
             if track.active:
                 track.off_since = track.off_since if track.off_since is not None else end

@@ -158,3 +158,15 @@ def test_numpy_blas_runs_on_the_classifier_threads_while_it_works(tmp_path):
     with pytest.raises(ValueError, match="threads must be at least 1"):
         StreamingClassifier(tmp_path / "m.onnx", threads=0)
 
+
+
+def test_the_median_filter_decides_the_first_and_last_segments_too():
+    """An event in the stream's first or last segment is not lost to the filter's edges: the edge segment stands in for
+    the ones beyond it, as a median filter with 'nearest' padding decides."""
+    for probs, onset in (([0.9, 0.9, 0.0, 0.0, 0.0], 0.0), ([0.0, 0.0, 0.0, 0.9, 0.9], 0.3)):
+        tracker = EventTracker(("a",), EventSettings(median=3))
+        events = [e for i, p in enumerate(probs) for e in tracker.push(_seg(i / 10, p))[0]]
+        events += tracker.flush(0.5)[0]
+        assert [round(e.onset, 2) for e in events] == [onset], probs
+    tracker = EventTracker(("a",), EventSettings(median=5))  # a stream shorter than the filter is decided at its end
+    assert tracker.push(_seg(0.0, 0.9)) == ([], []) and [e.label for e in tracker.flush(0.1)[0]] == ["a"]
