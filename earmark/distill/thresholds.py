@@ -48,9 +48,10 @@ def timeline(model: nn.Module, frontend: Frontend, wave: np.ndarray, window_seco
     """The segments the daemon would see for ``wave``: its feature frames computed once, as a stream computes them, and
     a window of them every hop (``runtime.stream.WindowPlan``), each window adding its new stretch of scores."""
     spec, device = frontend.spec, next(model.parameters()).device
-    span = spec.num_frames(int(round(window_seconds * spec.sample_rate)))
+    window = int(round(window_seconds * spec.sample_rate))
+    span = spec.num_frames(window)
     hop = max(1, round(hop_seconds / spec.hop_seconds))  # the daemon's hop is whole feature frames
-    wave = np.pad(wave, (0, max(0, int(round(window_seconds * spec.sample_rate)) - wave.size)))
+    wave = np.pad(wave, (0, max(0, window - wave.size)))
     frames = frontend.log_mel(torch.from_numpy(wave).to(device), whole_clip=False)[0]
     if getattr(model, "causal", False):  # a causal model streams with state: all of it at once is what the daemon sees
         span = frames.shape[1]
