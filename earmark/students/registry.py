@@ -27,6 +27,8 @@ REGISTRY: dict[str, StudentSpec] = {
                               "TF-SepNet-64, depth 17, ResNorm (Cai et al., DCASE'24)"),
     "tfsepnet40": StudentSpec(TFSepNet, dict(base_channels=40, depth=16, frontend="cpjku"),
                               "TF-SepNet-40, depth 16, ResNorm (ICASSP'24 Table 2)"),
+    "tfsepnet40_25ms": StudentSpec(TFSepNet, dict(base_channels=40, depth=16, frontend="efficientat"),
+                                   "TF-SepNet-40 on EfficientAT's 25-ms, 128-mel frames: hears 50-ms gaps between beeps"),
     "tfsepnet40_ada": StudentSpec(TFSepNet, dict(base_channels=40, depth=16, norm="adaresnorm", frontend="cpjku"),
                                   "TF-SepNet-40 with AdaResNorm (the paper's norm)"),
     "tfsepnet32": StudentSpec(TFSepNet, dict(base_channels=32, depth=17, frontend="tfsepnet"),
