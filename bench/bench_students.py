@@ -1,29 +1,21 @@
 """Every registered student: parameters, MACs per second of audio, and CPU latency at batch 1 in PyTorch vs ONNX Runtime.
 
     python bench/bench_students.py [--runs 50]
+
+Latency is the calling thread's CPU time per call (one thread in both runtimes; median of ``--runs``, the two
+runtimes interleaved), so a busy machine moves it little; wall time would swing several-fold on a shared 2-core box.
 """
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 import torch
 
+from earmark.export import ScoresHead
+from earmark.export.timing import describe_cpu, interleaved
 from earmark.students import REGISTRY, count, create_student, one_second_input
-
-
-def median_ms(call, runs: int) -> float:
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
 
 
 def main() -> None:
@@ -31,11 +23,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    print(f"{describe_cpu()}; one thread; milliseconds of the calling thread's CPU time per call (median of {args.runs})")
     print(f"{'student':<18} {'params':>10} {'MACs/s':>12} {'torch ms':>9} {'ORT ms':>8} {'torch/ORT':>9}")
     for name in REGISTRY:
-        model = create_student(name, 10).eval()
-        shape = one_second_input(model)
-        c = count(model, *shape)
+        student = create_student(name, 10).eval()
+        shape = one_second_input(student)
+        c = count(student, *shape)
+        model = ScoresHead(student, "clip", "detect").eval()  # ModelOutput -> a tensor the tracer takes
         x = torch.randn(1, 1, *shape)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "m.onnx"
@@ -45,8 +39,8 @@ def main() -> None:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             with torch.inference_mode():
-                t_torch = median_ms(lambda: model(x), args.runs)
-            t_ort = median_ms(lambda: session.run(None, {"features": x.numpy()}), args.runs)
+                timings = interleaved({"torch": lambda: model(x), "ort": lambda: session.run(None, {"features": x.numpy()})}, args.runs)
+            t_torch, t_ort = timings["torch"].cpu_p50, timings["ort"].cpu_p50
         print(f"{name:<18} {c.params:>10,} {c.macs:>12,} {t_torch:>9.3f} {t_ort:>8.3f} {t_torch / t_ort:>9.2f}")
 
 

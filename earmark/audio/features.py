@@ -63,7 +63,7 @@ class Scratch:
         return self._windowed[:rows]
 
 
-def taper(spec: FrontendSpec, frames: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+def taper(spec: FrontendSpec, frames: np.ndarray, scratch: Scratch) -> np.ndarray:
     """(T, samples) frames -> (T, n_fft) float64 windowed frames, after Kaldi's per-frame DC removal and pre-emphasis.
 
     The window's samples come first and zeros follow (Kaldi pads its win_length to n_fft so; a centred mel_stft window
@@ -73,7 +73,6 @@ def taper(spec: FrontendSpec, frames: np.ndarray, scratch: Scratch | None = None
     multiply. The zeros are part of ``scratch``'s buffer, written once: numpy's rfft of n_fft samples is 1.4x faster
     than its rfft of fewer samples padded to n_fft.
     """
-    scratch = scratch or Scratch(spec)
     if spec.kind == "kaldi_fbank":
         if spec.remove_dc_offset:
             frames = frames - frames.mean(axis=1, keepdims=True)
@@ -99,10 +98,10 @@ def power_spectrum(spec: FrontendSpec, windowed: np.ndarray) -> np.ndarray:
     return power
 
 
-def mel_energies(spec: FrontendSpec, power: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+def mel_energies(spec: FrontendSpec, power: np.ndarray, scratch: Scratch) -> np.ndarray:
     """(T, bins) power -> (n_mels, T) mel energies: one small matrix product per band of filters (``banded_banks``)."""
     energies = np.zeros((spec.n_mels, len(power)), np.float32)
-    for first, start, weights in (scratch.bands if scratch else banded_banks(spec)):
+    for first, start, weights in scratch.bands:
         np.matmul(weights, power[:, start:start + weights.shape[1]].T, out=energies[first:first + len(weights)])
     return energies
 

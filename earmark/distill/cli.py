@@ -120,9 +120,12 @@ def run(args: argparse.Namespace) -> int:
     final = distill(config, force=args.force)
     if setup_distributed().is_main:  # under torchrun, one rank reports
         out = Path(config.out)
-        print(results_table(json.loads((out / "results.json").read_text())))
+        results = json.loads((out / "results.json").read_text())
+        print(results_table(results))
         pictures = [p.relative_to(out).as_posix() for p in sorted(out.glob("*.png")) + sorted(out.glob("*/curves.png"))]
         print(f"wrote {final}; pictures in {out}: {', '.join(pictures)}")
-        print(f"next: earmark export {final} --format onnx{'' if config.qat else ' --int8 --calib ' + config.data}")
+        export = f"earmark export {final} --format onnx{'' if config.qat else ' --int8 --calib ' + config.data}"
+        untuned = results.get("objective") == "detect" and not config.tune  # --no-tune: no event thresholds yet
+        print(f"next: earmark tune {out} (event thresholds), then {export}" if untuned else f"next: {export}")
     cleanup()
     return 0

@@ -290,14 +290,17 @@ def _listen(model, wav, *flags):
     return [json.loads(line) for line in run.stdout.splitlines()]
 
 
-def test_no_tune_leaves_thresholds_untuned_for_a_run_no_daemon_listens_with(synth_data, tmp_path, caplog):
+def test_no_tune_leaves_thresholds_untuned_for_a_run_no_daemon_listens_with(synth_data, tmp_path, caplog, capsys):
+    from earmark.cli import main
     from earmark.engine import read_meta
 
-    distill(DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), student="tfsepnet16", kd=False, tune=False,
-                          objective="detect", backgrounds=str(synth_data.backgrounds), epochs=1, batch_size=16, progress=False))
+    assert main(["distill", "--data", str(synth_data.clips_csv), "--out", str(tmp_path), "--student", "tfsepnet16", "--no-kd",
+                 "--no-tune", "--objective", "detect", "--backgrounds", str(synth_data.backgrounds), "--epochs", "1",
+                 "--batch-size", "16", "-q"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert "thresholds" not in results and not (tmp_path / "thresholds.json").exists()
     assert "thresholds" not in read_meta(tmp_path / "student").extra and "no soundscapes" not in caplog.text
+    assert f"next: earmark tune {tmp_path} (event thresholds), then earmark export" in capsys.readouterr().out  # advice in order
 
 
 def test_objective_detect_on_single_label_clips_makes_an_event_detector_with_tuned_thresholds(synth_data, teacher_ckpt, tmp_path):

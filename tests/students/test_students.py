@@ -20,6 +20,13 @@ def test_published_parameter_and_mac_counts(name, params, macs):
     assert (c.params, c.macs) == (params, macs)
 
 
+def test_the_25ms_variant_is_tfsepnet40_on_efficientats_frames():
+    model = create_student("tfsepnet40_25ms", 10)
+    c = count(model, *one_second_input(model))
+    assert model.frontend.name == "efficientat" and one_second_input(model) == (128, 100)
+    assert (c.params, c.macs) == (52_290, 5_412_240)  # the same weights as tfsepnet40, on 128 x 100 frames
+
+
 def test_adaresnorm_adds_three_parameters_per_channel_of_each_norm():
     assert count(create_student("tfsepnet40_ada", 10), 256, 64).params == 53_370
 
