@@ -38,9 +38,9 @@ FULL = Budget(clips_per_class=60, soundscapes=20, backgrounds=20, epochs=40, qat
 # Two members of 40 epochs are 6-9 points ahead of either alone (docs/distill.md, "the demo's recipe"); the tiny ACM-SSKD
 # transformer stayed at 12.5-23% on these mixtures in every recipe tried, so SSL teachers are the README tour's path.
 # The network hears EfficientAT's 25-ms frames (10-ms hop, 128 mels) rather than TF-SepNet's 96-ms ones: a beep's
-# 50-120 ms gaps vanish in a 96-ms window, and a convolutional network that pools frequency globally tells a pulsed
-# beep from a steady whistle by time, not pitch (no-KD, 40 epochs, seeds 2 / 3: 85.4% / 78.1% on 96-ms frames, 91.7% /
-# 94.8% on 25-ms ones, beeps found 3 -> 11 of 12; half the training time, 5.4 M MACs/s against 7.0 M).
+# 50-120 ms gaps vanish in a 96-ms window, and the students then called most beeps whistle or siren (no-KD, 40 epochs,
+# seeds 2 / 3: 85.4% / 78.1% on 96-ms frames, 91.7% / 94.8% on 25-ms ones, beeps found 3 -> 11 of 12; half the
+# training time, 5.4 M MACs/s against 7.0 M; docs/distill.md, "the demo's recipe").
 NETWORK = "tfsepnet40_25ms"
 TEACHER_SEEDS = (1, 0)  # the in-process member, then the baseline's
 # Weight of the labels; 0.9 goes to the teacher (EfficientAT's BCE KD at T = 1), whose probability is raised to the label
