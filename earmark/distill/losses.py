@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from earmark.teachers.layers import match_time
+from earmark.nn import match_time
 
 
 def soft_kd(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, temperature: float = 2.0,

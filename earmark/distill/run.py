@@ -26,12 +26,12 @@ from earmark.engine import (Trainer, TrainConfig, barrier, class_average_precisi
                             load_model, plot_metrics, save_checkpoint, setup_distributed, start_run)
 from earmark.engine.checkpoint import update_extra
 from earmark.engine.outputs import ModelOutput, probabilities
+from earmark.nn import match_time
 from earmark.students import cpu_default_scope, create_student, quantize, save_quantized_checkpoint, student_checkpoint_meta
 from earmark.teachers.cache import TeacherCache, check_labels
-from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
-from earmark.teachers.recipe import (Augmentation, Augmenter, Outputs, best_metric, collect_outputs, label_loss, make_splits, metrics,
-                                     resolve_objective, tuning_soundscapes)
+from earmark.training import (Augmentation, Augmenter, Outputs, best_metric, collect_outputs, label_loss, make_splits, metrics,
+                              resolve_objective, tuning_soundscapes)
 from earmark.distill.thresholds import Tuning, tune_model, write_thresholds
 
 log = logging.getLogger(__name__)

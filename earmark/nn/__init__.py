@@ -3,6 +3,7 @@
 A floor like audio/ and engine/: it imports nothing of earmark. A layer lives here once two stages build with it.
 """
 
+from earmark.nn.resize import match_time
 from earmark.nn.transformer import Attention, Block, Mlp
 
-__all__ = ["Attention", "Block", "Mlp"]
+__all__ = ["Attention", "Block", "Mlp", "match_time"]

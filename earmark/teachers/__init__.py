@@ -8,16 +8,12 @@ from earmark.teachers.registry import Converter, TeacherFamily, converters, crea
 from earmark.teachers.ssl_heads import ASiTProjection, ASiTReconstruction, LightDecoder
 from earmark.teachers.vit import ViTConfig, ViTTeacher
 from earmark.teachers.cache import TeacherCache, check_labels
-from earmark.teachers.layers import match_time
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
-from earmark.teachers.recipe import (Augmentation, Augmenter, Outputs, best_metric, collect_outputs, label_loss, make_splits, metrics,
-                                     resolve_objective, tuning_soundscapes)
 
 register_family("teacher", build_teacher, "`earmark convert`, `earmark pretrain` or `earmark finetune`")  # how engine.load_model rebuilds teachers
 
 __all__ = [
-    "Augmentation", "Augmenter", "Outputs", "best_metric", "collect_outputs", "label_loss", "make_splits", "metrics", "resolve_objective", "tuning_soundscapes",
-    "TeacherCache", "check_labels", "match_time", "Predictor", "ensemble_key", "predict_to_cache",
+    "TeacherCache", "check_labels", "Predictor", "ensemble_key", "predict_to_cache",
     "create_teacher", "list_teachers", "register", "TeacherFamily", "Converter", "converters", "length_policy", "BEATs", "BEATsConfig", "ViTTeacher", "ViTConfig",
     "TeacherClassifier", "LayerWiseHead", "HEADS", "ASiTProjection", "ASiTReconstruction", "LightDecoder",
     "teacher_checkpoint_meta", "teacher_backbone", "build_teacher",

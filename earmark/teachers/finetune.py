@@ -13,12 +13,12 @@ from earmark.audio.datasets_torch import collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.sources import DataSource, data_identity, open_data
 from earmark.engine import Trainer, TrainConfig, load_model, plot_metrics, save_checkpoint, setup_distributed, start_run
+from earmark.nn import match_time
 from earmark.teachers.cache import TeacherCache
 from earmark.teachers.checkpoint import teacher_backbone, teacher_checkpoint_meta
 from earmark.teachers.heads import TeacherClassifier
-from earmark.teachers.layers import match_time
 from earmark.teachers.pretrain.acmsskd import kd_loss
-from earmark.teachers.recipe import Augmentation, Augmenter, best_metric, collect_outputs, label_loss, make_splits, metrics, resolve_objective
+from earmark.training import Augmentation, Augmenter, best_metric, collect_outputs, label_loss, make_splits, metrics, resolve_objective
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from earmark.nn import match_time
+
 
 def resize_grid(pos: torch.Tensor, grid: tuple[int, int], new: tuple[int, int], centre: bool = False) -> torch.Tensor:
     """Positions (1, g0 * g1, D) of a 2-D grid resized to ``new``, axis by axis: cut where shorter, bilinear where longer.
@@ -23,13 +25,6 @@ def resize_grid(pos: torch.Tensor, grid: tuple[int, int], new: tuple[int, int], 
             size = (n, p.shape[3]) if axis == 0 else (p.shape[2], n)
             p = F.interpolate(p, size=size, mode="bilinear", align_corners=False)
     return p.permute(0, 2, 3, 1).reshape(1, new[0] * new[1], d)
-
-
-def match_time(frames: torch.Tensor, length: int) -> torch.Tensor:
-    """Resample (B, T, C) along time to ``length`` steps by linear interpolation (frame grids of different models)."""
-    if frames.shape[1] == length:
-        return frames
-    return F.interpolate(frames.transpose(1, 2), size=length, mode="linear", align_corners=False).transpose(1, 2)
 
 
 def pool_or_stretch(sequence: torch.Tensor, steps: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ from earmark.distill.losses import bce_kd, frame_kd
 from earmark.distill.run import mixture_teacher
 from earmark.engine import load_model
 from earmark.teachers.cache import TeacherCache
-from earmark.teachers.recipe import draw_mix, spec_augment
+from earmark.training import draw_mix, spec_augment
 
 
 def test_soft_kd_equals_a_hand_computation():
@@ -177,7 +177,7 @@ def test_frame_kd_pulls_a_frame_student_towards_its_frame_teacher(tmp_path):
     from earmark.audio.io import load_audio
     from earmark.audio.synth import synthesize
     from earmark.teachers.finetune import FinetuneConfig, finetune
-    from earmark.teachers.layers import match_time
+    from earmark.nn import match_time
 
     data = synthesize(tmp_path / "data", seed=4, clips_per_class=1, soundscapes=8)
     teacher = finetune(FinetuneConfig("atst_frame_tiny", str(data.soundscapes_tsv), str(tmp_path / "teacher"), task="frame",
