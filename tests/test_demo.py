@@ -13,17 +13,17 @@ import pytest
 from earmark.demo import CHANCE
 
 
-@pytest.mark.timeout(1500)  # the whole demo: about 4-5 minutes on an idle 2-core machine, more on a busy one
+@pytest.mark.timeout(1500)  # the whole demo: about 6 minutes on an idle 2-core machine, more on a busy one
 def test_make_demo_learns_and_prints_the_table(tmp_path):
     run = subprocess.run([sys.executable, "-m", "earmark.cli", "demo", "--out", str(tmp_path)], capture_output=True, text=True,
                          timeout=1500)
     assert run.returncode == 0, run.stderr[-3000:]
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["params"] == 52_088 and s["int8_param_bytes"] <= 128_000
-    assert s["teacher_accuracy"] >= 0.90 and s["teacher_accuracy"] > max(s["member_accuracies"]), s  # the ensemble: README 95.8%
+    assert s["teacher_accuracy"] >= 0.90 and s["teacher_accuracy"] > max(s["member_accuracies"]), s  # the ensemble: README 99.0%
     assert s["teacher_accuracy"] > s["baseline_fp32_accuracy"] == s["member_accuracies"][1], s  # the seed-0 member is the baseline
-    assert min(s["student_fp32_accuracy"], s["student_int8_accuracy"], s["baseline_fp32_accuracy"]) >= 0.80 > 6 * CHANCE, s
-    assert s["soundscapes"] >= 20 and s["event_f1_onset"] > 0.65, s  # README: 7x.x%
+    assert min(s["student_fp32_accuracy"], s["student_int8_accuracy"], s["baseline_fp32_accuracy"]) >= 0.85 > 6 * CHANCE, s
+    assert s["soundscapes"] >= 20 and s["event_f1_onset"] > 0.75, s  # README: 87.8%
     assert not [line for line in run.stdout.splitlines() if line.startswith(("warning: the teacher", "warning: the INT8 student"))]
     for picture in (s["timeline"], "distill/confusion.png", "distill/float/curves.png"):
         assert (tmp_path / picture).stat().st_size > 10_000
