@@ -1,6 +1,6 @@
 """Every registered student: parameters, MACs per second of audio, and CPU latency at batch 1 in PyTorch vs ONNX Runtime.
 
-    python bench/bench_students.py [--runs 50]
+    python bench/bench_students.py [--runs 50] [--only tfsepnet40 tfsepnet40_25ms]
 
 Latency is the calling thread's CPU time per call (one thread in both runtimes; median of ``--runs``, the two
 runtimes interleaved), so a busy machine moves it little; wall time would swing several-fold on a shared 2-core box.
@@ -21,11 +21,12 @@ from earmark.students import REGISTRY, count, create_student, one_second_input
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--only", nargs="+", choices=sorted(REGISTRY), help="these students (default: every registered one)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"{describe_cpu()}; one thread; milliseconds of the calling thread's CPU time per call (median of {args.runs})")
     print(f"{'student':<18} {'params':>10} {'MACs/s':>12} {'torch ms':>9} {'ORT ms':>8} {'torch/ORT':>9}")
-    for name in REGISTRY:
+    for name in args.only or REGISTRY:
         student = create_student(name, 10).eval()
         shape = one_second_input(student)
         c = count(student, *shape)

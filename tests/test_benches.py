@@ -32,3 +32,12 @@ def test_bench_onnx_latency_compares_files_to_the_first_and_profiles_them_by_op_
     end = lines.index("", start) if "" in lines[start:] else len(lines)
     shares = [float(line.split()[-1].rstrip("%")) for line in lines[start + 1:end]]
     assert shares and abs(sum(shares) - 100) < 1.5  # every op type's kernel time, as shares of the file's total
+
+
+def test_bench_students_counts_and_times_each_student_in_both_runtimes():
+    lines = _bench("bench_students.py", "--only", "tfsepnet40_25ms", "crnn_causal_tiny", "--runs", "2")
+    assert "flags:" in lines[0] and "CPU time" in lines[0]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert list(rows) == ["tfsepnet40_25ms", "crnn_causal_tiny"]
+    assert rows["tfsepnet40_25ms"][:2] == ["52,290", "5,412,240"]  # the README's students table
+    assert all(float(ms) > 0 for row in rows.values() for ms in row[2:])
