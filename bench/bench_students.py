@@ -10,10 +10,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import onnxruntime as ort
 import torch
 
-from earmark.export import ScoresHead
+from earmark.export import ScoresHead, session
 from earmark.export.timing import describe_cpu, interleaved
 from earmark.students import REGISTRY, count, create_student, one_second_input
 
@@ -35,12 +34,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "m.onnx"
             torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["features"])
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            ort_session = session(path)  # one thread, no spinning: the settings every bench and the daemon use
             with torch.inference_mode():
-                timings = interleaved({"torch": lambda: model(x), "ort": lambda: session.run(None, {"features": x.numpy()})}, args.runs)
+                timings = interleaved({"torch": lambda: model(x), "ort": lambda: ort_session.run(None, {"features": x.numpy()})}, args.runs)
             t_torch, t_ort = timings["torch"].cpu_p50, timings["ort"].cpu_p50
         print(f"{name:<18} {c.params:>10,} {c.macs:>12,} {t_torch:>9.3f} {t_ort:>8.3f} {t_torch / t_ort:>9.2f}")
 
