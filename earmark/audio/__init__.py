@@ -14,7 +14,7 @@ __all__, __getattr__ = lazy_namespace(__name__, {
     "earmark.audio.spec": ["PRESETS", "FrontendSpec", "get_frontend"],
     "earmark.audio.streaming": ["FeatureStream"],
     "earmark.audio.events": ["Event", "EventSettings", "EventTracker", "Scores", "decode"],
-    "earmark.audio.manifest": ["Manifest", "clip_fold", "file_stamps", "read_manifest"],
+    "earmark.audio.manifest": ["Manifest", "clip_fold", "file_stamps", "merge_overlaps", "read_manifest"],
     "earmark.audio.mixing": ["MixSettings", "Soundscape", "SoundscapeMixer", "active_span", "background_scenes", "find_backgrounds",
                              "split_backgrounds"],
 })

@@ -292,7 +292,7 @@ def read_desed(path: Path, audio_root=None, labels: LabelSet | None = None, skip
         events[name].append((onset, offset, r["event_label"]))
     merged = 0
     for name, evs in events.items():
-        evs = _merge_overlaps(evs)
+        evs = merge_overlaps(evs)
         merged += len(events[name]) - len(evs)
         clip_labels = tuple(sorted({e[2] for e in evs}))
         rows.add(first_row[name], Clip(Path(name).stem, root / name, clip_labels, folds[name], events=tuple(evs)))
@@ -302,7 +302,7 @@ def read_desed(path: Path, audio_root=None, labels: LabelSet | None = None, skip
     return _finish(rows, labels, (e[2] for evs in events.values() for e in evs), multi_label=True, task="frame")
 
 
-def _merge_overlaps(events: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+def merge_overlaps(events: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
     """Sorted events, those of one label that overlap or touch merged into one (sed_scores_eval refuses them otherwise)."""
     merged: list[tuple[float, float, str]] = []
     latest: dict[str, int] = {}  # label -> index of its latest event in merged

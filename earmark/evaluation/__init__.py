@@ -5,11 +5,11 @@ Soundscapes go through `listen`'s own streaming pipeline; the metrics come from 
 """
 
 from earmark.evaluation.clips import clip_metrics, clip_scores
-from earmark.evaluation.events import PSDS1, PSDS2, ScoreTrack, detection_latency, event_metrics, false_alarms, psds
+from earmark.evaluation.events import PSDS1, PSDS2, ScoreTrack, detection_latency, event_metrics, false_alarms, psds, segment_map
 from earmark.evaluation.models import deployable
 from earmark.evaluation.soundscapes import Heard, evaluate_soundscapes, listen_to_file
 
 __all__ = [
-    "event_metrics", "psds", "false_alarms", "ScoreTrack", "PSDS1", "PSDS2", "clip_metrics", "clip_scores", "deployable",
+    "event_metrics", "psds", "segment_map", "false_alarms", "ScoreTrack", "PSDS1", "PSDS2", "clip_metrics", "clip_scores", "deployable",
     "evaluate_soundscapes", "listen_to_file", "Heard",
 ]

@@ -75,7 +75,7 @@ def percent(value: float | None) -> str:
 
 
 def print_soundscapes(r: dict) -> None:
-    """Event F1 per collar, PSDS, false alarms, and a per-class table at the first collar."""
+    """Event F1 per collar, PSDS, segment mAP, false alarms, and a per-class table at the first collar."""
     print(f"{r['files']} soundscapes, {r['audio_minutes']:.1f} min, real-time factor {r['rtf']:.4f}")
     for collar, m in r["events"].items():
         on, both = m["onset"], m["onset_offset"]
@@ -88,6 +88,9 @@ def print_soundscapes(r: dict) -> None:
     p, fa = r["psds"], r["false_alarms"]
     psds2 = "-" if p["psds2"] is None else f"{p['psds2']:.3f}"
     print(f"PSDS1 {p['psds1']:.3f}, PSDS2 {psds2} (sed_scores_eval, DCASE Task 4 settings; classes without events left out: {p['excluded'] or 'none'})")
+    seg = r["segments"]
+    print(f"segment mAP ({seg['segment_seconds']:g}-s segments, threshold-free): {percent(seg['mAP'])} over the classes with events; "
+          f"any label {percent(seg['any_label'])}")
     lat = r["latency"]
     if lat["hits"]:
         print(f"detection latency (reference onset -> ON, stream time): median {lat['median'] * 1000:.0f} ms, "
@@ -95,9 +98,10 @@ def print_soundscapes(r: dict) -> None:
     print(f"false alarms: {fa['false_alarms']} in {fa['background_minutes']:.1f} min of background-only audio ({fa['per_minute']:.2f}/min)")
     first = next(iter(r["events"].values()))
     rows = [(label, str(c["references"]), str(c["detections"]), percent(c["onset_f1"]), percent(c["onset_offset_f1"]),
-             f"{p['psds1_per_class'][label]:.3f}" if label in p["psds1_per_class"] else "-")
+             f"{p['psds1_per_class'][label]:.3f}" if label in p["psds1_per_class"] else "-",
+             percent(seg["per_class"][label]) if label in seg["per_class"] else "-")
             for label, c in first["per_class"].items()]
-    header = ("label", "events", "detections", f"F1 onset@{first['collar']}", "F1 +offset", "PSDS1")
+    header = ("label", "events", "detections", f"F1 onset@{first['collar']}", "F1 +offset", "PSDS1", "segment AP")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))

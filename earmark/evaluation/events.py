@@ -1,4 +1,4 @@
-"""Sound event metrics through the reference libraries: event F1 by sed_eval, PSDS1/PSDS2 by sed_scores_eval.
+"""Sound event metrics through the reference libraries: event F1 by sed_eval, PSDS1/PSDS2 and segment mAP by sed_scores_eval.
 
 Events are ``(onset, offset, label)`` tuples in seconds, grouped by file id: ``{file_id: [event, ...]}``.
 A file without events must still be listed (empty), so that its audio counts as background.
@@ -11,6 +11,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+from earmark.audio import merge_overlaps
 
 Event = tuple[float, float, str]
 EventsByFile = dict[str, list[Event]]
@@ -96,6 +98,25 @@ def event_metrics(reference: EventsByFile, detections: EventsByFile, labels: lis
     return results
 
 
+def _present_classes(reference: EventsByFile, labels: list[str], metric: str) -> list[str]:
+    """The labels with reference events, checked against the model's."""
+    present = sorted({e[2] for events in reference.values() for e in events})
+    if not present:
+        raise ValueError(f"the reference has no events, so {metric} is undefined; evaluate on soundscapes that contain events.")
+    unknown = sorted(set(present) - set(labels))
+    if unknown:
+        raise ValueError(f"reference labels {unknown} are not among the model's labels {labels}; evaluate with a matching model.")
+    return present
+
+
+def _score_frames(scores: dict[str, ScoreTrack], columns: list[int] | None, names: list[str]) -> dict:
+    """sed_scores_eval's score DataFrames: the chosen columns, or (``columns`` None) each segment's highest score."""
+    create_score_dataframe = _library("sed_scores_eval.base_modules.scores").create_score_dataframe
+    pick = (lambda p: p.max(axis=1, keepdims=True)) if columns is None else (lambda p: p[:, columns])
+    return {file_id: create_score_dataframe(np.ascontiguousarray(pick(track.probs), np.float64), track.timestamps, names)
+            for file_id, track in scores.items()}
+
+
 def psds(scores: dict[str, ScoreTrack], reference: EventsByFile, durations: dict[str, float], labels: list[str]) -> dict:
     """PSDS1 and PSDS2 (DCASE Task 4 settings) of per-segment scores, exact (threshold-free) by sed_scores_eval.
 
@@ -103,16 +124,8 @@ def psds(scores: dict[str, ScoreTrack], reference: EventsByFile, durations: dict
     PSDS2 is None when fewer than two classes have references.
     """
     intersection_based = _library("sed_scores_eval.intersection_based")
-    create_score_dataframe = _library("sed_scores_eval.base_modules.scores").create_score_dataframe
-    present = sorted({e[2] for events in reference.values() for e in events})
-    if not present:
-        raise ValueError("the reference has no events, so PSDS is undefined; evaluate on soundscapes that contain events.")
-    unknown = sorted(set(present) - set(labels))
-    if unknown:
-        raise ValueError(f"reference labels {unknown} are not among the model's labels {labels}; evaluate with a matching model.")
-    columns = [labels.index(label) for label in present]
-    frames = {file_id: create_score_dataframe(np.ascontiguousarray(track.probs[:, columns], np.float64), track.timestamps, present)
-              for file_id, track in scores.items()}
+    present = _present_classes(reference, labels, "PSDS")
+    frames = _score_frames(scores, [labels.index(label) for label in present], present)
     ground_truth = {file_id: list(reference.get(file_id, [])) for file_id in scores}
     out = {"classes": present, "excluded": [label for label in labels if label not in present], "psds2": None}
     # PSDS2 penalises cross-triggers between classes, so it needs two classes with references.
@@ -121,6 +134,26 @@ def psds(scores: dict[str, ScoreTrack], reference: EventsByFile, durations: dict
         out[name] = float(value)
         out[f"{name}_per_class"] = {label: float(v) for label, v in per_class.items()}
     return out
+
+
+def segment_map(scores: dict[str, ScoreTrack], reference: EventsByFile, durations: dict[str, float], labels: list[str],
+                segment: float = 1.0) -> dict:
+    """Segment-based average precision (sed_scores_eval): threshold-free, so it ranks detectors that no threshold suits.
+
+    Each ``segment``-second stretch is a positive for a class when a reference event of it overlaps the stretch, and
+    scores by its highest score there; ``mAP`` averages the classes with events, ``any_label`` ranks each segment's
+    highest score of any class against "some event sounds" (heard, named or not).
+    """
+    segment_based = _library("sed_scores_eval.segment_based")
+    present = _present_classes(reference, labels, "segment mAP")
+    lengths = {k: durations[k] for k in scores}
+    ground_truth = {file_id: list(reference.get(file_id, [])) for file_id in scores}
+    per_class, _ = segment_based.average_precision(_score_frames(scores, [labels.index(label) for label in present], present),
+                                                   ground_truth, lengths, segment_length=segment)
+    agnostic = {file_id: merge_overlaps([(on, off, ANY_LABEL) for on, off, _ in events]) for file_id, events in ground_truth.items()}
+    anything, _ = segment_based.average_precision(_score_frames(scores, None, [ANY_LABEL]), agnostic, lengths, segment_length=segment)
+    return {"segment_seconds": segment, "mAP": float(np.mean([per_class[label] for label in present])),
+            "per_class": {label: float(per_class[label]) for label in present}, "any_label": float(anything[ANY_LABEL])}
 
 
 def false_alarms(reference: EventsByFile, detections: EventsByFile, durations: dict[str, float], collar: float = 0.2) -> dict:

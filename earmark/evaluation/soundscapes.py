@@ -12,7 +12,7 @@ import soundfile as sf
 
 from earmark.audio.manifest import Manifest
 from earmark.audio.spec import FrontendSpec
-from earmark.evaluation.events import ScoreTrack, detection_latency, event_metrics, false_alarms, psds
+from earmark.evaluation.events import ScoreTrack, detection_latency, event_metrics, false_alarms, psds, segment_map
 from earmark.runtime.daemon import Listener
 from earmark.runtime.model import load_backend
 from earmark.runtime.postprocess import EventSettings
@@ -86,6 +86,7 @@ def evaluate_soundscapes(model: str | os.PathLike, manifest: Manifest, settings:
         "kind": "soundscapes", "files": len(files), "audio_minutes": audio / 60, "rtf": busy / audio,
         "events": {str(c): event_metrics(reference, detections, labels, c, offset_ratio) for c in collars},
         "psds": psds(scores, reference, durations, labels),
+        "segments": segment_map(scores, reference, durations, labels),
         "false_alarms": false_alarms(reference, detections, durations, min(collars)),
         "latency": detection_latency(reference, announced, max(collars)),
         "per_file": files,

@@ -1,9 +1,9 @@
-"""Event F1 (sed_eval), PSDS (sed_scores_eval) and false alarms on events whose answers are worked out by hand."""
+"""Event F1 (sed_eval), PSDS and segment mAP (sed_scores_eval) and false alarms on events whose answers are worked out by hand."""
 
 import numpy as np
 import pytest
 
-from earmark.evaluation import ScoreTrack, detection_latency, event_metrics, false_alarms, psds
+from earmark.evaluation import ScoreTrack, detection_latency, event_metrics, false_alarms, psds, segment_map
 
 LABELS = ["a", "b"]
 REFERENCE = {"f1": [(1.0, 3.0, "a"), (5.0, 7.0, "b")], "f2": []}
@@ -27,6 +27,19 @@ def test_a_perfect_prediction_scores_one_everywhere():
     p = psds(_perfect_scores(REFERENCE), REFERENCE, {"f1": 10.0, "f2": 10.0}, LABELS)
     assert p["psds1"] == pytest.approx(1.0) and p["psds2"] == pytest.approx(1.0) and p["excluded"] == []
     assert false_alarms(REFERENCE, REFERENCE, {"f1": 10.0, "f2": 10.0})["false_alarms"] == 0
+
+
+def test_segment_map_ranks_named_events_and_any_sound_apart():
+    durations = {"f1": 10.0, "f2": 10.0}
+    perfect = segment_map(_perfect_scores(REFERENCE), REFERENCE, durations, LABELS)
+    assert perfect["mAP"] == pytest.approx(1.0) and perfect["any_label"] == pytest.approx(1.0)
+    # every event heard where it sounds, under the other label: no class ranks its own segments first, yet any sound does
+    swapped = {"f1": [(1.0, 3.0, "b"), (5.0, 7.0, "a")], "f2": []}
+    misnamed = segment_map(_perfect_scores(swapped), REFERENCE, durations, LABELS)
+    assert misnamed["mAP"] < 0.15 and misnamed["any_label"] == pytest.approx(1.0)
+    assert set(misnamed["per_class"]) == {"a", "b"} and misnamed["segment_seconds"] == 1.0
+    with pytest.raises(ValueError, match="no events"):
+        segment_map(_perfect_scores({"f1": []}), {"f1": []}, {"f1": 10.0}, LABELS)
 
 
 def test_a_shifted_prediction_scores_what_the_collars_give_by_hand():
