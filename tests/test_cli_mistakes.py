@@ -30,6 +30,8 @@ CASES = [
     (["finetune", "acmsskd_tiny", "--data", "{renamed}", "--out", "{root}/o", "--lr", "-1"], "--lr -1.0 is not a positive number"),
     (["distill", "--data", "{renamed}", "--out", "{root}/o", "--epochs", "-1"], "--epochs -1 is not a whole number"),
     (["distill", "--data", "{renamed}", "--out", "{root}/o", "--dir-p", "2"], "--dir-p 2.0 is not a probability"),
+    (["distill", "--no-kd", "--data", "{clips}", "--out", "{root}/o", "--source-chain", "eq"], "pass --backgrounds to train on mixtures"),
+    (["distill", "--no-kd", "--data", "{clips}", "--out", "{root}/o", "--source-chain", "phone"], "invalid choice: 'phone' (choose from"),
     (["pretrain", "asit", "--data", "{renamed}", "--out", "{root}/o", "--steps", "0"], "--steps 0 is not a whole number"),
     (["pretrain", "asit", "--data", "{renamed}", "--out", "{root}/o", "--seed", "-1"], "--seed -1 is not a whole number of at least 0"),
     (["finetune", "acmsskd_tiny", "--data", "{renamed}", "--out", "{root}/o", "--mix-snr", "nan", "10"], "--mix-snr nan is not a finite"),

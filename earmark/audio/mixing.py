@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from earmark.audio.chain import check_stages, recording_chain
 from earmark.audio.io import load_audio, resample
 from earmark.audio.manifest import AUDIO_SUFFIXES, Clip, Manifest, clip_fold, read_manifest
 
@@ -39,11 +40,14 @@ class MixSettings:
     max_overlap: int = 1  # events sounding at the same time (1: none overlap)
     background_only: float = 0.1  # probability of a soundscape with no event at all
     trim_db: float = 30.0  # an event's active span: where its 10 ms RMS is within this of its loudest
+    chain: tuple[str, ...] = ()  # recording-chain stages (audio.chain.STAGES) each event may pass through before mixing
+    chain_p: float = 0.5  # probability of each of those stages per event
 
     def __post_init__(self):
         if self.duration <= 0 or not 0 <= self.events[0] <= self.events[1] or self.snr[0] > self.snr[1] or self.max_overlap < 1:
             raise ValueError(f"mix settings {self} are inconsistent; pass a positive duration, events LOW <= HIGH, "
                              "SNR LOW <= HIGH and an overlap limit of at least 1.")
+        check_stages(self.chain)
 
 
 @dataclass
@@ -203,6 +207,8 @@ class SoundscapeMixer:
                 shift = -cut / rate
             else:
                 shift = 0.0
+            if s.chain:
+                wave = recording_chain(wave, rate, rng, s.chain, s.chain_p)
             gain = noise * 10 ** (rng.uniform(*s.snr) / 20) / max(_rms(wave), 1e-9)  # SNR = 20 log10(rms_e / rms_b)
             for _ in range(20):  # placements tried before giving the event up
                 start = int(rng.integers(0, n - wave.size + 1))

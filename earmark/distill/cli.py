@@ -49,6 +49,8 @@ HELP = {
     "backgrounds": "a folder or manifest of background recordings: every epoch trains on new mixtures of the clips over them, "
                    "and event thresholds are tuned on held-out mixtures (--objective detect)",
     "mix_snr": "event-to-background dB range (LOW HIGH) of those mixtures",
+    "source_chain": "a recording-chain stage each training event may pass through before it is mixed, with probability 0.5 "
+                    "(repeat: bandlimit, eq, reverb): a detector for sounds from sources it never heard (docs/distill.md)",
     "scenes": "the backgrounds are labelled scenes (a manifest, or a folder per scene): the student also learns each mixture's "
               "scene in a second, softmax head, and `listen` reports scenes beside events",
     "median": "the `earmark listen --median` the event thresholds are tuned for",
@@ -73,13 +75,14 @@ HELP = {
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from earmark.distill.run import DistillConfig
+    from earmark.audio.chain import STAGES
     from earmark.engine import SCHEDULES, add_config_options
     from earmark.engine.trainer import default_workers
 
     add_config_options(parser, DistillConfig, HELP,
                        rename={"teachers": "--teacher", "hard_weight": "--kd-lambda", "mixup_alpha": "--mixup", "kd": "--no-kd",
                                "tune": "--no-tune"},
-                       choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
+                       choices={"source_chain": list(STAGES), "task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
                                 "kl_reduction": ["mean", "batchmean"], "int8_scope": ["weights", "pointwise", "all"],
                                 "objective": ["detect", "classify"]})
     parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated

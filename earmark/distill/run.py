@@ -49,6 +49,7 @@ class DistillConfig:
     objective: str = ""  # "detect" (sigmoid events) | "classify" (softmax scenes); "": detect for multi-label or frame data
     backgrounds: str = ""  # a folder or manifest of background recordings: train and validate on clips mixed over them
     mix_snr: tuple[float, float] = (0.0, 15.0)  # event-to-background dB of those mixtures
+    source_chain: list[str] = field(default_factory=list)  # recording-chain stages for training events (audio.chain)
     scenes: bool = False  # the backgrounds are labelled scenes: the student also learns each mixture's scene (a second head)
     median: int = 1  # the `earmark listen` post-processing the event thresholds are tuned for
     min_duration: float = 0.0
@@ -302,7 +303,7 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     frontend = Frontend(student.frontend)
     splits = make_splits(manifest, objective, frontend.spec.sample_rate, config.clip_seconds, student.frame_hop_seconds if frame else None,
                          config.val_fold, config.test_fold, config.batch_size, config.seed, config.backgrounds, tuple(config.mix_snr),
-                         config.workers, scenes)
+                         config.workers, scenes, tuple(config.source_chain))
     online = None
     if config.online_teacher and config.kd:
         loaded = [load_teacher(t) for t in config.teachers]

@@ -109,7 +109,8 @@ def add_config_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
             negative = flag.startswith("--no-")
             parser.add_argument(flag, action="store_false" if negative or default is True else "store_true", help=text, **common)
         elif kind is list:
-            parser.add_argument(flag, action="append", metavar=name.upper().rstrip("S"), help=text, **common)
+            metavar = None if name in choices else name.upper().rstrip("S")
+            parser.add_argument(flag, action="append", choices=choices.get(name), metavar=metavar, help=text, **common)
         elif kind is dict:
             parser.add_argument(flag, type=json.loads, metavar="JSON", help=text, **common)
         elif kind is tuple:  # a fixed number of values, e.g. a range: --mix-snr 0 15

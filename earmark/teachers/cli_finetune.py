@@ -35,6 +35,8 @@ HELP = {
     "backgrounds": "a folder or manifest of background recordings: every epoch trains on new mixtures of the clips over them "
                    "(--objective detect)",
     "mix_snr": "event-to-background dB range (LOW HIGH) of those mixtures",
+    "source_chain": "a recording-chain stage each training event may pass through before it is mixed, with probability 0.5 "
+                    "(repeat: bandlimit, eq, reverb): a detector for sounds from sources it never heard (docs/distill.md)",
     "freq_mask": "SpecAugment: widest masked band of mel bins",
     "time_mask": "SpecAugment: widest masked band of frames",
     "clip_seconds": None,
@@ -50,12 +52,13 @@ HELP = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from earmark.audio.chain import STAGES
     from earmark.engine import SCHEDULES, add_config_options
     from earmark.engine.trainer import default_workers
     from earmark.teachers.finetune import FinetuneConfig
 
     add_config_options(parser, FinetuneConfig, HELP, positional=("teacher",),
-                       choices={"task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
+                       choices={"source_chain": list(STAGES), "task": ["clip", "frame"], "precision": ["fp32", "bf16", "fp16"], "schedule": SCHEDULES,
                                 "objective": ["detect", "classify"]})
     parser.set_defaults(workers=default_workers())  # this machine's, also when a config.json from another is repeated
     parser.add_argument("--force", action="store_true", help="start over when --out holds another run (otherwise it is refused)")

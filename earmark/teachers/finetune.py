@@ -46,6 +46,7 @@ class FinetuneConfig:
     objective: str = ""  # "detect" (sigmoid events) | "classify" (softmax scenes); "": detect for multi-label or frame data
     backgrounds: str = ""  # a folder or manifest of background recordings: train and validate on clips mixed over them
     mix_snr: tuple[float, float] = (0.0, 15.0)
+    source_chain: list[str] = field(default_factory=list)  # recording-chain stages for training events (audio.chain)
     freq_mask: int = 20
     time_mask: int = 20
     precision: str = "fp32"
@@ -80,7 +81,7 @@ def finetune(config: FinetuneConfig, force: bool = False) -> Path:
     frame = config.task == "frame"
     splits = make_splits(manifest, objective, frontend.spec.sample_rate, config.clip_seconds, backbone.frame_hop_seconds if frame else None,
                          config.val_fold, config.test_fold, config.batch_size, config.seed, config.backgrounds, tuple(config.mix_snr),
-                         config.workers)
+                         config.workers, chain=tuple(config.source_chain))
     cache = _kd_cache(config, manifest, objective) if config.kd_cache else None
     augment = Augmenter(Augmentation(config.mixup_alpha, config.freq_mask, config.time_mask), frontend)
 
