@@ -46,6 +46,25 @@ def train(name: str, clips: Path, backgrounds: Path, out: Path, epochs: int, see
     return onnx
 
 
+def chance(scapes: Path, segment: float = 1.0) -> tuple[float, float]:
+    """Segment mAP and any-label AP of a scorer that knows nothing: each class's share of positive segments (mean over
+    the classes with events), and the share of segments in which any event sounds."""
+    import numpy as np
+    import soundfile as sf
+
+    from earmark.audio import read_manifest
+
+    positives, sounding, total = {}, 0, 0
+    for clip in read_manifest(scapes).clips:
+        starts = np.arange(0.0, sf.info(str(clip.path)).duration - 1e-6, segment)
+        total += starts.size
+        hit = lambda events: (starts[:, None] < [e[1] for e in events]) & (starts[:, None] + segment > [e[0] for e in events])
+        sounding += int(hit(clip.events).any(axis=1).sum()) if clip.events else 0
+        for label in {e[2] for e in clip.events}:
+            positives[label] = positives.get(label, 0) + int(hit([e for e in clip.events if e[2] == label]).any(axis=1).sum())
+    return float(np.mean([count / total for count in positives.values()])), sounding / total
+
+
 def row(name: str, r: dict) -> str:
     seg, on = r["segments"], r["events"]["0.5"]
     found = sum(1 for c in on["per_class"].values() if c["onset_f1"])
@@ -74,8 +93,10 @@ def main() -> int:
     results = evaluate(models, scapes, runs, log)
     header = ("| variant | segment mAP | any label | onset F1 0.5 s | any label | detections / events | FA per min | classes found |\n"
               "|---|---|---|---|---|---|---|---|")
+    floor = chance(scapes)
     text = (f"held-out packages, {args.test_scapes} soundscapes ({scapes}), seed {args.seed}, {args.epochs} epochs, fp32\n"
-            + header + "\n" + "\n".join(row(name, results[name]) for name in args.variants))
+            + header + "\n" + "\n".join(row(name, results[name]) for name in args.variants)
+            + f"\n| chance (a scorer that knows nothing) | {100 * floor[0]:.1f}% | {100 * floor[1]:.1f}% | | | | | |")
     print("\n" + text)
     (runs / f"table-{'-'.join(args.variants)}.md").write_text(text + "\n")
     return 0
