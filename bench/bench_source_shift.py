@@ -29,6 +29,8 @@ VARIANTS = {  # name -> (what changes, distill flags)
     "bandlimit": ("+ band limit (8-22 kHz sources)", ["--source-chain", "bandlimit"]),
     "eq": ("+ random EQ (+-6 dB)", ["--source-chain", "eq"]),
     "reverb": ("+ room reverberation", ["--source-chain", "reverb"]),
+    "bandlimit-eq": ("+ band limit and random EQ", ["--source-chain", "bandlimit", "--source-chain", "eq"]),
+    "bandlimit-specaugment": ("+ band limit and SpecAugment", ["--source-chain", "bandlimit", "--specaugment-freq", 16]),
     "chain": ("+ band limit, EQ and reverberation", ["--source-chain", "bandlimit", "--source-chain", "eq", "--source-chain", "reverb"]),
 }
 
