@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["STAGES", "band_limit", "check_stages", "random_eq", "recording_chain", "room"]
+
 STAGES = ("bandlimit", "eq", "reverb")
 SOURCE_RATES = (8000, 11025, 16000, 22050)  # sample rates sound-effect packages ship besides 44.1 and 48 kHz
 EQ_DB = 6.0  # largest boost or cut of the random equaliser
