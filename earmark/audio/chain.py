@@ -12,7 +12,6 @@ import numpy as np
 
 __all__ = ["STAGES", "band_limit", "check_stages", "random_eq", "recording_chain", "room"]
 
-STAGES = ("bandlimit", "eq", "reverb")
 SOURCE_RATES = (8000, 11025, 16000, 22050)  # sample rates sound-effect packages ship besides 44.1 and 48 kHz
 EQ_DB = 6.0  # largest boost or cut of the random equaliser
 RT60 = (0.15, 0.8)  # reverberation times of the simulated rooms, seconds
@@ -55,6 +54,9 @@ def room(wave: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
     return np.fft.irfft(np.fft.rfft(wave, n) * np.fft.rfft(response, n), n)[: wave.size].astype(np.float32)
 
 
+STAGES = {"bandlimit": band_limit, "eq": random_eq, "reverb": room}  # name -> stage, in the order a chain applies them
+
+
 def check_stages(stages: tuple[str, ...]) -> None:
     """Refuse stage names that are not in STAGES, in one sentence."""
     unknown = sorted(set(stages) - set(STAGES))
@@ -63,9 +65,9 @@ def check_stages(stages: tuple[str, ...]) -> None:
 
 
 def recording_chain(wave: np.ndarray, rate: int, rng: np.random.Generator, stages: tuple[str, ...], p: float = 0.5) -> np.ndarray:
-    """Each of ``stages`` (names from STAGES, applied in that order) with probability ``p``."""
+    """Each of ``stages`` (names of STAGES, applied in STAGES' order) with probability ``p``."""
     check_stages(stages)
-    for name, stage in (("bandlimit", band_limit), ("eq", random_eq), ("reverb", room)):
+    for name, stage in STAGES.items():
         if name in stages and rng.random() < p:
             wave = stage(wave, rate, rng)
     return wave

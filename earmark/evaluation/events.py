@@ -81,11 +81,10 @@ def event_metrics(reference: EventsByFile, detections: EventsByFile, labels: lis
     results = {"collar": collar, "offset_ratio": offset_ratio, "any_label": {}}
     per_class: dict[str, dict] = {label: {} for label in labels}
     references = sum(map(len, reference.values()))
-    anonymous = lambda events: {file_id: [(on, off, ANY_LABEL) for on, off, _ in evs] for file_id, evs in events.items()}
     for name, offsets in (("onset", False), ("onset_offset", True)):
         metric = _event_based(reference, detections, labels, collar, offset_ratio, offsets)
         results[name] = _scores(metric.results_overall_metrics()["f_measure"], references)
-        heard = _event_based(anonymous(reference), anonymous(detections), [ANY_LABEL], collar, offset_ratio, offsets)
+        heard = _event_based(_anonymous(reference), _anonymous(detections), [ANY_LABEL], collar, offset_ratio, offsets)
         results["any_label"][name] = _scores(heard.results_overall_metrics()["f_measure"], references)
         for label, block in metric.results_class_wise_metrics().items():
             per_class[label][f"{name}_f1"] = _scores(block["f_measure"], int(block["count"]["Nref"]))["f1"]
@@ -96,6 +95,11 @@ def event_metrics(reference: EventsByFile, detections: EventsByFile, labels: lis
     results["references"] = references
     results["detections"] = sum(len(e) for e in detections.values())
     return results
+
+
+def _anonymous(events: EventsByFile) -> EventsByFile:
+    """The same events with every label made ANY_LABEL (class-agnostic scoring)."""
+    return {file_id: [(on, off, ANY_LABEL) for on, off, _ in evs] for file_id, evs in events.items()}
 
 
 def _present_classes(reference: EventsByFile, labels: list[str], metric: str) -> list[str]:
@@ -150,7 +154,7 @@ def segment_map(scores: dict[str, ScoreTrack], reference: EventsByFile, duration
     ground_truth = {file_id: list(reference.get(file_id, [])) for file_id in scores}
     per_class, _ = segment_based.average_precision(_score_frames(scores, [labels.index(label) for label in present], present),
                                                    ground_truth, lengths, segment_length=segment)
-    agnostic = {file_id: merge_overlaps([(on, off, ANY_LABEL) for on, off, _ in events]) for file_id, events in ground_truth.items()}
+    agnostic = {file_id: merge_overlaps(events) for file_id, events in _anonymous(ground_truth).items()}
     anything, _ = segment_based.average_precision(_score_frames(scores, None, [ANY_LABEL]), agnostic, lengths, segment_length=segment)
     return {"segment_seconds": segment, "mAP": float(np.mean([per_class[label] for label in present])),
             "per_class": {label: float(per_class[label]) for label in present}, "any_label": float(anything[ANY_LABEL])}
