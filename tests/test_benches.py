@@ -1,5 +1,6 @@
 """The bench scripts the docs quote run, on the tests' tone detector, and print the rows the docs read."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,14 @@ def test_bench_students_counts_and_times_each_student_in_both_runtimes():
     assert list(rows) == ["tfsepnet40_25ms", "crnn_causal_tiny"]
     assert rows["tfsepnet40_25ms"][:2] == ["52,290", "5,412,240"]  # the README's students table
     assert all(float(ms) > 0 for row in rows.values() for ms in row[2:])
+
+
+def test_bench_demo_kd_trains_the_teacher_from_no_kd_runs_and_tables_every_variant(tmp_path):
+    lines = _bench("bench_demo_kd.py", "--out", str(tmp_path), "--seeds", "0", "--variants", "kd", "--epochs", "1")
+    table = lines[lines.index(next(line for line in lines if line.startswith("Test accuracy"))):]
+    assert table[0].startswith("Test accuracy on the 896 clips of fold 5, 1 epochs, 1 thread(s) a run")
+    rows = {row.split(":")[0].strip("| "): row for row in table[3:]}
+    assert list(rows) == ["no-kd", "kd", "the teacher"] and all(row.rstrip().endswith("% |") for row in rows.values())
+    config = json.loads((tmp_path / "kd-s0" / "config.json").read_text())
+    assert [Path(t).parent.name for t in config["teachers"]] == ["no-kd-s1", "no-kd-s0"] and config["temperature"] == 2.0
+    assert (tmp_path / "no-kd-s1" / "results.json").is_file()  # the teacher's second member, though --seeds named only 0

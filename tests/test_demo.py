@@ -20,10 +20,13 @@ def test_make_demo_learns_and_prints_the_table(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["params"] == 52_088 and s["int8_param_bytes"] <= 128_000
-    assert s["teacher_accuracy"] >= 0.90 and s["teacher_accuracy"] > max(s["member_accuracies"]), s  # the ensemble: README 99.0%
+    assert s["teacher_accuracy"] >= 0.90 and s["teacher_accuracy"] > max(s["member_accuracies"]), s  # the ensemble: README 98.1%
     assert s["teacher_accuracy"] > s["baseline_fp32_accuracy"] == s["member_accuracies"][1], s  # the seed-0 member is the baseline
-    assert min(s["student_fp32_accuracy"], s["student_int8_accuracy"], s["baseline_fp32_accuracy"]) >= 0.85 > 6 * CHANCE, s
-    assert s["soundscapes"] >= 20 and s["event_f1_onset"] > 0.75, s  # README: 87.8%
+    assert min(s["student_fp32_accuracy"], s["student_int8_accuracy"], s["baseline_fp32_accuracy"]) >= 0.90 > 7 * CHANCE, s
+    # KD level with labels alone or ahead (README: 98.8% against 97.6% on 416 test clips); 2 points is the spread of
+    # seeds of one recipe on 896 clips (bench/bench_demo_kd.py), so a KD that costs more than a seed would fails here
+    assert s["student_fp32_accuracy"] >= s["baseline_fp32_accuracy"] - 0.02, s
+    assert s["soundscapes"] >= 20 and s["event_f1_onset"] >= 0.70, s  # README: 80.9%
     assert not [line for line in run.stdout.splitlines() if line.startswith(("warning: the teacher", "warning: the INT8 student"))]
     for picture in (s["timeline"], "distill/confusion.png", "distill/float/curves.png"):
         assert (tmp_path / picture).stat().st_size > 10_000

@@ -23,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seeds every sound and placement")
     synth.add_argument("--clips-per-class", type=AT_LEAST_ONE, default=40, help="one-second clips per event class")
     synth.add_argument("--soundscapes", type=NON_NEGATIVE, default=20, help="10-second soundscapes with strong labels")
+    synth.add_argument("--backgrounds", type=NON_NEGATIVE, default=8, help="10-second event-free background recordings")
+    synth.add_argument("--extra-test-clips", type=NON_NEGATIVE, default=0,
+                       help="more clips per class in the test fold (5) only: a larger test set, the same training data")
     mix = action("mix", "place clip-dataset events over background recordings: soundscapes + strong labels")
     mix.add_argument("clips", help="a clip manifest (single- or multi-label, or strong labels) whose clips become events")
     mix.add_argument("backgrounds", help="a folder of background recordings (searched recursively) or a manifest of them")
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "synth":
         from earmark.audio.synth import synthesize
 
-        paths = synthesize(args.out, args.seed, args.clips_per_class, args.soundscapes)
+        paths = synthesize(args.out, args.seed, args.clips_per_class, args.soundscapes, backgrounds=args.backgrounds,
+                           extra_test_clips=args.extra_test_clips)
         print(f"wrote {paths.clips_csv}, {paths.soundscapes_tsv} and {paths.scenes_tsv} (audio in {paths.root / 'audio'}, "
               f"event-free backgrounds in {paths.backgrounds})")
         return 0

@@ -166,9 +166,26 @@ class SynthPaths:
     backgrounds_tsv: Path  # the backgrounds' scenes (filename, scene_label): `distill --scenes --backgrounds` reads it
 
 
+TEST_FOLD = 5  # the fold the training verbs hold out for testing by default (--test-fold)
+
+
+def _write_clip(path: Path, name: str, n_clip: int, rng: Rng) -> None:
+    """One event clip: the event at a random place over a random scene, 3-15 dB above it."""
+    scenes = sorted(SCENES)
+    event = EVENTS[name](rng)[:n_clip]
+    background = _normalise(SCENES[scenes[rng.integers(len(scenes))]](rng, n_clip))
+    _write(path, _mix(background, event, int(rng.integers(0, n_clip - event.size + 1)), rng.uniform(3, 15)), rng)
+
+
 def synthesize(out: str | os.PathLike, seed: int = 0, clips_per_class: int = 40, soundscapes: int = 20,
-               clip_seconds: float = 1.0, soundscape_seconds: float = 10.0, backgrounds: int = 8) -> SynthPaths:
-    """Write the demo dataset under ``out`` (same seed, same bytes)."""
+               clip_seconds: float = 1.0, soundscape_seconds: float = 10.0, backgrounds: int = 8,
+               extra_test_clips: int = 0) -> SynthPaths:
+    """Write the demo dataset under ``out`` (same seed, same bytes).
+
+    ``clips_per_class`` clips of each class spread over folds 1-5; ``extra_test_clips`` more of each class go to the
+    test fold only (a larger test set without more training data), drawn from their own generator so the rest of the
+    dataset is the same with or without them.
+    """
     root = Path(out)
     (root / "audio").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -177,12 +194,15 @@ def synthesize(out: str | os.PathLike, seed: int = 0, clips_per_class: int = 40,
     n_clip = int(clip_seconds * SAMPLE_RATE)
     for k in range(clips_per_class):
         for target, name in enumerate(names):
-            event = EVENTS[name](rng)[:n_clip]
-            background = _normalise(SCENES[scenes[rng.integers(len(scenes))]](rng, n_clip))
-            wave = _mix(background, event, int(rng.integers(0, n_clip - event.size + 1)), rng.uniform(3, 15))
             filename = f"clip-{name}-{k:03d}.wav"
-            _write(root / "audio" / filename, wave, rng)
+            _write_clip(root / "audio" / filename, name, n_clip, rng)
             clip_rows.append((filename, k % 5 + 1, target, name))
+    test_rng = np.random.default_rng((seed, TEST_FOLD))
+    for k in range(clips_per_class, clips_per_class + extra_test_clips):
+        for target, name in enumerate(names):
+            filename = f"clip-{name}-{k:03d}.wav"
+            _write_clip(root / "audio" / filename, name, n_clip, test_rng)
+            clip_rows.append((filename, TEST_FOLD, target, name))
     with open(root / "clips.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["filename", "fold", "target", "category"])

@@ -10,7 +10,7 @@ import torch
 from earmark.audio import PRESETS, compute_features, load_audio
 from earmark.audio.datasets_torch import ClipDataset, FrameDataset
 from earmark.audio.labels import LabelSet
-from earmark.audio.manifest import read_manifest
+from earmark.audio.manifest import clip_fold, read_manifest
 from earmark.audio.synth import synthesize
 
 
@@ -143,6 +143,16 @@ def test_synth_is_deterministic_and_loads(synth, tmp_path):
     assert scapes.task == "frame" and all(1 <= len(c.events) <= 4 for c in scapes.clips)
     assert len(read_manifest(synth.scenes_tsv).labels) >= 4
     assert load_audio(clips.clips[0].path, 32000).shape == (32000,)
+
+
+def test_synth_extra_test_clips_go_to_the_test_fold_and_change_nothing_else(synth, tmp_path):
+    more = synthesize(tmp_path, seed=0, clips_per_class=10, soundscapes=4, extra_test_clips=3)
+    clips, base = read_manifest(more.clips_csv), read_manifest(synth.clips_csv)
+    extra = [c for c in clips.clips if c.id not in {b.id for b in base.clips}]
+    assert len(extra) == 3 * len(base.labels) and {clip_fold(c) for c in extra} == {5}
+    assert sorted(c.labels[0] for c in extra) == sorted(3 * list(base.labels))
+    for name in [c.path.name for c in base.clips] + ["scape-003.wav"]:  # the training data and soundscapes, byte for byte
+        assert (more.root / "audio" / name).read_bytes() == (synth.root / "audio" / name).read_bytes()
 
 
 def test_synth_classes_are_learnable_but_not_trivial(synth):
