@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins mosquitto sox chromium chromium-driver
 
-.PHONY: demo test test-all system-deps install bench clean
+.PHONY: demo test test-all system-deps install clean
 
 demo: install
 	$(VENV)/bin/earmark demo --out demo-out
@@ -34,9 +34,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
-
-bench: install
-	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-out runs

@@ -1,6 +1,6 @@
 """`earmark demo`: the whole pipeline as `make demo` runs it, and the demo's detector has learned.
 
-One run of the README's budget (a few minutes on 2 cores). The margins sit below what the demo reaches at its
+One run of the README's budget (about 7.5 minutes on 2 cores). The margins sit below what the demo reaches at its
 fixed seeds (README table) and far above chance (12.5%), so a demo whose teacher or student stops learning fails here.
 """
 
@@ -23,8 +23,9 @@ def test_make_demo_learns_and_prints_the_table(tmp_path):
     assert s["teacher_accuracy"] >= 0.90 and s["teacher_accuracy"] > max(s["member_accuracies"]), s  # the ensemble: README 98.1%
     assert s["teacher_accuracy"] > s["baseline_fp32_accuracy"] == s["member_accuracies"][1], s  # the seed-0 member is the baseline
     assert min(s["student_fp32_accuracy"], s["student_int8_accuracy"], s["baseline_fp32_accuracy"]) >= 0.90 > 7 * CHANCE, s
-    # KD level with labels alone or ahead (README: 98.8% against 97.6% on 416 test clips); 2 points is the spread of
-    # seeds of one recipe on 896 clips (bench/bench_demo_kd.py), so a KD that costs more than a seed would fails here
+    # KD ahead of labels alone (README: 98.8% against 97.6% on 416 test clips), or at most 2 points behind: seeds of one
+    # recipe spread by 5.5 points on 896 clips (bench/bench_demo_kd.py), so a lead is not promised on every machine, but
+    # a KD that costs more than 2 points fails here
     assert s["student_fp32_accuracy"] >= s["baseline_fp32_accuracy"] - 0.02, s
     assert s["soundscapes"] >= 20 and s["event_f1_onset"] >= 0.70, s  # README: 80.9%
     assert not [line for line in run.stdout.splitlines() if line.startswith(("warning: the teacher", "warning: the INT8 student"))]
