@@ -1,6 +1,6 @@
 """`earmark demo`: the whole pipeline as `make demo` runs it, and the demo's detector has learned.
 
-One run of the README's budget (about 7.5 minutes on 2 cores). The margins sit below what the demo reaches at its
+One run of the README's budget (about 6.5 minutes on 2 cores). The margins sit below what the demo reaches at its
 fixed seeds (README table) and far above chance (12.5%), so a demo whose teacher or student stops learning fails here.
 """
 
