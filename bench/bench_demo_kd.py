@@ -32,7 +32,7 @@ EXTRA_TEST_CLIPS = 100
 VARIANTS = {  # name -> (what it is, distill flags)
     "no-kd": ("labels alone (the demo's baseline)", ["--no-kd"]),
     "kd": ("the demo's KD: " + " ".join(KD_FLAGS), KD_FLAGS),
-    "kd-t1": ("the same at T = 1 (EfficientAT's BCE KD)", [*KD_FLAGS[:1], "1.0", *KD_FLAGS[2:]]),
+    "kd-t1": ("the same at T = 1 (EfficientAT's BCE KD)", [*KD_FLAGS, "--temperature", "1.0"]),  # the last value counts
 }
 
 

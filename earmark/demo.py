@@ -17,6 +17,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from earmark.audio.synth import SynthPaths
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,8 @@ class Budget:
 # cafe scene out of training and every detector fired on the cafe soundscapes, a quarter of the held-out ones).
 # 60 epochs: on 25-ms frames the no-KD students reach 96.9% at seeds 0 and 1 (94.8% / 91.7% after 40), and the demo
 # still fits its 8 minutes (docs/distill.md, "the demo's recipe").
-# 40 extra test clips a class (416 in the test fold, not 96): on 96 clips two or three of them decided whether KD helped,
-# and seeds of one recipe spread by 2 points even on 800 clips (docs/distill.md, "the demo's recipe").
+# 40 extra test clips a class (416 in the test fold, not 96): on 96 clips two or three of them decided whether KD helped
+# (docs/distill.md, "the demo's recipe").
 FULL = Budget(clips_per_class=60, soundscapes=20, backgrounds=20, epochs=60, qat_epochs=1, extra_test_clips=40)
 # The teacher is an ensemble of the student's network trained on labels with two seeds, one per core (Cai et al. distil
 # an ensemble into TF-SepNet too); the seed-0 member is also the no-KD baseline, the student's own budget without KD.
@@ -117,7 +121,7 @@ def _wait(process: subprocess.Popen, log: Path) -> None:
         raise RuntimeError(f"the no-KD baseline failed (exit {process.returncode}); its log {log} ends:\n" + "\n".join(tail))
 
 
-def student_arguments(data, epochs: int) -> list[str]:
+def student_arguments(data: SynthPaths, epochs: int) -> list[str]:
     """The `earmark distill` arguments every network of the demo shares (on ``data``, what ``synthesize`` wrote)."""
     return ["--student", NETWORK, "--data", str(data.clips_csv), "--objective", "detect", "--backgrounds", str(data.backgrounds),
             *STUDENT_FLAGS, "--epochs", str(epochs), "--restart-epochs", str(epochs)]
