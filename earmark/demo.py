@@ -152,9 +152,9 @@ def run_demo(out: str | Path, budget: Budget = FULL) -> dict:
                                                   "--out", str(out / "baseline"), "--force", "-q"], baseline_log)
     threads = torch.get_num_threads()
     # One thread for every network, the KD student's too: each then trains as its printed command repeats it, and KD
-    # differs from the baseline by the teacher alone. Thread counts change the gradients' rounding (1e-6 relative), and
-    # 60 epochs turn that into another run: on fold 5's 96 clips the KD run below scored 85.4% on two threads against
-    # 97.9% on one (docs/distill.md, "the demo's recipe").
+    # differs from the baseline by the teacher alone. Thread counts change the gradients' rounding (1e-5 relative in
+    # a training step), and 60 epochs turn that into another run: on fold 5's 96 clips the KD run below scored 85.4%
+    # on two threads against 97.9% on one (docs/distill.md, "the demo's recipe").
     torch.set_num_threads(1)
     t = _stage(2, f"training the teacher: {NETWORK} on labels with seeds {member} and {baseline_seed} ({budget.epochs} epochs on new "
                   f"mixtures every epoch, one per core); the seed-{baseline_seed} member is also the no-KD baseline (log: {baseline_log})")
