@@ -38,6 +38,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mix.add_argument("--background-only", type=PROBABILITY, default=0.1, help="share of soundscapes with no event")
     mix.add_argument("--sample-rate", type=AT_LEAST_ONE, help="output sample rate (default: the first clip's rate)")
     mix.add_argument("--seed", type=NON_NEGATIVE, default=0, help="seeds every placement, gain and choice")
+    mix.add_argument("--skip-bad", action="store_true",
+                     help="decode every clip first and leave out bad rows and files, each named, instead of stopping at the first")
     check = action("check", "decode every file of a manifest and summarise it; bad rows and files are named")
     check.add_argument("manifest", help="a CSV/TSV manifest (ESC-50, TAU, DESED, multi-label), a folder of class folders or of audio, "
                        "or shards of `earmark data shard`")
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         from earmark.audio.mixing import MixSettings, write_mixtures
 
         settings = MixSettings(args.duration, tuple(args.events), tuple(args.snr), args.max_overlap, args.background_only)
-        mixed = write_mixtures(args.clips, args.backgrounds, args.out, args.count, settings, args.seed, args.sample_rate)
+        mixed = write_mixtures(args.clips, args.backgrounds, args.out, args.count, settings, args.seed, args.sample_rate,
+                               skip_bad=args.skip_bad)
         print(f"wrote {mixed.soundscapes} soundscapes ({sum(mixed.events.values())} events) to {mixed.audio} "
               f"and their strong labels to {mixed.manifest}")
         for label, n in sorted(mixed.events.items()):

@@ -12,8 +12,8 @@ import soundfile as sf
 import soxr
 
 
-SKIP_HINT = ("`earmark data check MANIFEST` lists every such file; distill, finetune, pretrain and predict leave them out "
-             "with --skip-bad")
+SKIP_HINT = ("`earmark data check MANIFEST` lists every such file; distill, finetune, pretrain, predict and data mix leave "
+             "them out with --skip-bad")
 
 
 class AudioError(ValueError):

@@ -240,14 +240,19 @@ class MixedSet:
 
 
 def write_mixtures(clips: str | os.PathLike, backgrounds: str | os.PathLike, out: str | os.PathLike, count: int,
-                   settings: MixSettings = MixSettings(), seed: int = 0, sample_rate: int | None = None) -> MixedSet:
+                   settings: MixSettings = MixSettings(), seed: int = 0, sample_rate: int | None = None,
+                   skip_bad: bool = False) -> MixedSet:
     """Write ``count`` soundscapes and ``soundscapes.tsv`` (filename, onset, offset, event_label, fold).
 
     Soundscape k takes fold k mod folds; its events come from clips of that fold only (their manifest
     fold, else the hash fold every split uses), so a held-out fold's mixtures hold no training clip.
     Backgrounds are split over folds the same way when there are at least as many as folds.
+    ``skip_bad``: every clip is decoded first; bad rows and files that do not decode to finite audio are left out, each
+    logged, instead of stopping the mix at the first one placed.
     """
-    manifest = read_manifest(clips)
+    manifest = read_manifest(clips, skip_bad=skip_bad)
+    if skip_bad:
+        manifest = manifest.without_bad_files()
     rate = sample_rate or sf.info(str(manifest.clips[0].path)).samplerate
     folds = sorted({clip_fold(c) for c in manifest.clips})
     own = split_backgrounds(find_backgrounds(backgrounds), folds)

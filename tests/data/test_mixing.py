@@ -127,6 +127,24 @@ def test_bad_mix_input_gets_one_sentence(data, tmp_path, capsys):
     assert "inconsistent" in capsys.readouterr().err
 
 
+def test_data_mix_names_a_truncated_clip_and_leaves_it_out_with_skip_bad(data, tmp_path, capsys):
+    clips = tmp_path / "clips.csv"
+    clips.write_text((data / "clips.csv").read_text().replace("audio/", "") + "cut.wav,1,0,low\n")
+    for wav in (data / "audio").iterdir():
+        (tmp_path / wav.name).symlink_to(wav)
+    whole = (data / "audio" / "low0.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[:len(whole) // 3])  # the header still promises the whole second
+    argv = ["data", "mix", str(clips), str(data / "bg"), str(tmp_path / "mix"), "--count", "12", "--duration", "2",
+            "--events", "2", "2", "--background-only", "0"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "cut.wav: is truncated" in err and "data mix leave them out with --skip-bad" in err
+    assert main([*argv, "--skip-bad"]) == 0
+    out, err = capsys.readouterr()
+    assert "cut.wav: is truncated" in err and "wrote 12 soundscapes" in out
+    assert len(read_manifest(tmp_path / "mix" / "soundscapes.tsv")) == 12
+
+
 def test_training_mixtures_are_new_each_epoch_and_the_same_on_resume(data):
     from earmark.audio.mixture_dataset import MixtureDataset
 
