@@ -103,6 +103,17 @@ def _zero_and_truncated(folder):
     (folder / "rain" / "cut.wav").write_bytes(whole[:len(whole) // 3])
 
 
+def test_a_wav_a_few_bytes_short_of_its_header_is_read_as_it_is(tmp_path):
+    """Some writers miscount the data chunk by a few bytes (the real set's openttd files: 57-159 bytes): not truncated."""
+    whole = _wav(tmp_path / "short.wav").read_bytes()
+    rate = int.from_bytes(whole[28:32], "little")  # the fmt chunk's bytes per second
+    (tmp_path / "short.wav").write_bytes(whole[:-int(0.005 * rate)])  # 5 ms missing: read
+    assert load_audio(tmp_path / "short.wav", 16000).size > 0
+    (tmp_path / "short.wav").write_bytes(whole[:-int(0.02 * rate)])  # 20 ms missing: refused
+    with pytest.raises(ValueError, match="short.wav: is truncated"):
+        load_audio(tmp_path / "short.wav", 16000)
+
+
 def test_all_zero_and_truncated_wavs_are_named_by_data_check_and_refused_by_training(damaged, capsys):
     _zero_and_truncated(damaged)
     assert main(["data", "check", str(damaged)]) == 1
