@@ -131,7 +131,7 @@ def _refuse_truncated(name: str, raw: BinaryIO) -> None:
     """A WAV whose data chunk is shorter than its header says (an interrupted copy): libsndfile would read the part
     that is there without a word. Sizes of 0 or 0xFFFFFFFF are a streaming writer's placeholders and pass, and so does
     a shortfall of at most TRUNCATION_TOLERANCE_SECONDS of audio (14 openttd-opensfx files of the real set hold 57-159
-    bytes, under 2 ms, less than their headers say: the sound is all there)."""
+    bytes, under 2 ms of audio, less than their headers say)."""
     start = raw.tell()
     try:
         if raw.read(4) != b"RIFF" or not raw.read(4) or raw.read(4) != b"WAVE":
