@@ -83,15 +83,17 @@ def _finetune(args: argparse.Namespace, model: Path, out: Path, settings) -> int
 
 
 def _report(enrolment, v: dict, seconds: float, budget: float, outs: dict[str, Path]) -> None:
-    """What was enrolled, what the threshold reaches on held-out material, what was written."""
+    """What was enrolled, what the thresholds reach on held-out material, what was written."""
     counts = enrolment.counts()
     for precision, out in outs.items():
         print(f"enrolled {len(counts)} labels ({', '.join(f'{label} {n}' for label, n in counts.items())} examples) over "
               f"{enrolment.background_seconds:.0f} s of site audio in {seconds:.0f} s{f' ({precision})' if precision else ''}")
-        print(f"held out ({v['folds']} fold(s), {60 * v['site_hours']:.1f} min of site): threshold {v['threshold']}, event F1 "
+        print(f"held out ({v['folds']} fold(s), {60 * v['site_hours']:.1f} min of site): thresholds "
+              + ", ".join(f"{label} {t:g}" for label, t in v["thresholds"].items()) + f", event F1 "
               f"{v['f1']:.0%}, events found " + ", ".join(f"{label} {recall:.0%}" for label, recall in v["recall"].items())
               + f"; {v['false_alarms_per_hour']:.0f} false alarms per hour of site (budget {budget:g})")
         if not v["within_budget"]:
-            print(f"warning: no threshold finds an event within {budget:g} false alarms per hour of site; the model "
-                  f"keeps {v['threshold']}: add examples, record a longer site, or raise --max-false-alarms.", file=sys.stderr)
+            print(f"warning: no threshold finds an event of {', '.join(v['missed'])} within its share of {budget:g} false alarms "
+                  "per hour of site; it keeps the top threshold: add examples, record a longer site, or raise --max-false-alarms.",
+                  file=sys.stderr)
         print(f"wrote {out}; next: earmark listen {out} --source mic")

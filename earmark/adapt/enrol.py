@@ -1,9 +1,9 @@
 """Enrolment: a deployed detector's frame embeddings, a linear head fitted on the user's examples mixed over the site,
-one threshold for a false-alarm budget chosen by cross-validation, one new deployable .onnx.
+a threshold per label for a false-alarm budget chosen by cross-validation, one new deployable .onnx.
 
 The examples are placed over the site recording at random SNRs (``earmark.audio.mixing``, as `data mix` and
 training do) and heard frame by frame through the daemon's windows; the head learns each label's frames against
-everything else (the site's frames, the other labels). The threshold is chosen on what the head never trained on:
+everything else (the site's frames, the other labels). The thresholds are chosen on what the head never trained on:
 K folds of the examples (round robin per label) and K stretches of the site recording; each fold's head hears
 mixtures of its held-out examples over its held-out stretch, and the stretch alone, through `listen`'s event decoder
 (``earmark.adapt.operating``). The deployed head is then fitted on everything. Numpy and ONNX Runtime only.
@@ -25,7 +25,7 @@ import soundfile as sf
 from earmark.adapt.examples import Enrolment
 from earmark.adapt.graph import EMBEDDING, adapted_model, embedding_model
 from earmark.adapt.head import LinearHead, fit_head
-from earmark.adapt.operating import choose_threshold
+from earmark.adapt.operating import choose_thresholds
 from earmark.audio.events import EventSettings, Scores
 from earmark.audio.metadata import ModelMetadata
 from earmark.audio.mixing import MixSettings, Soundscape, SoundscapeMixer
@@ -167,11 +167,11 @@ def adapt(model_path: str | Path, enrolment: Enrolment, events: EventSettings, s
             for scape in _mixtures(enrolment, held, [stretches[i]], settings, len(held), settings.seed + 1000 + i):
                 mixtures.append((heard(scape), scape.events, scape.audio.size / scape.sample_rate))
             site += [(heard(scape), scape.audio.size / scape.sample_rate) for scape in _alone([stretches[i]], enrolment.sample_rate)]
-        point = choose_threshold(mixtures, site, labels, replace(events, thresholds={}, offset_lag=0.0), settings.max_false_alarms)
+        point = choose_thresholds(mixtures, site, labels, replace(events, thresholds={}, offset_lag=0.0), settings.max_false_alarms)
         head = _fit(embedder, _mixtures(enrolment, everything, stretches, settings, per_example(len(everything)), settings.seed + 2000)
                     + _alone(stretches, enrolment.sample_rate), labels)
     last = mixtures[-1][0][-1]
-    frame_hop, threshold = last.end - last.start, point.threshold
+    frame_hop = last.end - last.start
     validation = {"folds": k, **dataclasses.asdict(point)}
     seconds = time.perf_counter() - started
     metadata = replace(
@@ -179,7 +179,7 @@ def adapt(model_path: str | Path, enrolment: Enrolment, events: EventSettings, s
         scene_labels=(), frame_hop_seconds=frame_hop)
     base_record = {"model_name": base.model_name, "labels": list(base.labels), "precision": base.precision,
                    "source_checkpoint_sha256": base.source_checkpoint_sha256}
-    metadata = enrolled_metadata(metadata, labels, threshold, events, adaptation_record(
+    metadata = enrolled_metadata(metadata, labels, point.thresholds, events, adaptation_record(
         base_record, enrolment, f"linear on {head.weight.shape[0]}-dim frame embeddings", dataclasses.asdict(settings), validation, seconds))
     return Adapted(head, metadata, validation, seconds)
 
@@ -191,10 +191,11 @@ def adaptation_record(base: dict, enrolment: Enrolment, how: str, settings: dict
             "settings": settings, "validation": validation, "seconds": round(seconds, 1)}
 
 
-def enrolled_metadata(metadata: ModelMetadata, labels: list[str], threshold: float, events: EventSettings,
+def enrolled_metadata(metadata: ModelMetadata, labels: list[str], thresholds: dict[str, float], events: EventSettings,
                       adaptation: dict) -> ModelMetadata:
-    """``metadata`` for the enrolled labels at one shared ``threshold``, with the post-processing it was chosen under."""
-    return replace(metadata, labels=tuple(labels), thresholds=dict.fromkeys(labels, threshold), default_threshold=threshold,
+    """``metadata`` for the enrolled labels at their ``thresholds``, with the post-processing they were chosen under."""
+    return replace(metadata, labels=tuple(labels), thresholds={label: thresholds[label] for label in labels},
+                   default_threshold=max(thresholds.values()),
                    postprocess={"median": float(events.median), "min_duration": events.min_duration, "max_gap": events.max_gap},
                    model_name=f"{adaptation['base']['model_name']}+adapted", adaptation=adaptation)
 

@@ -4,7 +4,7 @@ A checkpoint's body gets new label layers (``earmark.students.student_for_labels
 steps of the shared training loop (``earmark.engine.Trainer``), from the examples mixed over most of the site
 recording (``earmark.audio.mixing``: random SNR and placement), at a random gain; the new layers at ``lr``, the body
 at ``body_lr`` (0 freezes it). The model is exported as `earmark export` does (fp32, and INT8 by post-training
-quantization calibrated on mixtures of the examples over the site); each file's threshold is chosen as the edge path chooses it
+quantization calibrated on mixtures of the examples over the site); each file's thresholds are chosen as the edge path chooses them
 (``earmark.adapt.operating``) on what the fine-tune never heard: the last ``HELD_SITE`` of the site recording alone,
 and mixtures of the examples over it. The examples there are ones it trained on, so the recall side of that choice is
 optimistic; the false alarms, which decide the threshold under a tight budget, are not.
@@ -26,7 +26,7 @@ from torch import nn
 
 from earmark.adapt.enrol import AdaptSettings, FinetuneSettings, _alone, _mixtures, adaptation_record, enrolled_metadata, timeline
 from earmark.adapt.examples import Enrolment
-from earmark.adapt.operating import OperatingPoint, choose_threshold
+from earmark.adapt.operating import OperatingPoint, choose_thresholds
 from earmark.audio.datasets_torch import collate
 from earmark.audio.events import EventSettings
 from earmark.audio.features_torch import Frontend
@@ -94,13 +94,13 @@ def _train(checkpoint: Path, enrolment: Enrolment, site: Path, settings: AdaptSe
 
 def _operating_point(model: Path, enrolment: Enrolment, held: Path, settings: AdaptSettings, events: EventSettings,
                      threads: int) -> OperatingPoint:
-    """The threshold for ``model`` (.onnx) on mixtures of every example over the held-out site, and that site alone."""
+    """The thresholds for ``model`` (.onnx) on mixtures of every example over the held-out site, and that site alone."""
     backend = load_backend(model, threads=threads)
     everything = list(range(len(enrolment.examples.clips)))
     scapes = _mixtures(enrolment, everything, [held], settings, 2 * len(everything), settings.seed + 1000)
     mixtures = [(timeline(backend, s.audio), s.events, s.audio.size / s.sample_rate) for s in scapes]
     site = [(timeline(backend, s.audio), s.audio.size / s.sample_rate) for s in _alone([held], enrolment.sample_rate)]
-    return choose_threshold(mixtures, site, enrolment.labels, replace(events, thresholds={}, offset_lag=0.0), settings.max_false_alarms)
+    return choose_thresholds(mixtures, site, enrolment.labels, replace(events, thresholds={}, offset_lag=0.0), settings.max_false_alarms)
 
 
 def finetune(checkpoint: str | Path, enrolment: Enrolment, events: EventSettings, outs: dict[str, Path],
@@ -132,7 +132,7 @@ def finetune(checkpoint: str | Path, enrolment: Enrolment, events: EventSettings
             validations[precision] = {"held_site_seconds": round((enrolment.background.size - cut) / enrolment.sample_rate, 1),
                                       **dataclasses.asdict(point)}
             model = onnx.load(str(exported))
-            metadata = enrolled_metadata(load_backend(exported).metadata, enrolment.labels, point.threshold, events, adaptation_record(
+            metadata = enrolled_metadata(load_backend(exported).metadata, enrolment.labels, point.thresholds, events, adaptation_record(
                 base, enrolment, f"fine-tuned student, {precision}", {**dataclasses.asdict(settings), **dataclasses.asdict(tuning)},
                 validations[precision], time.perf_counter() - started))
             attach_metadata(model, metadata)

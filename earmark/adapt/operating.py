@@ -1,16 +1,22 @@
-"""The enrolled head's operating point: one threshold shared by its labels, chosen on cross-validation folds through
-the daemon's own decoder (``earmark.audio.events.decode``), in numpy (no torch, no sed_eval: it runs on the edge).
+"""The enrolled detector's operating point: a threshold per label for a false-alarm budget on the site, chosen on
+held-out timelines through the daemon's own decoder (``earmark.audio.events.decode``), in numpy (no torch, no sed_eval:
+it runs on the edge).
 
-The folds give timelines of mixtures of held-out examples over a held-out stretch of the site, and of those stretches
-alone. A threshold's false alarms are its detections on the site alone, per hour of it: the site's own sounds are what
-an enrolled detector must stay quiet on. Its event F1 is counted on the mixtures: a detection whose label matches a
-reference not yet matched, with onsets within ``COLLAR``, is a hit; any other detection (a wrong label, a second
-piece of one event) counts against precision. The threshold with the best F1 inside the budget wins (the higher on
-ties); when none finds an event inside it, the grid's top is kept and ``within_budget`` says so.
+The caller gives timelines of mixtures of held-out examples over a held-out stretch of the site, and of those
+stretches alone. A label's false alarms are its detections on the site alone: the site's own sounds are what an
+enrolled detector must stay quiet on. The budget (per hour of site, all labels together) is shared equally: each
+label may raise ``budget / labels`` of it. Within its share, each label takes the threshold with its best event F1 on
+the mixtures (the higher on ties): a detection whose label matches a reference not yet matched, with onsets within
+``COLLAR``, is a hit; any other detection of that label (a wrong label, a second piece of one event) counts against
+it. Labels decode independently, so each label's threshold is chosen apart: a label the site itself resembles (a
+crackling fire over a humming site) gets a high threshold without silencing the others, as one shared threshold did
+(bench_adapt, docs/enrolment.md). A label that finds no event within its share keeps the grid's top and is named in
+``missed``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -38,33 +44,47 @@ def onset_hits(reference: Events, detected: Events, collar: float = COLLAR) -> l
 
 @dataclass
 class OperatingPoint:
-    """The chosen threshold and what it reaches on the folds: event F1, events found per label, site false alarms."""
+    """The chosen thresholds and what they reach on the held-out timelines: event F1 of all labels, events found per
+    label, site false alarms of all labels, and the labels that found nothing within their share (``missed``)."""
 
-    threshold: float
+    thresholds: dict[str, float]
     f1: float
     recall: dict[str, float]
     false_alarms_per_hour: float
-    within_budget: bool
+    within_budget: bool  # every label found an event within its share of the budget
+    missed: list[str]
     site_hours: float
 
 
-def choose_threshold(mixtures: list[tuple[list[Scores], Events, float]], site: list[tuple[list[Scores], float]],
-                     labels: list[str], settings: EventSettings, max_false_alarms: float, grid: tuple[float, ...] = GRID) -> OperatingPoint:
+def choose_thresholds(mixtures: list[tuple[list[Scores], Events, float]], site: list[tuple[list[Scores], float]],
+                      labels: list[str], settings: EventSettings, max_false_alarms: float, grid: tuple[float, ...] = GRID) -> OperatingPoint:
     """The operating point for ``max_false_alarms`` per hour of site audio, all labels together (module docstring);
     ``mixtures`` are (timeline, reference events, seconds), ``site`` (timeline, seconds)."""
-    references = [event for _, events, _ in mixtures for event in events]
+    references = Counter(label for _, events, _ in mixtures for _, _, label in events)
     hours = sum(seconds for _, seconds in site) / 3600
-    points = []
+    share = max_false_alarms * hours / len(labels)  # site detections each label may raise
+    counts = {label: [] for label in labels}  # per grid value: (hits, detections, site alarms)
     for g in grid:
         at = replace(settings, thresholds=dict.fromkeys(labels, g))
-        found, detections = [], 0
+        hits, detections, alarms = Counter(), Counter(), Counter()
         for timeline, events, seconds in mixtures:
             detected = decode(timeline, labels, at, seconds)
-            found += onset_hits(events, detected)
-            detections += len(detected)
-        alarms = sum(len(decode(timeline, labels, at, seconds)) for timeline, seconds in site)
-        f1 = 2 * len(found) / (detections + len(references)) if references else 0.0
-        recall = {label: sum(r[2] == label for r in found) / max(1, sum(r[2] == label for r in references)) for label in labels}
-        points.append(OperatingPoint(g, f1, recall, alarms / hours, alarms / hours <= max_false_alarms and bool(found), hours))
-    inside = [p for p in points if p.within_budget]
-    return max(inside, key=lambda p: (p.f1, p.threshold)) if inside else points[-1]
+            hits.update(label for _, _, label in onset_hits(events, detected))
+            detections.update(label for _, _, label in detected)
+        for timeline, seconds in site:
+            alarms.update(label for _, _, label in decode(timeline, labels, at, seconds))
+        for label in labels:
+            counts[label].append((hits[label], detections[label], alarms[label]))
+    chosen = {}
+    for label in labels:
+        f1 = lambda c: 2 * c[0] / (c[1] + references[label]) if c[0] else 0.0
+        inside = [(f1(c), g, c) for g, c in zip(grid, counts[label]) if c[2] <= share]
+        best = max(inside, key=lambda p: p[:2], default=(0.0, grid[-1], counts[label][-1]))
+        chosen[label] = best[1:] if best[0] > 0 else (grid[-1], counts[label][-1])
+    hits = sum(c[0] for _, c in chosen.values())
+    detections = sum(c[1] for _, c in chosen.values())
+    total = sum(references.values())
+    missed = [label for label, (_, c) in chosen.items() if not c[0]]
+    return OperatingPoint({label: g for label, (g, _) in chosen.items()}, 2 * hits / (detections + total) if total else 0.0,
+                          {label: c[0] / max(1, references[label]) for label, (_, c) in chosen.items()},
+                          sum(c[2] for _, c in chosen.values()) / hours, not missed, missed, hours)

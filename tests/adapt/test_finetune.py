@@ -50,7 +50,7 @@ def test_the_tuned_files_record_their_enrolment_and_run_in_listen_and_eval(enrol
     root, _, references = enrolment
     for precision, model in tuned.items():
         meta = load_backend(model).metadata
-        assert meta.labels == tuple(ENROLLED) and meta.thresholds == dict.fromkeys(ENROLLED, meta.adaptation["validation"]["threshold"])
+        assert meta.labels == tuple(ENROLLED) and meta.thresholds == meta.adaptation["validation"]["thresholds"]
         assert meta.adaptation["head"] == f"fine-tuned student, {precision}" and meta.adaptation["base"]["labels"] == ["x", "y"]
         assert meta.precision == precision
     run = subprocess.run([sys.executable, "-m", "earmark.cli", "listen", str(tuned["int8"]), "--source", str(root / "held.wav"), "--fast"],

@@ -1,20 +1,25 @@
-"""The enrolled head's threshold: the best event F1 whose false alarms on the site alone stay inside the budget."""
+"""The enrolled detector's thresholds: per label, the best event F1 whose false alarms on the site alone stay inside
+that label's share of the budget."""
 
 import numpy as np
 import pytest
 
-from earmark.adapt.operating import GRID, choose_threshold, onset_hits
+from earmark.adapt.operating import GRID, choose_thresholds, onset_hits
 from earmark.audio.events import EventSettings, Scores
 
 
-def _timeline(events, spike=None, seconds=10.0, step=0.1):
-    """Label a scores 0.8 inside its events, 0.1 elsewhere, and 0.9 for 0.3 s at ``spike``."""
+def _timeline(events, spike=None, seconds=10.0, step=0.1, labels=("a",), inside=None):
+    """Each label scores ``inside`` (0.8 unless given) within its events, 0.1 elsewhere; label a also 0.9 for 0.3 s at
+    ``spike``."""
+    inside = inside or {}
     segments = []
     for k in range(int(seconds / step)):
         t = k * step + step / 2
-        a = 0.8 if any(on <= t < off for on, off, _ in events) else 0.1
-        a = 0.9 if spike is not None and spike <= t < spike + 0.3 else a
-        segments.append(Scores(k * step, (k + 1) * step, np.array([a])))
+        probs = np.array([inside.get(label, 0.8) if any(on <= t < off and name == label for on, off, name in events) else 0.1
+                          for label in labels])
+        if spike is not None and spike <= t < spike + 0.3:
+            probs[0] = 0.9
+        segments.append(Scores(k * step, (k + 1) * step, probs))
     return segments
 
 
@@ -24,8 +29,8 @@ SITE = [(_timeline([], spike=5.0), 10.0), (_timeline([]), 10.0)]  # one site str
 
 
 def test_the_threshold_is_the_best_f1_inside_the_site_budget():
-    point = choose_threshold(MIXTURES, SITE, ["a"], EventSettings(median=3), 200.0)
-    assert point.threshold == 0.8 and point.within_budget  # the highest threshold of the best F1
+    point = choose_thresholds(MIXTURES, SITE, ["a"], EventSettings(median=3), 200.0)
+    assert point.thresholds == {"a": 0.8} and point.within_budget  # the highest threshold of the best F1
     assert point.false_alarms_per_hour == pytest.approx(180.0) and point.site_hours == pytest.approx(20 / 3600)
     assert (point.f1, point.recall) == (1.0, {"a": 1.0})
 
@@ -33,8 +38,19 @@ def test_the_threshold_is_the_best_f1_inside_the_site_budget():
 @pytest.mark.parametrize("budget", [100.0, 0.0])
 def test_no_threshold_inside_the_budget_keeps_the_grid_top_and_says_so(budget):
     """Every threshold that finds the events also passes the site's spike (180 per hour)."""
-    point = choose_threshold(MIXTURES, SITE, ["a"], EventSettings(median=3), budget)
-    assert point.threshold == GRID[-1] and not point.within_budget
+    point = choose_thresholds(MIXTURES, SITE, ["a"], EventSettings(median=3), budget)
+    assert point.thresholds == {"a": GRID[-1]} and not point.within_budget and point.missed == ["a"]
+
+
+def test_a_label_the_site_resembles_does_not_silence_the_others():
+    """The site's 0.9 spike of label a (whose events score 0.97) lifts a's threshold above 0.9; b keeps 0.8, the best
+    F1 of its own. One shared threshold above 0.9 would find no b at all."""
+    events = [[(2.0, 3.0, "a"), (5.0, 6.0, "b")], [(4.0, 5.0, "b"), (7.0, 8.0, "a")]]
+    mixtures = [(_timeline(e, labels=("a", "b"), inside={"a": 0.97}), e, 10.0) for e in events]
+    site = [(_timeline([], spike=5.0, labels=("a", "b")), 10.0), (_timeline([], labels=("a", "b")), 10.0)]
+    point = choose_thresholds(mixtures, site, ["a", "b"], EventSettings(median=3), 200.0)  # 0.56 alarms a label: none
+    assert point.thresholds == {"a": 0.97, "b": 0.8} and point.within_budget and point.missed == []
+    assert point.recall == {"a": 1.0, "b": 1.0} and point.f1 == 1.0 and point.false_alarms_per_hour == 0.0
 
 
 def test_onset_hits_match_each_reference_once_by_label_and_collar():
