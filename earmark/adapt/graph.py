@@ -16,14 +16,21 @@ from earmark.audio.metadata import METADATA_KEY, ModelMetadata
 EMBEDDING = "adapt_frame_embedding"
 
 
+WEIGHT_DECODERS = ("DequantizeLinear", "QuantizeLinear", "Cast", "Mul")  # how INT8 graphs turn stored weights into float:
+# Q/DQ pairs, DequantizeLinear of int8, or (weight-only scope) int8 Cast then Mul by the scales
+
+
 def _weight_dims(graph: onnx.GraphProto, name: str) -> list[int] | None:
-    """The shape of a weight given directly as an initializer or through a DequantizeLinear of one (INT8 graphs)."""
+    """The shape of a weight given as an initializer, directly or through the nodes an INT8 graph decodes it with."""
     initializers = {t.name: t for t in graph.initializer}
-    if name in initializers:
-        return list(initializers[name].dims)
-    producer = next((n for n in graph.node if name in n.output), None)
-    if producer is not None and producer.op_type == "DequantizeLinear" and producer.input[0] in initializers:
-        return list(initializers[producer.input[0]].dims)
+    producers = {output: node for node in graph.node for output in node.output}
+    for _ in range(len(WEIGHT_DECODERS) + 1):
+        if name in initializers:
+            return list(initializers[name].dims)
+        producer = producers.get(name)
+        if producer is None or producer.op_type not in WEIGHT_DECODERS:
+            return None
+        name = producer.input[0]
     return None
 
 
