@@ -89,7 +89,8 @@ class EventTracker:
         self._times.append((segment.start, segment.end))
         if len(self._history) < self._history.maxlen:
             return [], []
-        probs = np.median(np.stack(self._history), axis=0)  # class-wise median over the last segments
+        # class-wise median over the last segments; a median of one segment is that segment (np.median costs ~16 µs a hop)
+        probs = np.median(np.stack(self._history), axis=0) if len(self._history) > 1 else segment.probs
         start, end = self._times[len(self._times) // 2]  # the median's centre segment: its delay shows in ``now``
         return self._step(probs, start, end, segment.end if now is None else now)
 

@@ -153,7 +153,9 @@ def finish_window(spec: FrontendSpec, log_mel: np.ndarray) -> np.ndarray:
         log_mel = np.maximum(log_mel, log_mel.max() - np.float32(spec.top_db))
     if spec.db_min is not None or spec.db_max is not None:
         log_mel = np.clip(log_mel, spec.db_min, spec.db_max)
-    return ((log_mel - np.float32(spec.norm_mean)) / np.float32(spec.norm_scale)).astype(np.float32)
+    normalised = log_mel - np.float32(spec.norm_mean)  # a new array: divided in place, float32 not copied again
+    normalised /= np.float32(spec.norm_scale)
+    return normalised.astype(np.float32, copy=False)
 
 
 def compute_features(spec: FrontendSpec, wave: np.ndarray) -> np.ndarray:

@@ -59,6 +59,30 @@ def test_other_rates_are_resampled_in_the_stream(tmp_path):
     assert [e[2] for e in _events(results)] == ["tone_1k", "tone_3k"]
 
 
+def test_input_at_another_rate_gives_every_window_when_resampling_each_block_would(tmp_path):
+    """Input is resampled once per window, not per block: every push returns the windows, scores and times that
+    resampling each block as it arrives gives, and the flush the same tail."""
+    model = export_detector(tmp_path / "m.onnx", frame=True)
+    wave = soxr.resample(tone_track(4.0, TONES[:1]), SAMPLE_RATE, 44100).astype(np.float32)
+    stream, reference = StreamingClassifier(model), StreamingClassifier(model)
+    per_block = soxr.ResampleStream(44100, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    rng = np.random.default_rng(1)
+    windows, i = 0, 0
+
+    def same(got, want):
+        return [(r.end, r.clip.tolist()) for r in got] == [(r.end, r.clip.tolist()) for r in want]
+
+    while i < wave.size:
+        block = wave[i:i + int(rng.integers(1, 3000))]
+        i += block.size
+        got = stream.push(block, 44100)
+        assert same(got, reference.push(per_block.resample_chunk(block), SAMPLE_RATE))
+        windows += len(got)
+    tail = reference.push(per_block.resample_chunk(np.zeros(0, np.float32), last=True), SAMPLE_RATE) + reference.flush()
+    assert same(stream.flush(), tail) and windows > 5
+    assert stream.seconds_processed == reference.seconds_processed
+
+
 def test_events_on_a_soundscape_have_onsets_within_one_hop(tmp_path):
     model = export_detector(tmp_path / "m.onnx", frame=True, hop=0.1)
     wave = tone_track(8.0, TONES)
