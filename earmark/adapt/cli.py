@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from earmark.runtime.cli import event_settings
 
     if args.steps < 1 or args.body_lr < 0:
-        raise ValueError("--steps must be at least 1 and --body-lr at least 0; e.g. --steps 400 --body-lr 3e-3.")
+        raise ValueError("--steps must be at least 1 and --body-lr at least 0; e.g. --steps 3200 --body-lr 3e-3.")
     if args.folds < 2 or not args.max_false_alarms >= 0:
         raise ValueError("--folds must be at least 2 and --max-false-alarms at least 0; e.g. --folds 5 --max-false-alarms 60.")
     model = Path(args.model)
