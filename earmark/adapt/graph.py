@@ -20,10 +20,8 @@ WEIGHT_DECODERS = ("DequantizeLinear", "QuantizeLinear", "Cast", "Mul")  # how I
 # Q/DQ pairs, DequantizeLinear of int8, or (weight-only scope) int8 Cast then Mul by the scales
 
 
-def _weight_dims(graph: onnx.GraphProto, name: str) -> list[int] | None:
+def _weight_dims(initializers: dict[str, onnx.TensorProto], producers: dict[str, onnx.NodeProto], name: str) -> list[int] | None:
     """The shape of a weight given as an initializer, directly or through the nodes an INT8 graph decodes it with."""
-    initializers = {t.name: t for t in graph.initializer}
-    producers = {output: node for node in graph.node for output in node.output}
     for _ in range(len(WEIGHT_DECODERS) + 1):
         if name in initializers:
             return list(initializers[name].dims)
@@ -37,10 +35,12 @@ def _weight_dims(graph: onnx.GraphProto, name: str) -> list[int] | None:
 def classifier_input(model: onnx.ModelProto, labels: int) -> str:
     """The tensor the model's last 1x1 classifier convolution (``labels`` output channels) reads: (B, D, F, T)."""
     found = None
+    initializers = {t.name: t for t in model.graph.initializer}
+    producers = {output: node for node in model.graph.node for output in node.output}
     for node in model.graph.node:
         if node.op_type != "Conv":
             continue
-        dims = _weight_dims(model.graph, node.input[1])
+        dims = _weight_dims(initializers, producers, node.input[1])
         if dims is not None and len(dims) == 4 and dims[0] == labels and dims[2:] == [1, 1]:
             found = node.input[0]
     if found is None:

@@ -79,8 +79,8 @@ def choose_thresholds(mixtures: list[tuple[list[Scores], Events, float]], site: 
     for label in labels:
         f1 = lambda c: 2 * c[0] / (c[1] + references[label]) if c[0] else 0.0
         inside = [(f1(c), g, c) for g, c in zip(grid, counts[label]) if c[2] <= share]
-        best = max(inside, key=lambda p: p[:2], default=(0.0, grid[-1], counts[label][-1]))
-        chosen[label] = best[1:] if best[0] > 0 else (grid[-1], counts[label][-1])
+        best = max(inside, key=lambda p: p[:2], default=None)
+        chosen[label] = best[1:] if best and best[0] > 0 else (grid[-1], counts[label][-1])
     hits = sum(c[0] for _, c in chosen.values())
     detections = sum(c[1] for _, c in chosen.values())
     total = sum(references.values())
