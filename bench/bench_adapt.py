@@ -84,13 +84,13 @@ def base_split(root: Path, out: Path, seed: int) -> tuple[Path, Path]:
     return write_clips(out / "train_clips.csv", chosen, sorted(kept)), backgrounds
 
 
-def train_base(clips: Path, backgrounds: Path, out: Path, seed: int, log: Path) -> dict[str, Path]:
+def train_base(clips: Path, backgrounds: Path, out: Path, seed: int, log: Path, epochs: int = EPOCHS["student"]) -> dict[str, Path]:
     """The base detector's fp32 and INT8 ONNX files (training skipped when its checkpoints exist: adapt needs only the
     body, so the base's own threshold tuning may be cut short)."""
     run = out / "base"
     if not (run / "student-int8" / "earmark.json").exists():
         started = time.perf_counter()
-        earmark("distill", "--no-kd", "--student", STUDENT, "--data", clips, "--seed", seed, "--epochs", EPOCHS["student"],
+        earmark("distill", "--no-kd", "--student", STUDENT, "--data", clips, "--seed", seed, "--epochs", epochs,
                 "--batch-size", 32, "--task", "frame", "--objective", "detect", "--backgrounds", backgrounds, "--mix-snr", 0, 15,
                 *LISTEN, "--max-false-alarms", 60, "--qat", "--qat-epochs", EPOCHS["qat"], "--out", run, log=log)
         print(f"    base: {time.perf_counter() - started:.0f} s", flush=True)
@@ -171,12 +171,13 @@ def main() -> int:
     parser.add_argument("--finetune", nargs="?", const="", metavar="OPTIONS",
                         help="adapt the base checkpoint itself (the fine-tune path, fp32 and INT8), with these extra adapt options "
                              "(one string, e.g. '--steps 300 --body-lr 0')")
+    parser.add_argument("--base-epochs", type=int, default=EPOCHS["student"], help="the base detector's float epochs")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "log.txt"
-    base = train_base(*base_split(args.real, args.out, args.seed), args.out, args.seed, log)
+    base = train_base(*base_split(args.real, args.out, args.seed), args.out, args.seed, log, args.base_epochs)
     enrol = args.out / f"{args.held_out}-seed{args.seed}"
     examples, site, scapes = enrolment_split(args.real, args.held_out, enrol, args.seed, log)
     lines = ["| model | onset F1 0.2 s / 0.5 s | any label 0.5 s | detections / events | FA per min | adapt took |",

@@ -40,6 +40,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -70,8 +71,10 @@ def earmark(*args: str | Path, log: Path) -> None:
         raise SystemExit(f"failed ({done.returncode}); see {log}:\n" + "".join(open(log).readlines()[-25:]))
 
 
-def real_split(root: Path, out: Path, scapes: int, seed: int, log: Path) -> tuple[Path, Path, Path]:
-    """(training clips CSV, training backgrounds folder, held-out soundscapes TSV) from a build_real_sfx.py folder."""
+def real_split(root: Path, out: Path, scapes: int, seed: int, log: Path, per_class: int = 0) -> tuple[Path, Path, Path]:
+    """(training clips CSV, training backgrounds folder, held-out soundscapes TSV) from a build_real_sfx.py folder;
+    ``per_class`` > 0 mixes the soundscapes from at most that many held-out clips a class (drawn with ``seed``), so that
+    the test events spread over the classes instead of following the packages' counts."""
     rows, stems = [], set()
     for r in csv.DictReader(open(root / "meta.csv")):  # a package may ship one sound twice (mace.ogg and mace.wav): keep the first
         stem = str(Path(r["filename"]).with_suffix(""))
@@ -87,21 +90,27 @@ def real_split(root: Path, out: Path, scapes: int, seed: int, log: Path) -> tupl
         r["link"] = re.sub(r"[^A-Za-z0-9._-]+", "_", r["filename"])
         if not (out / "audio" / r["link"]).exists():
             (out / "audio" / r["link"]).symlink_to(root / r["filename"])
-    for name, held in (("train", False), ("test", True)):
+    tests = [r for r in rows if r["category"] in both and r["package"] in HELD_OUT]
+    if per_class:
+        tests = [r for label in both for r in random.Random(seed).sample(
+            [r for r in tests if r["category"] == label], min(per_class, counts[label][True]))]
+    suffix = f"-even{per_class}" if per_class else ""
+    for name, chosen in (("train", [r for r in rows if r["category"] in both and r["package"] not in HELD_OUT]),
+                         (f"test{suffix}", tests)):
         with open(out / f"{name}_clips.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["filename", "fold", "target", "category"])
-            writer.writerows([r["link"], r["fold"], both.index(r["category"]), r["category"]]
-                             for r in rows if r["category"] in both and (r["package"] in HELD_OUT) == held)
+            writer.writerows([r["link"], r["fold"], both.index(r["category"]), r["category"]] for r in chosen)
+    for name, held in (("train", False), ("test", True)):
         folder = out / f"{name}_backgrounds"
         folder.mkdir(exist_ok=True)
         for r in csv.DictReader(open(root / "backgrounds.csv")):
             link = folder / Path(r["filename"]).name
             if (r["package"] in HELD_OUT) == held and not link.exists():
                 link.symlink_to(root / r["filename"])
-    test = out / f"test_scapes-{scapes}"  # a larger held-out set (--test-scapes) is mixed beside, the models are reused
+    test = out / f"test_scapes-{scapes}{suffix}"  # a larger held-out set (--test-scapes) is mixed beside, the models are reused
     if not (test / "soundscapes.tsv").exists():
-        earmark("data", "mix", out / "test_clips.csv", out / "test_backgrounds", test, "--count", scapes, "--duration", 20,
+        earmark("data", "mix", out / f"test{suffix}_clips.csv", out / "test_backgrounds", test, "--count", scapes, "--duration", 20,
                 "--events", 1, 4, "--background-only", 0.2, "--sample-rate", 32000, "--seed", seed + 1,
                 "--skip-bad", log=log)  # the --more build ships one truncated openttd horse
     print(f"  real: {len(both)} classes with at least {MIN_CLIPS[False]} training and {MIN_CLIPS[True]} held-out clips: "
