@@ -25,6 +25,7 @@ from bench_sed import BUDGET, LISTEN, STUDENT, earmark, evaluate, real_split
 VARIANTS = {  # name -> (what changes, distill flags)
     "base": ("bench_sed's (b): Freq-MixStyle p 0.8, mixup 0.3", []),
     "no-mixstyle": ("Freq-MixStyle off", ["--freq-mixstyle-p", 0]),
+    "balanced": ("+ balanced frame loss (`--balanced-frames`)", ["--balanced-frames"]),
     "specaugment": ("+ SpecAugment, bands up to 16 mels", ["--specaugment-freq", 16]),
     "bandlimit": ("+ band limit (8-22 kHz sources)", ["--source-chain", "bandlimit"]),
     "eq": ("+ random EQ (+-6 dB)", ["--source-chain", "eq"]),

@@ -35,6 +35,7 @@ from earmark.audio.mixture_dataset import MixtureDataset
 from earmark.engine import TrainConfig, Trainer, checkpoint_hash, read_meta, save_checkpoint
 from earmark.runtime import load_backend
 from earmark.students import LABEL_LAYERS, student_for_labels
+from earmark.training import frame_loss
 
 HELD_SITE = 0.25  # the share of the site recording kept from the fine-tune to choose the threshold on
 INT8_MAX_DIFF = 0.3  # export's parity gate on scores (0.15 for INT8) loosened: each file's threshold is chosen on its own
@@ -52,10 +53,7 @@ class _Step:
         waves = batch["wave"]
         gain = 10 ** (torch.empty(waves.shape[0], 1).uniform_(-self.gain_db, self.gain_db) / 20)
         frames = model(self.frontend((waves * gain).clamp(-1, 1)).unsqueeze(1)).frame_logits
-        target = nn.functional.interpolate(batch["frame_target"].transpose(1, 2), size=frames.shape[1]).transpose(1, 2)
-        positives = target.sum(dim=(0, 1))  # balanced per label, as the edge head is: a short sound covers few frames
-        weight = ((target.numel() / target.shape[-1] - positives) / positives.clamp(min=1)).clamp(1, 100)
-        return nn.functional.binary_cross_entropy_with_logits(frames, target, pos_weight=weight), {}
+        return frame_loss(frames, batch["frame_target"], balanced=True), {}  # balanced per label, as the edge head is
 
 
 def _mixer(enrolment: Enrolment, site: Path, settings: AdaptSettings, extra: dict) -> SoundscapeMixer:

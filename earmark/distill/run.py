@@ -26,11 +26,10 @@ from earmark.engine import (Trainer, TrainConfig, barrier, class_average_precisi
                             load_model, plot_metrics, save_checkpoint, setup_distributed, start_run)
 from earmark.engine.checkpoint import update_extra
 from earmark.engine.outputs import ModelOutput, probabilities
-from earmark.nn import match_time
 from earmark.students import cpu_default_scope, create_student, quantize, save_quantized_checkpoint, student_checkpoint_meta
 from earmark.teachers.cache import TeacherCache, check_labels
 from earmark.teachers.predict import Predictor, ensemble_key, predict_to_cache
-from earmark.training import (Augmentation, Augmenter, Outputs, best_metric, collect_outputs, label_loss, make_splits, metrics,
+from earmark.training import (Augmentation, Augmenter, Outputs, best_metric, collect_outputs, frame_loss, label_loss, make_splits, metrics,
                               resolve_objective, tuning_soundscapes)
 from earmark.distill.thresholds import Tuning, tune_model, write_thresholds
 
@@ -79,6 +78,7 @@ class DistillConfig:
     freq_mixstyle_alpha: float = 0.4
     specaugment_freq: int = 0
     roll_seconds: float = 0.0
+    balanced_frames: bool = False  # frame task: each class's positive frames weighted by its negatives (training.frame_loss)
     dir_folder: str = ""
     dir_p: float = 0.4
     kd: bool = True
@@ -156,7 +156,7 @@ class _Step:
         """Strong labels, and the teacher's frames resampled to the student's grid when there are any."""
         if teacher_frames is not None:
             return frame_kd(frame_logits, teacher_frames, frames, self.temperature, self.hard_weight)
-        return nn.functional.binary_cross_entropy_with_logits(frame_logits, match_time(frames, frame_logits.shape[1]))
+        return frame_loss(frame_logits, frames, self.config.balanced_frames)
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         augmented = self.augment(batch["wave"])

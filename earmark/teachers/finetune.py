@@ -7,18 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from earmark.audio.datasets_torch import collate
 from earmark.audio.features_torch import Frontend
 from earmark.audio.sources import DataSource, data_identity, open_data
 from earmark.engine import Trainer, TrainConfig, load_model, plot_metrics, save_checkpoint, setup_distributed, start_run
-from earmark.nn import match_time
 from earmark.teachers.cache import TeacherCache
 from earmark.teachers.checkpoint import teacher_backbone, teacher_checkpoint_meta
 from earmark.teachers.heads import TeacherClassifier
 from earmark.teachers.pretrain.acmsskd import kd_loss
-from earmark.training import Augmentation, Augmenter, best_metric, collect_outputs, label_loss, make_splits, metrics, resolve_objective
+from earmark.training import Augmentation, Augmenter, best_metric, collect_outputs, frame_loss, label_loss, make_splits, metrics, resolve_objective
 
 
 @dataclass
@@ -94,7 +92,7 @@ def finetune(config: FinetuneConfig, force: bool = False) -> Path:
         loss = label_loss(out.clip_logits, mix.targets(batch["target"]), objective)
         if frame:  # strong labels: BCE per frame on the model's own frame grid
             frames = mix.targets(batch["frame_target"])
-            loss = loss + F.binary_cross_entropy_with_logits(out.frame_logits, match_time(frames, out.frame_logits.shape[1]))
+            loss = loss + frame_loss(out.frame_logits, frames)
         return loss, {}
 
     path = out / "teacher"

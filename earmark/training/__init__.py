@@ -6,11 +6,11 @@ distill build their runs from it.
 """
 
 from earmark.training.augment import Augmentation, Augmented, Augmenter, ImpulseResponses, Mix, draw_mix, freq_mixstyle, spec_augment, time_roll
-from earmark.training.recipe import Outputs, best_metric, collect_outputs, label_loss, metrics, resolve_objective
+from earmark.training.recipe import Outputs, best_metric, collect_outputs, frame_loss, label_loss, metrics, resolve_objective
 from earmark.training.splits import Splits, fold_backgrounds, make_splits, tuning_soundscapes, validation_soundscapes
 
 __all__ = [
     "Augmentation", "Augmented", "Augmenter", "ImpulseResponses", "Mix", "draw_mix", "freq_mixstyle", "spec_augment", "time_roll",
-    "Outputs", "best_metric", "collect_outputs", "label_loss", "metrics", "resolve_objective",
+    "Outputs", "best_metric", "collect_outputs", "frame_loss", "label_loss", "metrics", "resolve_objective",
     "Splits", "fold_backgrounds", "make_splits", "tuning_soundscapes", "validation_soundscapes",
 ]

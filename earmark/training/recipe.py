@@ -40,6 +40,18 @@ def label_loss(logits: torch.Tensor, target: torch.Tensor, objective: str) -> to
     return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
 
 
+def frame_loss(frame_logits: torch.Tensor, frame_target: torch.Tensor, balanced: bool = False) -> torch.Tensor:
+    """Frame-wise BCE against targets on any frame grid (resampled to the logits'); ``balanced`` weighs each class's
+    positive frames in the batch by its negatives over its positives (clamped to 1-100): a short sound covers few
+    frames, and unweighted BCE teaches every class to stay low."""
+    target = match_time(frame_target, frame_logits.shape[1])
+    if not balanced:
+        return F.binary_cross_entropy_with_logits(frame_logits, target)
+    positives = target.sum(dim=(0, 1))
+    weight = ((target.numel() / target.shape[-1] - positives) / positives.clamp(min=1)).clamp(1, 100)
+    return F.binary_cross_entropy_with_logits(frame_logits, target, pos_weight=weight)
+
+
 @dataclass
 class Outputs:
     """A model's logits over a dataset, beside the targets; frame arrays on the targets' frame grid (frame datasets)."""
