@@ -84,13 +84,14 @@ def base_split(root: Path, out: Path, seed: int) -> tuple[Path, Path]:
     return write_clips(out / "train_clips.csv", chosen, sorted(kept)), backgrounds
 
 
-def train_base(clips: Path, backgrounds: Path, out: Path, seed: int, log: Path, epochs: int = EPOCHS["student"]) -> dict[str, Path]:
+def train_base(clips: Path, backgrounds: Path, out: Path, seed: int, log: Path, epochs: int = EPOCHS["student"],
+               student: str = STUDENT) -> dict[str, Path]:
     """The base detector's fp32 and INT8 ONNX files (training skipped when its checkpoints exist: adapt needs only the
     body, so the base's own threshold tuning may be cut short)."""
     run = out / "base"
     if not (run / "student-int8" / "earmark.json").exists():
         started = time.perf_counter()
-        earmark("distill", "--no-kd", "--student", STUDENT, "--data", clips, "--seed", seed, "--epochs", epochs,
+        earmark("distill", "--no-kd", "--student", student, "--data", clips, "--seed", seed, "--epochs", epochs,
                 "--batch-size", 32, "--task", "frame", "--objective", "detect", "--backgrounds", backgrounds, "--mix-snr", 0, 15,
                 *LISTEN, "--max-false-alarms", 60, "--qat", "--qat-epochs", EPOCHS["qat"], "--out", run, log=log)
         print(f"    base: {time.perf_counter() - started:.0f} s", flush=True)
@@ -154,11 +155,13 @@ def heard(model: Path, scapes: Path, out: Path, log: Path) -> dict:
 
 
 def row(name: str, r: dict, seconds: float | None) -> str:
-    """One table row: onset F1 at 0.2 / 0.5 s, class-agnostic onset F1 at 0.5 s, detections / events, FA per minute."""
-    e2, e5 = r["events"]["0.2"], r["events"]["0.5"]
+    """One table row: onset F1 at 0.2 / 0.5 s, class-agnostic onset F1 at 0.5 s, detections / events, FA per minute,
+    detection latency over the hits at 0.5 s (median / p90, stream time)."""
+    e2, e5, lag = r["events"]["0.2"], r["events"]["0.5"], r["latency"]
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"
+    latency = f"{1000 * lag['median']:.0f} / {1000 * lag['p90']:.0f} ms ({lag['hits']})" if lag["hits"] else "-"
     return (f"| {name} | {pct(e2['onset']['f1'])} / {pct(e5['onset']['f1'])} | {pct(e5['any_label']['onset']['f1'])} | "
-            f"{e5['detections']} / {e5['references']} | {r['false_alarms']['per_minute']:.2f} | "
+            f"{e5['detections']} / {e5['references']} | {r['false_alarms']['per_minute']:.2f} | {latency} | "
             f"{'-' if seconds is None else f'{seconds:.0f} s'} |")
 
 
@@ -172,19 +175,26 @@ def main() -> int:
                         help="adapt the base checkpoint itself (the fine-tune path, fp32 and INT8), with these extra adapt options "
                              "(one string, e.g. '--steps 300 --body-lr 0')")
     parser.add_argument("--base-epochs", type=int, default=EPOCHS["student"], help="the base detector's float epochs")
+    parser.add_argument("--student", default=STUDENT, help="the base detector's family (crnn_causal: a causal, stateful "
+                        "detector, enrolled by the fine-tune path in fp32)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "log.txt"
-    base = train_base(*base_split(args.real, args.out, args.seed), args.out, args.seed, log, args.base_epochs)
+    base = train_base(*base_split(args.real, args.out, args.seed), args.out, args.seed, log, args.base_epochs, args.student)
     enrol = args.out / f"{args.held_out}-seed{args.seed}"
     examples, site, scapes = enrolment_split(args.real, args.held_out, enrol, args.seed, log)
-    lines = ["| model | onset F1 0.2 s / 0.5 s | any label 0.5 s | detections / events | FA per min | adapt took |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | onset F1 0.2 s / 0.5 s | any label 0.5 s | detections / events | FA per min | latency p50 / p90 (hits) | adapt took |",
+             "|---|---|---|---|---|---|---|"]
     if args.finetune is not None:  # one fine-tune writes both files; its time is theirs
-        adapted, seconds = run_adapt(args.out / "base" / "student", examples, site, enrol, args.seed, log, "--int8", *args.finetune.split())
-        for precision, model in (("fp32", adapted), ("int8", adapted.with_name(f"{adapted.stem}-int8.onnx"))):
+        from earmark.students import create_student
+
+        causal = getattr(create_student(args.student, 1, "frame"), "causal", False)  # a stateful INT8 file needs QAT
+        adapted, seconds = run_adapt(args.out / "base" / "student", examples, site, enrol, args.seed, log,
+                                     *([] if causal else ["--int8"]), *args.finetune.split())
+        files = {"fp32": adapted} if causal else {"fp32": adapted, "int8": adapted.with_name(f"{adapted.stem}-int8.onnx")}
+        for precision, model in files.items():
             lines.append(row(f"fine-tuned, {precision}", heard(model, scapes, enrol, log), seconds))
     for precision, model in [] if args.finetune is not None else base.items():
         adapted, seconds = run_adapt(model, examples, site, enrol, args.seed, log)

@@ -2,6 +2,7 @@
 
     python bench/bench_source_shift.py --real /work/data/real_sfx                       # every variant, seed 0
     python bench/bench_source_shift.py --real DIR --variants base chain --seed 1        # some of them, another seed
+    python bench/bench_source_shift.py --real DIR --variants base --epochs 300 --test-scapes 40 --per-class 5   # test events spread
 
 Each variant is bench_sed's frame detector (b) -- tfsepnet40, mixtures over the training packages' backgrounds, no KD,
 fp32, event thresholds tuned for <= 60 false alarms per hour per class -- with one change to its augmentations, trained
