@@ -34,7 +34,7 @@ from earmark.audio.mixing import MixSettings, SoundscapeMixer
 from earmark.audio.mixture_dataset import MixtureDataset
 from earmark.engine import TrainConfig, Trainer, checkpoint_hash, read_meta, save_checkpoint
 from earmark.runtime import load_backend
-from earmark.students import LABEL_LAYERS, student_for_labels
+from earmark.students import LABEL_LAYERS, create_student, student_for_labels
 from earmark.training import frame_loss
 
 HELD_SITE = 0.25  # the share of the site recording kept from the fine-tune to choose the threshold on
@@ -109,6 +109,10 @@ def finetune(checkpoint: str | Path, enrolment: Enrolment, events: EventSettings
     from earmark.export import attach_metadata, export_onnx
 
     started = time.perf_counter()
+    meta = read_meta(checkpoint)
+    if "int8" in outs and getattr(create_student(meta.model, 1, "frame"), "causal", False):
+        raise ValueError(f"{meta.model} is causal: adapt writes its stateful fp32 file, and a stateful INT8 file needs "
+                         "weight-only QAT, which adapt does not run; drop --int8.")
     torch.set_num_threads(threads)
     cut = int(round((1 - HELD_SITE) * enrolment.background.size))
     validations = {}
@@ -117,7 +121,6 @@ def finetune(checkpoint: str | Path, enrolment: Enrolment, events: EventSettings
         sf.write(site, enrolment.background[:cut], enrolment.sample_rate)
         sf.write(held, enrolment.background[cut:], enrolment.sample_rate)
         trained = _train(Path(checkpoint), enrolment, site, settings, tuning, Path(tmp) / "student")
-        meta = read_meta(checkpoint)
         base = {"model_name": meta.model, "labels": list(meta.labels), "precision": "fp32", "source_checkpoint_sha256": checkpoint_hash(checkpoint)}
         for precision, out in outs.items():
             exported = Path(tmp) / f"{precision}.onnx"

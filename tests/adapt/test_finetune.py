@@ -66,6 +66,7 @@ def test_the_tuned_files_record_their_enrolment_and_run_in_listen_and_eval(enrol
 @pytest.mark.parametrize("case, message", [
     ("clip", "pass a float frame-task student checkpoint"),
     ("int8-onnx", "--int8 applies to a checkpoint folder as MODEL"),
+    ("causal", "crnn_causal_tiny is causal: adapt writes its stateful fp32 file"),
 ])
 def test_what_cannot_be_fine_tuned_is_one_sentence(enrolment, tmp_path, capsys, case, message):  # noqa: F811
     root, base, _ = enrolment
@@ -74,6 +75,11 @@ def test_what_cannot_be_fine_tuned_is_one_sentence(enrolment, tmp_path, capsys, 
         model = tmp_path / "clip"
         student = create_student("tfsepnet40", 2, "clip")
         save_checkpoint(model, student.state_dict(), student_checkpoint_meta(student, "tfsepnet40", ["x", "y"], "clip"))
+    if case == "causal":
+        model = tmp_path / "causal"
+        student = create_student("crnn_causal_tiny", 2, "frame")
+        save_checkpoint(model, student.state_dict(),
+                        student_checkpoint_meta(student, "crnn_causal_tiny", ["x", "y"], "frame", objective="detect", window_seconds=1.0))
     args = ["adapt", str(model), str(root / "examples"), "--background", str(root / "site.wav"), "--new-labels", "--int8"]
     assert main([*args, "--out", str(tmp_path / "x.onnx")]) == 1
     err = capsys.readouterr().err.strip()
