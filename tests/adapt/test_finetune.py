@@ -85,3 +85,19 @@ def test_what_cannot_be_fine_tuned_is_one_sentence(enrolment, tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_causal_checkpoint_is_enrolled_into_a_stateful_file_that_learns_the_new_sounds(enrolment, tmp_path):  # noqa: F811
+    root, _, references = enrolment
+    torch.manual_seed(0)
+    student = create_student("crnn_causal_tiny", 2, "frame")
+    save_checkpoint(tmp_path / "causal", student.state_dict(),
+                    student_checkpoint_meta(student, "crnn_causal_tiny", ["x", "y"], "frame", objective="detect", window_seconds=1.0))
+    out = tmp_path / "causal.onnx"
+    assert main(["adapt", str(tmp_path / "causal"), str(root / "examples"), "--background", str(root / "site.wav"), "--new-labels",
+                 "--steps", "100", "--body-lr", "3e-3", "--median", "1", "--out", str(out)]) == 0
+    meta = load_backend(out).metadata
+    assert meta.stateful and meta.labels == tuple(ENROLLED) and meta.adaptation["head"] == "fine-tuned student, fp32"
+    events, site = _peaks(out, root / "held.wav", references), _peaks(out, root / "quiet.wav")
+    for label in ENROLLED:
+        assert np.median(events[label]) > site[label][0] + MARGIN, (label, events[label], site[label])
