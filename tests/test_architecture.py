@@ -18,7 +18,7 @@ ALLOWED = {
     "export": {"audio", "engine", "nn", "students", "teachers"},
     "runtime": {"audio"},
     "evaluation": {"audio", "engine", "runtime", "export"},
-    "adapt": {"audio", "runtime", "evaluation", "engine", "students", "export"},
+    "adapt": {"audio", "runtime", "evaluation", "engine", "students", "training", "export"},
 }
 
 
