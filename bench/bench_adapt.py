@@ -188,9 +188,9 @@ def main() -> int:
     lines = ["| model | onset F1 0.2 s / 0.5 s | any label 0.5 s | detections / events | FA per min | latency p50 / p90 (hits) | adapt took |",
              "|---|---|---|---|---|---|---|"]
     if args.finetune is not None:  # one fine-tune writes both files; its time is theirs
-        from earmark.students import create_student
+        from earmark.students import is_causal
 
-        causal = getattr(create_student(args.student, 1, "frame"), "causal", False)  # a stateful INT8 file needs QAT
+        causal = is_causal(args.student)  # a stateful INT8 file needs QAT
         adapted, seconds = run_adapt(args.out / "base" / "student", examples, site, enrol, args.seed, log,
                                      *([] if causal else ["--int8"]), *args.finetune.split())
         files = {"fp32": adapted} if causal else {"fp32": adapted, "int8": adapted.with_name(f"{adapted.stem}-int8.onnx")}

@@ -34,7 +34,7 @@ from earmark.audio.mixing import MixSettings, SoundscapeMixer
 from earmark.audio.mixture_dataset import MixtureDataset
 from earmark.engine import TrainConfig, Trainer, checkpoint_hash, read_meta, save_checkpoint
 from earmark.runtime import load_backend
-from earmark.students import LABEL_LAYERS, create_student, list_students, student_for_labels
+from earmark.students import LABEL_LAYERS, is_causal, student_for_labels
 from earmark.training import frame_loss
 
 HELD_SITE = 0.25  # the share of the site recording kept from the fine-tune to choose the threshold on
@@ -110,7 +110,7 @@ def finetune(checkpoint: str | Path, enrolment: Enrolment, events: EventSettings
 
     started = time.perf_counter()
     meta = read_meta(checkpoint)
-    if "int8" in outs and meta.model in list_students() and getattr(create_student(meta.model, 1, "frame"), "causal", False):
+    if "int8" in outs and is_causal(meta.model):
         raise ValueError(f"{meta.model} is causal: adapt writes its stateful fp32 file, and a stateful INT8 file needs "
                          "weight-only QAT, which adapt does not run; drop --int8.")
     torch.set_num_threads(threads)

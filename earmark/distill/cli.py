@@ -45,7 +45,8 @@ HELP = {
     "dir_p": "probability of convolving a clip with an impulse response",
     "roll_seconds": "largest random time roll",
     "balanced_frames": "frame task: weigh each class's positive frames by its negative frames in the batch (at most 100x), "
-                       "as enrolment's fine-tune does; plain BCE teaches rare short sounds to stay low",
+                       "as enrolment's fine-tune does; plain BCE teaches rare short sounds to stay low (the loss on frame "
+                       "labels: a frame teacher's KD keeps its own)",
     "objective": "detect: a sigmoid per class, BCE, `listen` reports events; classify: a softmax, `listen` reports scenes "
                  "(default: detect for multi-label or strong labels, else classify)",
     "backgrounds": "a folder or manifest of background recordings: every epoch trains on new mixtures of the clips over them, "

@@ -60,3 +60,8 @@ def create_student(name: str, num_classes: int, task: str = "clip", **overrides:
 def list_students() -> dict[str, str]:
     """Registered names and what they are."""
     return {name: spec.summary for name, spec in REGISTRY.items()}
+
+
+def is_causal(name: str) -> bool:
+    """Whether the registered student ``name`` is causal (streams with state; stateful export); False for other names."""
+    return name in REGISTRY and getattr(REGISTRY[name].builder, "causal", False)
