@@ -176,7 +176,7 @@ def main() -> int:
                              "(one string, e.g. '--steps 300 --body-lr 0')")
     parser.add_argument("--base-epochs", type=int, default=EPOCHS["student"], help="the base detector's float epochs")
     parser.add_argument("--student", default=STUDENT, help="the base detector's family (crnn_causal: a causal, stateful "
-                        "detector, enrolled by the fine-tune path in fp32)")
+                        "detector; its INT8 file comes from weight-only QAT inside adapt)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -188,12 +188,9 @@ def main() -> int:
     lines = ["| model | onset F1 0.2 s / 0.5 s | any label 0.5 s | detections / events | FA per min | latency p50 / p90 (hits) | adapt took |",
              "|---|---|---|---|---|---|---|"]
     if args.finetune is not None:  # one fine-tune writes both files; its time is theirs
-        from earmark.students import is_causal
-
-        causal = is_causal(args.student)  # a stateful INT8 file needs QAT
-        adapted, seconds = run_adapt(args.out / "base" / "student", examples, site, enrol, args.seed, log,
-                                     *([] if causal else ["--int8"]), *args.finetune.split())
-        files = {"fp32": adapted} if causal else {"fp32": adapted, "int8": adapted.with_name(f"{adapted.stem}-int8.onnx")}
+        adapted, seconds = run_adapt(args.out / "base" / "student", examples, site, enrol, args.seed, log, "--int8",
+                                     *args.finetune.split())
+        files = {"fp32": adapted, "int8": adapted.with_name(f"{adapted.stem}-int8.onnx")}
         for precision, model in files.items():
             lines.append(row(f"fine-tuned, {precision}", heard(model, scapes, enrol, log), seconds))
     for precision, model in [] if args.finetune is not None else base.items():

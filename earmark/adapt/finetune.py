@@ -4,7 +4,8 @@ A checkpoint's body gets new label layers (``earmark.students.student_for_labels
 steps of the shared training loop (``earmark.engine.Trainer``), from the examples mixed over most of the site
 recording (``earmark.audio.mixing``: random SNR and placement), at a random gain; the new layers at ``lr``, the body
 at ``body_lr`` (0 freezes it). The model is exported as `earmark export` does (fp32, and INT8 by post-training
-quantization calibrated on mixtures of the examples over the site); each file's thresholds are chosen as the edge path chooses them
+quantization calibrated on mixtures of the examples over the site, or for a causal student by weight-only QAT,
+``_weight_qat``); each file's thresholds are chosen as the edge path chooses them
 (``earmark.adapt.operating``) on what the fine-tune never heard: the last ``HELD_SITE`` of the site recording alone,
 and mixtures of the examples over it. The examples there are ones it trained on, so the recall side of that choice is
 optimistic; the false alarms, which decide the threshold under a tight budget, are not.
@@ -32,11 +33,12 @@ from earmark.audio.events import EventSettings
 from earmark.audio.features_torch import Frontend
 from earmark.audio.mixing import MixSettings, SoundscapeMixer
 from earmark.audio.mixture_dataset import MixtureDataset
-from earmark.engine import TrainConfig, Trainer, checkpoint_hash, read_meta, save_checkpoint
+from earmark.engine import TrainConfig, Trainer, checkpoint_hash, load_model, read_meta, save_checkpoint
 from earmark.runtime import load_backend
-from earmark.students import LABEL_LAYERS, is_causal, student_for_labels
+from earmark.students import LABEL_LAYERS, is_causal, quantize, save_quantized_checkpoint, student_for_labels
 from earmark.training import frame_loss
 
+QAT_SHARE = 8  # a causal student's INT8 file: weight-only QAT for an eighth of the fine-tune's steps after it
 HELD_SITE = 0.25  # the share of the site recording kept from the fine-tune to choose the threshold on
 INT8_MAX_DIFF = 0.3  # export's parity gate on scores (0.15 for INT8) loosened: each file's threshold is chosen on its own
 # scores, and the label agreement gate still holds
@@ -78,16 +80,36 @@ def _train(checkpoint: Path, enrolment: Enrolment, site: Path, settings: AdaptSe
            out: Path) -> Path:
     """The fine-tuned student checkpoint at ``out``."""
     model, meta = student_for_labels(checkpoint, enrolment.labels)
-    data = MixtureDataset(_mixer(enrolment, site, settings, meta.extra), model.frame_hop_seconds, train=True, seed=settings.seed)
     head = [p for name, p in model.named_parameters() if name.startswith(LABEL_LAYERS)]
     body = [p for name, p in model.named_parameters() if not name.startswith(LABEL_LAYERS)]
     for p in body:
         p.requires_grad_(tuning.body_lr > 0)
     groups = [{"params": head, "lr": tuning.lr}] + ([{"params": body, "lr": tuning.body_lr}] if tuning.body_lr > 0 else [])
-    config = TrainConfig(run_dir=str(out.parent / "finetune"), max_steps=tuning.steps, batch_size=tuning.batch_size, lr=tuning.lr,
-                         optimizer="adam", schedule="cosine", warmup_steps=tuning.steps // 10, seed=settings.seed, progress=False)
-    Trainer(config, model, _Step(Frontend(model.frontend), tuning.gain_db), data, collate_fn=collate, params=groups).fit()
+    _fit(model, meta, enrolment, site, settings, tuning, groups, tuning.steps, out.parent / "finetune")
     return save_checkpoint(out, model.eval().state_dict(), meta)
+
+
+def _weight_qat(trained: Path, enrolment: Enrolment, site: Path, settings: AdaptSettings, tuning: FinetuneSettings,
+                out: Path) -> Path:
+    """A causal student's INT8 checkpoint at ``out``: its convs' weights on per-channel INT8 grids (scope ``weights``,
+    the only one its stateful export streams), trained on them for ``steps // QAT_SHARE`` more steps at a tenth of the
+    rates, as `distill --qat --int8-scope weights` does after distillation."""
+    model, meta = load_model(trained, family="student")
+    model = quantize(model, [], "weights")
+    lr = max(tuning.lr, tuning.body_lr) / 10
+    _fit(model, meta, enrolment, site, settings, tuning, [{"params": list(model.parameters()), "lr": lr}],
+         max(1, tuning.steps // QAT_SHARE), out.parent / "weight-qat")
+    save_quantized_checkpoint(out, model.eval(), meta, "weights")
+    return out
+
+
+def _fit(model: nn.Module, meta, enrolment: Enrolment, site: Path, settings: AdaptSettings, tuning: FinetuneSettings,
+         groups: list[dict], steps: int, run_dir: Path) -> None:
+    """``steps`` steps of the shared training loop on the examples mixed over ``site`` (``_Step``'s loss)."""
+    data = MixtureDataset(_mixer(enrolment, site, settings, meta.extra), model.frame_hop_seconds, train=True, seed=settings.seed)
+    config = TrainConfig(run_dir=str(run_dir), max_steps=steps, batch_size=tuning.batch_size, lr=groups[0]["lr"],
+                         optimizer="adam", schedule="cosine", warmup_steps=steps // 10, seed=settings.seed, progress=False)
+    Trainer(config, model, _Step(Frontend(model.frontend), tuning.gain_db), data, collate_fn=collate, params=groups).fit()
 
 
 def _operating_point(model: Path, enrolment: Enrolment, held: Path, settings: AdaptSettings, events: EventSettings,
@@ -110,9 +132,6 @@ def finetune(checkpoint: str | Path, enrolment: Enrolment, events: EventSettings
 
     started = time.perf_counter()
     meta = read_meta(checkpoint)
-    if "int8" in outs and is_causal(meta.model):
-        raise ValueError(f"{meta.model} is causal: adapt writes its stateful fp32 file, and a stateful INT8 file needs "
-                         "weight-only QAT, which adapt does not run; drop --int8.")
     torch.set_num_threads(threads)
     cut = int(round((1 - HELD_SITE) * enrolment.background.size))
     validations = {}
@@ -124,7 +143,9 @@ def finetune(checkpoint: str | Path, enrolment: Enrolment, events: EventSettings
         base = {"model_name": meta.model, "labels": list(meta.labels), "precision": "fp32", "source_checkpoint_sha256": checkpoint_hash(checkpoint)}
         for precision, out in outs.items():
             exported = Path(tmp) / f"{precision}.onnx"
-            if precision == "int8":
+            if precision == "int8" and is_causal(meta.model):
+                export_onnx(_weight_qat(trained, enrolment, site, settings, tuning, Path(tmp) / "student-int8"), exported, precision)
+            elif precision == "int8":
                 calibration = _calibration(enrolment, site, settings, meta.extra, Path(tmp) / "calibration")
                 export_onnx(trained, exported, precision, calib=str(calibration), max_diff=INT8_MAX_DIFF)
             else:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -66,7 +67,6 @@ def test_the_tuned_files_record_their_enrolment_and_run_in_listen_and_eval(enrol
 @pytest.mark.parametrize("case, message", [
     ("clip", "pass a float frame-task student checkpoint"),
     ("int8-onnx", "--int8 applies to a checkpoint folder as MODEL"),
-    ("causal", "crnn_causal_tiny is causal: adapt writes its stateful fp32 file"),
 ])
 def test_what_cannot_be_fine_tuned_is_one_sentence(enrolment, tmp_path, capsys, case, message):  # noqa: F811
     root, base, _ = enrolment
@@ -75,11 +75,6 @@ def test_what_cannot_be_fine_tuned_is_one_sentence(enrolment, tmp_path, capsys, 
         model = tmp_path / "clip"
         student = create_student("tfsepnet40", 2, "clip")
         save_checkpoint(model, student.state_dict(), student_checkpoint_meta(student, "tfsepnet40", ["x", "y"], "clip"))
-    if case == "causal":
-        model = tmp_path / "causal"
-        student = create_student("crnn_causal_tiny", 2, "frame")
-        save_checkpoint(model, student.state_dict(),
-                        student_checkpoint_meta(student, "crnn_causal_tiny", ["x", "y"], "frame", objective="detect", window_seconds=1.0))
     args = ["adapt", str(model), str(root / "examples"), "--background", str(root / "site.wav"), "--new-labels", "--int8"]
     assert main([*args, "--out", str(tmp_path / "x.onnx")]) == 1
     err = capsys.readouterr().err.strip()
@@ -87,7 +82,7 @@ def test_what_cannot_be_fine_tuned_is_one_sentence(enrolment, tmp_path, capsys, 
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_a_causal_checkpoint_is_enrolled_into_a_stateful_file_that_learns_the_new_sounds(enrolment, tmp_path):  # noqa: F811
+def test_a_causal_checkpoint_is_enrolled_into_stateful_fp32_and_int8_files_that_learn_the_new_sounds(enrolment, tmp_path):  # noqa: F811
     root, _, references = enrolment
     torch.manual_seed(0)
     student = create_student("crnn_causal_tiny", 2, "frame")
@@ -95,9 +90,14 @@ def test_a_causal_checkpoint_is_enrolled_into_a_stateful_file_that_learns_the_ne
                     student_checkpoint_meta(student, "crnn_causal_tiny", ["x", "y"], "frame", objective="detect", window_seconds=1.0))
     out = tmp_path / "causal.onnx"
     assert main(["adapt", str(tmp_path / "causal"), str(root / "examples"), "--background", str(root / "site.wav"), "--new-labels",
-                 "--steps", "100", "--body-lr", "3e-3", "--median", "1", "--out", str(out)]) == 0
-    meta = load_backend(out).metadata
-    assert meta.stateful and meta.labels == tuple(ENROLLED) and meta.adaptation["head"] == "fine-tuned student, fp32"
-    events, site = _peaks(out, root / "held.wav", references), _peaks(out, root / "quiet.wav")
-    for label in ENROLLED:
-        assert np.median(events[label]) > site[label][0] + MARGIN, (label, events[label], site[label])
+                 "--steps", "100", "--body-lr", "3e-3", "--median", "1", "--int8", "--out", str(out)]) == 0
+    for precision, path in (("fp32", out), ("int8", tmp_path / "causal-int8.onnx")):  # int8: weight-only QAT after the fine-tune
+        meta = load_backend(path).metadata
+        assert meta.stateful and meta.labels == tuple(ENROLLED) and meta.adaptation["head"] == f"fine-tuned student, {precision}"
+        assert meta.precision == precision
+        events, site = _peaks(path, root / "held.wav", references), _peaks(path, root / "quiet.wav")
+        for label in ENROLLED:
+            assert np.median(events[label]) > site[label][0] + MARGIN, (precision, label, events[label], site[label])
+    graph = onnx.load(str(tmp_path / "causal-int8.onnx"))
+    int8 = sum(t.data_type == onnx.TensorProto.INT8 for t in graph.graph.initializer)
+    assert int8 == sum(node.op_type == "Conv" for node in graph.graph.node)  # every conv's weights stored in INT8 (the GRU's stay float)
