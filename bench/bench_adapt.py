@@ -3,8 +3,10 @@
     python bench/bench_adapt.py --real /work/realdata               # real sound effects (shared/data/build_real_sfx.py --more)
     python bench/bench_adapt.py --real DIR --held-out ufoai-sound --seed 1
     python bench/bench_adapt.py --real DIR --finetune                 # the fine-tune path (torch): adapt the base checkpoint
+    python bench/bench_adapt.py --real DIR --finetune --student crnn_causal --base-teacher W/base/student   # causal, KD
 
-1. A base detector (tfsepnet40, frame task, trained on mixtures without KD, then QAT INT8) learns from every
+1. A base detector (tfsepnet40, frame task, trained on mixtures without KD, or with --base-teacher by frame KD from that
+   checkpoint, then QAT INT8) learns from every
    package except HELD_OUT (at most CLIPS_PER_CLASS clips a class), over those packages' backgrounds.
 2. For one held-out package: ENROL clips of each of its classes with at least ENROL + 1 clips, and BACKGROUND_SECONDS
    cut from the start of each of its ambiences in proportion (a site recording holds all of its sounds), are the
@@ -85,13 +87,14 @@ def base_split(root: Path, out: Path, seed: int) -> tuple[Path, Path]:
 
 
 def train_base(clips: Path, backgrounds: Path, out: Path, seed: int, log: Path, epochs: int = EPOCHS["student"],
-               student: str = STUDENT) -> dict[str, Path]:
+               student: str = STUDENT, teacher: Path | None = None) -> dict[str, Path]:
     """The base detector's fp32 and INT8 ONNX files (training skipped when its checkpoints exist: adapt needs only the
-    body, so the base's own threshold tuning may be cut short)."""
+    body, so the base's own threshold tuning may be cut short); with ``teacher``, frame KD from it on every mixture."""
     run = out / "base"
     if not (run / "student-int8" / "earmark.json").exists():
         started = time.perf_counter()
-        earmark("distill", "--no-kd", "--student", student, "--data", clips, "--seed", seed, "--epochs", epochs,
+        kd = ["--teacher", teacher, "--online-teacher"] if teacher else ["--no-kd"]
+        earmark("distill", *kd, "--student", student, "--data", clips, "--seed", seed, "--epochs", epochs,
                 "--batch-size", 32, "--task", "frame", "--objective", "detect", "--backgrounds", backgrounds, "--mix-snr", 0, 15,
                 *LISTEN, "--max-false-alarms", 60, "--qat", "--qat-epochs", EPOCHS["qat"], "--out", run, log=log)
         print(f"    base: {time.perf_counter() - started:.0f} s", flush=True)
@@ -177,12 +180,15 @@ def main() -> int:
     parser.add_argument("--base-epochs", type=int, default=EPOCHS["student"], help="the base detector's float epochs")
     parser.add_argument("--student", default=STUDENT, help="the base detector's family (crnn_causal: a causal, stateful "
                         "detector; its INT8 file comes from weight-only QAT inside adapt)")
+    parser.add_argument("--base-teacher", type=Path, help="a frame-task checkpoint that teaches the base by frame KD on every "
+                        "training mixture (e.g. a windowed run's OUT/base/student for a causal base); default: no KD")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "log.txt"
-    base = train_base(*base_split(args.real, args.out, args.seed), args.out, args.seed, log, args.base_epochs, args.student)
+    base = train_base(*base_split(args.real, args.out, args.seed), args.out, args.seed, log, args.base_epochs, args.student,
+                      args.base_teacher)
     enrol = args.out / f"{args.held_out}-seed{args.seed}"
     examples, site, scapes = enrolment_split(args.real, args.held_out, enrol, args.seed, log)
     lines = ["| model | onset F1 0.2 s / 0.5 s | any label 0.5 s | detections / events | FA per min | latency p50 / p90 (hits) | adapt took |",

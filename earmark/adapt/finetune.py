@@ -112,14 +112,20 @@ def _fit(model: nn.Module, meta, enrolment: Enrolment, site: Path, settings: Ada
     Trainer(config, model, _Step(Frontend(model.frontend), tuning.gain_db), data, collate_fn=collate, params=groups).fit()
 
 
-def _operating_point(model: Path, enrolment: Enrolment, held: Path, settings: AdaptSettings, events: EventSettings,
-                     threads: int) -> OperatingPoint:
-    """The thresholds for ``model`` (.onnx) on mixtures of every example over the held-out site, and that site alone."""
+def tuning_timelines(model: Path, enrolment: Enrolment, held: Path, settings: AdaptSettings, threads: int = 1) -> tuple[list, list]:
+    """What ``model`` (.onnx) hears where its thresholds are chosen: mixtures of every example over the held-out site
+    (timeline, events, seconds), and that site alone (timeline, seconds)."""
     backend = load_backend(model, threads=threads)
     everything = list(range(len(enrolment.examples.clips)))
     scapes = _mixtures(enrolment, everything, [held], settings, 2 * len(everything), settings.seed + 1000)
     mixtures = [(timeline(backend, s.audio), s.events, s.audio.size / s.sample_rate) for s in scapes]
-    site = [(timeline(backend, s.audio), s.audio.size / s.sample_rate) for s in _alone([held], enrolment.sample_rate)]
+    return mixtures, [(timeline(backend, s.audio), s.audio.size / s.sample_rate) for s in _alone([held], enrolment.sample_rate)]
+
+
+def _operating_point(model: Path, enrolment: Enrolment, held: Path, settings: AdaptSettings, events: EventSettings,
+                     threads: int) -> OperatingPoint:
+    """The thresholds for ``model`` (.onnx) on its ``tuning_timelines``."""
+    mixtures, site = tuning_timelines(model, enrolment, held, settings, threads)
     return choose_thresholds(mixtures, site, enrolment.labels, replace(events, thresholds={}, offset_lag=0.0), settings.max_false_alarms)
 
 

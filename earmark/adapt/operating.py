@@ -56,14 +56,11 @@ class OperatingPoint:
     site_hours: float
 
 
-def choose_thresholds(mixtures: list[tuple[list[Scores], Events, float]], site: list[tuple[list[Scores], float]],
-                      labels: list[str], settings: EventSettings, max_false_alarms: float, grid: tuple[float, ...] = GRID) -> OperatingPoint:
-    """The operating point for ``max_false_alarms`` per hour of site audio, all labels together (module docstring);
-    ``mixtures`` are (timeline, reference events, seconds), ``site`` (timeline, seconds)."""
-    references = Counter(label for _, events, _ in mixtures for _, _, label in events)
-    hours = sum(seconds for _, seconds in site) / 3600
-    share = max_false_alarms * hours / len(labels)  # site detections each label may raise
-    counts = {label: [] for label in labels}  # per grid value: (hits, detections, site alarms)
+def grid_counts(mixtures: list[tuple[list[Scores], Events, float]], site: list[tuple[list[Scores], float]],
+                labels: list[str], settings: EventSettings, grid: tuple[float, ...] = GRID) -> dict[str, list[tuple[int, int, int]]]:
+    """Per label, per grid value (every label at it): events found and detections on ``mixtures`` (timeline, reference
+    events, seconds), and detections on ``site`` (timeline, seconds), through the daemon's decoder."""
+    counts = {label: [] for label in labels}
     for g in grid:
         at = replace(settings, thresholds=dict.fromkeys(labels, g))
         hits, detections, alarms = Counter(), Counter(), Counter()
@@ -75,6 +72,17 @@ def choose_thresholds(mixtures: list[tuple[list[Scores], Events, float]], site: 
             alarms.update(label for _, _, label in decode(timeline, labels, at, seconds))
         for label in labels:
             counts[label].append((hits[label], detections[label], alarms[label]))
+    return counts
+
+
+def choose_thresholds(mixtures: list[tuple[list[Scores], Events, float]], site: list[tuple[list[Scores], float]],
+                      labels: list[str], settings: EventSettings, max_false_alarms: float, grid: tuple[float, ...] = GRID) -> OperatingPoint:
+    """The operating point for ``max_false_alarms`` per hour of site audio, all labels together (module docstring);
+    ``mixtures`` are (timeline, reference events, seconds), ``site`` (timeline, seconds)."""
+    references = Counter(label for _, events, _ in mixtures for _, _, label in events)
+    hours = sum(seconds for _, seconds in site) / 3600
+    share = max_false_alarms * hours / len(labels)  # site detections each label may raise
+    counts = grid_counts(mixtures, site, labels, settings, grid)  # per grid value: (hits, detections, site alarms)
     chosen = {}
     for label in labels:
         f1 = lambda c: 2 * c[0] / (c[1] + references[label]) if c[0] else 0.0

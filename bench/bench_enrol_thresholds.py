@@ -1,0 +1,136 @@
+"""Which threshold rule of `earmark adapt`'s fine-tune path carries to sounds it never trained on (issue 26).
+
+    python bench/bench_enrol_thresholds.py W/openclonk-data-seed0/student-adapted.onnx [...]   # files bench_adapt.py --finetune wrote
+
+The fine-tune chooses each label's threshold on mixtures of the very examples it trained on, over the last quarter of
+the site, and on that quarter alone (`adapt/finetune.py`). For each adapted file this bench rebuilds those timelines
+(`finetune.tuning_timelines`: the seed and budget from the file's adaptation record, the examples and site from
+bench_adapt's folder beside it) and hears bench_adapt's test soundscapes of the same package, then applies each rule
+to the tuning counts and reports what its thresholds give on the test: onset F1 at 0.5 s (``operating.onset_hits``,
+the rule's own matching, not sed_eval's: compare rows, not with `earmark eval`), detections / events. Rules, each
+within the site budget as adapt counts it: the highest grid value with the best F1 (adapt's), the lowest, and the
+lowest within 0.05 / 0.1 / 0.2 of the best F1; "test oracle" is the best any per-label thresholds reach on the test
+itself (coordinate ascent), the headroom a rule could find. Per label, the events found and detections over the
+top of the grid, beside the site's alarms, show what holds each threshold up.
+
+Threads: ONNX Runtime and BLAS one each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import soundfile as sf  # noqa: E402
+
+from earmark.adapt import read_enrolment  # noqa: E402
+from earmark.adapt.enrol import AdaptSettings, timeline  # noqa: E402
+from earmark.adapt.finetune import HELD_SITE, tuning_timelines  # noqa: E402
+from earmark.adapt.operating import GRID, grid_counts  # noqa: E402
+from earmark.audio.events import EventSettings  # noqa: E402
+from earmark.audio.io import load_audio  # noqa: E402
+from earmark.runtime import load_backend  # noqa: E402
+
+RULES = ("highest best (adapt)", "lowest best", "lowest within 0.05", "lowest within 0.1", "lowest within 0.2")
+
+
+def f1(hits: int, detections: int, references: int) -> float:
+    return 2 * hits / (detections + references) if hits else 0.0
+
+
+def choose(rule: str, counts: dict, references: Counter, share: float) -> dict[str, int]:
+    """Grid index per label: ``rule`` among the grid values whose site alarms fit ``share``; the top where none finds an event."""
+    chosen = {}
+    for label, per_grid in counts.items():
+        inside = [(f1(h, d, references[label]), i) for i, (h, d, alarms) in enumerate(per_grid) if alarms <= share]
+        best = max((score for score, _ in inside), default=0.0)
+        if best == 0:
+            chosen[label] = len(GRID) - 1
+        elif rule.startswith("highest"):
+            chosen[label] = max(i for score, i in inside if score == best)
+        else:
+            tolerance = 0.0 if rule == "lowest best" else float(rule.split()[-1])
+            chosen[label] = min(i for score, i in inside if score >= best - tolerance)
+    return chosen
+
+
+def test_timelines(backend, scapes: Path) -> list[tuple[list, list, float]]:
+    """bench_adapt's test soundscapes heard by the file: (timeline, reference events, seconds)."""
+    rows = defaultdict(list)
+    for r in csv.DictReader(open(scapes), delimiter="\t"):
+        rows[r["filename"]].append(r)
+    heard = []
+    for name, events in rows.items():
+        wave = load_audio(scapes.parent / "audio" / name, backend.metadata.frontend.sample_rate)
+        references = [(float(r["onset"]), float(r["offset"]), r["event_label"]) for r in events if r["event_label"]]
+        heard.append((timeline(backend, wave), references, wave.size / backend.metadata.frontend.sample_rate))
+    return heard
+
+
+def report(model: Path) -> str:
+    folder = model.parent  # bench_adapt's PACKAGE-seedS folder: examples/, site.wav, test/scapes/
+    backend = load_backend(model, threads=1)
+    meta, record = backend.metadata, backend.metadata.adaptation
+    labels = list(meta.labels)
+    settings = AdaptSettings(**{k: tuple(v) if k == "snr" else v for k, v in record["settings"].items() if k in AdaptSettings.__dataclass_fields__})
+    events = EventSettings(median=int(meta.postprocess["median"]), min_duration=meta.postprocess["min_duration"],
+                           max_gap=meta.postprocess["max_gap"])
+    enrolment = read_enrolment(folder / "examples", [folder / "site.wav"], meta.frontend.sample_rate, tuple(labels), True)
+    with tempfile.TemporaryDirectory() as tmp:
+        held = Path(tmp) / "held.wav"
+        sf.write(held, enrolment.background[int(round((1 - HELD_SITE) * enrolment.background.size)):], enrolment.sample_rate)
+        mixtures, site = tuning_timelines(model, enrolment, held, settings)
+    tuning = grid_counts(mixtures, site, labels, events)
+    tuned_refs = Counter(label for _, refs, _ in mixtures for _, _, label in refs)
+    share = settings.max_false_alarms * sum(seconds for _, seconds in site) / 3600 / len(labels)
+    test = test_timelines(backend, folder / "test" / "scapes" / "soundscapes.tsv")
+    tested = grid_counts(test, [], labels, events)
+    refs = Counter(label for _, references, _ in test for _, _, label in references)
+    total = sum(refs.values())
+
+    def score(chosen: dict[str, int]) -> tuple[float, int]:
+        hits = sum(tested[label][i][0] for label, i in chosen.items())
+        detections = sum(tested[label][i][1] for label, i in chosen.items())
+        return f1(hits, detections, total), detections
+
+    lines = [f"\n{model} ({meta.precision}; post-processing {meta.postprocess}; site share {share:.2f} alarms a label)",
+             "| rule | onset F1 0.5 s (test) | detections / events | thresholds |", "|---|---|---|---|"]
+    for rule in RULES:
+        chosen = choose(rule, tuning, tuned_refs, share)
+        value, detections = score(chosen)
+        lines.append(f"| {rule} | {100 * value:.1f}% | {detections} / {total} | "
+                     + ", ".join(f"{label} {GRID[i]:g}" for label, i in chosen.items()) + " |")
+    oracle = {label: len(GRID) - 1 for label in labels}
+    for _ in range(3):
+        for label in labels:
+            oracle[label] = max(range(len(GRID)), key=lambda i: (score({**oracle, label: i})[0], i))
+    value, detections = score(oracle)
+    lines.append(f"| test oracle | {100 * value:.1f}% | {detections} / {total} | "
+                 + ", ".join(f"{label} {GRID[i]:g}" for label, i in oracle.items()) + " |")
+    top = range(GRID.index(0.5), len(GRID))
+    lines.append("\nper label, from 0.5 up the grid: test found/detections; site alarms")
+    for label in labels:
+        lines.append(f"  {label} ({refs[label]} test events): " + " ".join(f"{GRID[i]:g}:{tested[label][i][0]}/{tested[label][i][1]}" for i in top)
+                     + "; site " + " ".join(str(tuning[label][i][2]) for i in top))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", type=Path, nargs="+", help="adapted .onnx files in bench_adapt.py's PACKAGE-seedS folders")
+    for model in parser.parse_args().models:
+        print(report(model), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
