@@ -33,7 +33,7 @@ from earmark.audio.events import EventSettings
 from earmark.audio.features_torch import Frontend
 from earmark.audio.mixing import MixSettings, SoundscapeMixer
 from earmark.audio.mixture_dataset import MixtureDataset
-from earmark.engine import TrainConfig, Trainer, checkpoint_hash, load_model, read_meta, save_checkpoint
+from earmark.engine import CheckpointMeta, TrainConfig, Trainer, checkpoint_hash, load_model, read_meta, save_checkpoint
 from earmark.runtime import load_backend
 from earmark.students import LABEL_LAYERS, is_causal, quantize, save_quantized_checkpoint, student_for_labels
 from earmark.training import frame_loss
@@ -103,7 +103,7 @@ def _weight_qat(trained: Path, enrolment: Enrolment, site: Path, settings: Adapt
     return out
 
 
-def _fit(model: nn.Module, meta, enrolment: Enrolment, site: Path, settings: AdaptSettings, tuning: FinetuneSettings,
+def _fit(model: nn.Module, meta: CheckpointMeta, enrolment: Enrolment, site: Path, settings: AdaptSettings, tuning: FinetuneSettings,
          groups: list[dict], steps: int, run_dir: Path) -> None:
     """``steps`` steps of the shared training loop on the examples mixed over ``site`` (``_Step``'s loss)."""
     data = MixtureDataset(_mixer(enrolment, site, settings, meta.extra), model.frame_hop_seconds, train=True, seed=settings.seed)
