@@ -8,10 +8,10 @@ the site, and on that quarter alone (`adapt/finetune.py`). For each adapted file
 bench_adapt's folder beside it) and hears bench_adapt's test soundscapes of the same package, then applies each rule
 to the tuning counts and reports what its thresholds give on the test: onset F1 at 0.5 s (``operating.onset_hits``,
 the rule's own matching, not sed_eval's: compare rows, not with `earmark eval`), detections / events. Rules, each
-within the site budget as adapt counts it: the highest grid value with the best F1 (adapt's), the lowest, and the
-lowest within 0.05 / 0.1 / 0.2 of the best F1; "test oracle" is the best any per-label thresholds reach on the test
-itself (coordinate ascent), the headroom a rule could find. Per label, the events found and detections over the
-top of the grid, beside the site's alarms, show what holds each threshold up.
+within the site budget as adapt counts it: adapt's own (the highest grid value with the best F1; read from the file's
+metadata), the lowest with the best F1, and the lowest within 0.05 / 0.1 / 0.2 of it; "test oracle" is the best
+any per-label thresholds reach on the test itself (coordinate ascent), the headroom a rule could find. Per label, the
+events found and detections over the top of the grid, beside the site's alarms, show what holds each threshold up.
 
 Threads: ONNX Runtime and BLAS one each.
 """
@@ -19,11 +19,10 @@ Threads: ONNX Runtime and BLAS one each.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import tempfile
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,9 +37,10 @@ from earmark.adapt.finetune import HELD_SITE, tuning_timelines  # noqa: E402
 from earmark.adapt.operating import GRID, grid_counts  # noqa: E402
 from earmark.audio.events import EventSettings  # noqa: E402
 from earmark.audio.io import load_audio  # noqa: E402
+from earmark.audio.manifest import read_manifest  # noqa: E402
 from earmark.runtime import load_backend  # noqa: E402
 
-RULES = ("highest best (adapt)", "lowest best", "lowest within 0.05", "lowest within 0.1", "lowest within 0.2")
+RULES = ("lowest best", "lowest within 0.05", "lowest within 0.1", "lowest within 0.2")  # beside adapt's own
 
 
 def f1(hits: int, detections: int, references: int) -> float:
@@ -48,31 +48,24 @@ def f1(hits: int, detections: int, references: int) -> float:
 
 
 def choose(rule: str, counts: dict, references: Counter, share: float) -> dict[str, int]:
-    """Grid index per label: ``rule`` among the grid values whose site alarms fit ``share``; the top where none finds an event."""
+    """Grid index per label: the lowest grid value within ``rule``'s tolerance of the best F1, among those whose site
+    alarms fit ``share``; the top where none finds an event."""
+    tolerance = 0.0 if rule == "lowest best" else float(rule.split()[-1])
     chosen = {}
     for label, per_grid in counts.items():
         inside = [(f1(h, d, references[label]), i) for i, (h, d, alarms) in enumerate(per_grid) if alarms <= share]
         best = max((score for score, _ in inside), default=0.0)
-        if best == 0:
-            chosen[label] = len(GRID) - 1
-        elif rule.startswith("highest"):
-            chosen[label] = max(i for score, i in inside if score == best)
-        else:
-            tolerance = 0.0 if rule == "lowest best" else float(rule.split()[-1])
-            chosen[label] = min(i for score, i in inside if score >= best - tolerance)
+        chosen[label] = min(i for score, i in inside if score >= best - tolerance) if best else len(GRID) - 1
     return chosen
 
 
 def test_timelines(backend, scapes: Path) -> list[tuple[list, list, float]]:
     """bench_adapt's test soundscapes heard by the file: (timeline, reference events, seconds)."""
-    rows = defaultdict(list)
-    for r in csv.DictReader(open(scapes), delimiter="\t"):
-        rows[r["filename"]].append(r)
+    rate = backend.metadata.frontend.sample_rate
     heard = []
-    for name, events in rows.items():
-        wave = load_audio(scapes.parent / "audio" / name, backend.metadata.frontend.sample_rate)
-        references = [(float(r["onset"]), float(r["offset"]), r["event_label"]) for r in events if r["event_label"]]
-        heard.append((timeline(backend, wave), references, wave.size / backend.metadata.frontend.sample_rate))
+    for clip in read_manifest(scapes).clips:
+        wave = load_audio(clip.path, rate)
+        heard.append((timeline(backend, wave), list(clip.events), wave.size / rate))
     return heard
 
 
@@ -104,8 +97,8 @@ def report(model: Path) -> str:
 
     lines = [f"\n{model} ({meta.precision}; post-processing {meta.postprocess}; site share {share:.2f} alarms a label)",
              "| rule | onset F1 0.5 s (test) | detections / events | thresholds |", "|---|---|---|---|"]
-    for rule in RULES:
-        chosen = choose(rule, tuning, tuned_refs, share)
+    adapts = {label: GRID.index(meta.threshold(label)) for label in labels}  # the file's: highest grid value with the best F1
+    for rule, chosen in [("highest best (adapt's, in the file)", adapts)] + [(r, choose(r, tuning, tuned_refs, share)) for r in RULES]:
         value, detections = score(chosen)
         lines.append(f"| {rule} | {100 * value:.1f}% | {detections} / {total} | "
                      + ", ".join(f"{label} {GRID[i]:g}" for label, i in chosen.items()) + " |")
