@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime (and torch) threads")
     tuning = parser.add_argument_group("fine-tune (MODEL a checkpoint folder; needs torch)")
     tuning.add_argument("--int8", action="store_true", help="also write an INT8 file (OUT-int8.onnx), calibrated on the examples "
-                       "(a causal student: weight-only QAT)")
+                       "(a causal student: its weights rounded to INT8)")
     tuning.add_argument("--steps", type=int, default=FinetuneSettings.steps, help="training steps")
     tuning.add_argument("--body-lr", type=float, default=FinetuneSettings.body_lr, help="the body's learning rate (0 freezes it)")
     add_event_arguments(parser)
