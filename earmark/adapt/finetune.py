@@ -33,7 +33,7 @@ from earmark.audio.events import EventSettings
 from earmark.audio.features_torch import Frontend
 from earmark.audio.mixing import MixSettings, SoundscapeMixer
 from earmark.audio.mixture_dataset import MixtureDataset
-from earmark.engine import CheckpointMeta, TrainConfig, Trainer, checkpoint_hash, load_model, read_meta, save_checkpoint
+from earmark.engine import CheckpointMeta, TrainConfig, Trainer, checkpoint_hash, load_model, read_meta, save_checkpoint, seed_everything
 from earmark.runtime import load_backend
 from earmark.students import LABEL_LAYERS, is_causal, quantize, save_quantized_checkpoint, student_for_labels
 from earmark.training import frame_loss
@@ -78,6 +78,7 @@ def _calibration(enrolment: Enrolment, site: Path, settings: AdaptSettings, extr
 def _train(checkpoint: Path, enrolment: Enrolment, site: Path, settings: AdaptSettings, tuning: FinetuneSettings,
            out: Path) -> Path:
     """The fine-tuned student checkpoint at ``out``."""
+    seed_everything(settings.seed)  # the new label layers' first weights too: the same --seed gives the same file
     model, meta = student_for_labels(checkpoint, enrolment.labels)
     head = [p for name, p in model.named_parameters() if name.startswith(LABEL_LAYERS)]
     body = [p for name, p in model.named_parameters() if not name.startswith(LABEL_LAYERS)]

@@ -31,6 +31,18 @@ def tuned(enrolment):  # noqa: F811
     return {"fp32": out, "int8": root / "tuned-int8.onnx"}
 
 
+def test_the_same_seed_gives_the_same_fine_tuned_file(enrolment, tmp_path):  # noqa: F811
+    root, _, _ = enrolment
+    outs = [tmp_path / f"{k}.onnx" for k in range(2)]
+    for out in outs:  # one process: the global RNGs have moved on between the two runs
+        assert main(["adapt", str(root / "ckpt"), str(root / "examples"), "--background", str(root / "site.wav"), "--new-labels",
+                     "--steps", "3", "--seed", "5", "--out", str(out)]) == 0
+    first, second = ({t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer} for out in outs)
+    assert first.keys() == second.keys()
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
 def _peaks(model, wav, spans=None) -> dict[str, list[float]]:
     """Each label's peak frame score over each span (seconds), or over the whole file."""
     frames = [s for window in classify_offline(model, wav) for s in window.segments]
