@@ -20,7 +20,7 @@ class FeatureStream:
             raise ValueError(f"frontend {spec.name!r} subtracts the clip mean, which cannot be streamed; use a spec without subtract_mean.")
         self.spec = spec
         self._scratch = Scratch(spec)  # the frontend's buffers, reused every hop
-        self._frame_len = spec.n_fft if spec.center else spec.win_length
+        self._skip = (spec.n_fft - spec.win_length) // 2 if spec.center else 0  # padded-signal samples before a frame's window
         self._buffer = np.zeros(0)  # padded signal from the next frame's first sample, float64 (features.taper)
         self._raw: list[np.ndarray] = []  # the first samples, kept until the left reflection is known
         self._started = not spec.center
@@ -65,7 +65,9 @@ class FeatureStream:
     def samples_needed(self, frames: int) -> int:
         """How many more samples ``push`` needs before ``frames`` frames in all have come out (0: they have)."""
         spec = self.spec
-        span = (frames - 1) * spec.hop_length + self._frame_len - (spec.n_fft // 2 if spec.center else 0)
+        span = spec.frame_end(frames - 1)
+        if spec.center:
+            span = max(span, spec.n_fft // 2 + 1)  # the left reflection (push's start) needs this many
         conditioned = span + (1 if spec.kind == "mel_stft" and spec.preemphasis else 0)  # pre-emphasis eats one sample
         return max(0, conditioned - self.samples_in) if frames > 0 else 0
 
@@ -85,12 +87,13 @@ class FeatureStream:
 
     def _emit(self, limit: int | None = None) -> np.ndarray:
         spec = self.spec
-        count = 0 if self._buffer.size < self._frame_len else 1 + (self._buffer.size - self._frame_len) // spec.hop_length
+        window, available = spec.win_length, self._buffer.size - self._skip  # a frame is due once its window's samples are in
+        count = 0 if available < window else 1 + (available - window) // spec.hop_length
         if limit is not None:
             count = min(count, limit)
         if count == 0:
             return self._empty()
-        windows = frame_view(self._buffer, self._frame_len, spec.hop_length, count)
+        windows = frame_view(self._buffer[self._skip:], window, spec.hop_length, count)
         out = frames_to_log_mel(spec, windows, self._scratch)
         self._buffer = self._buffer[count * spec.hop_length:]
         self.frames_out += count

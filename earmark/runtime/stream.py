@@ -82,11 +82,9 @@ class WindowPlan:
                             out["scene"][0] if "scene" in out else None, self.heard(end_frame))
 
     def heard(self, end_frame: int) -> float:
-        """Stream seconds of audio the window ending at ``end_frame`` needs: its last frame reaches half an FFT past its
-        centre (centred frames) or a window length past its start."""
-        spec = self.spec
-        reach = spec.n_fft // 2 if spec.center else spec.win_length
-        return ((end_frame - 1) * spec.hop_length + reach) / spec.sample_rate
+        """Stream seconds of audio the window ending at ``end_frame`` needs: up to the last sample its last frame's
+        window reads (``FrontendSpec.frame_end``)."""
+        return self.spec.frame_end(end_frame - 1) / self.spec.sample_rate
 
 
 class StreamingClassifier:

@@ -43,6 +43,19 @@ def test_samples_needed_is_exactly_what_completes_the_frames(name):
         pushed += needed
 
 
+@pytest.mark.parametrize("name", ["cpjku", "efficientat"])
+def test_a_centred_frame_comes_out_half_a_window_past_its_centre_as_offline_computes_it(name):
+    spec = PRESETS[name]  # windows shorter than their FFT: the frame's span reaches further than its window
+    wave = make_signal("speech", 2.0, spec.sample_rate)
+    frames = 40
+    reach = spec.frame_end(frames - 1) - (frames - 1) * spec.hop_length
+    assert reach == spec.win_length // 2 < spec.n_fft // 2
+    stream = FeatureStream(spec)
+    early = stream.push(wave[:stream.samples_needed(frames)])
+    assert early.shape[1] == frames
+    assert np.abs(early - frame_features(spec, wave)[:, :frames]).max() < 1e-3
+
+
 def test_load_audio_resamples_and_downmixes(tmp_path):
     t = np.arange(48000) / 48000
     stereo = np.stack([np.sin(2 * np.pi * 1000 * t), np.zeros_like(t)], axis=1).astype(np.float32) * 0.5
