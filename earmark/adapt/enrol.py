@@ -59,6 +59,8 @@ class EmbeddingBackend:
     """A deployed model cut at its classifier's input: its "frame" output is one embedding per output frame, so the
     runtime's window plan gives each frame's embedding with its stream times (``Scores.probs`` holds the vector)."""
 
+    chunked = False  # windowed models only (a stateful one has no classifier conv to cut at)
+
     def __init__(self, model_path: str | Path, threads: int = 1):
         import onnxruntime as ort
 

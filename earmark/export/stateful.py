@@ -1,12 +1,14 @@
-"""A causal student as a stateful ONNX file: one hop of frames plus the state in, frame scores plus the next state out.
+"""A causal student as a stateful ONNX file: hops of frames plus the state in, frame scores plus the next state out.
 
-The runtime feeds each hop the state the previous hop returned (zeros at the start), so it never recomputes a
-window; parity streams test signals hop by hop through ONNX Runtime against the PyTorch model on each whole signal.
+The runtime feeds each call the state the previous call returned (zeros at the start), so it never recomputes a
+window; parity streams test signals through ONNX Runtime, one and several hops a call, against the PyTorch model on
+each whole signal.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import tempfile
 import warnings
@@ -26,6 +28,7 @@ from earmark.export.onnx_export import (OPSET, TOLERANCE, ExportResult, Parity, 
 from earmark.export.qdq import compact
 
 PARITY_SECONDS = 4.0  # long enough for the state to matter: 64 hops of 62.5 ms
+CHUNKS = (1, 3, 1, 7, 2)  # hops a call in the parity stream, in turn: one at a time, and as a block of audio completes them
 
 
 class StreamStep(nn.Module):
@@ -52,7 +55,8 @@ def stateful_metadata(metadata: ModelMetadata, model: nn.Module) -> ModelMetadat
 
 
 def trace_stateful(model: nn.Module, metadata: ModelMetadata, path: Path) -> onnx.ModelProto:
-    """Trace one hop of the causal ``model`` into an ONNX graph with the metadata's input, output and state names."""
+    """Trace the causal ``model`` into an ONNX graph with the metadata's input, output and state names; it takes any
+    whole number of hops a call (the runtime runs every hop a block of audio completes in one call)."""
     example = torch.zeros(1, 1, metadata.frontend.n_mels, metadata.input_frames)
     state = model.initial_state(1)
     with torch.no_grad(), warnings.catch_warnings():
@@ -60,21 +64,25 @@ def trace_stateful(model: nn.Module, metadata: ModelMetadata, path: Path) -> onn
         warnings.filterwarnings("ignore", ".*variable length with GRU", UserWarning)  # batch 1, h0 is an input
         torch.onnx.export(StreamStep(model.eval()), (example, *state), str(path), dynamo=False, opset_version=17,
                           input_names=[metadata.input_name, *metadata.state_inputs],
-                          output_names=[*metadata.outputs.values(), *metadata.state_outputs])
+                          output_names=[*metadata.outputs.values(), *metadata.state_outputs],
+                          dynamic_axes={metadata.input_name: {3: "frames"}, metadata.outputs["frame"]: {1: "hops"}})
     return onnx.load(str(path))
 
 
-def stream_scores(path: str | os.PathLike, metadata: ModelMetadata, features: np.ndarray) -> np.ndarray:
-    """Frame probabilities (T', C) of (1, n_mels, T) features streamed hop by hop through ONNX Runtime from zero state."""
+def stream_scores(path: str | os.PathLike, metadata: ModelMetadata, features: np.ndarray, chunks: tuple[int, ...] = CHUNKS) -> np.ndarray:
+    """Frame probabilities (T', C) of (1, n_mels, T) features streamed through ONNX Runtime from zero state, ``chunks``
+    hops a call in turn."""
     sess = session(path)
     state = {name: np.zeros(shape, np.float32) for name, shape in zip(metadata.state_inputs, metadata.state_shapes)}
     frame_output = metadata.outputs["frame"]
-    scores, hop = [], metadata.input_frames
-    for start in range(0, features.shape[-1] - hop + 1, hop):
-        out = sess.run([frame_output, *metadata.state_outputs], {metadata.input_name: features[None, :, :, start:start + hop], **state})
+    scores, hop, start = [], metadata.input_frames, 0
+    for hops in itertools.cycle(chunks):
+        end = min(start + hops * hop, features.shape[-1] // hop * hop)
+        if end <= start:
+            return np.concatenate(scores)
+        out = sess.run([frame_output, *metadata.state_outputs], {metadata.input_name: features[None, :, :, start:end], **state})
         scores.append(out[0][0])
-        state = dict(zip(metadata.state_inputs, out[1:]))
-    return np.concatenate(scores)
+        state, start = dict(zip(metadata.state_inputs, out[1:])), end
 
 
 def offline_scores(model: nn.Module, features: np.ndarray) -> np.ndarray:
@@ -132,7 +140,7 @@ def export_stateful(loaded: LoadedModel, out: Path, precision: str, min_agreemen
 
 
 def stream_parity(path: Path, metadata: ModelMetadata, model: nn.Module, inputs: np.ndarray) -> Parity:
-    """Each input streamed hop by hop (ONNX Runtime) against the model on the whole input (PyTorch): max |diff| of the
+    """Each input streamed (ONNX Runtime, ``CHUNKS`` hops a call) against the model on the whole input (PyTorch): max |diff| of the
     frame probabilities and agreement of the decisions at the metadata's thresholds."""
     thresholds = np.array([metadata.threshold(label) for label in metadata.labels], np.float32)
     diffs, agree = [], []

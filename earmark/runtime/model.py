@@ -16,6 +16,7 @@ class Backend(Protocol):
     """Runs one batch of features and returns the outputs named in the metadata."""
 
     metadata: ModelMetadata
+    chunked: bool  # a stateful model that takes several hops a call (its output has a frame a hop)
 
     def run(self, features: np.ndarray) -> dict[str, np.ndarray]: ...
 
@@ -44,6 +45,8 @@ class OnnxBackend:
             raise ValueError(f"{path}: has no earmark metadata (labels, frontend, window); export it with `earmark export`, "
                              "which writes them into the file.")
         self.metadata = ModelMetadata.from_json(text, str(path))
+        frames = next(i.shape[-1] for i in self.session.get_inputs() if i.name == self.metadata.input_name)
+        self.chunked = self.metadata.stateful and not isinstance(frames, int)  # stateful files before 2026-12 take one hop
         self.reset_state()
 
     def reset_state(self) -> None:
@@ -65,6 +68,8 @@ class TensorRTBackend:
 
     Device buffers go through cuda-python's runtime bindings (no torch on the device).
     """
+
+    chunked = False  # stateful models run on ONNX Runtime only
 
     def __init__(self, path: str | os.PathLike):
         try:

@@ -12,7 +12,7 @@ import torch
 from earmark.audio.features import compute_features
 from earmark.engine.checkpoint import save_checkpoint
 from earmark.export import export_onnx
-from earmark.runtime import StreamingClassifier
+from earmark.runtime import StreamingClassifier, classify_wave, load_backend
 from earmark.runtime.daemon import Listener
 from earmark.runtime.postprocess import EventSettings
 from earmark.runtime.sinks import JsonLinesSink
@@ -61,23 +61,42 @@ def test_the_file_says_it_is_stateful_and_names_its_state(exported):
     assert all(g.passed for g in result.gates)
 
 
-def test_streaming_hop_by_hop_in_onnx_runtime_equals_pytorch_on_the_whole_file(exported):
+def test_streaming_in_onnx_runtime_equals_pytorch_on_the_whole_file_hop_by_hop_or_several_a_call(exported):
     model, result = exported
     wave = signal()
     classifier = StreamingClassifier(result.path)
+    run, calls = classifier.backend.run, []
+    classifier.backend.run = lambda features: calls.append(features.shape[-1] // 4) or run(features)  # hops a call
     rng = np.random.default_rng(1)
     segments, start = [], 0
-    while start < wave.size:  # microphone-like blocks of random size
-        size = int(rng.integers(100, 4000))
+    while start < wave.size:  # microphone-like blocks of random size, up to 6 hops
+        size = int(rng.integers(100, 12000))
         segments += [s for r in classifier.push(wave[start:start + size], 32000) for s in r.segments]
         start += size
     segments += [s for r in classifier.flush() for s in r.segments]
-    streamed = np.stack([s.probs for s in segments])
-    with torch.no_grad():
-        whole = torch.sigmoid(model(torch.from_numpy(compute_features(model.frontend, wave))[None, None]).frame_logits[0]).numpy()
+    streamed, whole = np.stack([s.probs for s in segments]), _whole_file(model, wave)
     assert len(streamed) == len(whole) == int(3.0 / 0.0625)
     assert np.abs(streamed - whole).max() < 1e-5
     assert [round(s.end, 4) for s in segments[:3]] == [0.0625, 0.125, 0.1875]  # each hop's frame at its own time
+    assert sum(calls) == len(whole) and len(calls) < len(whole) / 2  # the hops a block completes run in one call
+
+
+def _whole_file(model, wave):
+    """The PyTorch model's frame probabilities on the whole signal."""
+    with torch.no_grad():
+        return torch.sigmoid(model(torch.from_numpy(compute_features(model.frontend, wave))[None, None]).frame_logits[0]).numpy()
+
+
+def test_a_whole_file_runs_in_one_call_from_zero_state_every_time(exported):
+    model, result = exported
+    backend = load_backend(result.path)
+    run, calls = backend.run, []
+    backend.run = lambda features: calls.append(features.shape[-1] // 4) or run(features)  # hops a call
+    wave, whole = signal(), _whole_file(model, signal())
+    first, second = (np.stack([s.probs for r in classify_wave(backend, wave) for s in r.segments]) for _ in range(2))
+    assert calls == [len(whole), len(whole)]
+    assert np.abs(first - whole).max() < 1e-5
+    np.testing.assert_array_equal(first, second)  # the second file starts from zero state, not from the first's
 
 
 class GappySource:

@@ -166,7 +166,7 @@ def test_numpy_blas_runs_on_the_classifier_threads_while_it_works(tmp_path):
 
     class Recording:  # records the BLAS pool size the model call sees
         def __init__(self, backend):
-            self.backend, self.metadata, self.seen = backend, backend.metadata, []
+            self.backend, self.metadata, self.chunked, self.seen = backend, backend.metadata, backend.chunked, []
 
         def run(self, features):
             self.seen.append(blas_threads())
