@@ -89,6 +89,9 @@ class WindowPlan:
         features = np.concatenate([finish_window(self.spec, hop) for hop in hops], axis=1)[None, None]
         started = time.perf_counter()
         frame_probs = backend.run(features)["frame"][0]  # one output frame a hop
+        if len(frame_probs) != len(end_frames):
+            raise RuntimeError(f"the stateful model scored {len(frame_probs)} of the {len(end_frames)} hops it was given in "
+                               "one call: its graph does not stream several hops a call; re-export it with `earmark export`, whose parity checks that.")
         latency = 1000 * (time.perf_counter() - started) / len(end_frames)
         results = []
         for hop, probs, end_frame in zip(hops, frame_probs, end_frames):

@@ -4,7 +4,9 @@ import io
 import json
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from onnx import numpy_helper
 import pytest
 import soundfile as sf
 import torch
@@ -97,6 +99,22 @@ def test_a_whole_file_runs_in_one_call_from_zero_state_every_time(exported):
     assert calls == [len(whole), len(whole)]
     assert np.abs(first - whole).max() < 1e-5
     np.testing.assert_array_equal(first, second)  # the second file starts from zero state, not from the first's
+
+
+def test_a_stateful_file_that_scores_one_frame_for_several_hops_is_refused_in_one_sentence(exported, tmp_path):
+    _, result = exported  # its frame output cut to the last frame: a graph traced with one hop baked in behaves so
+    graph = onnx.load(str(result.path))
+    frame = result.metadata.outputs["frame"]
+    for node in graph.graph.node:
+        node.output[:] = [f"{frame}_all" if name == frame else name for name in node.output]
+        node.input[:] = [f"{frame}_all" if name == frame else name for name in node.input]
+    graph.graph.initializer.extend(numpy_helper.from_array(np.array([v], np.int64), name) for name, v in
+                                   (("last_start", -1), ("last_end", 2**62), ("last_axis", 1)))
+    graph.graph.node.append(onnx.helper.make_node("Slice", [f"{frame}_all", "last_start", "last_end", "last_axis"], [frame]))
+    onnx.save(graph, str(tmp_path / "one-frame.onnx"))
+    classifier = StreamingClassifier(tmp_path / "one-frame.onnx")
+    with pytest.raises(RuntimeError, match=r"scored 1 of the \d+ hops .*re-export it with `earmark export`"):
+        classifier.push(signal(seconds=0.5), 32000)
 
 
 class GappySource:

@@ -90,12 +90,14 @@ class CausalToneDetector(ToneDetector):
         return [torch.zeros(batch, len(LABELS))]
 
     def stream(self, x, previous):
-        rise = self.rise(x).unflatten(1, (-1, self.step_frames)).mean(dim=2)  # (B, hops, C)
-        smoothed = []
-        for hop in range(rise.shape[1]):
-            previous = 0.5 * (previous + rise[:, hop])
-            smoothed.append(previous)
-        return self.gain * (torch.stack(smoothed, dim=1) - self.bias), [previous]
+        rise = nn.functional.avg_pool1d(self.rise(x).transpose(1, 2), self.step_frames).transpose(1, 2)  # (B, hops, C): each hop's mean
+        # s_t = (s_{t-1} + r_t) / 2 unrolled without a loop, so the traced graph takes any number of hops:
+        # s_t = 0.5^(t+1) s_-1 + sum_{k<=t} 0.5^(t-k+1) r_k
+        t = torch.ones_like(rise[0, :, 0]).cumsum(0) - 1  # 0, 1, ..., hops - 1, from a tensor: the trace keeps it dynamic
+        lag = t[:, None] - t[None, :]
+        decay = torch.where(lag >= 0, torch.pow(0.5, lag + 1), torch.zeros_like(lag))
+        smoothed = torch.einsum("tk,bkc->btc", decay, rise) + torch.pow(0.5, t + 1)[None, :, None] * previous[:, None, :]
+        return self.gain * (smoothed - self.bias), [smoothed[:, -1]]
 
 
 def export_causal_detector(path: Path) -> Path:
