@@ -91,9 +91,8 @@ def _train(checkpoint: Path, enrolment: Enrolment, site: Path, settings: AdaptSe
 
 def _weight_int8(trained: Path, out: Path) -> Path:
     """A causal student's INT8 checkpoint at ``out``: every conv's weights rounded to a per-channel INT8 grid (scope
-    ``weights``, the only one its stateful export streams), with no further training. Rounding alone moves a 120-epoch
-    crnn_causal's frame scores by at most 0.003 on real audio (per tensor for the spatial convs, as QAT trains them: 0.010),
-    where a short weight-only QAT on the examples cost the enrolled file 2-7 points of F1 (docs/evaluation.md)."""
+    ``weights``, the only one its stateful export streams), with no further training: a short weight-only QAT on the
+    examples, which adapt ran before, moved the model and cost the enrolled file 2-7 points of F1 (docs/evaluation.md)."""
     model, meta = load_model(trained, family="student")
     save_quantized_checkpoint(out, quantize(model, [], "weights", spatial_weights="per-channel").eval(), meta, "weights")
     return out
