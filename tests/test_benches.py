@@ -53,3 +53,13 @@ def test_bench_demo_kd_trains_the_teacher_from_no_kd_runs_and_tables_every_varia
     config = json.loads((tmp_path / "kd-s0" / "config.json").read_text())
     assert [Path(t).parent.name for t in config["teachers"]] == ["no-kd-s1", "no-kd-s0"] and config["temperature"] == 2.0
     assert (tmp_path / "no-kd-s1" / "results.json").is_file()  # the teacher's second member, though --seeds named only 0
+
+
+def test_bench_causal_interleaves_rounds_and_states_each_models_waits_and_cpu_against_the_windowed_one():
+    lines = _bench("bench_causal.py", "--seconds", "5", "--rounds", "2")
+    assert lines[0].startswith("CPU ") and "flags:" in lines[0] and "one thread each" in lines[0]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert list(rows) == ["crnn_causal.onnx", "tfsepnet40.onnx"]
+    assert rows["crnn_causal.onnx"][:5] == ["stateful", "0.0625", "95", "/", "95"]  # hop 62.5 ms + the frontend's 32 ms
+    assert rows["tfsepnet40.onnx"][:4] == ["windowed", "0.5000", "345", "/"]  # docs/runtime.md's median (its p90 needs 60 s)
+    assert rows["tfsepnet40.onnx"][-2:] == ["1.00", "(1.00-1.00)"] and float(rows["crnn_causal.onnx"][-2]) > 0

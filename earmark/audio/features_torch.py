@@ -25,7 +25,7 @@ class Frontend(nn.Module):
         self.spec = get_frontend(spec)
         win = torch.from_numpy(window(self.spec).copy())
         if self.spec.kind == "mel_stft":
-            left = (self.spec.n_fft - self.spec.win_length) // 2
+            left = self.spec.window_start
             win = F.pad(win, (left, self.spec.n_fft - self.spec.win_length - left))
         self.register_buffer("window", win, persistent=False)
         self.register_buffer("banks", torch.from_numpy(mel_banks(self.spec).copy()), persistent=False)

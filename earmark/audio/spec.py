@@ -70,13 +70,18 @@ class FrontendSpec:
             return max(num_samples - 1, 0)
         return num_samples
 
+    @property
+    def window_start(self) -> int:
+        """Where a window shorter than n_fft sits in its n_fft-sample frame: in the middle (torch.stft's place)."""
+        return (self.n_fft - self.win_length) // 2
+
     def frame_end(self, frame: int) -> int:
         """One past the last signal sample that frame ``frame``'s window reads. A centred frame spans n_fft samples
         around its centre, but a window shorter than n_fft sits in the middle of that span (torch.stft's place) and reads
         only ``win_length`` of them: the frame is known half a window, not half an FFT, past its centre."""
         if not self.center:
             return frame * self.hop_length + self.win_length
-        return frame * self.hop_length - self.n_fft // 2 + (self.n_fft - self.win_length) // 2 + self.win_length
+        return frame * self.hop_length - self.n_fft // 2 + self.window_start + self.win_length
 
     def num_frames(self, num_samples: int) -> int:
         """Feature frames produced for ``num_samples`` samples of audio at ``sample_rate``."""

@@ -20,7 +20,7 @@ class FeatureStream:
             raise ValueError(f"frontend {spec.name!r} subtracts the clip mean, which cannot be streamed; use a spec without subtract_mean.")
         self.spec = spec
         self._scratch = Scratch(spec)  # the frontend's buffers, reused every hop
-        self._skip = (spec.n_fft - spec.win_length) // 2 if spec.center else 0  # padded-signal samples before a frame's window
+        self._skip = spec.window_start if spec.center else 0  # padded-signal samples before a frame's window
         self._buffer = np.zeros(0)  # padded signal from the next frame's first sample, float64 (features.taper)
         self._raw: list[np.ndarray] = []  # the first samples, kept until the left reflection is known
         self._started = not spec.center
