@@ -1,6 +1,6 @@
 """Which threshold rule of `earmark adapt`'s fine-tune path carries to sounds it never trained on (issue 26).
 
-    python bench/bench_enrol_thresholds.py W/openclonk-data-seed0/student-adapted.onnx [...]   # files bench_adapt.py --finetune wrote
+    python bench/bench_enrol_thresholds.py W/openclonk-data-seed0/student-adapted.onnx [...] [--grid probability]   # bench_adapt.py --finetune wrote them
 
 The fine-tune chooses each label's threshold on mixtures of the very examples it trained on, over the last quarter of
 the site, and on that quarter alone (`adapt/finetune.py`). For each adapted file this bench rebuilds those timelines
@@ -8,10 +8,12 @@ the site, and on that quarter alone (`adapt/finetune.py`). For each adapted file
 bench_adapt's folder beside it) and hears bench_adapt's test soundscapes of the same package, then applies each rule
 to the tuning counts and reports what its thresholds give on the test: onset F1 at 0.5 s (``operating.onset_hits``,
 the rule's own matching, not sed_eval's: compare rows, not with `earmark eval`), detections / events. Rules, each
-within the site budget as adapt counts it: adapt's own (the highest grid value with the best F1; read from the file's
-metadata), the lowest with the best F1, and the lowest within 0.05 / 0.1 / 0.2 of it; "test oracle" is the best
-any per-label thresholds reach on the test itself (coordinate ascent), the headroom a rule could find. Per label, the
-events found and detections over the top of the grid, beside the site's alarms, show what holds each threshold up.
+within the site budget as adapt counts it: adapt's own (the middle of the grid values with the best F1,
+``operating.label_threshold``), the highest with the best F1 (adapt's rule before), the lowest with the best F1, and the
+lowest within 0.05 / 0.1 / 0.2 of it; "test oracle" is the best any per-label thresholds reach on the test itself
+(coordinate ascent), the headroom a rule could find. Per label, the events found and detections over the top of the
+grid, beside the site's alarms, show what holds each threshold up. ``--grid probability`` tries the grid adapt used
+before (0.05 to 0.95 by 0.05, then 0.97, 0.98, 0.99, 0.995, 0.998) instead of its logit steps.
 
 Threads: ONNX Runtime and BLAS one each.
 """
@@ -29,33 +31,36 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 from earmark.adapt import read_enrolment  # noqa: E402
 from earmark.adapt.enrol import AdaptSettings, timeline  # noqa: E402
 from earmark.adapt.finetune import HELD_SITE, tuning_timelines  # noqa: E402
-from earmark.adapt.operating import GRID, grid_counts  # noqa: E402
+from earmark.adapt.operating import GRID, grid_counts, label_threshold  # noqa: E402
 from earmark.audio.events import EventSettings  # noqa: E402
 from earmark.audio.io import load_audio  # noqa: E402
 from earmark.audio.manifest import read_manifest  # noqa: E402
 from earmark.runtime import load_backend  # noqa: E402
 
-RULES = ("lowest best", "lowest within 0.05", "lowest within 0.1", "lowest within 0.2")  # beside adapt's own
+GRIDS = {"adapt": GRID, "probability": tuple(round(float(g), 3) for g in np.r_[np.linspace(0.05, 0.95, 19), 0.97, 0.98, 0.99, 0.995, 0.998])}
+RULES = ("highest best", "lowest best", "lowest within 0.05", "lowest within 0.1", "lowest within 0.2")  # beside adapt's own
 
 
 def f1(hits: int, detections: int, references: int) -> float:
     return 2 * hits / (detections + references) if hits else 0.0
 
 
-def choose(rule: str, counts: dict, references: Counter, share: float) -> dict[str, int]:
-    """Grid index per label: the lowest grid value within ``rule``'s tolerance of the best F1, among those whose site
-    alarms fit ``share``; the top where none finds an event."""
-    tolerance = 0.0 if rule == "lowest best" else float(rule.split()[-1])
+def choose(rule: str, counts: dict, references: Counter, share: float, grid: tuple[float, ...]) -> dict[str, int]:
+    """Grid index per label: the lowest (``highest best``: the highest) grid value within ``rule``'s tolerance of the
+    best F1, among those whose site alarms fit ``share``; the top where none finds an event."""
+    tolerance = 0.0 if rule.endswith("best") else float(rule.split()[-1])
+    pick = max if rule == "highest best" else min
     chosen = {}
     for label, per_grid in counts.items():
         inside = [(f1(h, d, references[label]), i) for i, (h, d, alarms) in enumerate(per_grid) if alarms <= share]
         best = max((score for score, _ in inside), default=0.0)
-        chosen[label] = min(i for score, i in inside if score >= best - tolerance) if best else len(GRID) - 1
+        chosen[label] = pick([i for score, i in inside if score >= best - tolerance]) if best else len(grid) - 1
     return chosen
 
 
@@ -69,7 +74,7 @@ def test_timelines(backend, scapes: Path) -> list[tuple[list, list, float]]:
     return heard
 
 
-def report(model: Path) -> str:
+def report(model: Path, grid: tuple[float, ...]) -> str:
     folder = model.parent  # bench_adapt's PACKAGE-seedS folder: examples/, site.wav, test/scapes/
     backend = load_backend(model, threads=1)
     meta, record = backend.metadata, backend.metadata.adaptation
@@ -82,11 +87,11 @@ def report(model: Path) -> str:
         held = Path(tmp) / "held.wav"
         sf.write(held, enrolment.background[int(round((1 - HELD_SITE) * enrolment.background.size)):], enrolment.sample_rate)
         mixtures, site = tuning_timelines(model, enrolment, held, settings)
-    tuning = grid_counts(mixtures, site, labels, events)
+    tuning = grid_counts(mixtures, site, labels, events, grid)
     tuned_refs = Counter(label for _, refs, _ in mixtures for _, _, label in refs)
     share = settings.max_false_alarms * sum(seconds for _, seconds in site) / 3600 / len(labels)
     test = test_timelines(backend, folder / "test" / "scapes" / "soundscapes.tsv")
-    tested = grid_counts(test, [], labels, events)
+    tested = grid_counts(test, [], labels, events, grid)
     refs = Counter(label for _, references, _ in test for _, _, label in references)
     total = sum(refs.values())
 
@@ -97,22 +102,22 @@ def report(model: Path) -> str:
 
     lines = [f"\n{model} ({meta.precision}; post-processing {meta.postprocess}; site share {share:.2f} alarms a label)",
              "| rule | onset F1 0.5 s (test) | detections / events | thresholds |", "|---|---|---|---|"]
-    adapts = {label: GRID.index(meta.threshold(label)) for label in labels}  # the file's: highest grid value with the best F1
-    for rule, chosen in [("highest best (adapt's, in the file)", adapts)] + [(r, choose(r, tuning, tuned_refs, share)) for r in RULES]:
+    adapts = {label: label_threshold(tuning[label], tuned_refs[label], share) for label in labels}  # adapt's rule
+    for rule, chosen in [("middle best (adapt's)", adapts)] + [(r, choose(r, tuning, tuned_refs, share, grid)) for r in RULES]:
         value, detections = score(chosen)
         lines.append(f"| {rule} | {100 * value:.1f}% | {detections} / {total} | "
-                     + ", ".join(f"{label} {GRID[i]:g}" for label, i in chosen.items()) + " |")
-    oracle = {label: len(GRID) - 1 for label in labels}
+                     + ", ".join(f"{label} {grid[i]:g}" for label, i in chosen.items()) + " |")
+    oracle = {label: len(grid) - 1 for label in labels}
     for _ in range(3):
         for label in labels:
-            oracle[label] = max(range(len(GRID)), key=lambda i: (score({**oracle, label: i})[0], i))
+            oracle[label] = max(range(len(grid)), key=lambda i: (score({**oracle, label: i})[0], i))
     value, detections = score(oracle)
     lines.append(f"| test oracle | {100 * value:.1f}% | {detections} / {total} | "
-                 + ", ".join(f"{label} {GRID[i]:g}" for label, i in oracle.items()) + " |")
-    top = range(GRID.index(0.5), len(GRID))
+                 + ", ".join(f"{label} {grid[i]:g}" for label, i in oracle.items()) + " |")
+    top = [i for i, g in enumerate(grid) if g >= 0.5]
     lines.append("\nper label, from 0.5 up the grid: test found/detections; site alarms")
     for label in labels:
-        lines.append(f"  {label} ({refs[label]} test events): " + " ".join(f"{GRID[i]:g}:{tested[label][i][0]}/{tested[label][i][1]}" for i in top)
+        lines.append(f"  {label} ({refs[label]} test events): " + " ".join(f"{grid[i]:g}:{tested[label][i][0]}/{tested[label][i][1]}" for i in top)
                      + "; site " + " ".join(str(tuning[label][i][2]) for i in top))
     return "\n".join(lines)
 
@@ -120,8 +125,10 @@ def report(model: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", type=Path, nargs="+", help="adapted .onnx files in bench_adapt.py's PACKAGE-seedS folders")
-    for model in parser.parse_args().models:
-        print(report(model), flush=True)
+    parser.add_argument("--grid", choices=GRIDS, default="adapt", help="the thresholds tried: adapt's own (logit steps), or the probability grid it used before")
+    args = parser.parse_args()
+    for model in args.models:
+        print(report(model, GRIDS[args.grid]), flush=True)
     return 0
 
 

@@ -6,8 +6,8 @@ The caller gives timelines of mixtures of held-out examples over a held-out stre
 stretches alone. A label's false alarms are its detections on the site alone: the site's own sounds are what an
 enrolled detector must stay quiet on. The budget (per hour of site, all labels together) is shared equally: each
 label may raise ``budget / labels`` of it. Within its share, each label takes the threshold with its best event F1 on
-the mixtures (the higher on ties): a detection whose label matches a reference not yet matched, with onsets within
-``COLLAR``, is a hit; any other detection of that label (a wrong label, a second piece of one event) counts against
+the mixtures (of several, the middle one: ``label_threshold``; bench_enrol_thresholds.py compares rules): a detection
+whose label matches a reference not yet matched, with onsets within ``COLLAR``, is a hit; any other detection of that label (a wrong label, a second piece of one event) counts against
 it. Labels decode independently, so each label's threshold is chosen apart: a label the site itself resembles (a
 crackling fire over a humming site) gets a high threshold without silencing the others, as one shared threshold did
 (bench_adapt, docs/enrolment.md). A label that finds no event within its share keeps the grid's top and is named in
@@ -23,8 +23,10 @@ import numpy as np
 
 from earmark.audio.events import EventSettings, Scores, decode
 
-GRID = tuple(round(float(g), 3) for g in np.r_[np.linspace(0.05, 0.95, 19), 0.97, 0.98, 0.99, 0.995, 0.998])  # a head
-# fitted on a few examples is confident: the site's own frames can score above 0.95
+# Thresholds in equal steps of the logit, log(p / (1 - p)) from -3 to 8 by 0.25 (p 0.047 to 0.99966): a detector fitted
+# on a few examples is confident, the site's own frames can score above 0.99, and there steps of probability are too
+# coarse (0.99, 0.995, 0.998 were the last three of an earlier grid, and most labels chose one of them).
+GRID = tuple(round(float(1 / (1 + np.exp(-z))), 5) for z in np.arange(-3, 8.125, 0.25))
 COLLAR = 0.5
 Events = list[tuple[float, float, str]]
 
@@ -75,6 +77,20 @@ def grid_counts(mixtures: list[tuple[list[Scores], Events, float]], site: list[t
     return counts
 
 
+def label_threshold(per_grid: list[tuple[int, int, int]], references: int, share: float) -> int:
+    """Index of one label's threshold in the grid, from its (events found, detections, site alarms) at each grid value:
+    among the values whose site alarms fit ``share``, those with the best event F1 on the mixtures, and of them the
+    middle one, as far in logit steps from the lowest (nearer the site's own sounds) as from the highest (which loses
+    the quieter sounds the fine-tune never heard); the grid's top where no value finds an event."""
+    f1 = [2 * found / (detections + references) if found else 0.0 for found, detections, _ in per_grid]
+    inside = [i for i, (_, _, alarms) in enumerate(per_grid) if alarms <= share]
+    best = max((f1[i] for i in inside), default=0.0)
+    if best == 0.0:
+        return len(per_grid) - 1
+    ties = [i for i in inside if f1[i] == best]
+    return ties[(len(ties) - 1) // 2]
+
+
 def choose_thresholds(mixtures: list[tuple[list[Scores], Events, float]], site: list[tuple[list[Scores], float]],
                       labels: list[str], settings: EventSettings, max_false_alarms: float, grid: tuple[float, ...] = GRID) -> OperatingPoint:
     """The operating point for ``max_false_alarms`` per hour of site audio, all labels together (module docstring);
@@ -85,10 +101,8 @@ def choose_thresholds(mixtures: list[tuple[list[Scores], Events, float]], site: 
     counts = grid_counts(mixtures, site, labels, settings, grid)  # per grid value: (hits, detections, site alarms)
     chosen = {}
     for label in labels:
-        f1 = lambda c: 2 * c[0] / (c[1] + references[label]) if c[0] else 0.0
-        inside = [(f1(c), g, c) for g, c in zip(grid, counts[label]) if c[2] <= share]
-        best = max(inside, key=lambda p: p[:2], default=None)
-        chosen[label] = best[1:] if best and best[0] > 0 else (grid[-1], counts[label][-1])
+        index = label_threshold(counts[label], references[label], share)
+        chosen[label] = (grid[index], counts[label][index])
     hits = sum(c[0] for _, c in chosen.values())
     detections = sum(c[1] for _, c in chosen.values())
     total = sum(references.values())
