@@ -7,11 +7,11 @@ stretches alone. A label's false alarms are its detections on the site alone: th
 enrolled detector must stay quiet on. The budget (per hour of site, all labels together) is shared equally: each
 label may raise ``budget / labels`` of it. Within its share, each label takes the threshold with its best event F1 on
 the mixtures (of several, the middle one: ``label_threshold``; bench_enrol_thresholds.py compares rules): a detection
-whose label matches a reference not yet matched, with onsets within ``COLLAR``, is a hit; any other detection of that label (a wrong label, a second piece of one event) counts against
-it. Labels decode independently, so each label's threshold is chosen apart: a label the site itself resembles (a
-crackling fire over a humming site) gets a high threshold without silencing the others, as one shared threshold did
-(bench_adapt, docs/enrolment.md). A label that finds no event within its share keeps the grid's top and is named in
-``missed``.
+whose label matches a reference not yet matched, with onsets within ``COLLAR``, is a hit; any other detection of that
+label (a wrong label, a second piece of one event) counts against it. Labels decode independently, so each label's
+threshold is chosen apart: a label the site itself resembles (a crackling fire over a humming site) gets a high
+threshold without silencing the others, as one shared threshold did (bench_adapt, docs/enrolment.md). A label that
+finds no event within its share keeps the grid's top and is named in ``missed``.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def test_no_threshold_inside_the_budget_keeps_the_grid_top_and_says_so(budget):
 
 
 def test_a_label_the_site_resembles_does_not_silence_the_others():
-    """The site's 0.9 spike of label a (whose events score 0.97) lifts a's threshold above 0.9; b keeps the lowest of its
+    """The site's 0.9 spike of label a (whose events score 0.97) lifts a's threshold above 0.9; b keeps the middle of its
     own best F1. One shared threshold above 0.9 would find no b at all."""
     events = [[(2.0, 3.0, "a"), (5.0, 6.0, "b")], [(4.0, 5.0, "b"), (7.0, 8.0, "a")]]
     mixtures = [(_timeline(e, labels=("a", "b"), inside={"a": 0.97}), e, 10.0) for e in events]
