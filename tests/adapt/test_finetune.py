@@ -4,6 +4,7 @@ and INT8 files that `listen` and `eval` run; its scores rise on held-out example
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -18,6 +19,7 @@ from earmark.students import create_student, student_checkpoint_meta
 from .test_adapt import ENROLLED, enrolment  # noqa: F401 (the fixture)
 
 MARGIN = 0.3  # a label's peak score on its held-out events above its peak on the held-out site alone
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 ROUNDING_ATOL = 2e-3  # a causal INT8 file's peak scores against its fp32 file's: per-channel rounding moves them 1e-4 to 5e-4 here
 
 
@@ -75,6 +77,23 @@ def test_the_tuned_files_record_their_enrolment_and_run_in_listen_and_eval(enrol
                       + "".join(f"{root / 'held.wav'}\t{on:.3f}\t{off:.3f}\t{label}\n" for on, off, label in references))
     assert main(["eval", str(tuned["fp32"]), str(scapes), "--out", str(tmp_path / "eval"), "--timelines", "0"]) == 0
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["events"]["0.2"]["references"] == len(references)
+
+
+def test_bench_enrol_thresholds_reproduces_the_thresholds_adapt_wrote(enrolment, tuned):  # noqa: F811
+    """The bench rebuilds the tuning timelines from the file's adaptation record and applies adapt's rule again: its
+    first row's thresholds are the file's own. The test soundscape is the held-out one, in bench_adapt's layout."""
+    root, _, references = enrolment
+    scapes = root / "test" / "scapes"
+    scapes.mkdir(parents=True, exist_ok=True)
+    (scapes / "soundscapes.tsv").write_text("filename\tonset\toffset\tevent_label\n"
+                                           + "".join(f"{root / 'held.wav'}\t{on:.3f}\t{off:.3f}\t{label}\n" for on, off, label in references))
+    run = subprocess.run([sys.executable, str(BENCH / "bench_enrol_thresholds.py"), str(tuned["fp32"])], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [line.split(" | ") for line in run.stdout.splitlines() if line.startswith("| ") and "%" in line]
+    assert [row[0] for row in rows] == ["| middle best (adapt's)", "| highest best", "| lowest best", "| lowest within 0.05",
+                                        "| lowest within 0.1", "| lowest within 0.2", "| test oracle"]
+    chosen = dict(pair.rsplit(" ", 1) for pair in rows[0][3].rstrip(" |").split(", "))
+    assert {label: float(p) for label, p in chosen.items()} == load_backend(tuned["fp32"]).metadata.thresholds
 
 
 @pytest.mark.parametrize("case, message", [
