@@ -72,7 +72,8 @@ def earmark(*args: str | Path, log: Path) -> None:
 
 
 def real_split(root: Path, out: Path, scapes: int, seed: int, log: Path, per_class: int = 0) -> tuple[Path, Path, Path]:
-    """(training clips CSV, training backgrounds folder, held-out soundscapes TSV) from a build_real_sfx.py folder;
+    """(training clips CSV, training backgrounds folder, held-out soundscapes TSV) from a build_real_sfx.py folder, and
+    beside them ``train_distractors.csv``, the training packages' clips of the other classes;
     ``per_class`` > 0 mixes the soundscapes from at most that many held-out clips a class (drawn with ``seed``), so that
     the test events spread over the classes instead of following the packages' counts."""
     rows, stems = [], set()
@@ -95,12 +96,14 @@ def real_split(root: Path, out: Path, scapes: int, seed: int, log: Path, per_cla
         tests = [r for label in both for r in random.Random(seed).sample(
             [r for r in tests if r["category"] == label], min(per_class, counts[label][True]))]
     suffix = f"-even{per_class}" if per_class else ""
-    for name, chosen in (("train", [r for r in rows if r["category"] in both and r["package"] not in HELD_OUT]),
-                         (f"test{suffix}", tests)):
-        with open(out / f"{name}_clips.csv", "w", newline="") as f:
+    others = sorted({r["category"] for r in rows} - set(both))  # the training packages' other sounds: distractors
+    for name, chosen, names in (("train_clips", [r for r in rows if r["category"] in both and r["package"] not in HELD_OUT], both),
+                                (f"test{suffix}_clips", tests, both),
+                                ("train_distractors", [r for r in rows if r["category"] in others and r["package"] not in HELD_OUT], others)):
+        with open(out / f"{name}.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["filename", "fold", "target", "category"])
-            writer.writerows([r["link"], r["fold"], both.index(r["category"]), r["category"]] for r in chosen)
+            writer.writerows([r["link"], r["fold"], names.index(r["category"]), r["category"]] for r in chosen)
     for name, held in (("train", False), ("test", True)):
         folder = out / f"{name}_backgrounds"
         folder.mkdir(exist_ok=True)

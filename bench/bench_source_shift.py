@@ -34,6 +34,7 @@ VARIANTS = {  # name -> (what changes, distill flags)
     "bandlimit-eq": ("+ band limit and random EQ", ["--source-chain", "bandlimit", "--source-chain", "eq"]),
     "bandlimit-specaugment": ("+ band limit and SpecAugment", ["--source-chain", "bandlimit", "--specaugment-freq", 16]),
     "chain": ("+ band limit, EQ and reverberation", ["--source-chain", "bandlimit", "--source-chain", "eq", "--source-chain", "reverb"]),
+    "distractors": ("+ distractors: the training packages' other sounds, unlabelled", ["--distractors", "{distractors}"]),
 }
 
 
@@ -43,7 +44,8 @@ def train(name: str, clips: Path, backgrounds: Path, out: Path, epochs: int, see
     if not (out / name / "results.json").exists():
         earmark("distill", "--no-kd", "--student", STUDENT, "--data", clips, "--seed", seed, "--epochs", epochs, "--batch-size", 32,
                 "--task", "frame", "--objective", "detect", "--backgrounds", backgrounds, "--mix-snr", 0, 15, *LISTEN, *BUDGET,
-                *VARIANTS[name][1], "--out", out / name, log=log)
+                *[str(flag).format(distractors=clips.parent / "train_distractors.csv") for flag in VARIANTS[name][1]],
+                "--out", out / name, log=log)
         onnx.unlink(missing_ok=True)
     if not onnx.exists():
         earmark("export", out / name / "student", "--out", onnx, log=log)

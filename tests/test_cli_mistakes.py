@@ -32,6 +32,7 @@ CASES = [
     (["distill", "--data", "{renamed}", "--out", "{root}/o", "--dir-p", "2"], "--dir-p 2.0 is not a probability"),
     (["distill", "--no-kd", "--data", "{clips}", "--out", "{root}/o", "--source-chain", "eq"], "pass --backgrounds to train on mixtures"),
     (["distill", "--no-kd", "--data", "{clips}", "--out", "{root}/o", "--source-chain", "phone"], "invalid choice: 'phone' (choose from"),
+    (["distill", "--no-kd", "--data", "{clips}", "--out", "{root}/o", "--distractors", "{root}/audio"], "pass --backgrounds to train on mixtures"),
     (["pretrain", "asit", "--data", "{renamed}", "--out", "{root}/o", "--steps", "0"], "--steps 0 is not a whole number"),
     (["pretrain", "asit", "--data", "{renamed}", "--out", "{root}/o", "--seed", "-1"], "--seed -1 is not a whole number of at least 0"),
     (["finetune", "acmsskd_tiny", "--data", "{renamed}", "--out", "{root}/o", "--mix-snr", "nan", "10"], "--mix-snr nan is not a finite"),

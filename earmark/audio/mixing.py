@@ -5,7 +5,8 @@ clip's active span, found by trimming quiet ends), at onsets drawn uniformly, at
 range, with at most ``max_overlap`` events sounding at once. SNR is the event's RMS over its active
 span against the background excerpt's RMS, in dB. The strong labels are the placed spans, so an
 event placed at t is labelled at t. Stretches without events, and soundscapes drawn with none,
-are the negatives a detector needs. Numpy only: the same mixer runs in ``earmark data mix`` and
+are the negatives a detector needs; distractors (recordings of sounds outside the label set, placed
+like events but never labelled) are the negatives that sound like something. Numpy only: the same mixer runs in ``earmark data mix`` and
 inside training (one soundscape per item, seeded by (seed, epoch, index)).
 """
 
@@ -42,10 +43,12 @@ class MixSettings:
     trim_db: float = 30.0  # an event's active span: where its 10 ms RMS is within this of its loudest
     chain: tuple[str, ...] = ()  # recording-chain stages (audio.chain.STAGES) each event may pass through before mixing
     chain_p: float = 0.5  # probability of each of those stages per event
+    distractors: tuple[int, int] = (0, 1)  # inclusive range of unlabelled events, when the mixer has distractor recordings
 
     def __post_init__(self):
-        if self.duration <= 0 or not 0 <= self.events[0] <= self.events[1] or self.snr[0] > self.snr[1] or self.max_overlap < 1:
-            raise ValueError(f"mix settings {self} are inconsistent; pass a positive duration, events LOW <= HIGH, "
+        if (self.duration <= 0 or not 0 <= self.events[0] <= self.events[1] or not 0 <= self.distractors[0] <= self.distractors[1]
+                or self.snr[0] > self.snr[1] or self.max_overlap < 1):
+            raise ValueError(f"mix settings {self} are inconsistent; pass a positive duration, events and distractors LOW <= HIGH, "
                              "SNR LOW <= HIGH and an overlap limit of at least 1.")
         check_stages(self.chain)
 
@@ -74,16 +77,18 @@ def active_span(wave: np.ndarray, sample_rate: int, trim_db: float = 30.0) -> tu
     return int(loud[0] * hop), wave.size if loud[-1] == len(rms) - 1 else int((loud[-1] + 1) * hop)
 
 
-def find_backgrounds(path: str | os.PathLike) -> list[Path]:
-    """Background recordings: every audio file under a folder, or the files a manifest lists."""
+def find_backgrounds(path: str | os.PathLike, what: str = "background recordings",
+                     like: str = "ambience recordings") -> list[Path]:
+    """Background recordings (or ``what`` else, such as distractors): every audio file under a folder, or the files a
+    manifest lists (its labels unused)."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     else:
         files = [c.path for c in read_manifest(path).clips]
     if not files:
-        raise ValueError(f"{path}: holds no background recordings ({', '.join(sorted(AUDIO_SUFFIXES))}); "
-                         "point it at a folder of ambience recordings or a manifest listing them.")
+        raise ValueError(f"{path}: holds no {what} ({', '.join(sorted(AUDIO_SUFFIXES))}); "
+                         f"point it at a folder of {like} or a manifest listing them.")
     return files
 
 
@@ -140,20 +145,24 @@ def split_backgrounds(files: list[Path], folds: list[int], scenes: dict[str, str
 
 
 class SoundscapeMixer:
-    """Draws soundscapes from a clip manifest (single-, multi- or strong-labelled) over background recordings."""
+    """Draws soundscapes from a clip manifest (single-, multi- or strong-labelled) over background recordings, with
+    ``distractors`` (recordings of sounds outside the label set) placed unlabelled among the events when given."""
 
-    def __init__(self, clips: Manifest, backgrounds: list[Path], sample_rate: int, settings: MixSettings = MixSettings()):
+    def __init__(self, clips: Manifest, backgrounds: list[Path], sample_rate: int, settings: MixSettings = MixSettings(),
+                 distractors: list[Path] = ()):
         if not clips.clips:
             raise ValueError(f"{clips.source or 'the clip manifest'}: has no clips to place; check the manifest and its folds.")
         if not backgrounds:
             raise ValueError("no background recordings to mix over; pass a folder or manifest of them (--backgrounds).")
         self.clips, self.backgrounds, self.sample_rate, self.settings = clips, list(backgrounds), sample_rate, settings
+        self.distractors = list(distractors)
         self._events: dict[int, tuple[np.ndarray, list[Event]]] = {}
+        self._distractors: dict[int, np.ndarray] = {}
 
     def with_settings(self, **changes) -> "SoundscapeMixer":
-        """The same clips and backgrounds, other settings (e.g. the training window's duration)."""
-        mixer = SoundscapeMixer(self.clips, self.backgrounds, self.sample_rate, replace(self.settings, **changes))
-        mixer._events = self._events
+        """The same clips, backgrounds and distractors, other settings (e.g. the training window's duration)."""
+        mixer = SoundscapeMixer(self.clips, self.backgrounds, self.sample_rate, replace(self.settings, **changes), self.distractors)
+        mixer._events, mixer._distractors = self._events, self._distractors
         return mixer
 
     def event(self, index: int) -> tuple[np.ndarray, list[Event]]:
@@ -168,6 +177,14 @@ class SoundscapeMixer:
                 length = (end - start) / self.sample_rate
                 self._events[index] = (wave[start:end], [(0.0, length, label) for label in clip.labels])
         return self._events[index]
+
+    def distractor(self, index: int) -> np.ndarray:
+        """Distractor recording ``index``: its active span, to be placed without a label."""
+        if index not in self._distractors:
+            wave = load_audio(self.distractors[index], self.sample_rate)
+            start, end = active_span(wave, self.sample_rate, self.settings.trim_db)
+            self._distractors[index] = wave[start:end]
+        return self._distractors[index]
 
     def background(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         """A random excerpt of a random background, looped when shorter than the soundscape."""
@@ -191,7 +208,6 @@ class SoundscapeMixer:
         """One soundscape; ``first`` (a clip index) is the first event tried, so an epoch can visit every clip."""
         s, rate = self.settings, self.sample_rate
         audio, name = self.background(rng)
-        n = audio.size
         noise = max(_rms(audio), 1e-4)
         count = 0 if rng.random() < s.background_only else int(rng.integers(s.events[0], s.events[1] + 1))
         placed: list[tuple[int, int]] = []
@@ -201,32 +217,43 @@ class SoundscapeMixer:
         for k in range(count):
             index = first if (k == 0 and first is not None) else int(rng.integers(len(self.clips.clips)))
             wave, events = self.event(index)
-            if wave.size > n:  # longer than the soundscape: a random stretch of it fills the soundscape
-                cut = int(rng.integers(0, wave.size - n + 1))
-                wave = wave[cut:cut + n]
-                shift = -cut / rate
-            else:
-                shift = 0.0
-            if s.chain:
-                wave = recording_chain(wave, rate, rng, s.chain, s.chain_p)
-            gain = noise * 10 ** (rng.uniform(*s.snr) / 20) / max(_rms(wave), 1e-9)  # SNR = 20 log10(rms_e / rms_b)
-            for _ in range(20):  # placements tried before giving the event up
-                start = int(rng.integers(0, n - wave.size + 1))
-                if _concurrency(placed, start, start + wave.size) < s.max_overlap:
-                    break
-            else:
+            start, shift, length = self._place(out, wave, noise, placed, rng)
+            if start is None:
                 continue
-            out[start:start + wave.size] += gain * wave
-            placed.append((start, start + wave.size))
             sources.append(self.clips.clips[index].id)
             for onset, offset, label in events:
-                on, off = max(0.0, onset + shift) + start / rate, min(offset + shift, wave.size / rate) + start / rate
+                on, off = max(0.0, onset + shift) + start / rate, min(offset + shift, length / rate) + start / rate
                 if off > on:
                     labels.append((round(on, 3), round(off, 3), label))
+        if self.distractors:  # drawn after the events, so a mixer without distractors draws what it always drew
+            for _ in range(int(rng.integers(s.distractors[0], s.distractors[1] + 1))):
+                self._place(out, self.distractor(int(rng.integers(len(self.distractors)))), noise, placed, rng)
         peak = float(np.abs(out).max())
         if peak > 0.99:  # keep the sum inside [-1, 1] without changing the SNRs
             out *= 0.99 / peak
         return Soundscape(out.astype(np.float32), sorted(labels), name, rate, sources)
+
+    def _place(self, out: np.ndarray, wave: np.ndarray, noise: float, placed: list[tuple[int, int]],
+               rng: np.random.Generator) -> tuple[int | None, float, int]:
+        """Add ``wave`` into ``out`` at a drawn SNR over ``noise`` (the background's RMS) and a drawn start within the
+        overlap limit: (start sample or None when no start fits, the seconds cut from the wave's head, samples placed)."""
+        s, rate, n = self.settings, self.sample_rate, out.size
+        shift = 0.0
+        if wave.size > n:  # longer than the soundscape: a random stretch of it fills the soundscape
+            cut = int(rng.integers(0, wave.size - n + 1))
+            wave, shift = wave[cut:cut + n], -cut / rate
+        if s.chain:
+            wave = recording_chain(wave, rate, rng, s.chain, s.chain_p)
+        gain = noise * 10 ** (rng.uniform(*s.snr) / 20) / max(_rms(wave), 1e-9)  # SNR = 20 log10(rms_e / rms_b)
+        for _ in range(20):  # placements tried before giving the event up
+            start = int(rng.integers(0, n - wave.size + 1))
+            if _concurrency(placed, start, start + wave.size) < s.max_overlap:
+                break
+        else:
+            return None, shift, wave.size
+        out[start:start + wave.size] += gain * wave
+        placed.append((start, start + wave.size))
+        return start, shift, wave.size
 
 
 @dataclass(frozen=True)

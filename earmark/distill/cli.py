@@ -54,6 +54,8 @@ HELP = {
     "mix_snr": "event-to-background dB range (LOW HIGH) of those mixtures",
     "source_chain": "a recording-chain stage each training event may pass through before it is mixed, with probability 0.5 "
                     "(repeat: bandlimit, eq, reverb): a detector for sounds from sources it never heard (docs/distill.md)",
+    "distractors": "a folder or manifest of sounds outside the label set: half the training mixtures also hold one, never "
+                   "labelled, so the detector learns that not every sound is one of its classes (needs --backgrounds)",
     "scenes": "the backgrounds are labelled scenes (a manifest, or a folder per scene): the student also learns each mixture's "
               "scene in a second, softmax head, and `listen` reports scenes beside events",
     "median": "the `earmark listen --median` the event thresholds are tuned for",

@@ -16,7 +16,7 @@ from torch import nn
 from earmark.audio.datasets_torch import collate
 from earmark.audio.events import EventSettings
 from earmark.audio.metadata import default_hop_seconds
-from earmark.audio.mixing import background_scenes
+from earmark.audio.mixing import background_scenes, find_backgrounds
 from earmark.audio.features_torch import Frontend
 from earmark.audio import resample as audio_resample
 from earmark.audio.sources import DataSource, data_identity, open_data
@@ -49,6 +49,7 @@ class DistillConfig:
     backgrounds: str = ""  # a folder or manifest of background recordings: train and validate on clips mixed over them
     mix_snr: tuple[float, float] = (0.0, 15.0)  # event-to-background dB of those mixtures
     source_chain: list[str] = field(default_factory=list)  # recording-chain stages for training events (audio.chain)
+    distractors: str = ""  # a folder or manifest of sounds outside the label set, placed unlabelled in training mixtures
     scenes: bool = False  # the backgrounds are labelled scenes: the student also learns each mixture's scene (a second head)
     median: int = 1  # the `earmark listen` post-processing the event thresholds are tuned for
     min_duration: float = 0.0
@@ -303,14 +304,19 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     frontend = Frontend(student.frontend)
     splits = make_splits(manifest, objective, frontend.spec.sample_rate, config.clip_seconds, student.frame_hop_seconds if frame else None,
                          config.val_fold, config.test_fold, config.batch_size, config.seed, config.backgrounds, tuple(config.mix_snr),
-                         config.workers, scenes, tuple(config.source_chain))
+                         config.workers, scenes, tuple(config.source_chain),
+                         find_backgrounds(config.distractors, "distractor recordings", "sounds outside the label set") if config.distractors else [])
     online = None
     if config.online_teacher and config.kd:
         loaded = [load_teacher(t) for t in config.teachers]
         for (_, teacher_labels), path in zip(loaded, config.teachers):
             check_labels(teacher_labels, manifest, path)
         online = [p for p, _ in loaded]
-    cache = teacher_cache(config, manifest) if (config.kd and config.teachers and not online) else None
+    cached_kd = config.kd and config.teachers and not online
+    if cached_kd and config.distractors:
+        raise ValueError("--distractors adds sounds the cached teacher outputs never heard; pass --online-teacher (the teachers "
+                         "hear each mixture) or --no-kd.")
+    cache = teacher_cache(config, manifest) if cached_kd else None
     if cache is not None and config.backgrounds and objective != "detect":
         raise ValueError("soundscape KD from cached clip outputs combines sigmoid scores; pass --objective detect.")
     info = setup_distributed()

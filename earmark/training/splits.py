@@ -65,7 +65,8 @@ def tuning_soundscapes(data: DataSource, sample_rate: int, val_fold: int, test_f
 def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds: float, frame_hop: float | None,
                 val_fold: int, test_fold: int, batch_size: int, seed: int = 0, backgrounds: str = "",
                 snr: tuple[float, float] = (0.0, 15.0), workers: int = 0,
-                scenes: tuple[list[str], dict[str, str]] | None = None, chain: tuple[str, ...] = ()) -> Splits:
+                scenes: tuple[list[str], dict[str, str]] | None = None, chain: tuple[str, ...] = (),
+                distractors: list[Path] = ()) -> Splits:
     """Train / validation / test data by fold; with ``backgrounds``, training and validation hear the clips mixed over them.
 
     Training mixtures are window-long, new every epoch, 1-2 events, half of them background only (on bench_sed's
@@ -74,12 +75,16 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     enough of them; so does test for frame models (a weak clip has no frame targets), while a clip model's test is
     the held-out clips as they are. With ``scenes`` (``audio.background_scenes`` of the backgrounds: the scene labels
     and each recording's scene) every mixture item also carries its background's scene. With ``chain`` (names of
-    ``audio.chain.STAGES``) each event of a training mixture may pass through a random recording chain first.
+    ``audio.chain.STAGES``) each event of a training mixture may pass through a random recording chain first. With
+    ``distractors`` (recordings of sounds outside the label set) half the training mixtures also hold one, unlabelled.
     """
     train, val, test = data.train_val_test(val_fold, test_fold)
     held_out = lambda split, size: eval_loader(split, sample_rate, clip_seconds, size, frame_hop, workers)
     if chain and not backgrounds:
         raise ValueError("--source-chain passes each event through a recording chain before it is mixed; pass --backgrounds "
+                         "to train on mixtures.")
+    if distractors and not backgrounds:
+        raise ValueError("--distractors places sounds outside the label set in the training mixtures; pass --backgrounds "
                          "to train on mixtures.")
     if not backgrounds:
         return Splits(train_dataset(train, sample_rate, clip_seconds, batch_size, seed, frame_hop), held_out(val, 32), held_out(test, 32),
@@ -94,8 +99,9 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     train_backgrounds = sorted({f for fold in folds if fold not in (val_fold, test_fold) for f in own[fold]})
     settings = MixSettings(duration=clip_seconds, events=(1, 2), snr=tuple(snr), max_overlap=2, background_only=0.5)
     trained = replace(settings, chain=tuple(chain))  # validation and tuning hear the clips as they are
-    mixed = lambda split, files, train_mode: MixtureDataset(SoundscapeMixer(split, files, sample_rate, trained if train_mode else settings),
-                                                            frame_hop, train_mode, seed, scene_of, scene_labels)
+    mixer = lambda split, files, train_mode: (SoundscapeMixer(split, files, sample_rate, trained, distractors) if train_mode
+                                              else SoundscapeMixer(split, files, sample_rate, settings))
+    mixed = lambda split, files, train_mode: MixtureDataset(mixer(split, files, train_mode), frame_hop, train_mode, seed, scene_of, scene_labels)
     batches = lambda dataset, size: DataLoader(dataset, batch_size=size, collate_fn=collate, num_workers=workers)
     training = mixed(train, train_backgrounds, True)
     tested = batches(mixed(test, own[test_fold], False), 32) if frame_hop else held_out(test, 32)  # weak clips have no frame targets

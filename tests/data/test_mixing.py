@@ -166,3 +166,23 @@ def test_training_mixtures_are_new_each_epoch_and_the_same_on_resume(data):
     evaluation = MixtureDataset(mixer, frame_hop_seconds=0.05)
     evaluation.set_epoch(7)
     assert torch.equal(evaluation[1]["wave"], MixtureDataset(mixer, frame_hop_seconds=0.05)[1]["wave"])
+
+
+def test_distractors_sound_in_the_mixture_unlabelled_and_leave_the_events_as_they_were(data):
+    clips, backgrounds = read_manifest(data / "clips.csv"), find_backgrounds(data / "bg")
+    settings = MixSettings(duration=3.0, events=(1, 1), snr=(30, 30), background_only=0.0, max_overlap=1, distractors=(1, 1))
+    others = clips.filter(lambda c: c.labels == ("high",))  # 3 kHz tones, a sound the labelled mixer below never names
+    plain = SoundscapeMixer(clips.filter(lambda c: c.labels != ("high",)), backgrounds, RATE, settings)
+    mixer = SoundscapeMixer(plain.clips, backgrounds, RATE, settings, [c.path for c in others.clips])
+    assert mixer.with_settings(duration=2.0).distractors == mixer.distractors
+    for seed in range(4):
+        alone, with_distractor = plain.mix(np.random.default_rng(seed)), mixer.mix(np.random.default_rng(seed))
+        assert with_distractor.events == alone.events and with_distractor.sources == alone.sources
+        (onset, offset, _), = alone.events
+        extra = with_distractor.audio - alone.audio
+        heard_on, heard_off = _onsets_from_energy(extra, 0.001)
+        assert heard_off <= onset + 0.01 or heard_on >= offset - 0.01  # placed beside the event (overlap limit 1)
+        spectrum = np.abs(np.fft.rfft(extra))
+        assert np.argmax(spectrum) * RATE / extra.size == pytest.approx(3000, abs=2)  # the distractor is the 3 kHz tone
+    with pytest.raises(ValueError, match="events and distractors LOW <= HIGH"):
+        MixSettings(distractors=(2, 1))

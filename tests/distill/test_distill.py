@@ -130,6 +130,22 @@ def test_online_teacher_mode_runs_the_teacher_on_each_batch(synth_data, teacher_
     assert calls.count("TFSepNet") >= 2 * 3  # teacher and student forward on every one of the 3 training batches
 
 
+def test_distractors_reach_the_training_mixtures_only_and_need_teachers_that_hear_them(synth_data, teacher_ckpt, tmp_path):
+    from earmark.audio.mixing import find_backgrounds
+    from earmark.training import make_splits
+
+    noises = find_backgrounds(synth_data.backgrounds)
+    splits = make_splits(read_manifest(synth_data.clips_csv), "detect", 32000, 1.0, 0.05, 4, 5, 16,
+                         backgrounds=str(synth_data.backgrounds), distractors=noises)
+    assert splits.train.mixer.distractors == noises and not splits.val.dataset.mixer.distractors  # validation hears the classes only
+    config = DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), teachers=[str(teacher_ckpt)], student="tfsepnet16",
+                           objective="detect", backgrounds=str(synth_data.backgrounds), distractors=str(synth_data.backgrounds),
+                           epochs=1, batch_size=16, progress=False)
+    with pytest.raises(ValueError, match="cached teacher outputs never heard; pass --online-teacher"):
+        distill(config)
+    assert not (tmp_path / "teacher-cache").exists()  # refused before the cache is built
+
+
 def test_online_teachers_resample_as_the_cache_does_without_wrapping_round():
     """The online teacher's batch resampling equals soxr HQ on each clip (the cache path's resampler) within 1e-6."""
     import soxr
