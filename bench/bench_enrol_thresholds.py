@@ -37,7 +37,7 @@ import soundfile as sf  # noqa: E402
 from earmark.adapt import read_enrolment  # noqa: E402
 from earmark.adapt.enrol import AdaptSettings, timeline  # noqa: E402
 from earmark.adapt.finetune import HELD_SITE, tuning_timelines  # noqa: E402
-from earmark.adapt.operating import GRID, grid_counts, label_threshold  # noqa: E402
+from earmark.adapt.operating import GRID, best_f1_indices, event_f1, grid_counts, label_threshold  # noqa: E402
 from earmark.audio.events import EventSettings  # noqa: E402
 from earmark.audio.io import load_audio  # noqa: E402
 from earmark.audio.manifest import read_manifest  # noqa: E402
@@ -47,20 +47,15 @@ GRIDS = {"adapt": GRID, "probability": tuple(round(float(g), 3) for g in np.r_[n
 RULES = ("highest best", "lowest best", "lowest within 0.05", "lowest within 0.1", "lowest within 0.2")  # beside adapt's own
 
 
-def f1(hits: int, detections: int, references: int) -> float:
-    return 2 * hits / (detections + references) if hits else 0.0
-
-
 def choose(rule: str, counts: dict, references: Counter, share: float, grid: tuple[float, ...]) -> dict[str, int]:
     """Grid index per label: the lowest (``highest best``: the highest) grid value within ``rule``'s tolerance of the
-    best F1, among those whose site alarms fit ``share``; the top where none finds an event."""
+    best F1, among those whose site alarms fit ``share`` (``operating.best_f1_indices``); the top where none finds an event."""
     tolerance = 0.0 if rule.endswith("best") else float(rule.split()[-1])
     pick = max if rule == "highest best" else min
     chosen = {}
     for label, per_grid in counts.items():
-        inside = [(f1(h, d, references[label]), i) for i, (h, d, alarms) in enumerate(per_grid) if alarms <= share]
-        best = max((score for score, _ in inside), default=0.0)
-        chosen[label] = pick([i for score, i in inside if score >= best - tolerance]) if best else len(grid) - 1
+        near_best = best_f1_indices(per_grid, references[label], share, tolerance)
+        chosen[label] = pick(near_best) if near_best else len(grid) - 1
     return chosen
 
 
@@ -98,7 +93,7 @@ def report(model: Path, grid: tuple[float, ...]) -> str:
     def score(chosen: dict[str, int]) -> tuple[float, int]:
         hits = sum(tested[label][i][0] for label, i in chosen.items())
         detections = sum(tested[label][i][1] for label, i in chosen.items())
-        return f1(hits, detections, total), detections
+        return event_f1(hits, detections, total), detections
 
     lines = [f"\n{model} ({meta.precision}; post-processing {meta.postprocess}; site share {share:.2f} alarms a label)",
              "| rule | onset F1 0.5 s (test) | detections / events | thresholds |", "|---|---|---|---|"]

@@ -77,18 +77,26 @@ def grid_counts(mixtures: list[tuple[list[Scores], Events, float]], site: list[t
     return counts
 
 
+def event_f1(found: int, detections: int, references: int) -> float:
+    """Event F1 from events found, detections and reference events (0 when nothing is found)."""
+    return 2 * found / (detections + references) if found else 0.0
+
+
+def best_f1_indices(per_grid: list[tuple[int, int, int]], references: int, share: float, tolerance: float = 0.0) -> list[int]:
+    """Grid indices of one label, from its (events found, detections, site alarms) at each grid value: those whose site
+    alarms fit ``share`` and whose event F1 on the mixtures is within ``tolerance`` of the best of them; none where no
+    value within the share finds an event."""
+    inside = [(event_f1(found, detections, references), i) for i, (found, detections, alarms) in enumerate(per_grid) if alarms <= share]
+    best = max((f1 for f1, _ in inside), default=0.0)
+    return [i for f1, i in inside if f1 >= best - tolerance] if best else []
+
+
 def label_threshold(per_grid: list[tuple[int, int, int]], references: int, share: float) -> int:
-    """Index of one label's threshold in the grid, from its (events found, detections, site alarms) at each grid value:
-    among the values whose site alarms fit ``share``, those with the best event F1 on the mixtures, and of them the
-    middle one, as far in logit steps from the lowest (nearer the site's own sounds) as from the highest (which loses
-    the quieter sounds the fine-tune never heard); the grid's top where no value finds an event."""
-    f1 = [2 * found / (detections + references) if found else 0.0 for found, detections, _ in per_grid]
-    inside = [i for i, (_, _, alarms) in enumerate(per_grid) if alarms <= share]
-    best = max((f1[i] for i in inside), default=0.0)
-    if best == 0.0:
-        return len(per_grid) - 1
-    ties = [i for i in inside if f1[i] == best]
-    return ties[(len(ties) - 1) // 2]
+    """Index of one label's threshold in the grid: of the values with the best F1 within its share
+    (``best_f1_indices``), the middle one, as far in logit steps from the lowest (nearer the site's own sounds) as from
+    the highest (which loses the quieter sounds the fine-tune never heard); the grid's top where none finds an event."""
+    ties = best_f1_indices(per_grid, references, share)
+    return ties[(len(ties) - 1) // 2] if ties else len(per_grid) - 1
 
 
 def choose_thresholds(mixtures: list[tuple[list[Scores], Events, float]], site: list[tuple[list[Scores], float]],
@@ -107,6 +115,6 @@ def choose_thresholds(mixtures: list[tuple[list[Scores], Events, float]], site: 
     detections = sum(c[1] for _, c in chosen.values())
     total = sum(references.values())
     missed = [label for label, (_, c) in chosen.items() if not c[0]]
-    return OperatingPoint({label: g for label, (g, _) in chosen.items()}, 2 * hits / (detections + total) if total else 0.0,
+    return OperatingPoint({label: g for label, (g, _) in chosen.items()}, event_f1(hits, detections, total),
                           {label: c[0] / max(1, references[label]) for label, (_, c) in chosen.items()},
                           sum(c[2] for _, c in chosen.values()) / hours, not missed, missed, hours)

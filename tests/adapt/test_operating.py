@@ -4,7 +4,7 @@ that label's share of the budget."""
 import numpy as np
 import pytest
 
-from earmark.adapt.operating import GRID, choose_thresholds, label_threshold, onset_hits
+from earmark.adapt.operating import GRID, best_f1_indices, choose_thresholds, label_threshold, onset_hits
 from earmark.audio.events import EventSettings, Scores
 
 
@@ -73,3 +73,6 @@ def test_a_label_takes_the_middle_of_its_best_f1_among_the_values_inside_its_sha
     per_grid = [(2, 9, 5), (2, 4, 3), (2, 2, 0), (2, 2, 0), (2, 2, 0), (1, 1, 0), (0, 0, 0)]
     assert label_threshold(per_grid, references=2, share=1.0) == 3
     assert label_threshold([(0, 3, 0), (0, 0, 0), (0, 0, 0)], references=2, share=1.0) == 2
+    assert best_f1_indices(per_grid, references=2, share=1.0) == [2, 3, 4]
+    assert best_f1_indices(per_grid, references=2, share=1.0, tolerance=0.4) == [2, 3, 4, 5]  # F1 2/3 within 0.4 of 1
+    assert best_f1_indices([(0, 3, 0), (0, 0, 0)], references=2, share=1.0, tolerance=1.0) == []
