@@ -305,7 +305,7 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     splits = make_splits(manifest, objective, frontend.spec.sample_rate, config.clip_seconds, student.frame_hop_seconds if frame else None,
                          config.val_fold, config.test_fold, config.batch_size, config.seed, config.backgrounds, tuple(config.mix_snr),
                          config.workers, scenes, tuple(config.source_chain),
-                         find_backgrounds(config.distractors, "distractor recordings", "sounds outside the label set") if config.distractors else [])
+                         distractor_files(config))
     online = None
     if config.online_teacher and config.kd:
         loaded = [load_teacher(t) for t in config.teachers]
@@ -397,11 +397,16 @@ def run_config(run: str | os.PathLike, **overrides) -> DistillConfig:
     return DistillConfig(**{**json.loads((run / "config.json").read_text()), **overrides})
 
 
+def distractor_files(config: DistillConfig) -> list[Path]:
+    """The run's distractor recordings (``--distractors``), none without."""
+    return find_backgrounds(config.distractors, "distractor recordings", "sounds outside the label set") if config.distractors else []
+
+
 def validation_soundscapes(config: DistillConfig, manifest: DataSource, sample_rate: int) -> list:
-    """The run's validation soundscapes, mixed again from its config exactly as make_splits mixed them."""
+    """The run's tuning soundscapes, mixed again from its config exactly as make_splits mixed them."""
     scenes = background_scenes(config.backgrounds) if config.scenes else None
     return tuning_soundscapes(manifest, sample_rate, config.val_fold, config.test_fold, config.seed, config.backgrounds,
-                              tuple(config.mix_snr), scenes)
+                              tuple(config.mix_snr), scenes, distractor_files(config))
 
 
 def save_tunings(config: DistillConfig, tunings: dict[Path, Tuning], final: Path, results: dict) -> None:

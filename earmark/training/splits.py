@@ -22,13 +22,14 @@ from earmark.audio.sources import DataSource, eval_loader, train_dataset
 
 
 def validation_soundscapes(val: Manifest, backgrounds: list[Path], sample_rate: int, snr: tuple[float, float],
-                           seed: int = 0) -> list[Soundscape]:
-    """Soundscapes to tune on: the split itself when it is strong-labelled, else mixtures of its clips over ``backgrounds``."""
+                           seed: int = 0, distractors: list[Path] = ()) -> list[Soundscape]:
+    """Soundscapes to tune on: the split itself when it is strong-labelled, else mixtures of its clips over ``backgrounds``
+    (with ``distractors`` placed unlabelled in half of them, so thresholds are set against sounds outside the label set)."""
     if val.task == "frame":
         return [Soundscape(load_audio(c.path, sample_rate), list(c.events), "", sample_rate, []) for c in val.clips]
     if not backgrounds or not val.clips:
         return []
-    mixer = SoundscapeMixer(val, backgrounds, sample_rate, MixSettings(snr=tuple(snr)))  # 10 s, 1-4 events, some without
+    mixer = SoundscapeMixer(val, backgrounds, sample_rate, MixSettings(snr=tuple(snr)), distractors)  # 10 s, 1-4 events, some without
     return [mixer.mix(np.random.default_rng((seed, 1 << 20, k))) for k in range(max(8, 2 * len(val)))]  # each clip ~4 times
 
 
@@ -53,13 +54,14 @@ def fold_backgrounds(data: Manifest, backgrounds: str, val_fold: int, test_fold:
 
 
 def tuning_soundscapes(data: DataSource, sample_rate: int, val_fold: int, test_fold: int, seed: int = 0, backgrounds: str = "",
-                       snr: tuple[float, float] = (0.0, 15.0), scenes: tuple[list[str], dict[str, str]] | None = None) -> list[Soundscape]:
+                       snr: tuple[float, float] = (0.0, 15.0), scenes: tuple[list[str], dict[str, str]] | None = None,
+                       distractors: list[Path] = ()) -> list[Soundscape]:
     """The validation soundscapes that `make_splits` gives a run with these settings (event thresholds are tuned on them)."""
     _, val, _ = data.train_val_test(val_fold, test_fold)
     if not isinstance(val, Manifest):
         return []
     own = fold_backgrounds(data, backgrounds, val_fold, test_fold, scenes)[1][val_fold] if backgrounds else []
-    return validation_soundscapes(val, own, sample_rate, snr, seed)
+    return validation_soundscapes(val, own, sample_rate, snr, seed, distractors)
 
 
 def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds: float, frame_hop: float | None,
@@ -76,7 +78,8 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     the held-out clips as they are. With ``scenes`` (``audio.background_scenes`` of the backgrounds: the scene labels
     and each recording's scene) every mixture item also carries its background's scene. With ``chain`` (names of
     ``audio.chain.STAGES``) each event of a training mixture may pass through a random recording chain first. With
-    ``distractors`` (recordings of sounds outside the label set) half the training mixtures also hold one, unlabelled.
+    ``distractors`` (recordings of sounds outside the label set) half the training and tuning mixtures also hold one,
+    unlabelled (validation, which picks the best checkpoint, hears the classes only).
     """
     train, val, test = data.train_val_test(val_fold, test_fold)
     held_out = lambda split, size: eval_loader(split, sample_rate, clip_seconds, size, frame_hop, workers)
@@ -106,4 +109,4 @@ def make_splits(data: DataSource, objective: str, sample_rate: int, clip_seconds
     training = mixed(train, train_backgrounds, True)
     tested = batches(mixed(test, own[test_fold], False), 32) if frame_hop else held_out(test, 32)  # weak clips have no frame targets
     return Splits(training, batches(mixed(val, own[val_fold], False), 32), tested, batches(training, 16),
-                  tuning_soundscapes(data, sample_rate, val_fold, test_fold, seed, backgrounds, snr, scenes))
+                  tuning_soundscapes(data, sample_rate, val_fold, test_fold, seed, backgrounds, snr, scenes, distractors))

@@ -130,16 +130,24 @@ def test_online_teacher_mode_runs_the_teacher_on_each_batch(synth_data, teacher_
     assert calls.count("TFSepNet") >= 2 * 3  # teacher and student forward on every one of the 3 training batches
 
 
-def test_distractors_reach_the_training_mixtures_only_and_need_teachers_that_hear_them(synth_data, teacher_ckpt, tmp_path):
+def test_distractors_reach_the_training_and_tuning_mixtures_not_validation_and_need_teachers_that_hear_them(synth_data, teacher_ckpt, tmp_path):
     from earmark.audio.mixing import find_backgrounds
     from earmark.training import make_splits
 
-    noises = find_backgrounds(synth_data.backgrounds)
+    import soundfile as sf
+
+    (tmp_path / "others").mkdir()
+    for k in range(3):  # short bursts: sounds outside the label set
+        sf.write(tmp_path / "others" / f"burst{k}.wav", np.random.default_rng(k).uniform(-0.5, 0.5, 9600).astype(np.float32), 32000)
+    noises = find_backgrounds(tmp_path / "others")
     splits = make_splits(read_manifest(synth_data.clips_csv), "detect", 32000, 1.0, 0.05, 4, 5, 16,
                          backgrounds=str(synth_data.backgrounds), distractors=noises)
     assert splits.train.mixer.distractors == noises and not splits.val.dataset.mixer.distractors  # validation hears the classes only
+    plain = make_splits(read_manifest(synth_data.clips_csv), "detect", 32000, 1.0, 0.05, 4, 5, 16, backgrounds=str(synth_data.backgrounds))
+    assert [s.events for s in splits.soundscapes] == [s.events for s in plain.soundscapes]  # tuning: the same events, distractors added
+    assert sum(not np.array_equal(a.audio, b.audio) for a, b in zip(splits.soundscapes, plain.soundscapes)) >= len(plain.soundscapes) // 4
     config = DistillConfig(data=str(synth_data.clips_csv), out=str(tmp_path), teachers=[str(teacher_ckpt)], student="tfsepnet16",
-                           objective="detect", backgrounds=str(synth_data.backgrounds), distractors=str(synth_data.backgrounds),
+                           objective="detect", backgrounds=str(synth_data.backgrounds), distractors=str(tmp_path / "others"),
                            epochs=1, batch_size=16, progress=False)
     with pytest.raises(ValueError, match="cached teacher outputs never heard; pass --online-teacher"):
         distill(config)
