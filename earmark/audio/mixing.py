@@ -6,8 +6,9 @@ range, with at most ``max_overlap`` events sounding at once. SNR is the event's 
 span against the background excerpt's RMS, in dB. The strong labels are the placed spans, so an
 event placed at t is labelled at t. Stretches without events, and soundscapes drawn with none,
 are the negatives a detector needs; distractors (recordings of sounds outside the label set, placed
-like events but never labelled) are the negatives that sound like something. Numpy only: the same mixer runs in ``earmark data mix`` and
-inside training (one soundscape per item, seeded by (seed, epoch, index)).
+like events but never labelled) are the negatives that sound like something. Numpy only: the same
+mixer runs in ``earmark data mix`` and inside training (one soundscape per item, seeded by (seed,
+epoch, index)).
 """
 
 from __future__ import annotations

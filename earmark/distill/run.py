@@ -304,8 +304,7 @@ def distill(config: DistillConfig, force: bool = False) -> Path:
     frontend = Frontend(student.frontend)
     splits = make_splits(manifest, objective, frontend.spec.sample_rate, config.clip_seconds, student.frame_hop_seconds if frame else None,
                          config.val_fold, config.test_fold, config.batch_size, config.seed, config.backgrounds, tuple(config.mix_snr),
-                         config.workers, scenes, tuple(config.source_chain),
-                         distractor_files(config))
+                         config.workers, scenes, tuple(config.source_chain), distractor_files(config))
     online = None
     if config.online_teacher and config.kd:
         loaded = [load_teacher(t) for t in config.teachers]
